@@ -1,0 +1,239 @@
+//! DynamoDB: the allowlist (read by partition) and the decisions table (conditional writes).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{bad_data, classify};
+use crate::domain::allowlist::{ALL_SERVICES, Attr, Item};
+use crate::domain::record::{DecisionRecord, Status};
+use crate::domain::{AccountId, EndpointId, Outcome, Region, Rules, ServiceId, Trigger};
+use crate::ports::{Allowlist, DecisionLog, PortResult, Written};
+
+/// Converts a DynamoDB attribute to the domain's neutral form.
+pub fn to_attr(v: &AttributeValue) -> Attr {
+    match v {
+        AttributeValue::S(s) => Attr::S(s.clone()),
+        AttributeValue::N(n) => Attr::N(n.clone()),
+        AttributeValue::Bool(b) => Attr::Bool(*b),
+        AttributeValue::Ss(ss) => Attr::Ss(ss.clone()),
+        AttributeValue::L(l) => Attr::L(l.iter().map(to_attr).collect()),
+        AttributeValue::Null(_) => Attr::Null,
+        AttributeValue::B(_) => Attr::Other("B"),
+        AttributeValue::Bs(_) => Attr::Other("BS"),
+        AttributeValue::M(_) => Attr::Other("M"),
+        AttributeValue::Ns(_) => Attr::Other("NS"),
+        _ => Attr::Other("unknown"),
+    }
+}
+
+pub fn to_item(raw: &HashMap<String, AttributeValue>) -> Item {
+    raw.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoAllowlist {
+    client: Client,
+    table: String,
+}
+
+impl DynamoAllowlist {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Every item of one partition, read strongly consistent so an edit made a moment ago counts.
+    pub async fn partition(&self, key: &str) -> PortResult<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("service_id = :s")
+            .expression_attribute_values(":s", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("dynamodb", "Query", e))?;
+            items.extend(page.items().iter().map(to_item));
+        }
+        Ok(items)
+    }
+}
+
+impl Allowlist for DynamoAllowlist {
+    async fn rules_for(&self, service: &ServiceId) -> PortResult<Rules> {
+        let mut items = self.partition(service.as_str()).await?;
+        items.extend(self.partition(ALL_SERVICES).await?);
+        Ok(Rules::from_items(&items))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoDecisionLog {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDecisionLog {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// The sort key: the connection's creation time, zero-padded so it sorts as a string.
+pub fn sort_key(created_at_ms: i64) -> String {
+    format!("{created_at_ms:015}")
+}
+
+pub fn record_to_item(r: &DecisionRecord) -> HashMap<String, AttributeValue> {
+    let mut m = HashMap::from([
+        ("endpoint_id".to_owned(), s(r.endpoint_id.as_str())),
+        ("created".to_owned(), s(sort_key(r.created_at_ms))),
+        ("created_at_ms".to_owned(), n(r.created_at_ms)),
+        ("service_id".to_owned(), s(r.service_id.as_str())),
+        ("owner".to_owned(), s(r.owner.as_str())),
+        ("decision".to_owned(), s(r.outcome.past())),
+        ("reason".to_owned(), s(&r.reason)),
+        ("detail".to_owned(), s(&r.detail)),
+        ("trigger".to_owned(), s(r.trigger.as_str())),
+        ("decided_at_ms".to_owned(), n(r.decided_at_ms)),
+        ("decided_at".to_owned(), s(crate::domain::time::rfc3339_ms(r.decided_at_ms))),
+        ("status".to_owned(), s(r.status.as_str())),
+        ("claim".to_owned(), s(&r.claim)),
+        ("lease_until_ms".to_owned(), n(r.lease_until_ms)),
+        ("version".to_owned(), n(r.version)),
+    ]);
+    if let Some(region) = &r.region {
+        m.insert("region".into(), s(region.as_str()));
+    }
+    if let Some(rule) = &r.matched_rule {
+        m.insert("matched_rule".into(), s(rule));
+    }
+    m
+}
+
+pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRecord, String> {
+    let get_s = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).ok_or_else(|| format!("`{k}` missing or not a string"));
+    let get_n = |k: &str| -> Result<i64, String> {
+        m.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| format!("`{k}` missing or not a number"))
+    };
+    let trigger: Trigger =
+        serde_json::from_value(serde_json::Value::String(get_s("trigger")?.clone())).map_err(|e| e.to_string())?;
+    Ok(DecisionRecord {
+        endpoint_id: EndpointId::parse(get_s("endpoint_id")?).map_err(|e| e.to_string())?,
+        created_at_ms: get_n("created_at_ms")?,
+        service_id: ServiceId::parse(get_s("service_id")?).map_err(|e| e.to_string())?,
+        owner: AccountId::parse(get_s("owner")?).map_err(|e| e.to_string())?,
+        region: m.get("region").and_then(|v| v.as_s().ok()).map(|r| Region::parse(r)).transpose().map_err(|e| e.to_string())?,
+        outcome: Outcome::from_past(get_s("decision")?).ok_or("`decision` unknown")?,
+        reason: get_s("reason")?.clone(),
+        matched_rule: m.get("matched_rule").and_then(|v| v.as_s().ok()).cloned(),
+        detail: get_s("detail")?.clone(),
+        trigger,
+        decided_at_ms: get_n("decided_at_ms")?,
+        status: Status::parse(get_s("status")?).ok_or("`status` unknown")?,
+        claim: get_s("claim")?.clone(),
+        lease_until_ms: get_n("lease_until_ms")?,
+        version: u64::try_from(get_n("version")?).map_err(|e| e.to_string())?,
+    })
+}
+
+fn key(endpoint: &EndpointId, created_at_ms: i64) -> HashMap<String, AttributeValue> {
+    HashMap::from([("endpoint_id".to_owned(), s(endpoint.as_str())), ("created".to_owned(), s(sort_key(created_at_ms)))])
+}
+
+fn put_lost(e: &SdkError<PutItemError, aws_smithy_runtime_api::http::Response>) -> bool {
+    matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_)))
+}
+
+fn update_lost(e: &SdkError<UpdateItemError, aws_smithy_runtime_api::http::Response>) -> bool {
+    matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_)))
+}
+
+impl DecisionLog for DynamoDecisionLog {
+    async fn get(&self, endpoint: &EndpointId, created_at_ms: i64) -> PortResult<Option<DecisionRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(endpoint, created_at_ms)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb", "GetItem", e))?;
+        out.item()
+            .map(item_to_record)
+            .transpose()
+            .map_err(|why| bad_data("dynamodb", "GetItem", format!("decision record of {endpoint} is unreadable: {why}")))
+    }
+
+    async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Written> {
+        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(record_to_item(record)));
+        req = match expected_version {
+            None => req.condition_expression("attribute_not_exists(endpoint_id)"),
+            Some(v) => req.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if put_lost(&e) => Ok(Written::Lost),
+            Err(e) => Err(classify("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn advance(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&record.endpoint_id, record.created_at_ms)))
+            .update_expression("SET #st = :st")
+            .condition_expression("claim = :c AND version = :v")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status.as_str()))
+            .expression_attribute_values(":c", s(&record.claim))
+            .expression_attribute_values(":v", n(record.version))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if update_lost(&e) => Ok(Written::Lost),
+            Err(e) => Err(classify("dynamodb", "UpdateItem", e)),
+        }
+    }
+
+    async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&record.endpoint_id, record.created_at_ms)))
+            .update_expression("SET lease_until_ms = :zero")
+            .condition_expression("claim = :c AND version = :v AND #st = :claimed")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":c", s(&record.claim))
+            .expression_attribute_values(":v", n(record.version))
+            .expression_attribute_values(":claimed", s(Status::Claimed.as_str()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if update_lost(&e) => Ok(Written::Lost),
+            Err(e) => Err(classify("dynamodb", "UpdateItem", e)),
+        }
+    }
+}

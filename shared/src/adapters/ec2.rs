@@ -1,0 +1,113 @@
+//! EC2: `DescribeVpcEndpointConnections` (the truth), `Accept/RejectVpcEndpointConnections` (the actions).
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, UnsuccessfulItem, VpcEndpointConnection};
+
+use super::{bad_data, classify};
+use crate::domain::{AccountId, Connection, ConnectionState, EndpointId, ItemFailure, Region, ServiceId};
+use crate::ports::{ConnectionFilter, Connections, PortResult};
+
+/// How many endpoint IDs go into one filter, and the most a caller should pass to one accept/reject
+/// (each accept/reject is exactly one EC2 call, so its outcome is all-or-per-item, never partial).
+pub const MAX_IDS_PER_CALL: usize = 100;
+
+#[derive(Clone, Debug)]
+pub struct Ec2Connections {
+    client: Client,
+}
+
+impl Ec2Connections {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
+    Filter::builder().name(name).set_values(Some(values.into_iter().collect())).build()
+}
+
+/// Converts one SDK connection; `None` (logged) when EC2 sent something unusable.
+fn to_connection(c: &VpcEndpointConnection) -> Result<Connection, String> {
+    let service_id = ServiceId::parse(c.service_id().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let endpoint_id = EndpointId::parse(c.vpc_endpoint_id().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let owner = AccountId::parse(c.vpc_endpoint_owner().unwrap_or_default()).map_err(|e| e.to_string())?;
+    // The SDK parses camelCase states as `Unknown`: compare the wire string (ARCHITECTURE.md fact 4).
+    let state = ConnectionState::from_wire(c.vpc_endpoint_state().map(|s| s.as_str()).unwrap_or_default());
+    let region = match c.vpc_endpoint_region() {
+        None | Some("") => None,
+        Some(r) => Some(Region::parse(r).map_err(|e| e.to_string())?),
+    };
+    let created = c.creation_timestamp().ok_or("no CreationTimestamp")?;
+    let created_at_ms = created.to_millis().map_err(|e| e.to_string())?;
+    Ok(Connection { service_id, endpoint_id, owner, state, region, created_at_ms })
+}
+
+fn to_failures(items: &[UnsuccessfulItem]) -> Vec<ItemFailure> {
+    items
+        .iter()
+        .map(|u| ItemFailure {
+            endpoint_id: u.resource_id().unwrap_or_default().to_owned(),
+            code: u.error().and_then(|e| e.code()).unwrap_or("Unknown").to_owned(),
+            message: u.error().and_then(|e| e.message()).unwrap_or_default().to_owned(),
+        })
+        .collect()
+}
+
+impl Connections for Ec2Connections {
+    async fn describe(&self, service: &ServiceId, f: &ConnectionFilter) -> PortResult<Vec<Connection>> {
+        let mut out = Vec::new();
+        let id_chunks: Vec<Option<&[EndpointId]>> =
+            if f.endpoints.is_empty() { vec![None] } else { f.endpoints.chunks(MAX_IDS_PER_CALL).map(Some).collect() };
+        for ids in id_chunks {
+            let mut req = self.client.describe_vpc_endpoint_connections().filters(filter("service-id", [service.to_string()]));
+            if let Some(ids) = ids {
+                req = req.filters(filter("vpc-endpoint-id", ids.iter().map(ToString::to_string)));
+            }
+            if let Some(owner) = &f.owner {
+                req = req.filters(filter("vpc-endpoint-owner", [owner.to_string()]));
+            }
+            if !f.states.is_empty() {
+                req = req.filters(filter("vpc-endpoint-state", f.states.iter().cloned()));
+            }
+            let mut pages = req.max_results(1000).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| classify("ec2", "DescribeVpcEndpointConnections", e))?;
+                for c in page.vpc_endpoint_connections() {
+                    match to_connection(c) {
+                        // The filter is the contract; a connection of another service is not ours to act on.
+                        Ok(conn) if &conn.service_id == service => out.push(conn),
+                        Ok(conn) => tracing::warn!(service = %service, got = %conn.service_id, "EC2 returned a connection of another service; ignored"),
+                        Err(why) => {
+                            return Err(bad_data("ec2", "DescribeVpcEndpointConnections", format!("unusable connection: {why}")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn accept(&self, service: &ServiceId, ids: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
+        let out = self
+            .client
+            .accept_vpc_endpoint_connections()
+            .service_id(service.as_str())
+            .set_vpc_endpoint_ids(Some(ids.iter().map(ToString::to_string).collect()))
+            .send()
+            .await
+            .map_err(|e| classify("ec2", "AcceptVpcEndpointConnections", e))?;
+        Ok(to_failures(out.unsuccessful()))
+    }
+
+    async fn reject(&self, service: &ServiceId, ids: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
+        let out = self
+            .client
+            .reject_vpc_endpoint_connections()
+            .service_id(service.as_str())
+            .set_vpc_endpoint_ids(Some(ids.iter().map(ToString::to_string).collect()))
+            .send()
+            .await
+            .map_err(|e| classify("ec2", "RejectVpcEndpointConnections", e))?;
+        Ok(to_failures(out.unsuccessful()))
+    }
+}

@@ -1,0 +1,79 @@
+//! EventBridge: producers put Connection Request events on the gatekeeper bus.
+
+use std::time::Duration;
+
+use aws_sdk_eventbridge::Client;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+
+use super::{bad_data, classify};
+use crate::domain::ConnectionRequest;
+use crate::domain::request::{DETAIL_TYPE, SOURCE};
+use crate::ports::{ErrorKind, PortError, PortResult, RequestBus};
+
+/// PutEvents takes at most 10 entries.
+const ENTRIES_PER_CALL: usize = 10;
+/// Attempts for entries that PutEvents reports as failed (the SDK already retries whole-call failures).
+const ATTEMPTS: u32 = 4;
+
+#[derive(Clone, Debug)]
+pub struct EventBridgeBus {
+    client: Client,
+    bus_name: String,
+}
+
+impl EventBridgeBus {
+    pub fn new(client: Client, bus_name: impl Into<String>) -> Self {
+        Self { client, bus_name: bus_name.into() }
+    }
+
+    fn entry(&self, r: &ConnectionRequest) -> PortResult<PutEventsRequestEntry> {
+        let detail = serde_json::to_string(r).map_err(|e| bad_data("events", "PutEvents", e.to_string()))?;
+        Ok(PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus_name)
+            .source(SOURCE)
+            .detail_type(DETAIL_TYPE)
+            .resources(format!("endpoint/{}", r.endpoint_id))
+            .detail(detail)
+            .build())
+    }
+}
+
+impl RequestBus for EventBridgeBus {
+    async fn put(&self, requests: &[ConnectionRequest]) -> PortResult<()> {
+        for chunk in requests.chunks(ENTRIES_PER_CALL) {
+            let mut pending: Vec<PutEventsRequestEntry> = chunk.iter().map(|r| self.entry(r)).collect::<Result<_, _>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                let out = self
+                    .client
+                    .put_events()
+                    .set_entries(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("events", "PutEvents", e))?;
+                // Results come back in the order of the entries; a failed one carries an error code.
+                let failed: Vec<(PutEventsRequestEntry, String)> = pending
+                    .into_iter()
+                    .zip(out.entries())
+                    .filter_map(|(entry, res)| res.error_code().map(|c| (entry, c.to_owned())))
+                    .collect();
+                if failed.is_empty() {
+                    break;
+                }
+                if attempt >= ATTEMPTS {
+                    return Err(PortError {
+                        service: "events",
+                        operation: "PutEvents",
+                        kind: ErrorKind::Retryable,
+                        code: failed[0].1.clone(),
+                        message: format!("{} entries still failing after {ATTEMPTS} attempts", failed.len()),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                pending = failed.into_iter().map(|(e, _)| e).collect();
+            }
+        }
+        Ok(())
+    }
+}

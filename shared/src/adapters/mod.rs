@@ -1,0 +1,62 @@
+//! One module per AWS service. SDK types stop here.
+
+pub mod dynamodb;
+pub mod ec2;
+pub mod eventbridge;
+pub mod sns;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response;
+
+use crate::ports::{ErrorKind, PortError};
+
+/// Error codes that mean "slow down", across the services used.
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceededException",
+    "LimitExceededException",
+    "SlowDown",
+    "EC2ThrottledException",
+    "TransactionInProgressException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "Unavailable",
+];
+
+/// Maps an SDK error to a port error: throttling, 5xx, timeouts and I/O are retryable; the rest is not.
+pub(crate) fn classify<E>(service: &'static str, operation: &'static str, err: SdkError<E, Response>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (kind, code, message) = match &err {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("Unknown").to_owned();
+            let status = se.raw().status().as_u16();
+            let retryable = status >= 500 || status == 429 || THROTTLING.contains(&code.as_str());
+            let kind = if retryable { ErrorKind::Retryable } else { ErrorKind::Permanent };
+            (kind, code, se.err().message().unwrap_or_default().to_owned())
+        }
+        SdkError::TimeoutError(_) => (ErrorKind::Retryable, "Timeout".into(), format!("{err:?}")),
+        SdkError::DispatchFailure(d) => (ErrorKind::Retryable, "DispatchFailure".into(), format!("{:?}", d.as_connector_error())),
+        SdkError::ResponseError(_) => (ErrorKind::Retryable, "ResponseError".into(), format!("{err:?}")),
+        SdkError::ConstructionFailure(_) => (ErrorKind::Permanent, "ConstructionFailure".into(), format!("{err:?}")),
+        _ => (ErrorKind::Retryable, "Unknown".into(), format!("{err:?}")),
+    };
+    let message: String = message.chars().take(500).collect();
+    PortError { service, operation, kind, code, message }
+}
+
+/// A port error for data AWS returned that cannot be used.
+pub(crate) fn bad_data(service: &'static str, operation: &'static str, message: String) -> PortError {
+    PortError { service, operation, kind: ErrorKind::Permanent, code: "UnusableResponse".into(), message }
+}

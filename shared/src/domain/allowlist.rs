@@ -1,0 +1,326 @@
+//! Allowlist entries: the provider's rules, parsed from table items with no trust in their shape.
+
+use std::collections::BTreeMap;
+
+use super::ids::{AccountId, Region, ServiceId};
+use super::principal::{self, PrincipalError};
+
+/// The partition-key value that makes an entry apply to every managed service.
+pub const ALL_SERVICES: &str = "*";
+
+/// Which services an entry covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Service(ServiceId),
+    AllServices,
+}
+
+impl Scope {
+    pub fn parse(raw: &str) -> Result<Self, super::ids::IdError> {
+        if raw == ALL_SERVICES { Ok(Self::AllServices) } else { ServiceId::parse(raw).map(Self::Service) }
+    }
+
+    /// The partition-key value.
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Service(s) => s.as_str(),
+            Self::AllServices => ALL_SERVICES,
+        }
+    }
+
+    pub fn covers(&self, service: &ServiceId) -> bool {
+        match self {
+            Self::Service(s) => s == service,
+            Self::AllServices => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// One parsed allowlist item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowlistEntry {
+    pub scope: Scope,
+    /// The account the item's `principal` key normalises to.
+    pub account: AccountId,
+    /// The sort-key value as stored (an account ID or an IAM ARN).
+    pub principal_key: String,
+    pub effect: Effect,
+    /// Epoch seconds after which the entry no longer applies.
+    pub expires_at: Option<i64>,
+    /// Consumer Regions an allow is limited to; `None` means any Region.
+    pub regions: Option<Vec<Region>>,
+    pub max_endpoints: Option<u32>,
+    pub note: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: Option<i64>,
+}
+
+impl AllowlistEntry {
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    pub fn allows_region(&self, region: &Region) -> bool {
+        self.regions.as_ref().is_none_or(|rs| rs.contains(region))
+    }
+
+    /// The key that names this entry in a decision record: `<scope>/<principal>`.
+    pub fn rule_ref(&self) -> String {
+        format!("{}/{}", self.scope, self.principal_key)
+    }
+}
+
+/// A table attribute value, reduced to what the allowlist can hold. Adapters convert to this, so the
+/// parsing rules live here, pure and testable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    S(String),
+    /// A number, as DynamoDB sends it: a decimal string.
+    N(String),
+    Bool(bool),
+    Ss(Vec<String>),
+    L(Vec<Attr>),
+    Null,
+    /// Any other type (binary, map, number set, ...), named for the error message.
+    Other(&'static str),
+}
+
+impl Attr {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Self::S(_) => "S",
+            Self::N(_) => "N",
+            Self::Bool(_) => "BOOL",
+            Self::Ss(_) => "SS",
+            Self::L(_) => "L",
+            Self::Null => "NULL",
+            Self::Other(t) => t,
+        }
+    }
+}
+
+/// Why an item is not a usable entry. The item is skipped, logged and counted; it never accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("allowlist item ({service_id:?}, {principal:?}) is invalid: {reason}")]
+pub struct EntryError {
+    pub service_id: String,
+    pub principal: String,
+    pub reason: String,
+    /// The account the item's principal key names, when it can be read: an invalid item about an
+    /// account blocks accepting that account (it may have been meant as a deny).
+    pub account: Option<AccountId>,
+}
+
+pub type Item = BTreeMap<String, Attr>;
+
+fn clip(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+/// Parses one table item. Unknown attributes are ignored; known ones must have the documented type.
+pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
+    let key_str = |name: &str| match item.get(name) {
+        Some(Attr::S(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("`{name}` must be a string, found {}", other.type_name())),
+        None => Err(format!("`{name}` is missing")),
+    };
+    let service_raw = key_str("service_id");
+    let principal_raw = key_str("principal");
+    let account = principal_raw.as_ref().ok().and_then(|p| principal::normalise(p).ok());
+    let fail = |reason: String| EntryError {
+        service_id: service_raw.as_deref().map(clip).unwrap_or_default(),
+        principal: principal_raw.as_deref().map(clip).unwrap_or_default(),
+        reason,
+        account: account.clone(),
+    };
+    let service_raw = service_raw.clone().map_err(&fail)?;
+    let principal_raw = principal_raw.clone().map_err(&fail)?;
+    let scope = Scope::parse(&service_raw).map_err(|e| fail(e.to_string()))?;
+    let account = principal::normalise(&principal_raw).map_err(|e: PrincipalError| fail(e.to_string()))?;
+
+    let effect = match item.get("effect") {
+        Some(Attr::S(s)) if s == "allow" => Effect::Allow,
+        Some(Attr::S(s)) if s == "deny" => Effect::Deny,
+        Some(Attr::S(s)) => return Err(fail(format!("`effect` must be \"allow\" or \"deny\", found {:?}", clip(s)))),
+        Some(other) => return Err(fail(format!("`effect` must be a string, found {}", other.type_name()))),
+        None => return Err(fail("`effect` is missing".into())),
+    };
+    let number = |name: &str| -> Result<Option<i64>, EntryError> {
+        match item.get(name) {
+            None | Some(Attr::Null) => Ok(None),
+            Some(Attr::N(n)) => n
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| fail(format!("`{name}` must be a whole number, found {}", clip(n)))),
+            Some(other) => Err(fail(format!("`{name}` must be a number, found {}", other.type_name()))),
+        }
+    };
+    let expires_at = number("expires_at")?;
+    let created_at = number("created_at")?;
+    let max_endpoints = match number("max_endpoints")? {
+        None => None,
+        Some(n) => Some(
+            u32::try_from(n)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| fail(format!("`max_endpoints` must be at least 1, found {n}")))?,
+        ),
+    };
+    let regions = match item.get("regions") {
+        None | Some(Attr::Null) => None,
+        Some(Attr::Ss(list)) => Some(list.iter().map(String::as_str).collect::<Vec<_>>()),
+        Some(Attr::L(list)) => Some(
+            list.iter()
+                .map(|a| match a {
+                    Attr::S(s) => Ok(s.as_str()),
+                    other => Err(fail(format!("`regions` must hold strings, found {}", other.type_name()))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(other) => return Err(fail(format!("`regions` must be a string set or list, found {}", other.type_name()))),
+    }
+    .map(|list| {
+        if list.is_empty() {
+            return Err(fail("`regions` is empty: omit it to allow every Region".into()));
+        }
+        list.into_iter().map(|r| Region::parse(r).map_err(|e| fail(e.to_string()))).collect::<Result<Vec<_>, _>>()
+    })
+    .transpose()?;
+    let text = |name: &str| -> Result<Option<String>, EntryError> {
+        match item.get(name) {
+            None | Some(Attr::Null) => Ok(None),
+            Some(Attr::S(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(fail(format!("`{name}` must be a string, found {}", other.type_name()))),
+        }
+    };
+    Ok(AllowlistEntry {
+        scope,
+        account,
+        principal_key: principal_raw,
+        effect,
+        expires_at,
+        regions,
+        max_endpoints,
+        note: text("note")?,
+        created_by: text("created_by")?,
+        created_at,
+    })
+}
+
+/// The entries that may apply to one connection's owner: parsed ones and the invalid ones about it.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub entries: Vec<AllowlistEntry>,
+    pub invalid: Vec<EntryError>,
+}
+
+impl Rules {
+    /// Parses items, keeping the valid ones and the errors apart.
+    pub fn from_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Self {
+        let mut rules = Self::default();
+        for item in items {
+            match parse_item(item) {
+                Ok(e) => rules.entries.push(e),
+                Err(e) => rules.invalid.push(e),
+            }
+        }
+        rules
+    }
+
+    pub fn extend(&mut self, other: Rules) {
+        self.entries.extend(other.entries);
+        self.invalid.extend(other.invalid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn item(pairs: &[(&str, Attr)]) -> Item {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    }
+
+    fn s(v: &str) -> Attr {
+        Attr::S(v.into())
+    }
+
+    #[test]
+    fn parses_a_full_item() {
+        let e = parse_item(&item(&[
+            ("service_id", s("vpce-svc-0123456789abcdef0")),
+            ("principal", s("arn:aws:iam::111122223333:role/Deploy")),
+            ("effect", s("allow")),
+            ("expires_at", Attr::N("1900000000".into())),
+            ("regions", Attr::Ss(vec!["eu-west-1".into()])),
+            ("max_endpoints", Attr::N("3".into())),
+            ("note", s("ACME prod")),
+            ("unknown_future_field", Attr::Other("M")),
+        ]))
+        .unwrap();
+        assert_eq!(e.account.as_str(), "111122223333");
+        assert_eq!(e.effect, Effect::Allow);
+        assert_eq!(e.max_endpoints, Some(3));
+        assert_eq!(e.rule_ref(), "vpce-svc-0123456789abcdef0/arn:aws:iam::111122223333:role/Deploy");
+    }
+
+    #[test]
+    fn refuses_wrong_types_and_values_with_a_reason() {
+        let base = [("service_id", s("*")), ("principal", s("111122223333")), ("effect", s("allow"))];
+        let cases: Vec<(Vec<(&str, Attr)>, &str)> = vec![
+            (vec![("effect", s("Allow"))], "`effect` must be"),
+            (vec![("effect", Attr::Bool(true))], "`effect` must be a string"),
+            (vec![("expires_at", s("tomorrow"))], "`expires_at` must be a number"),
+            (vec![("expires_at", Attr::N("1.5".into()))], "whole number"),
+            (vec![("max_endpoints", Attr::N("0".into()))], "at least 1"),
+            (vec![("regions", Attr::Ss(vec![]))], "empty"),
+            (vec![("regions", Attr::L(vec![Attr::N("1".into())]))], "must hold strings"),
+            (vec![("principal", s("*"))], "cannot be listed"),
+            (vec![("principal", s("arn:aws:iam::111122223333:group/x"))], "not an IAM ARN"),
+            (vec![("service_id", s("svc-1"))], "service ID"),
+        ];
+        for (overrides, want) in cases {
+            let mut it = item(&base);
+            for (k, v) in overrides {
+                it.insert(k.to_owned(), v);
+            }
+            let err = parse_item(&it).unwrap_err();
+            assert!(err.to_string().contains(want), "{err} lacks {want}");
+        }
+        let err = parse_item(&item(&[("service_id", s("*")), ("effect", s("allow"))])).unwrap_err();
+        assert!(err.reason.contains("`principal` is missing"));
+    }
+
+    #[test]
+    fn an_invalid_item_still_names_its_account_when_readable() {
+        let err = parse_item(&item(&[
+            ("service_id", s("*")),
+            ("principal", s("111122223333")),
+            ("effect", s("deny")),
+            ("expires_at", s("soon")),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.account.unwrap().as_str(), "111122223333");
+    }
+}

@@ -1,0 +1,384 @@
+//! The evaluation order of ARCHITECTURE.md, pure: explicit deny, then an unexpired allow for the service,
+//! then for `*`, then the configured default. Quota is applied on top with the count EC2 reports.
+
+use serde::{Deserialize, Serialize};
+
+use super::allowlist::{AllowlistEntry, Effect, Rules, Scope};
+use super::connection::Connection;
+use super::ids::Region;
+
+/// What happens to a connection that no rule accepts or denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultAction {
+    Reject,
+    /// Leave it pending for a person, and notify.
+    Hold,
+}
+
+impl std::str::FromStr for DefaultAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reject" => Ok(Self::Reject),
+            "hold" => Ok(Self::Hold),
+            other => Err(format!("default action must be \"reject\" or \"hold\", not {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Accept,
+    Reject,
+    Hold,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accept => "accept",
+            Self::Reject => "reject",
+            Self::Hold => "hold",
+        }
+    }
+
+    /// The past tense used in records, notifications and metrics.
+    pub fn past(self) -> &'static str {
+        match self {
+            Self::Accept => "accepted",
+            Self::Reject => "rejected",
+            Self::Hold => "held",
+        }
+    }
+
+    pub fn from_past(s: &str) -> Option<Self> {
+        match s {
+            "accepted" => Some(Self::Accept),
+            "rejected" => Some(Self::Reject),
+            "held" => Some(Self::Hold),
+            _ => None,
+        }
+    }
+}
+
+/// Why: a stable code (for filters and metrics) with a sentence for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// An explicit deny for the service or `*`.
+    Denied,
+    /// An unexpired allow for the service or `*`.
+    Allowed,
+    /// No rule names the account.
+    NotListed,
+    /// The only allow for the account has expired.
+    AllowExpired,
+    /// An allow exists but not for the consumer's Region.
+    RegionNotAllowed,
+    /// The allow's `max_endpoints` is used up.
+    Quota,
+    /// An item about the account does not parse: it may have been meant as a deny, so it never accepts.
+    InvalidRule,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Denied => "denied",
+            Self::Allowed => "allowed",
+            Self::NotListed => "not_listed",
+            Self::AllowExpired => "allow_expired",
+            Self::RegionNotAllowed => "region_not_allowed",
+            Self::Quota => "quota",
+            Self::InvalidRule => "invalid_rule",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub reason: Reason,
+    /// `<scope>/<principal>` of the rule that decided, if one did.
+    pub matched_rule: Option<String>,
+    /// A sentence a person can read.
+    pub detail: String,
+    /// The matched allow's cap, to be checked against EC2's count before accepting.
+    pub max_endpoints: Option<u32>,
+}
+
+fn default_decision(default: DefaultAction, reason: Reason, rule: Option<&AllowlistEntry>, detail: String) -> Decision {
+    let outcome = match default {
+        DefaultAction::Reject => Outcome::Reject,
+        DefaultAction::Hold => Outcome::Hold,
+    };
+    Decision { outcome, reason, matched_rule: rule.map(AllowlistEntry::rule_ref), detail, max_endpoints: None }
+}
+
+/// Decides one connection.
+///
+/// `rules` may hold entries for other accounts and services: only those about the connection's owner and
+/// covering its service count. `home_region` is the service's Region, used when EC2 reports no consumer
+/// Region. `now` is epoch seconds.
+pub fn evaluate(conn: &Connection, rules: &Rules, home_region: &Region, now: i64, default: DefaultAction) -> Decision {
+    let region = conn.region.as_ref().unwrap_or(home_region);
+    let applicable: Vec<&AllowlistEntry> =
+        rules.entries.iter().filter(|e| e.account == conn.owner && e.scope.covers(&conn.service_id)).collect();
+
+    if let Some(deny) = applicable.iter().find(|e| e.effect == Effect::Deny && !e.is_expired(now)) {
+        return Decision {
+            outcome: Outcome::Reject,
+            reason: Reason::Denied,
+            matched_rule: Some(deny.rule_ref()),
+            detail: format!("account {} is denied by rule {}", conn.owner, deny.rule_ref()),
+            max_endpoints: None,
+        };
+    }
+    if let Some(bad) = rules.invalid.iter().find(|e| e.account.as_ref() == Some(&conn.owner)) {
+        return default_decision(
+            default,
+            Reason::InvalidRule,
+            None,
+            format!("an allowlist item about account {} is invalid ({}); it never accepts", conn.owner, bad.reason),
+        );
+    }
+    let allows = |service_scoped: bool| {
+        applicable
+            .iter()
+            .filter(move |e| e.effect == Effect::Allow && matches!(e.scope, Scope::Service(_)) == service_scoped)
+    };
+    for service_scoped in [true, false] {
+        if let Some(allow) = allows(service_scoped).find(|e| !e.is_expired(now) && e.allows_region(region)) {
+            return Decision {
+                outcome: Outcome::Accept,
+                reason: Reason::Allowed,
+                matched_rule: Some(allow.rule_ref()),
+                detail: format!("account {} is allowed by rule {}", conn.owner, allow.rule_ref()),
+                max_endpoints: allow.max_endpoints,
+            };
+        }
+    }
+    let mut all_allows = allows(true).chain(allows(false));
+    if let Some(expired) = all_allows.clone().find(|e| e.is_expired(now)) {
+        let detail = format!("the allow {} for account {} has expired", expired.rule_ref(), conn.owner);
+        return default_decision(default, Reason::AllowExpired, Some(expired), detail);
+    }
+    if let Some(other_region) = all_allows.next() {
+        let detail = format!("account {} is allowed by {} but not from Region {region}", conn.owner, other_region.rule_ref());
+        return default_decision(default, Reason::RegionNotAllowed, Some(other_region), detail);
+    }
+    default_decision(default, Reason::NotListed, None, format!("account {} is not on the allowlist", conn.owner))
+}
+
+/// Applies an allow's `max_endpoints` given how many of the owner's connections to the service are
+/// already available (or accepted earlier in the same batch).
+pub fn apply_quota(decision: Decision, already_accepted: u32, default: DefaultAction) -> Decision {
+    match decision.max_endpoints {
+        Some(cap) if decision.outcome == Outcome::Accept && already_accepted >= cap => {
+            let detail = format!(
+                "{}, but its max_endpoints of {cap} is used up ({already_accepted} accepted)",
+                decision.detail
+            );
+            Decision { reason: Reason::Quota, detail, ..default_decision(default, Reason::Quota, None, String::new()) }
+                .with_rule(decision.matched_rule)
+        }
+        _ => decision,
+    }
+}
+
+impl Decision {
+    fn with_rule(mut self, rule: Option<String>) -> Self {
+        self.matched_rule = rule;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::allowlist::{Attr, Item, parse_item};
+    use super::super::connection::ConnectionState;
+    use super::super::ids::{AccountId, EndpointId, ServiceId};
+    use super::*;
+    use proptest::prelude::*;
+
+    const SVC: &str = "vpce-svc-0123456789abcdef0";
+    const OTHER_SVC: &str = "vpce-svc-0fedcba987654321f";
+    const OWNER: &str = "111122223333";
+    const NOW: i64 = 1_800_000_000;
+
+    fn conn(region: Option<&str>) -> Connection {
+        Connection {
+            service_id: ServiceId::parse(SVC).unwrap(),
+            endpoint_id: EndpointId::parse("vpce-0aaaaaaaaaaaaaaaa").unwrap(),
+            owner: AccountId::parse(OWNER).unwrap(),
+            state: ConnectionState::PendingAcceptance,
+            region: region.map(|r| Region::parse(r).unwrap()),
+            created_at_ms: 0,
+        }
+    }
+
+    fn home() -> Region {
+        Region::parse("us-east-1").unwrap()
+    }
+
+    fn rule(scope: &str, principal: &str, effect: &str, extra: &[(&str, Attr)]) -> Item {
+        let mut it: Item = [
+            ("service_id".to_owned(), Attr::S(scope.into())),
+            ("principal".to_owned(), Attr::S(principal.into())),
+            ("effect".to_owned(), Attr::S(effect.into())),
+        ]
+        .into_iter()
+        .collect();
+        for (k, v) in extra {
+            it.insert((*k).to_owned(), v.clone());
+        }
+        it
+    }
+
+    fn rules(items: &[Item]) -> Rules {
+        Rules::from_items(items)
+    }
+
+    fn decide(items: &[Item]) -> Decision {
+        evaluate(&conn(None), &rules(items), &home(), NOW, DefaultAction::Reject)
+    }
+
+    #[test]
+    fn when_allowed_for_the_service_should_accept() {
+        let d = decide(&[rule(SVC, OWNER, "allow", &[])]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Accept, Reason::Allowed));
+        assert_eq!(d.matched_rule.as_deref(), Some(&*format!("{SVC}/{OWNER}")));
+    }
+
+    #[test]
+    fn when_allowed_for_all_services_should_accept() {
+        let d = decide(&[rule("*", &format!("arn:aws:iam::{OWNER}:root"), "allow", &[])]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Accept, Reason::Allowed));
+    }
+
+    #[test]
+    fn when_denied_anywhere_should_reject_even_if_allowed() {
+        let d = decide(&[rule(SVC, OWNER, "allow", &[]), rule("*", OWNER, "deny", &[])]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Reject, Reason::Denied));
+    }
+
+    #[test]
+    fn when_unknown_should_apply_the_default() {
+        assert_eq!(decide(&[]).reason, Reason::NotListed);
+        let d = evaluate(&conn(None), &rules(&[]), &home(), NOW, DefaultAction::Hold);
+        assert_eq!(d.outcome, Outcome::Hold);
+    }
+
+    #[test]
+    fn when_allowed_for_another_service_only_should_not_accept() {
+        let d = decide(&[rule(OTHER_SVC, OWNER, "allow", &[])]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Reject, Reason::NotListed));
+    }
+
+    #[test]
+    fn when_the_allow_expired_should_not_accept() {
+        let d = decide(&[rule(SVC, OWNER, "allow", &[("expires_at", Attr::N(NOW.to_string()))])]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Reject, Reason::AllowExpired));
+        let d = decide(&[rule(SVC, OWNER, "allow", &[("expires_at", Attr::N((NOW + 1).to_string()))])]);
+        assert_eq!(d.outcome, Outcome::Accept);
+    }
+
+    #[test]
+    fn when_an_expired_deny_remains_should_follow_the_allow() {
+        let d = decide(&[
+            rule(SVC, OWNER, "deny", &[("expires_at", Attr::N((NOW - 5).to_string()))]),
+            rule("*", OWNER, "allow", &[]),
+        ]);
+        assert_eq!(d.outcome, Outcome::Accept);
+    }
+
+    #[test]
+    fn when_the_consumer_region_is_not_allowed_should_not_accept() {
+        let regions = [("regions", Attr::Ss(vec!["eu-west-1".into()]))];
+        let r = rules(&[rule(SVC, OWNER, "allow", &regions)]);
+        let d = evaluate(&conn(Some("ap-south-1")), &r, &home(), NOW, DefaultAction::Reject);
+        assert_eq!((d.outcome, d.reason), (Outcome::Reject, Reason::RegionNotAllowed));
+        let d = evaluate(&conn(Some("eu-west-1")), &r, &home(), NOW, DefaultAction::Reject);
+        assert_eq!(d.outcome, Outcome::Accept);
+        let d = evaluate(&conn(None), &r, &home(), NOW, DefaultAction::Reject);
+        assert_eq!(d.outcome, Outcome::Reject, "no consumer Region means the home Region");
+    }
+
+    #[test]
+    fn when_an_item_about_the_owner_is_invalid_should_never_accept() {
+        let d = decide(&[
+            rule("*", OWNER, "allow", &[]),
+            rule(SVC, OWNER, "deny", &[("expires_at", Attr::S("soon".into()))]),
+        ]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Reject, Reason::InvalidRule));
+    }
+
+    #[test]
+    fn when_the_quota_is_used_up_should_not_accept() {
+        let d = decide(&[rule(SVC, OWNER, "allow", &[("max_endpoints", Attr::N("2".into()))])]);
+        assert_eq!(d.max_endpoints, Some(2));
+        assert_eq!(apply_quota(d.clone(), 1, DefaultAction::Reject).outcome, Outcome::Accept);
+        let q = apply_quota(d, 2, DefaultAction::Hold);
+        assert_eq!((q.outcome, q.reason), (Outcome::Hold, Reason::Quota));
+        assert!(q.matched_rule.is_some());
+    }
+
+    fn arb_item() -> impl Strategy<Value = Item> {
+        let scope = prop_oneof![Just(SVC.to_owned()), Just(OTHER_SVC.to_owned()), Just("*".to_owned())];
+        let principal = prop_oneof![
+            Just(OWNER.to_owned()),
+            Just(format!("arn:aws:iam::{OWNER}:root")),
+            Just("444455556666".to_owned()),
+            Just("*".to_owned()),
+        ];
+        let effect = prop_oneof![Just("allow"), Just("deny"), Just("ALLOW")];
+        let expires = proptest::option::of(prop_oneof![Just(NOW - 100), Just(NOW), Just(NOW + 100)]);
+        (scope, principal, effect, expires).prop_map(|(s, p, e, x)| {
+            let extra: Vec<(&str, Attr)> = x.map(|x| ("expires_at", Attr::N(x.to_string()))).into_iter().collect();
+            rule(&s, &p, e, &extra)
+        })
+    }
+
+    proptest! {
+        /// Accept only ever comes from a valid, unexpired allow naming the owner and covering the service,
+        /// with no unexpired deny and no invalid item about the owner.
+        #[test]
+        fn accept_requires_an_applicable_allow_and_no_deny(items in proptest::collection::vec(arb_item(), 0..8), hold in any::<bool>()) {
+            let default = if hold { DefaultAction::Hold } else { DefaultAction::Reject };
+            let c = conn(None);
+            let d = evaluate(&c, &rules(&items), &home(), NOW, default);
+            let parsed: Vec<AllowlistEntry> = items.iter().filter_map(|i| parse_item(i).ok()).collect();
+            let about = |e: &&AllowlistEntry| e.account == c.owner && e.scope.covers(&c.service_id) && !e.is_expired(NOW);
+            let has_allow = parsed.iter().filter(about).any(|e| e.effect == Effect::Allow);
+            let has_deny = parsed.iter().filter(about).any(|e| e.effect == Effect::Deny);
+            let invalid_about_owner = items.iter().any(|i| parse_item(i).is_err_and(|e| e.account.as_ref() == Some(&c.owner)));
+            if d.outcome == Outcome::Accept {
+                prop_assert!(has_allow && !has_deny && !invalid_about_owner);
+            }
+            if has_deny {
+                prop_assert_eq!(d.outcome, Outcome::Reject);
+            }
+            if has_allow && !has_deny && !invalid_about_owner {
+                prop_assert_eq!(d.outcome, Outcome::Accept);
+            }
+            if d.outcome == Outcome::Hold {
+                prop_assert!(hold);
+            }
+        }
+
+        /// Adding items about other accounts never changes a decision.
+        #[test]
+        fn other_accounts_rules_do_not_matter(items in proptest::collection::vec(arb_item(), 0..6)) {
+            let c = conn(None);
+            let base = evaluate(&c, &rules(&items), &home(), NOW, DefaultAction::Reject);
+            let mut more = items.clone();
+            more.push(rule("*", "999988887777", "deny", &[]));
+            more.push(rule(SVC, "999988887777", "allow", &[("expires_at", Attr::S("x".into()))]));
+            let with_more = evaluate(&c, &rules(&more), &home(), NOW, DefaultAction::Reject);
+            prop_assert_eq!(base.outcome, with_more.outcome);
+            prop_assert_eq!(base.reason, with_more.reason);
+        }
+    }
+}

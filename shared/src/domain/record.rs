@@ -1,0 +1,156 @@
+//! The decision record: one per connection (endpoint ID + creation time), written with a conditional put
+//! so that duplicate deliveries give one action and one notification.
+
+use serde::Serialize;
+
+use super::connection::Connection;
+use super::ids::{AccountId, EndpointId, Region, ServiceId};
+use super::policy::{Decision, Outcome};
+use super::request::Trigger;
+
+/// How far a decision has got. Each step is written before the next starts, so a retry resumes where
+/// the failed attempt stopped and never repeats a finished step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Decided and claimed by one invocation, which is about to act (lease until `lease_until_ms`).
+    Claimed,
+    /// EC2 has been told (or nothing needed telling, for a hold); the notification is owed.
+    Acted,
+    /// The notification went out.
+    Notified,
+    /// The endpoint vanished before it could be acted on: nothing more to do.
+    Gone,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Acted => "acted",
+            Self::Notified => "notified",
+            Self::Gone => "gone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "claimed" => Some(Self::Claimed),
+            "acted" => Some(Self::Acted),
+            "notified" => Some(Self::Notified),
+            "gone" => Some(Self::Gone),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionRecord {
+    pub endpoint_id: EndpointId,
+    /// The connection's creation time (epoch ms): a re-created endpoint with a reused ID is a new key.
+    pub created_at_ms: i64,
+    pub service_id: ServiceId,
+    pub owner: AccountId,
+    pub region: Option<Region>,
+    pub outcome: Outcome,
+    pub reason: String,
+    pub matched_rule: Option<String>,
+    pub detail: String,
+    pub trigger: Trigger,
+    pub decided_at_ms: i64,
+    pub status: Status,
+    /// Which invocation holds the claim.
+    pub claim: String,
+    pub lease_until_ms: i64,
+    /// Bumped by every claim: the condition of the next claim.
+    pub version: u64,
+}
+
+impl DecisionRecord {
+    #[allow(clippy::too_many_arguments)]
+    pub fn claim(
+        conn: &Connection,
+        decision: &Decision,
+        trigger: Trigger,
+        now_ms: i64,
+        claim: &str,
+        lease_ms: i64,
+        previous_version: Option<u64>,
+    ) -> Self {
+        Self {
+            endpoint_id: conn.endpoint_id.clone(),
+            created_at_ms: conn.created_at_ms,
+            service_id: conn.service_id.clone(),
+            owner: conn.owner.clone(),
+            region: conn.region.clone(),
+            outcome: decision.outcome,
+            reason: decision.reason.code().to_owned(),
+            matched_rule: decision.matched_rule.clone(),
+            detail: decision.detail.clone(),
+            trigger,
+            decided_at_ms: now_ms,
+            status: Status::Claimed,
+            claim: claim.to_owned(),
+            lease_until_ms: now_ms + lease_ms,
+            version: previous_version.map_or(1, |v| v + 1),
+        }
+    }
+}
+
+/// The SNS message for a decision: a readable subject, a JSON body and filterable attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub subject: String,
+    pub body: String,
+    /// (name, value) pairs sent as String message attributes.
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    decision: &'static str,
+    reason: &'a str,
+    detail: &'a str,
+    matched_rule: Option<&'a str>,
+    owner: &'a str,
+    endpoint_id: &'a str,
+    service_id: &'a str,
+    region: Option<&'a str>,
+    trigger: &'static str,
+    time: String,
+    connection_created: String,
+}
+
+impl Notification {
+    pub fn for_record(r: &DecisionRecord) -> Self {
+        let decision = r.outcome.past();
+        let subject = match r.outcome {
+            Outcome::Hold => format!("Gatekeeper held {} from {} for review", r.endpoint_id, r.owner),
+            _ => format!("Gatekeeper {decision} {} from {}", r.endpoint_id, r.owner),
+        };
+        let body = Body {
+            decision,
+            reason: &r.reason,
+            detail: &r.detail,
+            matched_rule: r.matched_rule.as_deref(),
+            owner: r.owner.as_str(),
+            endpoint_id: r.endpoint_id.as_str(),
+            service_id: r.service_id.as_str(),
+            region: r.region.as_ref().map(Region::as_str),
+            trigger: r.trigger.as_str(),
+            time: super::time::rfc3339_ms(r.decided_at_ms),
+            connection_created: super::time::rfc3339_ms(r.created_at_ms),
+        };
+        Self {
+            // SNS subjects: ASCII, no line breaks, at most 100 characters; every part here is a validated ID.
+            subject: subject.chars().take(100).collect(),
+            body: serde_json::to_string_pretty(&body).unwrap_or_default(),
+            attributes: vec![
+                ("decision", decision.to_owned()),
+                ("reason", r.reason.clone()),
+                ("service_id", r.service_id.to_string()),
+                ("owner", r.owner.to_string()),
+            ],
+        }
+    }
+}

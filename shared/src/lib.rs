@@ -1,0 +1,7 @@
+//! PrivateLink Gatekeeper's shared crate: the pure domain, the ports the functions need, the AWS adapters
+//! behind them, and telemetry.
+
+pub mod adapters;
+pub mod domain;
+pub mod ports;
+pub mod telemetry;

@@ -1,0 +1,105 @@
+//! Logs and metrics: `tracing` (JSON inside Lambda, readable text elsewhere) and CloudWatch EMF lines.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde_json::json;
+
+/// Metrics namespace in CloudWatch.
+pub const NAMESPACE: &str = "Gatekeeper";
+
+/// Sets up `tracing`: JSON lines when running in Lambda (or `LOG_FORMAT=json`), text otherwise.
+/// The level comes from `RUST_LOG` (default `info`). Safe to call twice (the second call does nothing).
+pub fn init() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+        || std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).with_current_span(true).without_time().try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
+}
+
+/// Counters for one invocation, written as one EMF line when flushed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    counts: BTreeMap<&'static str, u64>,
+}
+
+impl Metrics {
+    pub fn add(&mut self, name: &'static str, n: u64) {
+        *self.counts.entry(name).or_default() += n;
+    }
+
+    pub fn incr(&mut self, name: &'static str) {
+        self.add(name, 1);
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.counts.get(name).copied().unwrap_or(0)
+    }
+
+    /// The EMF document for these counts, with the function as the only dimension (low cardinality).
+    pub fn emf(&self, function: &str, timestamp_ms: i64) -> serde_json::Value {
+        let mut doc = json!({
+            "_aws": {
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [["Function"]],
+                    "Metrics": self.counts.keys().map(|k| json!({"Name": k, "Unit": "Count"})).collect::<Vec<_>>(),
+                }],
+            },
+            "Function": function,
+        });
+        for (k, v) in &self.counts {
+            doc[*k] = json!(v);
+        }
+        doc
+    }
+
+    /// Writes the EMF line to stdout (Lambda ships it to CloudWatch Logs, which extracts the metrics).
+    pub fn flush(&self, function: &str) {
+        if self.counts.is_empty() {
+            return;
+        }
+        let line = self.emf(function, crate::domain::time::now_ms()).to_string();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// Metric names, one place.
+pub mod names {
+    pub const ACCEPTED: &str = "Accepted";
+    pub const REJECTED: &str = "Rejected";
+    pub const HELD: &str = "Held";
+    pub const ERRORS: &str = "Errors";
+    pub const DUPLICATES: &str = "Duplicates";
+    pub const INVALID_EVENTS: &str = "InvalidEvents";
+    pub const INVALID_RULES: &str = "InvalidRules";
+    pub const UNMANAGED: &str = "Unmanaged";
+    pub const NOT_PENDING: &str = "NotPending";
+    pub const NOTIFIED: &str = "Notified";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_names_every_counter_once() {
+        let mut m = Metrics::default();
+        m.incr(names::ACCEPTED);
+        m.add(names::ACCEPTED, 2);
+        m.incr(names::ERRORS);
+        let doc = m.emf("decide", 5);
+        assert_eq!(doc["Accepted"], 3);
+        assert_eq!(doc["Errors"], 1);
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 2);
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Gatekeeper");
+    }
+}
