@@ -1,0 +1,105 @@
+//! Configuration: an explicit list of environment variables, read once at start, failing fast.
+
+use std::collections::BTreeSet;
+
+use shared::domain::{DefaultAction, Region, ServiceId};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ALLOWLIST_TABLE`
+    pub allowlist_table: String,
+    /// `DECISIONS_TABLE`
+    pub decisions_table: String,
+    /// `TOPIC_ARN`: where decisions are announced.
+    pub topic_arn: String,
+    /// `MANAGED_SERVICES`: comma-separated endpoint service IDs; requests for any other are ignored.
+    pub managed: BTreeSet<ServiceId>,
+    /// `DEFAULT_ACTION`: `reject` (default) or `hold`.
+    pub default_action: DefaultAction,
+    /// `AWS_REGION` (set by Lambda): the services' Region, for connections with no consumer Region.
+    pub home_region: Region,
+    /// `CLAIM_LEASE_SECONDS` (default 120): how long a claim keeps other invocations off a connection.
+    pub lease_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{k} is not set")));
+        let managed = required("MANAGED_SERVICES")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| ServiceId::parse(s).map_err(|e| ConfigError(format!("MANAGED_SERVICES: {e}"))))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let default_action = match get("DEFAULT_ACTION") {
+            None => DefaultAction::Reject,
+            Some(v) => v.trim().parse().map_err(|e| ConfigError(format!("DEFAULT_ACTION: {e}")))?,
+        };
+        let home_region = Region::parse(&required("AWS_REGION")?).map_err(|e| ConfigError(format!("AWS_REGION: {e}")))?;
+        let lease_s: i64 = match get("CLAIM_LEASE_SECONDS") {
+            None => 120,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| (10..=3600).contains(s))
+                .ok_or_else(|| ConfigError(format!("CLAIM_LEASE_SECONDS must be 10..=3600, not {v:?}")))?,
+        };
+        Ok(Self {
+            allowlist_table: required("ALLOWLIST_TABLE")?,
+            decisions_table: required("DECISIONS_TABLE")?,
+            topic_arn: required("TOPIC_ARN")?,
+            managed,
+            default_action,
+            home_region,
+            lease_ms: lease_s * 1000,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 5] = [
+        ("ALLOWLIST_TABLE", "allow"),
+        ("DECISIONS_TABLE", "decisions"),
+        ("TOPIC_ARN", "arn:aws:sns:us-east-1:111111111111:t"),
+        ("MANAGED_SERVICES", "vpce-svc-0123456789abcdef0, vpce-svc-01234567"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+
+    #[test]
+    fn reads_a_complete_environment() {
+        let c = Config::from_lookup(env(&BASE)).unwrap();
+        assert_eq!(c.managed.len(), 2);
+        assert_eq!(c.default_action, DefaultAction::Reject);
+        assert_eq!(c.lease_ms, 120_000);
+    }
+
+    #[test]
+    fn fails_fast_naming_the_variable() {
+        let err = Config::from_lookup(env(&BASE[1..])).unwrap_err().to_string();
+        assert!(err.contains("ALLOWLIST_TABLE"), "{err}");
+        let mut bad = BASE.to_vec();
+        bad.push(("DEFAULT_ACTION", "accept"));
+        assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains("DEFAULT_ACTION"));
+        let mut bad = BASE.to_vec();
+        bad[3] = ("MANAGED_SERVICES", "svc-1");
+        assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains("MANAGED_SERVICES"));
+    }
+}

@@ -1,0 +1,369 @@
+//! The decision loop for one SQS batch. Owner and state come only from EC2; each connection is claimed in
+//! the decisions table before anything is done to it, so duplicates and concurrent invocations give one
+//! action and one notification; any AWS failure leaves the message to be retried, never a reject.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent};
+use shared::adapters::ec2::MAX_IDS_PER_CALL;
+use shared::domain::record::{DecisionRecord, Notification, Status};
+use shared::domain::request::parse_event;
+use shared::domain::time::now_ms;
+use shared::domain::{
+    AccountId, Connection, ConnectionState, EndpointId, Outcome, Rules, ServiceId, Trigger, apply_quota, evaluate,
+};
+use shared::ports::{Allowlist, ConnectionFilter, Connections, DecisionLog, Notifier, PortError, Written};
+use shared::telemetry::{Metrics, names};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+
+/// Everything the handler needs, built once per container.
+pub struct Deps<C, A, D, N> {
+    pub connections: C,
+    pub allowlist: A,
+    pub log: D,
+    pub notifier: N,
+    pub config: Config,
+}
+
+/// What one batch came to: the SQS message IDs to retry, and the counters.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub failed_messages: Vec<String>,
+    pub metrics: Metrics,
+}
+
+/// The Lambda entry point: reports partial batch failures; fails the whole invocation only when nothing
+/// in the batch could be done because of AWS errors (so it shows as an error and is retried).
+pub async fn handle<C, A, D, N>(deps: &Deps<C, A, D, N>, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error>
+where
+    C: Connections,
+    A: Allowlist,
+    D: DecisionLog,
+    N: Notifier,
+{
+    let total = event.payload.records.len();
+    let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
+    let _guard = span.enter();
+    let outcome = decide_batch(deps, event.payload, &event.context.request_id, now_ms()).await;
+    outcome.metrics.flush("decide");
+    if total > 0 && outcome.failed_messages.len() == total && outcome.metrics.get(names::INVALID_EVENTS) == 0 {
+        return Err(format!("all {total} messages failed on AWS errors; the batch will be retried").into());
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = outcome
+        .failed_messages
+        .into_iter()
+        .map(|id| {
+            let mut f = BatchItemFailure::default();
+            f.item_identifier = id;
+            f
+        })
+        .collect();
+    Ok(response)
+}
+
+/// The requests of one service in the batch: endpoint → (trigger, SQS message IDs carrying it).
+type ServiceWork = BTreeMap<EndpointId, (Trigger, Vec<String>)>;
+
+/// Decides a batch. `claim` names this invocation in the records it claims.
+pub async fn decide_batch<C, A, D, N>(deps: &Deps<C, A, D, N>, event: SqsEvent, claim: &str, now: i64) -> BatchOutcome
+where
+    C: Connections,
+    A: Allowlist,
+    D: DecisionLog,
+    N: Notifier,
+{
+    let mut out = BatchOutcome::default();
+    let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
+    for (i, record) in event.records.into_iter().enumerate() {
+        let message_id = record.message_id.unwrap_or_else(|| format!("#{i}"));
+        let request = match record.body.as_deref().map(parse_event) {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                error!(message_id, error = %e, "invalid Connection Request event; no action taken, kept for the DLQ");
+                out.metrics.incr(names::INVALID_EVENTS);
+                out.failed_messages.push(message_id);
+                continue;
+            }
+            None => {
+                error!(message_id, "SQS message without a body; no action taken, kept for the DLQ");
+                out.metrics.incr(names::INVALID_EVENTS);
+                out.failed_messages.push(message_id);
+                continue;
+            }
+        };
+        if !deps.config.managed.contains(&request.service_id) {
+            info!(message_id, service_id = %request.service_id, "service is not managed by Gatekeeper; ignored");
+            out.metrics.incr(names::UNMANAGED);
+            continue;
+        }
+        let entry = work.entry(request.service_id).or_default().entry(request.endpoint_id).or_insert((request.trigger, vec![]));
+        if !entry.1.is_empty() {
+            out.metrics.incr(names::DUPLICATES);
+        }
+        entry.1.push(message_id);
+    }
+    for (service, requests) in work {
+        let failed = ServiceRun { deps, service: &service, claim, now, metrics: &mut out.metrics }.run(&requests).await;
+        for endpoint in failed {
+            if let Some((_, ids)) = requests.get(&endpoint) {
+                out.failed_messages.extend(ids.iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+/// What to do with one connection, from EC2's state and its decision record.
+#[derive(Debug)]
+enum Plan {
+    Skip(&'static str),
+    /// Evaluate and claim; the version the claim must find (None: no record yet).
+    Decide { previous: Option<u64>, previous_hold: bool },
+    /// EC2 already reflects the decision: make sure the record says so, then notify.
+    Notify(DecisionRecord),
+}
+
+fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
+    let pending = conn.state == ConnectionState::PendingAcceptance;
+    match rec {
+        None if pending => Plan::Decide { previous: None, previous_hold: false },
+        None => Plan::Skip("not pendingAcceptance"),
+        Some(r) => match r.status {
+            Status::Acted => Plan::Notify(r),
+            Status::Claimed if r.lease_until_ms > now => Plan::Skip("claimed by another invocation"),
+            Status::Claimed if pending => Plan::Decide { previous: Some(r.version), previous_hold: false },
+            Status::Claimed => {
+                // An abandoned claim: EC2 tells whether its action took effect.
+                let took = matches!(
+                    (r.outcome, &conn.state),
+                    (Outcome::Accept, ConnectionState::Available | ConnectionState::Pending)
+                        | (Outcome::Reject, ConnectionState::Rejected)
+                );
+                if took { Plan::Notify(r) } else { Plan::Skip("not pendingAcceptance") }
+            }
+            Status::Notified if pending && r.outcome == Outcome::Hold => {
+                Plan::Decide { previous: Some(r.version), previous_hold: true }
+            }
+            Status::Notified | Status::Gone => Plan::Skip("already decided"),
+        },
+    }
+}
+
+struct ServiceRun<'a, C, A, D, N> {
+    deps: &'a Deps<C, A, D, N>,
+    service: &'a ServiceId,
+    claim: &'a str,
+    now: i64,
+    metrics: &'a mut Metrics,
+}
+
+impl<C, A, D, N> ServiceRun<'_, C, A, D, N>
+where
+    C: Connections,
+    A: Allowlist,
+    D: DecisionLog,
+    N: Notifier,
+{
+    fn fail(&mut self, failed: &mut BTreeSet<EndpointId>, endpoint: &EndpointId, e: &PortError) {
+        error!(service_id = %self.service, endpoint_id = %endpoint, error = %e, kind = ?e.kind, "AWS call failed; the request will be retried");
+        self.metrics.incr(names::ERRORS);
+        failed.insert(endpoint.clone());
+    }
+
+    /// Returns the endpoints whose messages must be retried.
+    async fn run(mut self, requests: &ServiceWork) -> BTreeSet<EndpointId> {
+        let mut failed = BTreeSet::new();
+        let filter = ConnectionFilter { endpoints: requests.keys().cloned().collect(), ..Default::default() };
+        let conns = match self.deps.connections.describe(self.service, &filter).await {
+            Ok(c) => c,
+            Err(e) => {
+                for endpoint in requests.keys() {
+                    self.fail(&mut failed, endpoint, &e);
+                }
+                return failed;
+            }
+        };
+        let known: BTreeSet<&EndpointId> = conns.iter().map(|c| &c.endpoint_id).collect();
+        for endpoint in requests.keys().filter(|e| !known.contains(e)) {
+            info!(service_id = %self.service, endpoint_id = %endpoint, "EC2 has no such connection for the service; nothing to do");
+            self.metrics.incr(names::NOT_PENDING);
+        }
+
+        let mut rules: Option<Rules> = None;
+        let mut quota_counts: HashMap<AccountId, u32> = HashMap::new();
+        let mut claimed: Vec<DecisionRecord> = Vec::new();
+        let mut to_notify: Vec<DecisionRecord> = Vec::new();
+        for conn in &conns {
+            let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |(t, _)| *t);
+            let rec = match self.deps.log.get(&conn.endpoint_id, conn.created_at_ms).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fail(&mut failed, &conn.endpoint_id, &e);
+                    continue;
+                }
+            };
+            let (previous, previous_hold) = match plan(conn, rec, self.now) {
+                Plan::Skip(why) => {
+                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why, "no action");
+                    self.metrics.incr(if why == "not pendingAcceptance" { names::NOT_PENDING } else { names::DUPLICATES });
+                    continue;
+                }
+                Plan::Notify(r) => {
+                    to_notify.push(r);
+                    continue;
+                }
+                Plan::Decide { previous, previous_hold } => (previous, previous_hold),
+            };
+            if rules.is_none() {
+                match self.deps.allowlist.rules_for(self.service).await {
+                    Ok(r) => {
+                        for bad in &r.invalid {
+                            error!(error = %bad, "invalid allowlist item skipped; it never accepts");
+                        }
+                        self.metrics.add(names::INVALID_RULES, r.invalid.len() as u64);
+                        rules = Some(r);
+                    }
+                    Err(e) => {
+                        self.fail(&mut failed, &conn.endpoint_id, &e);
+                        continue;
+                    }
+                }
+            }
+            let Some(rules) = rules.as_ref() else { continue };
+            let cfg = &self.deps.config;
+            let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
+            if decision.outcome == Outcome::Accept && decision.max_endpoints.is_some() {
+                let count = match quota_counts.get(&conn.owner) {
+                    Some(n) => *n,
+                    None => match self.count_accepted(&conn.owner).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.fail(&mut failed, &conn.endpoint_id, &e);
+                            continue;
+                        }
+                    },
+                };
+                decision = apply_quota(decision, count, cfg.default_action);
+                let next = count + u32::from(decision.outcome == Outcome::Accept);
+                quota_counts.insert(conn.owner.clone(), next);
+            }
+            if previous_hold && decision.outcome == Outcome::Hold {
+                info!(endpoint_id = %conn.endpoint_id, "still held; already notified");
+                self.metrics.incr(names::DUPLICATES);
+                continue;
+            }
+            let record = DecisionRecord::claim(conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
+            match self.deps.log.claim(&record, previous).await {
+                Ok(Written::Yes) => {
+                    info!(endpoint_id = %conn.endpoint_id, owner = %conn.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
+                    claimed.push(record);
+                }
+                Ok(Written::Lost) => {
+                    info!(endpoint_id = %conn.endpoint_id, "another invocation claimed this connection first");
+                    self.metrics.incr(names::DUPLICATES);
+                }
+                Err(e) => self.fail(&mut failed, &conn.endpoint_id, &e),
+            }
+        }
+
+        // One accept and one reject call per service per batch (chunked for very large batches).
+        let (mut holds, mut acts): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|r| r.outcome == Outcome::Hold);
+        to_notify.append(&mut holds);
+        for outcome in [Outcome::Accept, Outcome::Reject] {
+            let batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
+            for chunk in batch.chunks(MAX_IDS_PER_CALL) {
+                let acted = self.act(outcome, chunk, &mut failed).await;
+                to_notify.extend(acted);
+            }
+        }
+        for record in to_notify {
+            self.finish(record, &mut failed).await;
+        }
+        failed
+    }
+
+    async fn count_accepted(&self, owner: &AccountId) -> Result<u32, PortError> {
+        let filter = ConnectionFilter {
+            owner: Some(owner.clone()),
+            states: vec!["available".into(), "pending".into()],
+            ..Default::default()
+        };
+        let n = self.deps.connections.describe(self.service, &filter).await?.len();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Calls EC2 for one chunk; returns the records now owed a notification.
+    async fn act(&mut self, outcome: Outcome, chunk: &[DecisionRecord], failed: &mut BTreeSet<EndpointId>) -> Vec<DecisionRecord> {
+        let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
+        let result = match outcome {
+            Outcome::Accept => self.deps.connections.accept(self.service, &ids).await,
+            _ => self.deps.connections.reject(self.service, &ids).await,
+        };
+        let item_failures = match result {
+            Ok(f) => f,
+            Err(e) => {
+                for r in chunk {
+                    self.fail(failed, &r.endpoint_id, &e);
+                    if let Err(e) = self.deps.log.abandon(r).await {
+                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
+                    }
+                }
+                return vec![];
+            }
+        };
+        let by_id: HashMap<&str, _> = item_failures.iter().map(|f| (f.endpoint_id.as_str(), f)).collect();
+        let mut done = Vec::new();
+        for r in chunk {
+            match by_id.get(r.endpoint_id.as_str()) {
+                None => done.push(r.clone()),
+                Some(f) if f.is_not_found() => {
+                    info!(endpoint_id = %r.endpoint_id, code = %f.code, "endpoint vanished before it was acted on");
+                    if let Err(e) = self.deps.log.advance(r, Status::Gone).await {
+                        self.fail(failed, &r.endpoint_id, &e);
+                    }
+                }
+                Some(f) => {
+                    // Most often the state moved under us (the consumer deleted it, or a person acted):
+                    // the retry re-reads EC2 and finds out.
+                    warn!(endpoint_id = %r.endpoint_id, code = %f.code, message = %f.message, "EC2 refused this endpoint; will retry");
+                    self.metrics.incr(names::ERRORS);
+                    failed.insert(r.endpoint_id.clone());
+                    if let Err(e) = self.deps.log.abandon(r).await {
+                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early");
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// Records that EC2 has been told, then notifies once, then records that too.
+    async fn finish(&mut self, record: DecisionRecord, failed: &mut BTreeSet<EndpointId>) {
+        if record.status == Status::Claimed {
+            match self.deps.log.advance(&record, Status::Acted).await {
+                Ok(Written::Yes) => self.metrics.incr(match record.outcome {
+                    Outcome::Accept => names::ACCEPTED,
+                    Outcome::Reject => names::REJECTED,
+                    Outcome::Hold => names::HELD,
+                }),
+                Ok(Written::Lost) => {
+                    info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
+                    return;
+                }
+                Err(e) => return self.fail(failed, &record.endpoint_id, &e),
+            }
+        }
+        if let Err(e) = self.deps.notifier.notify(&Notification::for_record(&record)).await {
+            return self.fail(failed, &record.endpoint_id, &e);
+        }
+        self.metrics.incr(names::NOTIFIED);
+        if let Err(e) = self.deps.log.advance(&record, Status::Notified).await {
+            // The notification went out; a later retry may send it once more. Logged, not retried.
+            warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
+        }
+    }
+}
