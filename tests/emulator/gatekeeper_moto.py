@@ -73,11 +73,13 @@ def _service_by_name(service_name: str):
 
 
 def _state(ep) -> str:
-    """The connection state, with the `pending` → `available` step taken lazily."""
-    accepted_at = getattr(ep, "_gk_accepted_at", None)
-    if ep.state == "pending" and accepted_at is not None and time.time() - accepted_at >= ACCEPT_DELAY_SECONDS:
-        ep.state = "available"
     return ep.state
+
+
+def _become_available(ep) -> None:
+    with _LOCK:
+        if ep.state == "pending":
+            ep.state = "available"
 
 
 def _connections_of(provider: EC2Backend):
@@ -233,7 +235,9 @@ def _act(self, action: str, allowed_from: tuple[str, ...], new_state: str, event
             else:
                 ep.state = new_state
                 if new_state == "pending":
-                    ep._gk_accepted_at = time.time()
+                    timer = threading.Timer(ACCEPT_DELAY_SECONDS, _become_available, args=(ep,))
+                    timer.daemon = True
+                    timer.start()
                 changed.append(ep)
                 continue
             unsuccessful.append({"ResourceId": vpce_id, "Error": {"Code": code, "Message": msg}})

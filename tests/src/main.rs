@@ -1,1 +1,146 @@
-fn main() {}
+//! `gatekeeper-local`: the local AWS and the story that shows Gatekeeper working.
+//!
+//!   gatekeeper-local up   [--port 4566] [--state .local/stack.json] [--default-action reject|hold]
+//!   gatekeeper-local demo [--state .local/stack.json]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use gatekeeper_local::{Emulator, StackInfo, Wiring, account_config, network, provision};
+use shared::domain::DefaultAction;
+
+#[derive(Parser)]
+#[command(name = "gatekeeper-local", about = "Gatekeeper on a local AWS (moto on 127.0.0.1), no AWS account needed")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the local AWS, create the stack's resources, and run the functions wired as in AWS until interrupted.
+    Up {
+        #[arg(long, default_value_t = 4566)]
+        port: u16,
+        /// Where to write what a client needs (endpoint URL, Region, accounts, resource names).
+        #[arg(long, default_value = ".local/stack.json")]
+        state: PathBuf,
+        #[arg(long, default_value = "reject", value_parser = ["reject", "hold"])]
+        default_action: String,
+    },
+    /// Play a short story against a running `up`: several consumer accounts create endpoints.
+    Demo {
+        #[arg(long, default_value = ".local/stack.json")]
+        state: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    shared::telemetry::init();
+    match Cli::parse().command {
+        Cmd::Up { port, state, default_action } => up(port, state, default_action.parse().map_err(anyhow::Error::msg)?).await,
+        Cmd::Demo { state } => demo(state).await,
+    }
+}
+
+async fn up(port: u16, state: PathBuf, default_action: DefaultAction) -> Result<()> {
+    let emulator = Emulator::start(port).await?;
+    let info = provision(&emulator.url, "local", default_action).await?;
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&state, serde_json::to_string_pretty(&info)?)?;
+    println!("local AWS on {} (region {}), provider account {}", info.endpoint_url, info.region, info.provider_account);
+    println!("endpoint service {} ({}) requires acceptance; default action: {:?}", info.service_id, info.service_name, info.default_action);
+    println!("stack written to {}", state.display());
+    println!("Gatekeeper is running (ingest stand-in + decide). Ctrl-C to stop.");
+    let wiring = Wiring::new(info).await?;
+    wiring.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    let _ = std::fs::remove_file(&state);
+    drop(emulator);
+    Ok(())
+}
+
+async fn put_rule(ddb: &aws_sdk_dynamodb::Client, table: &str, service: &str, principal: &str, effect: &str, extra: &[(&str, aws_sdk_dynamodb::types::AttributeValue)]) -> Result<()> {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let mut req = ddb
+        .put_item()
+        .table_name(table)
+        .item("service_id", V::S(service.into()))
+        .item("principal", V::S(principal.into()))
+        .item("effect", V::S(effect.into()))
+        .item("created_by", V::S("demo".into()));
+    for (k, v) in extra {
+        req = req.item(*k, v.clone());
+    }
+    req.send().await?;
+    Ok(())
+}
+
+async fn demo(state: PathBuf) -> Result<()> {
+    let info: StackInfo = serde_json::from_str(
+        &std::fs::read_to_string(&state).with_context(|| format!("reading {} (is `make up` running?)", state.display()))?,
+    )?;
+    let provider = account_config(&info.endpoint_url, &info.provider_account).await?;
+    let ddb = aws_sdk_dynamodb::Client::new(&provider);
+    let now = shared::domain::time::now_ms() / 1000;
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let story: [(&str, &str); 4] = [
+        ("222222222222", "ACME Corp: allowed for this service"),
+        ("333333333333", "Globex: explicitly denied everywhere"),
+        ("444444444444", "Initech: nobody has heard of them"),
+        ("555555555555", "Umbrella: allowed, but the allow expired yesterday"),
+    ];
+    println!("The provider's allowlist:");
+    put_rule(&ddb, &info.allowlist_table, &info.service_id, "222222222222", "allow", &[("note", V::S("ACME prod".into()))]).await?;
+    put_rule(&ddb, &info.allowlist_table, "*", "arn:aws:iam::333333333333:root", "deny", &[("note", V::S("chargeback".into()))]).await?;
+    put_rule(&ddb, &info.allowlist_table, &info.service_id, "555555555555", "allow", &[("expires_at", V::N((now - 86_400).to_string()))]).await?;
+    println!("  allow {} 222222222222\n  deny  *  arn:aws:iam::333333333333:root\n  allow {} 555555555555 (expired)\n", info.service_id, info.service_id);
+
+    let mut endpoints = Vec::new();
+    for (account, who) in story {
+        let cfg = account_config(&info.endpoint_url, account).await?;
+        let ec2 = aws_sdk_ec2::Client::new(&cfg);
+        let (vpc, subnet) = network(&ec2).await?;
+        let ep = ec2
+            .create_vpc_endpoint()
+            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+            .vpc_id(vpc)
+            .service_name(&info.service_name)
+            .subnet_ids(subnet)
+            .send()
+            .await?;
+        let id = ep.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).context("endpoint id")?.to_owned();
+        println!("{who}\n  account {account} creates interface endpoint {id} -> pendingAcceptance");
+        endpoints.push((account, ec2, id));
+    }
+    println!("\nGatekeeper decides (connection notification -> Connection Request -> decide):\n");
+    let sqs = aws_sdk_sqs::Client::new(&provider);
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < endpoints.len() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("only {seen} of {} decisions arrived within 60 s", endpoints.len());
+        }
+        let msgs = sqs.receive_message().queue_url(&info.inbox_queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+        for m in msgs.messages() {
+            let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap_or_default())?;
+            let body: serde_json::Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}"))?;
+            println!("  [{:.1}s] {}", started.elapsed().as_secs_f64(), envelope["Subject"].as_str().unwrap_or_default());
+            println!("         reason: {} — {}", body["reason"].as_str().unwrap_or_default(), body["detail"].as_str().unwrap_or_default());
+            sqs.delete_message().queue_url(&info.inbox_queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+            seen += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("\nWhat each consumer now sees (DescribeVpcEndpoints in its own account):");
+    for (account, ec2, id) in &endpoints {
+        let out = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await?;
+        let state = out.vpc_endpoints().first().and_then(|e| e.state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
+        println!("  {account}  {id}  {state}");
+    }
+    Ok(())
+}
