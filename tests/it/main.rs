@@ -1,1 +1,209 @@
+//! Integration tests: real endpoints created from consumer accounts in the local AWS, decided by the real
+//! `decide` handler over the real SDK and wire protocol, checked in EC2, the decisions table and the SNS
+//! messages a subscribed queue receives. One test binary; each test provisions its own stack.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue as V;
+use gatekeeper_local::{Emulator, StackInfo, Wiring, account_config, network, provision};
+use serde_json::Value;
+use shared::domain::DefaultAction;
+
+mod decide;
+
+static STACKS: AtomicU32 = AtomicU32::new(0);
+
+pub struct World {
+    pub info: StackInfo,
+    pub wiring: Wiring,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    _emulator: Emulator,
+}
+
+/// A decision message as a subscribed team receives it.
+#[derive(Debug)]
+pub struct Received {
+    pub subject: String,
+    pub body: Value,
+    pub attributes: Value,
+}
+
+impl World {
+    pub async fn new(default_action: DefaultAction) -> Result<Self> {
+        let emulator = Emulator::start_or_reuse().await?;
+        let suffix = format!("{}-{}", std::process::id(), STACKS.fetch_add(1, Ordering::Relaxed));
+        let info = provision(&emulator.url, &suffix, default_action).await?;
+        let cfg = account_config(&info.endpoint_url, &info.provider_account).await?;
+        Ok(Self {
+            wiring: Wiring::new(info.clone()).await?,
+            ddb: aws_sdk_dynamodb::Client::new(&cfg),
+            sqs: aws_sdk_sqs::Client::new(&cfg),
+            sns: aws_sdk_sns::Client::new(&cfg),
+            ec2: aws_sdk_ec2::Client::new(&cfg),
+            events: aws_sdk_eventbridge::Client::new(&cfg),
+            info,
+            _emulator: emulator,
+        })
+    }
+
+    pub async fn rule(&self, scope: &str, principal: &str, effect: &str, extra: &[(&str, V)]) -> Result<()> {
+        let mut req = self
+            .ddb
+            .put_item()
+            .table_name(&self.info.allowlist_table)
+            .item("service_id", V::S(scope.replace("SVC", &self.info.service_id)))
+            .item("principal", V::S(principal.into()))
+            .item("effect", V::S(effect.into()));
+        for (k, v) in extra {
+            req = req.item(*k, v.clone());
+        }
+        req.send().await?;
+        Ok(())
+    }
+
+    /// An interface endpoint to the stack's service, created in `account` (which assumes a role there).
+    pub async fn endpoint(&self, account: &str) -> Result<String> {
+        self.endpoint_to(account, &self.info.service_name).await
+    }
+
+    pub async fn endpoint_to(&self, account: &str, service_name: &str) -> Result<String> {
+        let cfg = account_config(&self.info.endpoint_url, account).await?;
+        let ec2 = aws_sdk_ec2::Client::new(&cfg);
+        let (vpc, subnet) = network(&ec2).await?;
+        let out = ec2
+            .create_vpc_endpoint()
+            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+            .vpc_id(vpc)
+            .service_name(service_name)
+            .subnet_ids(subnet)
+            .send()
+            .await?;
+        Ok(out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).context("endpoint id")?.to_owned())
+    }
+
+    /// Runs the wiring until nothing moves: notifications turned into requests, requests decided.
+    /// Failed messages come back after the queue's 2 s visibility timeout, so `patience` bounds the wait.
+    pub async fn settle(&self, patience: Duration) -> Result<()> {
+        let start = Instant::now();
+        let mut quiet = 0;
+        while start.elapsed() < patience {
+            let n = self.wiring.pump_notifications().await?;
+            let d = self.wiring.pump_decide(0).await?;
+            if n.notifications == 0 && d.messages == 0 {
+                quiet += 1;
+                if quiet >= 3 && self.queue_depth(&self.info.requests_queue_url).await? == 0 {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            } else {
+                quiet = 0;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn queue_depth(&self, url: &str) -> Result<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName as Q;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(Q::ApproximateNumberOfMessages)
+            .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?;
+        let attrs = out.attributes().context("attributes")?;
+        let get = |k: Q| attrs.get(&k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(get(Q::ApproximateNumberOfMessages) + get(Q::ApproximateNumberOfMessagesNotVisible))
+    }
+
+    /// The connection's state as the provider sees it in EC2.
+    pub async fn state(&self, endpoint: &str) -> Result<String> {
+        let out = self
+            .ec2
+            .describe_vpc_endpoint_connections()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-endpoint-id").values(endpoint).build())
+            .send()
+            .await?;
+        let c = out.vpc_endpoint_connections().first().context("no such connection")?;
+        Ok(c.vpc_endpoint_state().map(|s| s.as_str().to_owned()).unwrap_or_default())
+    }
+
+    /// Waits out EC2's `pending` step after an accept.
+    pub async fn settled_state(&self, endpoint: &str) -> Result<String> {
+        for _ in 0..40 {
+            let s = self.state(endpoint).await?;
+            if s != "pending" {
+                return Ok(s);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.state(endpoint).await
+    }
+
+    /// Every decision message received so far by the team's queue (and removes them).
+    pub async fn inbox(&self) -> Result<Vec<Received>> {
+        let mut out = Vec::new();
+        loop {
+            let msgs = self.sqs.receive_message().queue_url(&self.info.inbox_queue_url).max_number_of_messages(10).send().await?;
+            if msgs.messages().is_empty() {
+                return Ok(out);
+            }
+            for m in msgs.messages() {
+                let env: Value = serde_json::from_str(m.body().unwrap_or_default())?;
+                out.push(Received {
+                    subject: env["Subject"].as_str().unwrap_or_default().to_owned(),
+                    body: serde_json::from_str(env["Message"].as_str().unwrap_or("null"))?,
+                    attributes: env["MessageAttributes"].clone(),
+                });
+                self.sqs.delete_message().queue_url(&self.info.inbox_queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+            }
+        }
+    }
+
+    /// The decision records of an endpoint.
+    pub async fn records(&self, endpoint: &str) -> Result<Vec<std::collections::HashMap<String, V>>> {
+        let out = self
+            .ddb
+            .query()
+            .table_name(&self.info.decisions_table)
+            .key_condition_expression("endpoint_id = :e")
+            .expression_attribute_values(":e", V::S(endpoint.into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.items().to_vec())
+    }
+
+    /// How many times EC2 changed this connection by `event` (`Accept` or `Reject`).
+    pub fn ec2_actions(&self, endpoint: &str, event: &str) -> usize {
+        self.wiring.connection_events.lock().map(|v| v.iter().filter(|(e, id)| e == event && id == endpoint).count()).unwrap_or(0)
+    }
+
+    /// Puts a Connection Request event on the bus, as any producer (or a forger) can.
+    pub async fn put_request(&self, detail: Value) -> Result<()> {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .event_bus_name(&self.info.bus_name)
+            .source("gatekeeper")
+            .detail_type("Connection Request")
+            .detail(detail.to_string())
+            .build();
+        let out = self.events.put_events().entries(entry).send().await?;
+        anyhow::ensure!(out.failed_entry_count() == 0, "PutEvents failed");
+        Ok(())
+    }
+
+    pub fn request(&self, endpoint: &str) -> Value {
+        serde_json::json!({"service_id": self.info.service_id, "endpoint_id": endpoint, "trigger": "manual", "requested_at": 1})
+    }
+}
+
+pub fn s(v: &str) -> V {
+    V::S(v.into())
+}

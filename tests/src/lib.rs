@@ -346,6 +346,9 @@ pub struct Wiring {
     bus: EventBridgeBus,
     deps: DecideDeps,
     invocation: std::sync::atomic::AtomicU64,
+    /// Every connection notification seen: (event, endpoint ID). EC2 publishes `Accept`/`Reject` once
+    /// per state change, so these count the EC2 actions taken.
+    pub connection_events: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -366,6 +369,7 @@ impl Wiring {
             deps: decide_deps(&cfg, &info)?,
             info,
             invocation: 0.into(),
+            connection_events: Default::default(),
         })
     }
 
@@ -388,6 +392,9 @@ impl Wiring {
         let mut requests = Vec::new();
         for m in &msgs {
             stats.notifications += 1;
+            if let Some(ev) = notification_event(m.body().unwrap_or_default()) {
+                self.connection_events.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(ev);
+            }
             if let Some(r) = notification_to_request(m.body().unwrap_or_default()) {
                 requests.push(r);
             }
@@ -464,6 +471,13 @@ impl Wiring {
             }
         }
     }
+}
+
+/// (event, endpoint ID) of a connection notification delivered through SQS.
+pub fn notification_event(sqs_body: &str) -> Option<(String, String)> {
+    let envelope: serde_json::Value = serde_json::from_str(sqs_body).ok()?;
+    let inner: serde_json::Value = serde_json::from_str(envelope.get("Message")?.as_str()?).ok()?;
+    Some((inner.get("connectionEvent")?.as_str()?.to_owned(), inner.get("vpcEndpointId")?.as_str()?.to_owned()))
 }
 
 /// Reads the endpoint and service IDs from a connection notification delivered through SQS (an SNS

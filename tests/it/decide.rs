@@ -1,0 +1,215 @@
+//! The foundation's promises, each a test.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_sdk_dynamodb::types::AttributeValue as V;
+use serde_json::json;
+use shared::domain::DefaultAction;
+
+use crate::{World, s};
+
+const ALLOWED: &str = "222222222222";
+const DENIED: &str = "333333333333";
+const UNKNOWN: &str = "444444444444";
+const EXPIRED: &str = "555555555555";
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn now() -> i64 {
+    shared::domain::time::now_ms() / 1000
+}
+
+#[tokio::test]
+async fn when_a_consumer_connects_should_accept_allowed_and_reject_denied_unknown_and_expired() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", ALLOWED, "allow", &[("note", s("ACME"))]).await?;
+    w.rule("*", &format!("arn:aws:iam::{DENIED}:root"), "deny", &[]).await?;
+    w.rule("*", DENIED, "allow", &[]).await?;
+    w.rule("SVC", EXPIRED, "allow", &[("expires_at", V::N((now() - 60).to_string()))]).await?;
+    let allowed = w.endpoint(ALLOWED).await?;
+    let denied = w.endpoint(DENIED).await?;
+    let unknown = w.endpoint(UNKNOWN).await?;
+    let expired = w.endpoint(EXPIRED).await?;
+    w.settle(SETTLE).await?;
+
+    assert_eq!(w.settled_state(&allowed).await?, "available");
+    for id in [&denied, &unknown, &expired] {
+        assert_eq!(w.state(id).await?, "rejected", "{id}");
+    }
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 4, "{inbox:#?}");
+    let by_endpoint = |id: &str| inbox.iter().find(|m| m.body["endpoint_id"] == id).expect("message for endpoint");
+    let m = by_endpoint(&allowed);
+    assert_eq!(m.body["decision"], "accepted");
+    assert_eq!(m.body["owner"], ALLOWED);
+    assert_eq!(m.body["matched_rule"], format!("{}/{ALLOWED}", w.info.service_id));
+    assert_eq!(m.attributes["decision"]["Value"], "accepted");
+    assert_eq!(m.attributes["owner"]["Value"], ALLOWED);
+    assert_eq!(m.attributes["service_id"]["Value"], w.info.service_id.as_str());
+    assert!(m.subject.contains("accepted") && m.subject.contains(&allowed), "{}", m.subject);
+    assert_eq!(by_endpoint(&denied).body["reason"], "denied");
+    assert_eq!(by_endpoint(&unknown).body["reason"], "not_listed");
+    assert_eq!(by_endpoint(&expired).body["reason"], "allow_expired");
+
+    let records = w.records(&allowed).await?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["decision"], s("accepted"));
+    assert_eq!(records[0]["status"], s("notified"));
+    assert_eq!(records[0]["owner"], s(ALLOWED));
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_the_default_is_hold_should_leave_unknown_pending_then_accept_once_allowed() -> Result<()> {
+    let w = World::new(DefaultAction::Hold).await?;
+    let id = w.endpoint(UNKNOWN).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "pendingAcceptance");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].body["decision"], "held");
+    // The same request again: still held, not announced twice.
+    w.put_request(w.request(&id)).await?;
+    w.settle(SETTLE).await?;
+    assert!(w.inbox().await?.is_empty());
+    // A person allows the account and asks again.
+    w.rule("SVC", UNKNOWN, "allow", &[]).await?;
+    w.put_request(w.request(&id)).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].body["decision"], "accepted");
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_the_same_request_arrives_five_times_should_act_record_and_notify_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", ALLOWED, "allow", &[]).await?;
+    let id = w.endpoint(ALLOWED).await?;
+    for _ in 0..4 {
+        w.put_request(w.request(&id)).await?;
+    }
+    w.settle(SETTLE).await?;
+    // One more after the decision, when EC2 may still say `pending`.
+    w.put_request(w.request(&id)).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1);
+    assert_eq!(w.records(&id).await?.len(), 1);
+    assert_eq!(w.inbox().await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_event_lies_or_names_an_unmanaged_service_should_change_nothing() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", ALLOWED, "allow", &[]).await?;
+    let denied = w.endpoint(DENIED).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&denied).await?, "rejected");
+    w.inbox().await?;
+    // Forged: claims the owner is the allowed account (a field the contract does not have).
+    let mut forged = w.request(&denied);
+    forged["owner"] = json!(ALLOWED);
+    forged["state"] = json!("pendingAcceptance");
+    w.put_request(forged).await?;
+    // Well-formed but about an endpoint EC2 has already rejected, and one that does not exist.
+    w.put_request(w.request(&denied)).await?;
+    w.put_request(w.request("vpce-0123456789abcdef0")).await?;
+    // A service Gatekeeper does not manage.
+    w.put_request(json!({"service_id": "vpce-svc-0123456789abcdef0", "endpoint_id": denied, "trigger": "manual", "requested_at": 1}))
+        .await?;
+    w.settle(Duration::from_secs(12)).await?;
+    assert_eq!(w.state(&denied).await?, "rejected");
+    assert_eq!(w.ec2_actions(&denied, "Accept"), 0);
+    assert!(w.inbox().await?.is_empty());
+    assert_eq!(w.records(&denied).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_event_is_malformed_should_take_no_action_and_keep_it_in_the_dlq() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", ALLOWED, "allow", &[]).await?;
+    let id = w.endpoint(ALLOWED).await?;
+    w.sqs.send_message().queue_url(&w.info.requests_queue_url).message_body("{not json").send().await?;
+    w.put_request(json!({"service_id": w.info.service_id, "endpoint_id": "vpce-NOT-HEX", "trigger": "manual", "requested_at": 1})).await?;
+    // Drain only the bad messages (the endpoint's own notification is not turned into a request).
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(30) && w.queue_depth(&w.info.requests_dlq_url).await? < 2 {
+        w.wiring.pump_decide(1).await?;
+    }
+    assert_eq!(w.queue_depth(&w.info.requests_dlq_url).await?, 2, "both bad messages end in the DLQ");
+    assert_eq!(w.state(&id).await?, "pendingAcceptance");
+    assert!(w.inbox().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_allowlist_item_is_malformed_should_never_accept_its_account() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("*", ALLOWED, "allow", &[]).await?;
+    // Meant as a deny, but `expires_at` is a string: it cannot be read, so the account is not accepted.
+    w.rule("SVC", ALLOWED, "deny", &[("expires_at", s("next week"))]).await?;
+    // An item with the wrong effect spelling for another account never allows it.
+    w.rule("SVC", UNKNOWN, "ALLOW", &[]).await?;
+    let a = w.endpoint(ALLOWED).await?;
+    let u = w.endpoint(UNKNOWN).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&a).await?, "rejected");
+    assert_eq!(w.state(&u).await?, "rejected");
+    let inbox = w.inbox().await?;
+    let reasons: Vec<&str> = inbox.iter().filter_map(|m| m.body["reason"].as_str()).collect();
+    assert!(reasons.contains(&"invalid_rule"), "{reasons:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_the_decisions_table_fails_should_retry_and_never_reject() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let id = w.endpoint(UNKNOWN).await?;
+    // The decisions table is gone: nothing can be claimed, so nothing may be done.
+    w.ddb.delete_table().table_name(&w.info.decisions_table).send().await?;
+    w.settle(Duration::from_secs(3)).await?;
+    assert_eq!(w.state(&id).await?, "pendingAcceptance", "a failing DynamoDB must not turn into a reject");
+    assert!(w.inbox().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_sns_fails_after_the_action_should_notify_on_retry_exactly_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", ALLOWED, "allow", &[]).await?;
+    let id = w.endpoint(ALLOWED).await?;
+    // Take the decisions topic away: EC2 is told, the notification fails, the message is retried.
+    w.sns.delete_topic().topic_arn(&w.info.decisions_topic_arn).send().await?;
+    w.wiring.pump_notifications().await?;
+    let first = w.wiring.pump_decide(1).await?;
+    assert_eq!(first.failed_messages, 1);
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert_eq!(w.records(&id).await?[0]["status"], s("acted"));
+    // The topic comes back (same name, same ARN) with the team's subscription.
+    let arn = w.sns.create_topic().name(w.info.decisions_topic_arn.rsplit(':').next().unwrap_or_default()).send().await?;
+    assert_eq!(arn.topic_arn(), Some(w.info.decisions_topic_arn.as_str()));
+    let inbox_arn = w
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&w.info.inbox_queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    w.sns.subscribe().topic_arn(&w.info.decisions_topic_arn).protocol("sqs").endpoint(inbox_arn).send().await?;
+    w.settle(SETTLE).await?;
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1, "{inbox:#?}");
+    assert_eq!(inbox[0].body["decision"], "accepted");
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1);
+    assert_eq!(w.records(&id).await?[0]["status"], s("notified"));
+    Ok(())
+}
