@@ -38,9 +38,17 @@ pub trait Connections: Send + Sync {
         filter: &ConnectionFilter,
     ) -> impl Future<Output = PortResult<Vec<Connection>>> + Send;
     /// Accepts the IDs in one call; EC2's per-ID failures come back, not as an error.
-    fn accept(&self, service: &ServiceId, ids: &[EndpointId]) -> impl Future<Output = PortResult<Vec<ItemFailure>>> + Send;
+    fn accept(
+        &self,
+        service: &ServiceId,
+        ids: &[EndpointId],
+    ) -> impl Future<Output = PortResult<Vec<ItemFailure>>> + Send;
     /// Rejects the IDs in one call (also revokes `available` ones).
-    fn reject(&self, service: &ServiceId, ids: &[EndpointId]) -> impl Future<Output = PortResult<Vec<ItemFailure>>> + Send;
+    fn reject(
+        &self,
+        service: &ServiceId,
+        ids: &[EndpointId],
+    ) -> impl Future<Output = PortResult<Vec<ItemFailure>>> + Send;
 }
 
 #[derive(Debug, Clone, Default)]
@@ -67,10 +75,18 @@ pub enum Written {
 
 /// The decisions table.
 pub trait DecisionLog: Send + Sync {
-    fn get(&self, endpoint: &EndpointId, created_at_ms: i64) -> impl Future<Output = PortResult<Option<DecisionRecord>>> + Send;
+    fn get(
+        &self,
+        endpoint: &EndpointId,
+        created_at_ms: i64,
+    ) -> impl Future<Output = PortResult<Option<DecisionRecord>>> + Send;
     /// Writes a claim if there is no record (`expected_version` None) or the record is still at
     /// `expected_version`.
-    fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> impl Future<Output = PortResult<Written>> + Send;
+    fn claim(
+        &self,
+        record: &DecisionRecord,
+        expected_version: Option<u64>,
+    ) -> impl Future<Output = PortResult<Written>> + Send;
     /// Moves a record forward, if it is still held by `claim`.
     fn advance(&self, record: &DecisionRecord, status: Status) -> impl Future<Output = PortResult<Written>> + Send;
     /// Gives up a claim whose action failed: its lease ends now, so a retry takes it over at once and

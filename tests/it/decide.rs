@@ -136,7 +136,10 @@ async fn when_an_event_is_malformed_should_take_no_action_and_keep_it_in_the_dlq
     w.rule("SVC", ALLOWED, "allow", &[]).await?;
     let id = w.endpoint(ALLOWED).await?;
     w.sqs.send_message().queue_url(&w.info.requests_queue_url).message_body("{not json").send().await?;
-    w.put_request(json!({"service_id": w.info.service_id, "endpoint_id": "vpce-NOT-HEX", "trigger": "manual", "requested_at": 1})).await?;
+    w.put_request(
+        json!({"service_id": w.info.service_id, "endpoint_id": "vpce-NOT-HEX", "trigger": "manual", "requested_at": 1}),
+    )
+    .await?;
     // Drain only the bad messages (the endpoint's own notification is not turned into a request).
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(30) && w.queue_depth(&w.info.requests_dlq_url).await? < 2 {
@@ -192,7 +195,8 @@ async fn when_sns_fails_after_the_action_should_notify_on_retry_exactly_once() -
     assert_eq!(w.settled_state(&id).await?, "available");
     assert_eq!(w.records(&id).await?[0]["status"], s("acted"));
     // The topic comes back (same name, same ARN) with the team's subscription.
-    let arn = w.sns.create_topic().name(w.info.decisions_topic_arn.rsplit(':').next().unwrap_or_default()).send().await?;
+    let arn =
+        w.sns.create_topic().name(w.info.decisions_topic_arn.rsplit(':').next().unwrap_or_default()).send().await?;
     assert_eq!(arn.topic_arn(), Some(w.info.decisions_topic_arn.as_str()));
     let inbox_arn = w
         .sqs

@@ -151,7 +151,13 @@ impl World {
     pub async fn inbox(&self) -> Result<Vec<Received>> {
         let mut out = Vec::new();
         loop {
-            let msgs = self.sqs.receive_message().queue_url(&self.info.inbox_queue_url).max_number_of_messages(10).send().await?;
+            let msgs = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.info.inbox_queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await?;
             if msgs.messages().is_empty() {
                 return Ok(out);
             }
@@ -162,7 +168,12 @@ impl World {
                     body: serde_json::from_str(env["Message"].as_str().unwrap_or("null"))?,
                     attributes: env["MessageAttributes"].clone(),
                 });
-                self.sqs.delete_message().queue_url(&self.info.inbox_queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.info.inbox_queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await?;
             }
         }
     }
@@ -183,7 +194,11 @@ impl World {
 
     /// How many times EC2 changed this connection by `event` (`Accept` or `Reject`).
     pub fn ec2_actions(&self, endpoint: &str, event: &str) -> usize {
-        self.wiring.connection_events.lock().map(|v| v.iter().filter(|(e, id)| e == event && id == endpoint).count()).unwrap_or(0)
+        self.wiring
+            .connection_events
+            .lock()
+            .map(|v| v.iter().filter(|(e, id)| e == event && id == endpoint).count())
+            .unwrap_or(0)
     }
 
     /// Puts a Connection Request event on the bus, as any producer (or a forger) can.

@@ -48,7 +48,8 @@ impl Emulator {
     }
 
     pub async fn start(port: u16) -> Result<Self> {
-        let python = std::env::var("GATEKEEPER_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root().join(".venv/bin/python"));
+        let python =
+            std::env::var("GATEKEEPER_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root().join(".venv/bin/python"));
         let script = root().join("tests/emulator/gatekeeper_moto.py");
         let child = Command::new(&python)
             .arg(&script)
@@ -99,8 +100,12 @@ pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> 
         .await
         .context("STS AssumeRole on the local AWS")?;
     let c = out.credentials().context("AssumeRole returned no credentials")?;
-    let creds = Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_owned()), None, "assumed");
-    Ok(base.into_builder().credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds)).build())
+    let creds =
+        Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_owned()), None, "assumed");
+    Ok(base
+        .into_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+        .build())
 }
 
 /// What a client needs to use a provisioned stack: written to a JSON file by `gatekeeper-local up`.
@@ -136,17 +141,36 @@ pub async fn provision(endpoint: &str, suffix: &str, default_action: DefaultActi
     let elb_subnet = network(&ec2).await?.1;
 
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification, StreamViewType,
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+        StreamViewType,
     };
     let table = |name: String, pk: &str, sk: &str| {
         ddb.create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name(pk).attribute_type(ScalarAttributeType::S).build().ok()?)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name(sk).attribute_type(ScalarAttributeType::S).build().ok()?)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(pk)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .ok()?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(sk)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .ok()?,
+            )
             .key_schema(KeySchemaElement::builder().attribute_name(pk).key_type(KeyType::Hash).build().ok()?)
             .key_schema(KeySchemaElement::builder().attribute_name(sk).key_type(KeyType::Range).build().ok()?)
-            .stream_specification(StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewAndOldImages).build().ok()?)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .ok()?,
+            )
             .into()
     };
     let allowlist_table = format!("gatekeeper-allowlist-{suffix}");
@@ -156,8 +180,14 @@ pub async fn provision(endpoint: &str, suffix: &str, default_action: DefaultActi
     let t: Option<_> = table(decisions_table.clone(), "endpoint_id", "created");
     t.context("table definition")?.send().await.context("create decisions table")?;
 
-    let decisions_topic_arn =
-        sns.create_topic().name(format!("gatekeeper-decisions-{suffix}")).send().await?.topic_arn().context("topic")?.to_owned();
+    let decisions_topic_arn = sns
+        .create_topic()
+        .name(format!("gatekeeper-decisions-{suffix}"))
+        .send()
+        .await?
+        .topic_arn()
+        .context("topic")?
+        .to_owned();
     let notifications_topic_arn = sns
         .create_topic()
         .name(format!("gatekeeper-connection-notifications-{suffix}"))
@@ -190,9 +220,13 @@ pub async fn provision(endpoint: &str, suffix: &str, default_action: DefaultActi
     use aws_sdk_sqs::types::QueueAttributeName as Q;
     let (requests_dlq_url, dlq_arn) = queue(format!("gatekeeper-requests-dlq-{suffix}"), vec![]).await?;
     let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string();
-    let (requests_queue_url, requests_arn) =
-        queue(format!("gatekeeper-requests-{suffix}"), vec![(Q::VisibilityTimeout, "2".into()), (Q::RedrivePolicy, redrive)]).await?;
-    let (notifications_queue_url, notifications_arn) = queue(format!("gatekeeper-notifications-{suffix}"), vec![]).await?;
+    let (requests_queue_url, requests_arn) = queue(
+        format!("gatekeeper-requests-{suffix}"),
+        vec![(Q::VisibilityTimeout, "2".into()), (Q::RedrivePolicy, redrive)],
+    )
+    .await?;
+    let (notifications_queue_url, notifications_arn) =
+        queue(format!("gatekeeper-notifications-{suffix}"), vec![]).await?;
     let (inbox_queue_url, inbox_arn) = queue(format!("gatekeeper-inbox-{suffix}"), vec![]).await?;
     sns.subscribe().topic_arn(&notifications_topic_arn).protocol("sqs").endpoint(&notifications_arn).send().await?;
     sns.subscribe().topic_arn(&decisions_topic_arn).protocol("sqs").endpoint(&inbox_arn).send().await?;
@@ -257,7 +291,15 @@ pub async fn provision(endpoint: &str, suffix: &str, default_action: DefaultActi
 
 /// A VPC and a subnet in the caller's account.
 pub async fn network(ec2: &aws_sdk_ec2::Client) -> Result<(String, String)> {
-    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await?.vpc().and_then(|v| v.vpc_id()).context("vpc")?.to_owned();
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await?
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .context("vpc")?
+        .to_owned();
     let subnet = ec2
         .create_subnet()
         .vpc_id(&vpc)
@@ -290,7 +332,8 @@ mod aws_sdk_elasticloadbalancingv2_stub {
             creds.access_key_id()
         );
         let text = super::http_post(endpoint, &auth, &body).await?;
-        let start = text.find("<LoadBalancerArn>").context("CreateLoadBalancer answered without an ARN")? + "<LoadBalancerArn>".len();
+        let start = text.find("<LoadBalancerArn>").context("CreateLoadBalancer answered without an ARN")?
+            + "<LoadBalancerArn>".len();
         let end = text[start..].find('<').context("malformed CreateLoadBalancer answer")? + start;
         Ok(text[start..end].to_owned())
     }
@@ -402,7 +445,12 @@ impl Wiring {
         self.bus.put(&requests).await?;
         stats.requests_put = requests.len();
         for m in msgs {
-            self.sqs.delete_message().queue_url(&self.info.notifications_queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+            self.sqs
+                .delete_message()
+                .queue_url(&self.info.notifications_queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await?;
         }
         Ok(stats)
     }
@@ -452,7 +500,12 @@ impl Wiring {
         stats.failed_messages = failed.len();
         for m in &msgs {
             if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                self.sqs.delete_message().queue_url(&self.info.requests_queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.info.requests_queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await?;
             }
         }
         Ok(stats)

@@ -41,7 +41,9 @@ enum Cmd {
 async fn main() -> Result<()> {
     shared::telemetry::init();
     match Cli::parse().command {
-        Cmd::Up { port, state, default_action } => up(port, state, default_action.parse().map_err(anyhow::Error::msg)?).await,
+        Cmd::Up { port, state, default_action } => {
+            up(port, state, default_action.parse().map_err(anyhow::Error::msg)?).await
+        }
         Cmd::Demo { state } => demo(state).await,
     }
 }
@@ -54,17 +56,31 @@ async fn up(port: u16, state: PathBuf, default_action: DefaultAction) -> Result<
     }
     std::fs::write(&state, serde_json::to_string_pretty(&info)?)?;
     println!("local AWS on {} (region {}), provider account {}", info.endpoint_url, info.region, info.provider_account);
-    println!("endpoint service {} ({}) requires acceptance; default action: {:?}", info.service_id, info.service_name, info.default_action);
+    println!(
+        "endpoint service {} ({}) requires acceptance; default action: {:?}",
+        info.service_id, info.service_name, info.default_action
+    );
     println!("stack written to {}", state.display());
     println!("Gatekeeper is running (ingest stand-in + decide). Ctrl-C to stop.");
     let wiring = Wiring::new(info).await?;
-    wiring.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    wiring
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     let _ = std::fs::remove_file(&state);
     drop(emulator);
     Ok(())
 }
 
-async fn put_rule(ddb: &aws_sdk_dynamodb::Client, table: &str, service: &str, principal: &str, effect: &str, extra: &[(&str, aws_sdk_dynamodb::types::AttributeValue)]) -> Result<()> {
+async fn put_rule(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    service: &str,
+    principal: &str,
+    effect: &str,
+    extra: &[(&str, aws_sdk_dynamodb::types::AttributeValue)],
+) -> Result<()> {
     use aws_sdk_dynamodb::types::AttributeValue as V;
     let mut req = ddb
         .put_item()
@@ -82,7 +98,8 @@ async fn put_rule(ddb: &aws_sdk_dynamodb::Client, table: &str, service: &str, pr
 
 async fn demo(state: PathBuf) -> Result<()> {
     let info: StackInfo = serde_json::from_str(
-        &std::fs::read_to_string(&state).with_context(|| format!("reading {} (is `make up` running?)", state.display()))?,
+        &std::fs::read_to_string(&state)
+            .with_context(|| format!("reading {} (is `make up` running?)", state.display()))?,
     )?;
     let provider = account_config(&info.endpoint_url, &info.provider_account).await?;
     let ddb = aws_sdk_dynamodb::Client::new(&provider);
@@ -95,10 +112,37 @@ async fn demo(state: PathBuf) -> Result<()> {
         ("555555555555", "Umbrella: allowed, but the allow expired yesterday"),
     ];
     println!("The provider's allowlist:");
-    put_rule(&ddb, &info.allowlist_table, &info.service_id, "222222222222", "allow", &[("note", V::S("ACME prod".into()))]).await?;
-    put_rule(&ddb, &info.allowlist_table, "*", "arn:aws:iam::333333333333:root", "deny", &[("note", V::S("chargeback".into()))]).await?;
-    put_rule(&ddb, &info.allowlist_table, &info.service_id, "555555555555", "allow", &[("expires_at", V::N((now - 86_400).to_string()))]).await?;
-    println!("  allow {} 222222222222\n  deny  *  arn:aws:iam::333333333333:root\n  allow {} 555555555555 (expired)\n", info.service_id, info.service_id);
+    put_rule(
+        &ddb,
+        &info.allowlist_table,
+        &info.service_id,
+        "222222222222",
+        "allow",
+        &[("note", V::S("ACME prod".into()))],
+    )
+    .await?;
+    put_rule(
+        &ddb,
+        &info.allowlist_table,
+        "*",
+        "arn:aws:iam::333333333333:root",
+        "deny",
+        &[("note", V::S("chargeback".into()))],
+    )
+    .await?;
+    put_rule(
+        &ddb,
+        &info.allowlist_table,
+        &info.service_id,
+        "555555555555",
+        "allow",
+        &[("expires_at", V::N((now - 86_400).to_string()))],
+    )
+    .await?;
+    println!(
+        "  allow {} 222222222222\n  deny  *  arn:aws:iam::333333333333:root\n  allow {} 555555555555 (expired)\n",
+        info.service_id, info.service_id
+    );
 
     let mut endpoints = Vec::new();
     for (account, who) in story {
@@ -125,13 +169,31 @@ async fn demo(state: PathBuf) -> Result<()> {
         if started.elapsed() > Duration::from_secs(60) {
             bail!("only {seen} of {} decisions arrived within 60 s", endpoints.len());
         }
-        let msgs = sqs.receive_message().queue_url(&info.inbox_queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+        let msgs = sqs
+            .receive_message()
+            .queue_url(&info.inbox_queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
         for m in msgs.messages() {
             let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap_or_default())?;
             let body: serde_json::Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}"))?;
-            println!("  [{:.1}s] {}", started.elapsed().as_secs_f64(), envelope["Subject"].as_str().unwrap_or_default());
-            println!("         reason: {} — {}", body["reason"].as_str().unwrap_or_default(), body["detail"].as_str().unwrap_or_default());
-            sqs.delete_message().queue_url(&info.inbox_queue_url).receipt_handle(m.receipt_handle().unwrap_or_default()).send().await?;
+            println!(
+                "  [{:.1}s] {}",
+                started.elapsed().as_secs_f64(),
+                envelope["Subject"].as_str().unwrap_or_default()
+            );
+            println!(
+                "         reason: {} — {}",
+                body["reason"].as_str().unwrap_or_default(),
+                body["detail"].as_str().unwrap_or_default()
+            );
+            sqs.delete_message()
+                .queue_url(&info.inbox_queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await?;
             seen += 1;
         }
     }
@@ -139,7 +201,8 @@ async fn demo(state: PathBuf) -> Result<()> {
     println!("\nWhat each consumer now sees (DescribeVpcEndpoints in its own account):");
     for (account, ec2, id) in &endpoints {
         let out = ec2.describe_vpc_endpoints().vpc_endpoint_ids(id).send().await?;
-        let state = out.vpc_endpoints().first().and_then(|e| e.state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
+        let state =
+            out.vpc_endpoints().first().and_then(|e| e.state()).map(|s| s.as_str().to_owned()).unwrap_or_default();
         println!("  {account}  {id}  {state}");
     }
     Ok(())

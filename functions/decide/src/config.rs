@@ -32,7 +32,8 @@ impl Config {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{k} is not set")));
+        let required =
+            |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{k} is not set")));
         let managed = required("MANAGED_SERVICES")?
             .split(',')
             .map(str::trim)
@@ -43,7 +44,8 @@ impl Config {
             None => DefaultAction::Reject,
             Some(v) => v.trim().parse().map_err(|e| ConfigError(format!("DEFAULT_ACTION: {e}")))?,
         };
-        let home_region = Region::parse(&required("AWS_REGION")?).map_err(|e| ConfigError(format!("AWS_REGION: {e}")))?;
+        let home_region =
+            Region::parse(&required("AWS_REGION")?).map_err(|e| ConfigError(format!("AWS_REGION: {e}")))?;
         let lease_s: i64 = match get("CLAIM_LEASE_SECONDS") {
             None => 120,
             Some(v) => v

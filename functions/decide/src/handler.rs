@@ -37,7 +37,10 @@ pub struct BatchOutcome {
 
 /// The Lambda entry point: reports partial batch failures; fails the whole invocation only when nothing
 /// in the batch could be done because of AWS errors (so it shows as an error and is retried).
-pub async fn handle<C, A, D, N>(deps: &Deps<C, A, D, N>, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error>
+pub async fn handle<C, A, D, N>(
+    deps: &Deps<C, A, D, N>,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error>
 where
     C: Connections,
     A: Allowlist,
@@ -100,7 +103,8 @@ where
             out.metrics.incr(names::UNMANAGED);
             continue;
         }
-        let entry = work.entry(request.service_id).or_default().entry(request.endpoint_id).or_insert((request.trigger, vec![]));
+        let entry =
+            work.entry(request.service_id).or_default().entry(request.endpoint_id).or_insert((request.trigger, vec![]));
         if !entry.1.is_empty() {
             out.metrics.incr(names::DUPLICATES);
         }
@@ -122,9 +126,12 @@ where
 enum Plan {
     Skip(&'static str),
     /// Evaluate and claim; the version the claim must find (None: no record yet).
-    Decide { previous: Option<u64>, previous_hold: bool },
+    Decide {
+        previous: Option<u64>,
+        previous_hold: bool,
+    },
     /// EC2 already reflects the decision: make sure the record says so, then notify.
-    Notify(DecisionRecord),
+    Notify(Box<DecisionRecord>),
 }
 
 fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
@@ -133,7 +140,7 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
         None if pending => Plan::Decide { previous: None, previous_hold: false },
         None => Plan::Skip("not pendingAcceptance"),
         Some(r) => match r.status {
-            Status::Acted => Plan::Notify(r),
+            Status::Acted => Plan::Notify(Box::new(r)),
             Status::Claimed if r.lease_until_ms > now => Plan::Skip("claimed by another invocation"),
             Status::Claimed if pending => Plan::Decide { previous: Some(r.version), previous_hold: false },
             Status::Claimed => {
@@ -143,7 +150,7 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
                     (Outcome::Accept, ConnectionState::Available | ConnectionState::Pending)
                         | (Outcome::Reject, ConnectionState::Rejected)
                 );
-                if took { Plan::Notify(r) } else { Plan::Skip("not pendingAcceptance") }
+                if took { Plan::Notify(Box::new(r)) } else { Plan::Skip("not pendingAcceptance") }
             }
             Status::Notified if pending && r.outcome == Outcome::Hold => {
                 Plan::Decide { previous: Some(r.version), previous_hold: true }
@@ -209,11 +216,15 @@ where
             let (previous, previous_hold) = match plan(conn, rec, self.now) {
                 Plan::Skip(why) => {
                     info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why, "no action");
-                    self.metrics.incr(if why == "not pendingAcceptance" { names::NOT_PENDING } else { names::DUPLICATES });
+                    self.metrics.incr(if why == "not pendingAcceptance" {
+                        names::NOT_PENDING
+                    } else {
+                        names::DUPLICATES
+                    });
                     continue;
                 }
                 Plan::Notify(r) => {
-                    to_notify.push(r);
+                    to_notify.push(*r);
                     continue;
                 }
                 Plan::Decide { previous, previous_hold } => (previous, previous_hold),
@@ -297,7 +308,12 @@ where
     }
 
     /// Calls EC2 for one chunk; returns the records now owed a notification.
-    async fn act(&mut self, outcome: Outcome, chunk: &[DecisionRecord], failed: &mut BTreeSet<EndpointId>) -> Vec<DecisionRecord> {
+    async fn act(
+        &mut self,
+        outcome: Outcome,
+        chunk: &[DecisionRecord],
+        failed: &mut BTreeSet<EndpointId>,
+    ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
         let result = match outcome {
             Outcome::Accept => self.deps.connections.accept(self.service, &ids).await,

@@ -129,7 +129,10 @@ pub fn record_to_item(r: &DecisionRecord) -> HashMap<String, AttributeValue> {
 pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRecord, String> {
     let get_s = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).ok_or_else(|| format!("`{k}` missing or not a string"));
     let get_n = |k: &str| -> Result<i64, String> {
-        m.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| format!("`{k}` missing or not a number"))
+        m.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("`{k}` missing or not a number"))
     };
     let trigger: Trigger =
         serde_json::from_value(serde_json::Value::String(get_s("trigger")?.clone())).map_err(|e| e.to_string())?;
@@ -138,7 +141,12 @@ pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRec
         created_at_ms: get_n("created_at_ms")?,
         service_id: ServiceId::parse(get_s("service_id")?).map_err(|e| e.to_string())?,
         owner: AccountId::parse(get_s("owner")?).map_err(|e| e.to_string())?,
-        region: m.get("region").and_then(|v| v.as_s().ok()).map(|r| Region::parse(r)).transpose().map_err(|e| e.to_string())?,
+        region: m
+            .get("region")
+            .and_then(|v| v.as_s().ok())
+            .map(|r| Region::parse(r))
+            .transpose()
+            .map_err(|e| e.to_string())?,
         outcome: Outcome::from_past(get_s("decision")?).ok_or("`decision` unknown")?,
         reason: get_s("reason")?.clone(),
         matched_rule: m.get("matched_rule").and_then(|v| v.as_s().ok()).cloned(),
@@ -153,7 +161,10 @@ pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRec
 }
 
 fn key(endpoint: &EndpointId, created_at_ms: i64) -> HashMap<String, AttributeValue> {
-    HashMap::from([("endpoint_id".to_owned(), s(endpoint.as_str())), ("created".to_owned(), s(sort_key(created_at_ms)))])
+    HashMap::from([
+        ("endpoint_id".to_owned(), s(endpoint.as_str())),
+        ("created".to_owned(), s(sort_key(created_at_ms))),
+    ])
 }
 
 fn put_lost(e: &SdkError<PutItemError, aws_smithy_runtime_api::http::Response>) -> bool {
@@ -175,10 +186,9 @@ impl DecisionLog for DynamoDecisionLog {
             .send()
             .await
             .map_err(|e| classify("dynamodb", "GetItem", e))?;
-        out.item()
-            .map(item_to_record)
-            .transpose()
-            .map_err(|why| bad_data("dynamodb", "GetItem", format!("decision record of {endpoint} is unreadable: {why}")))
+        out.item().map(item_to_record).transpose().map_err(|why| {
+            bad_data("dynamodb", "GetItem", format!("decision record of {endpoint} is unreadable: {why}"))
+        })
     }
 
     async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Written> {

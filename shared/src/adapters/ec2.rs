@@ -59,7 +59,8 @@ impl Connections for Ec2Connections {
         let id_chunks: Vec<Option<&[EndpointId]>> =
             if f.endpoints.is_empty() { vec![None] } else { f.endpoints.chunks(MAX_IDS_PER_CALL).map(Some).collect() };
         for ids in id_chunks {
-            let mut req = self.client.describe_vpc_endpoint_connections().filters(filter("service-id", [service.to_string()]));
+            let mut req =
+                self.client.describe_vpc_endpoint_connections().filters(filter("service-id", [service.to_string()]));
             if let Some(ids) = ids {
                 req = req.filters(filter("vpc-endpoint-id", ids.iter().map(ToString::to_string)));
             }
@@ -76,9 +77,15 @@ impl Connections for Ec2Connections {
                     match to_connection(c) {
                         // The filter is the contract; a connection of another service is not ours to act on.
                         Ok(conn) if &conn.service_id == service => out.push(conn),
-                        Ok(conn) => tracing::warn!(service = %service, got = %conn.service_id, "EC2 returned a connection of another service; ignored"),
+                        Ok(conn) => {
+                            tracing::warn!(service = %service, got = %conn.service_id, "EC2 returned a connection of another service; ignored")
+                        }
                         Err(why) => {
-                            return Err(bad_data("ec2", "DescribeVpcEndpointConnections", format!("unusable connection: {why}")));
+                            return Err(bad_data(
+                                "ec2",
+                                "DescribeVpcEndpointConnections",
+                                format!("unusable connection: {why}"),
+                            ));
                         }
                     }
                 }

@@ -41,7 +41,8 @@ impl EventBridgeBus {
 impl RequestBus for EventBridgeBus {
     async fn put(&self, requests: &[ConnectionRequest]) -> PortResult<()> {
         for chunk in requests.chunks(ENTRIES_PER_CALL) {
-            let mut pending: Vec<PutEventsRequestEntry> = chunk.iter().map(|r| self.entry(r)).collect::<Result<_, _>>()?;
+            let mut pending: Vec<PutEventsRequestEntry> =
+                chunk.iter().map(|r| self.entry(r)).collect::<Result<_, _>>()?;
             let mut attempt = 0;
             while !pending.is_empty() {
                 attempt += 1;

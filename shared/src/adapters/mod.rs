@@ -47,7 +47,9 @@ where
             (kind, code, se.err().message().unwrap_or_default().to_owned())
         }
         SdkError::TimeoutError(_) => (ErrorKind::Retryable, "Timeout".into(), format!("{err:?}")),
-        SdkError::DispatchFailure(d) => (ErrorKind::Retryable, "DispatchFailure".into(), format!("{:?}", d.as_connector_error())),
+        SdkError::DispatchFailure(d) => {
+            (ErrorKind::Retryable, "DispatchFailure".into(), format!("{:?}", d.as_connector_error()))
+        }
         SdkError::ResponseError(_) => (ErrorKind::Retryable, "ResponseError".into(), format!("{err:?}")),
         SdkError::ConstructionFailure(_) => (ErrorKind::Permanent, "ConstructionFailure".into(), format!("{err:?}")),
         _ => (ErrorKind::Retryable, "Unknown".into(), format!("{err:?}")),

@@ -198,7 +198,9 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
-        Some(other) => return Err(fail(format!("`regions` must be a string set or list, found {}", other.type_name()))),
+        Some(other) => {
+            return Err(fail(format!("`regions` must be a string set or list, found {}", other.type_name())));
+        }
     }
     .map(|list| {
         if list.is_empty() {

@@ -152,7 +152,8 @@ mod tests {
         ] {
             assert!(ServiceId::parse(bad).is_err(), "{bad:?} accepted");
         }
-        for bad in ["12345678901", "1234567890123", "12345678901a", "１２３４５６７８９０１２", " 123456789012"] {
+        for bad in ["12345678901", "1234567890123", "12345678901a", "１２３４５６７８９０１２", " 123456789012"]
+        {
             assert!(AccountId::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(EndpointId::parse("vpce-svc-01234567").is_err());

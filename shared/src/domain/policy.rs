@@ -166,7 +166,8 @@ pub fn evaluate(conn: &Connection, rules: &Rules, home_region: &Region, now: i64
         return default_decision(default, Reason::AllowExpired, Some(expired), detail);
     }
     if let Some(other_region) = all_allows.next() {
-        let detail = format!("account {} is allowed by {} but not from Region {region}", conn.owner, other_region.rule_ref());
+        let detail =
+            format!("account {} is allowed by {} but not from Region {region}", conn.owner, other_region.rule_ref());
         return default_decision(default, Reason::RegionNotAllowed, Some(other_region), detail);
     }
     default_decision(default, Reason::NotListed, None, format!("account {} is not on the allowlist", conn.owner))
@@ -177,10 +178,8 @@ pub fn evaluate(conn: &Connection, rules: &Rules, home_region: &Region, now: i64
 pub fn apply_quota(decision: Decision, already_accepted: u32, default: DefaultAction) -> Decision {
     match decision.max_endpoints {
         Some(cap) if decision.outcome == Outcome::Accept && already_accepted >= cap => {
-            let detail = format!(
-                "{}, but its max_endpoints of {cap} is used up ({already_accepted} accepted)",
-                decision.detail
-            );
+            let detail =
+                format!("{}, but its max_endpoints of {cap} is used up ({already_accepted} accepted)", decision.detail);
             Decision { reason: Reason::Quota, detail, ..default_decision(default, Reason::Quota, None, String::new()) }
                 .with_rule(decision.matched_rule)
         }

@@ -101,10 +101,22 @@ mod tests {
         let ok = r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1}"#;
         assert!(parse_event(&event(ok)).is_ok());
         for (detail, want) in [
-            (r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1,"owner":"111122223333"}"#, "unknown field"),
-            (r#"{"service_id":"vpce-svc-XYZ","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1}"#, "service ID"),
-            (r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"magic","requested_at":1}"#, "unknown variant"),
-            (r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":"now"}"#, "invalid type"),
+            (
+                r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1,"owner":"111122223333"}"#,
+                "unknown field",
+            ),
+            (
+                r#"{"service_id":"vpce-svc-XYZ","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1}"#,
+                "service ID",
+            ),
+            (
+                r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"magic","requested_at":1}"#,
+                "unknown variant",
+            ),
+            (
+                r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":"now"}"#,
+                "invalid type",
+            ),
             (r#"[]"#, "expected struct ConnectionRequest"),
         ] {
             let err = parse_event(&event(detail)).unwrap_err().to_string();

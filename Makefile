@@ -1,0 +1,52 @@
+# PrivateLink Gatekeeper: the commands a user and CI run. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+PORT      ?= 4566
+STATE     ?= .local/stack.json
+LOCAL_BIN := target/debug/gatekeeper-local
+CARGO     := cargo
+
+.PHONY: help setup build up demo test lint fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: tests/emulator/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r tests/emulator/requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed ## Install what the local AWS, the tests and the lint need (Python venv; cargo-nextest if missing)
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+
+# One build of every target with the test features, so the SDK crates compile once for tests and `up`.
+build: ## Build every crate (debug) with the features the tests use
+	$(CARGO) build --workspace --all-targets --locked
+
+up: setup build ## Run Gatekeeper on a local AWS (127.0.0.1:$(PORT)) until Ctrl-C; writes $(STATE)
+	$(LOCAL_BIN) up --port $(PORT) --state $(STATE) $(if $(DEFAULT_ACTION),--default-action $(DEFAULT_ACTION))
+
+demo: setup build ## Start `up` in the background and play a story with four consumer accounts
+	@rm -f $(STATE); mkdir -p .local
+	@$(LOCAL_BIN) up --port $(PORT) --state $(STATE) > .local/up.log 2>&1 & echo $$! > .local/up.pid
+	@for i in $$(seq 1 150); do [ -f $(STATE) ] && break; sleep 0.2; done; \
+	  if [ ! -f $(STATE) ]; then echo "local AWS did not come up; see .local/up.log"; kill $$(cat .local/up.pid); exit 1; fi
+	@$(LOCAL_BIN) demo --state $(STATE); rc=$$?; kill -INT $$(cat .local/up.pid) 2>/dev/null; wait; exit $$rc
+
+lint: setup ## fmt check, clippy -D warnings, template lint
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test: setup lint ## Everything CI runs: lint, unit/property/adapter tests, emulator tests, integration tests
+	$(PY) -m pytest -q tests/emulator
+	GATEKEEPER_PYTHON=$(abspath $(PY)) $(CARGO) nextest run --workspace --locked --no-fail-fast
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clean: ## Remove build output, the venv and local state
+	rm -rf target $(VENV) .local

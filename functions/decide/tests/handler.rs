@@ -1,0 +1,342 @@
+//! The handler against in-memory fakes of the ports, for what the local AWS cannot do on demand:
+//! throttling and failures at each step, and EC2's per-ID refusals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use decide::config::Config;
+use decide::handler::{Deps, decide_batch, handle};
+use shared::domain::record::{DecisionRecord, Notification, Status};
+use shared::domain::{
+    AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
+};
+use shared::ports::{
+    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, Written,
+};
+
+const SVC: &str = "vpce-svc-0123456789abcdef0";
+const ALLOWED: &str = "222222222222";
+const OTHER: &str = "444444444444";
+
+fn throttled(service: &'static str) -> PortError {
+    PortError {
+        service,
+        operation: "X",
+        kind: ErrorKind::Retryable,
+        code: "RequestLimitExceeded".into(),
+        message: "slow down".into(),
+    }
+}
+
+#[derive(Default)]
+struct Faults {
+    describe: bool,
+    act: bool,
+    allowlist: bool,
+    claim: bool,
+    notify: bool,
+    refuse: Option<&'static str>,
+}
+
+#[derive(Default)]
+struct World {
+    conns: Mutex<HashMap<String, Connection>>,
+    records: Mutex<HashMap<String, DecisionRecord>>,
+    sent: Mutex<Vec<Notification>>,
+    accept_calls: Mutex<usize>,
+    reject_calls: Mutex<usize>,
+    faults: Mutex<Faults>,
+}
+
+struct Fake<'a>(&'a World);
+
+impl Connections for Fake<'_> {
+    async fn describe(&self, service: &ServiceId, f: &ConnectionFilter) -> PortResult<Vec<Connection>> {
+        if self.0.faults.lock().unwrap().describe {
+            return Err(throttled("ec2"));
+        }
+        let conns = self.0.conns.lock().unwrap();
+        Ok(conns
+            .values()
+            .filter(|c| &c.service_id == service)
+            .filter(|c| f.endpoints.is_empty() || f.endpoints.contains(&c.endpoint_id))
+            .filter(|c| f.owner.as_ref().is_none_or(|o| o == &c.owner))
+            .filter(|c| f.states.is_empty() || f.states.iter().any(|s| s == c.state.as_str()))
+            .cloned()
+            .collect())
+    }
+    async fn accept(&self, _: &ServiceId, ids: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
+        *self.0.accept_calls.lock().unwrap() += 1;
+        self.act(ids, ConnectionState::Available)
+    }
+    async fn reject(&self, _: &ServiceId, ids: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
+        *self.0.reject_calls.lock().unwrap() += 1;
+        self.act(ids, ConnectionState::Rejected)
+    }
+}
+
+impl Fake<'_> {
+    fn act(&self, ids: &[EndpointId], to: ConnectionState) -> PortResult<Vec<ItemFailure>> {
+        let faults = self.0.faults.lock().unwrap();
+        if faults.act {
+            return Err(throttled("ec2"));
+        }
+        if let Some(code) = faults.refuse {
+            return Ok(ids
+                .iter()
+                .map(|i| ItemFailure { endpoint_id: i.to_string(), code: code.into(), message: String::new() })
+                .collect());
+        }
+        let mut conns = self.0.conns.lock().unwrap();
+        for id in ids {
+            if let Some(c) = conns.get_mut(id.as_str()) {
+                c.state = to.clone();
+            }
+        }
+        Ok(vec![])
+    }
+}
+
+impl Allowlist for Fake<'_> {
+    async fn rules_for(&self, _: &ServiceId) -> PortResult<Rules> {
+        if self.0.faults.lock().unwrap().allowlist {
+            return Err(throttled("dynamodb"));
+        }
+        let item = [("service_id", SVC), ("principal", ALLOWED), ("effect", "allow")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Attr::S(v.into())))
+            .collect();
+        Ok(Rules::from_items(&[item]))
+    }
+}
+
+impl DecisionLog for Fake<'_> {
+    async fn get(&self, endpoint: &EndpointId, _: i64) -> PortResult<Option<DecisionRecord>> {
+        Ok(self.0.records.lock().unwrap().get(endpoint.as_str()).cloned())
+    }
+    async fn claim(&self, r: &DecisionRecord, expected: Option<u64>) -> PortResult<Written> {
+        if self.0.faults.lock().unwrap().claim {
+            return Err(throttled("dynamodb"));
+        }
+        let mut recs = self.0.records.lock().unwrap();
+        if recs.get(r.endpoint_id.as_str()).map(|x| x.version) != expected {
+            return Ok(Written::Lost);
+        }
+        recs.insert(r.endpoint_id.to_string(), r.clone());
+        Ok(Written::Yes)
+    }
+    async fn advance(&self, r: &DecisionRecord, status: Status) -> PortResult<Written> {
+        let mut recs = self.0.records.lock().unwrap();
+        match recs.get_mut(r.endpoint_id.as_str()) {
+            Some(x) if x.claim == r.claim && x.version == r.version => {
+                x.status = status;
+                Ok(Written::Yes)
+            }
+            _ => Ok(Written::Lost),
+        }
+    }
+    async fn abandon(&self, r: &DecisionRecord) -> PortResult<Written> {
+        let mut recs = self.0.records.lock().unwrap();
+        match recs.get_mut(r.endpoint_id.as_str()) {
+            Some(x) if x.claim == r.claim && x.status == Status::Claimed => {
+                x.lease_until_ms = 0;
+                Ok(Written::Yes)
+            }
+            _ => Ok(Written::Lost),
+        }
+    }
+}
+
+impl Notifier for Fake<'_> {
+    async fn notify(&self, n: &Notification) -> PortResult<()> {
+        if self.0.faults.lock().unwrap().notify {
+            return Err(throttled("sns"));
+        }
+        self.0.sent.lock().unwrap().push(n.clone());
+        Ok(())
+    }
+}
+
+fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+    Deps {
+        connections: Fake(w),
+        allowlist: Fake(w),
+        log: Fake(w),
+        notifier: Fake(w),
+        config: Config {
+            allowlist_table: "a".into(),
+            decisions_table: "d".into(),
+            topic_arn: "t".into(),
+            managed: [ServiceId::parse(SVC).unwrap()].into(),
+            default_action: DefaultAction::Reject,
+            home_region: Region::parse("us-east-1").unwrap(),
+            lease_ms: 120_000,
+        },
+    }
+}
+
+fn connect(w: &World, endpoint: &str, owner: &str) {
+    w.conns.lock().unwrap().insert(
+        endpoint.into(),
+        Connection {
+            service_id: ServiceId::parse(SVC).unwrap(),
+            endpoint_id: EndpointId::parse(endpoint).unwrap(),
+            owner: AccountId::parse(owner).unwrap(),
+            state: ConnectionState::PendingAcceptance,
+            region: None,
+            created_at_ms: 1_000,
+        },
+    );
+}
+
+fn state(w: &World, endpoint: &str) -> String {
+    w.conns.lock().unwrap()[endpoint].state.as_str().to_owned()
+}
+
+fn event(endpoints: &[&str]) -> SqsEvent {
+    let fixture = include_str!("../../../events/eventbridge/connection-request.json");
+    let mut ev = SqsEvent::default();
+    ev.records = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{i}"));
+            m.body = Some(fixture.replace("vpce-0123456789abcdef0", e));
+            m
+        })
+        .collect();
+    ev
+}
+
+const A: &str = "vpce-0aaaaaaaaaaaaaaa1";
+const B: &str = "vpce-0bbbbbbbbbbbbbbb2";
+
+#[tokio::test]
+async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one_reject_call() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    let out = decide_batch(&deps(&w), event(&[A, B, A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("available", "rejected"));
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1));
+    assert_eq!(w.sent.lock().unwrap().len(), 2);
+    assert_eq!(out.metrics.get("Duplicates"), 1);
+}
+
+#[tokio::test]
+async fn when_ec2_describe_is_throttled_should_fail_the_invocation_and_not_act() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().describe = true;
+    let ctx = lambda_runtime::Context::default();
+    let res = handle(&deps(&w), lambda_runtime::LambdaEvent::new(event(&[B]), ctx)).await;
+    assert!(res.is_err(), "every message failed on AWS errors: the invocation fails");
+    assert_eq!(state(&w, B), "pendingAcceptance");
+    assert!(w.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn when_the_allowlist_read_is_throttled_should_not_reject() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().allowlist = true;
+    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(state(&w, B), "pendingAcceptance");
+    assert!(w.records.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn when_the_claim_write_fails_should_not_act() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().claim = true;
+    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(state(&w, B), "pendingAcceptance");
+}
+
+#[tokio::test]
+async fn when_the_reject_call_is_throttled_should_abandon_the_claim_and_decide_again_on_retry() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().act = true;
+    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(state(&w, B), "pendingAcceptance");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
+    w.faults.lock().unwrap().act = false;
+    let out = decide_batch(&deps(&w), event(&[B]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(state(&w, B), "rejected");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Notified);
+}
+
+#[tokio::test]
+async fn when_ec2_refuses_an_id_should_retry_it_and_when_it_is_gone_should_stop() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().refuse = Some("InvalidState");
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert!(w.sent.lock().unwrap().is_empty());
+    w.faults.lock().unwrap().refuse = Some("InvalidVpcEndpointId.NotFound");
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Gone);
+    assert!(w.sent.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn when_sns_is_throttled_should_notify_on_retry_without_acting_twice() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().notify = true;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(state(&w, A), "available");
+    w.faults.lock().unwrap().notify = false;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_another_invocation_holds_the_claim_should_leave_it_alone() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act = true;
+    decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    // Restore a live lease held by someone else.
+    w.records.lock().unwrap().get_mut(A).unwrap().lease_until_ms = 1_000_000;
+    w.faults.lock().unwrap().act = false;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1, "only the failed first attempt called EC2");
+    assert_eq!(state(&w, A), "pendingAcceptance");
+}
+
+#[tokio::test]
+async fn when_events_are_malformed_or_unmanaged_should_act_on_nothing() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    let mut ev = event(&[A]);
+    ev.records[0].body =
+        Some(r#"{"source":"gatekeeper","detail-type":"Connection Request","detail":{"service_id":1}}"#.into());
+    let mut unmanaged = event(&[A]).records.remove(0);
+    unmanaged.message_id = Some("m1".into());
+    unmanaged.body = unmanaged.body.map(|b| b.replace(SVC, "vpce-svc-0fedcba987654321f"));
+    ev.records.push(unmanaged);
+    let out = decide_batch(&deps(&w), ev, "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"], "malformed is kept for the DLQ; unmanaged is dropped");
+    assert_eq!(out.metrics.get("InvalidEvents"), 1);
+    assert_eq!(out.metrics.get("Unmanaged"), 1);
+    assert_eq!(state(&w, A), "pendingAcceptance");
+}

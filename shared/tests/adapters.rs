@@ -1,0 +1,223 @@
+//! The adapters at the SDK boundary with aws-smithy-mocks: what EC2 and DynamoDB answers become,
+//! including EC2's camelCase states, per-ID failures, throttling and the SDK's own retries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::operation::accept_vpc_endpoint_connections::AcceptVpcEndpointConnectionsOutput;
+use aws_sdk_ec2::operation::describe_vpc_endpoint_connections::{
+    DescribeVpcEndpointConnectionsError, DescribeVpcEndpointConnectionsOutput,
+};
+use aws_sdk_ec2::types::{State, UnsuccessfulItem, UnsuccessfulItemError, VpcEndpointConnection};
+use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+use aws_smithy_types::DateTime;
+use aws_smithy_types::error::ErrorMetadata;
+use shared::adapters::dynamodb::DynamoDecisionLog;
+use shared::adapters::ec2::Ec2Connections;
+use shared::domain::record::DecisionRecord;
+use shared::domain::{
+    AccountId, Connection, ConnectionState, Decision, EndpointId, Outcome, Reason, ServiceId, Trigger,
+};
+use shared::ports::{ConnectionFilter, Connections, DecisionLog, ErrorKind, Written};
+
+const SVC: &str = "vpce-svc-0123456789abcdef0";
+const EP: &str = "vpce-0123456789abcdef0";
+
+fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
+    rules.iter().fold(MockResponseInterceptor::new().rule_mode(RuleMode::Sequential), |i, r| i.with_rule(r))
+}
+
+fn ec2(rules: &[&Rule], retry: RetryConfig) -> aws_sdk_ec2::Client {
+    let conf = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .retry_config(retry)
+        .interceptor(interceptor(rules))
+        .build();
+    aws_sdk_ec2::Client::from_conf(conf)
+}
+
+fn ddb(rules: &[&Rule]) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .interceptor(interceptor(rules))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+fn connection(state: &str) -> VpcEndpointConnection {
+    connection_of("222222222222", state)
+}
+
+fn connection_of(owner: &str, state: &str) -> VpcEndpointConnection {
+    VpcEndpointConnection::builder()
+        .service_id(SVC)
+        .vpc_endpoint_id(EP)
+        .vpc_endpoint_owner(owner)
+        .vpc_endpoint_state(State::from(state))
+        .creation_timestamp(DateTime::from_millis(1_700_000_000_123))
+        .vpc_endpoint_region("eu-west-1")
+        .build()
+}
+
+fn throttle() -> DescribeVpcEndpointConnectionsError {
+    DescribeVpcEndpointConnectionsError::generic(
+        ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
+    )
+}
+
+fn svc() -> ServiceId {
+    ServiceId::parse(SVC).unwrap()
+}
+
+#[tokio::test]
+async fn describe_reads_camel_case_states_owner_region_and_creation_time() {
+    let rule = mock!(aws_sdk_ec2::Client::describe_vpc_endpoint_connections)
+        .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("service-id") && f.values() == [SVC]))
+        .then_output(|| {
+            DescribeVpcEndpointConnectionsOutput::builder()
+                .vpc_endpoint_connections(connection("pendingAcceptance"))
+                .build()
+        });
+    let conns = Ec2Connections::new(ec2(&[&rule], RetryConfig::disabled()))
+        .describe(&svc(), &ConnectionFilter { endpoints: vec![EndpointId::parse(EP).unwrap()], ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(
+        conns,
+        vec![Connection {
+            service_id: svc(),
+            endpoint_id: EndpointId::parse(EP).unwrap(),
+            owner: AccountId::parse("222222222222").unwrap(),
+            state: ConnectionState::PendingAcceptance,
+            region: Some(shared::domain::Region::parse("eu-west-1").unwrap()),
+            created_at_ms: 1_700_000_000_123,
+        }]
+    );
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn describe_refuses_a_connection_with_an_unusable_owner() {
+    let rule = mock!(aws_sdk_ec2::Client::describe_vpc_endpoint_connections).then_output(|| {
+        DescribeVpcEndpointConnectionsOutput::builder()
+            .vpc_endpoint_connections(connection_of("*", "pendingAcceptance"))
+            .build()
+    });
+    let err = Ec2Connections::new(ec2(&[&rule], RetryConfig::disabled()))
+        .describe(&svc(), &ConnectionFilter::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permanent);
+}
+
+#[tokio::test]
+async fn throttling_is_retryable_and_keeps_the_code() {
+    let rule = mock!(aws_sdk_ec2::Client::describe_vpc_endpoint_connections).then_error(throttle);
+    let err = Ec2Connections::new(ec2(&[&rule], RetryConfig::disabled()))
+        .describe(&svc(), &ConnectionFilter::default())
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.code.as_str()), (ErrorKind::Retryable, "RequestLimitExceeded"));
+}
+
+#[tokio::test]
+async fn the_sdk_retries_throttling_before_the_adapter_sees_it() {
+    let rule = mock!(aws_sdk_ec2::Client::describe_vpc_endpoint_connections)
+        .sequence()
+        .error(throttle)
+        .times(2)
+        .output(|| {
+            DescribeVpcEndpointConnectionsOutput::builder().vpc_endpoint_connections(connection("available")).build()
+        })
+        .build();
+    let retry = RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1));
+    let conns = Ec2Connections::new(ec2(&[&rule], retry)).describe(&svc(), &ConnectionFilter::default()).await.unwrap();
+    assert_eq!(conns[0].state, ConnectionState::Available);
+    assert_eq!(rule.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn accept_returns_unsuccessful_items_instead_of_failing() {
+    let rule = mock!(aws_sdk_ec2::Client::accept_vpc_endpoint_connections)
+        .match_requests(|r| r.service_id() == Some(SVC) && r.vpc_endpoint_ids().len() == 2)
+        .then_output(|| {
+            AcceptVpcEndpointConnectionsOutput::builder()
+                .unsuccessful(
+                    UnsuccessfulItem::builder()
+                        .resource_id("vpce-0000000000000dead")
+                        .error(
+                            UnsuccessfulItemError::builder()
+                                .code("InvalidVpcEndpointId.NotFound")
+                                .message("gone")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+        });
+    let ids = [EndpointId::parse(EP).unwrap(), EndpointId::parse("vpce-0000000000000dead").unwrap()];
+    let failures = Ec2Connections::new(ec2(&[&rule], RetryConfig::disabled())).accept(&svc(), &ids).await.unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0].is_not_found());
+    assert_eq!(failures[0].endpoint_id, "vpce-0000000000000dead");
+}
+
+fn record() -> DecisionRecord {
+    let conn = Connection {
+        service_id: svc(),
+        endpoint_id: EndpointId::parse(EP).unwrap(),
+        owner: AccountId::parse("222222222222").unwrap(),
+        state: ConnectionState::PendingAcceptance,
+        region: None,
+        created_at_ms: 5,
+    };
+    let d = Decision {
+        outcome: Outcome::Reject,
+        reason: Reason::NotListed,
+        matched_rule: None,
+        detail: "x".into(),
+        max_endpoints: None,
+    };
+    DecisionRecord::claim(&conn, &d, Trigger::Sweep, 10, "inv", 1000, None)
+}
+
+#[tokio::test]
+async fn a_claim_is_a_conditional_put_and_a_lost_race_is_not_an_error() {
+    let won = mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(|r| r.condition_expression() == Some("attribute_not_exists(endpoint_id)"))
+        .then_output(|| PutItemOutput::builder().build());
+    let lost = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+        PutItemError::ConditionalCheckFailedException(
+            aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder().message("no").build(),
+        )
+    });
+    let log = DynamoDecisionLog::new(ddb(&[&won, &lost]), "decisions");
+    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Yes);
+    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Lost);
+}
+
+#[tokio::test]
+async fn a_throttled_claim_is_a_retryable_error() {
+    let rule = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+        PutItemError::ProvisionedThroughputExceededException(
+            aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
+                .message("slow")
+                .meta(ErrorMetadata::builder().code("ProvisionedThroughputExceededException").build())
+                .build(),
+        )
+    });
+    let err = DynamoDecisionLog::new(ddb(&[&rule]), "decisions").claim(&record(), None).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Retryable);
+    assert_eq!(err.code, "ProvisionedThroughputExceededException");
+}
