@@ -37,9 +37,10 @@ demo: setup build ## Start `up` in the background and play a story with four con
 	  if [ ! -f $(STATE) ]; then echo "local AWS did not come up; see .local/up.log"; kill $$(cat .local/up.pid); exit 1; fi
 	@$(LOCAL_BIN) demo --state $(STATE); rc=$$?; kill -INT $$(cat .local/up.pid) 2>/dev/null; wait; exit $$rc
 
-lint: setup ## fmt check, clippy -D warnings, template lint
+lint: setup ## fmt check, clippy -D warnings, cfn-lint of the SAM template
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(VENV)/bin/cfn-lint infra/template.yaml
 
 test: setup lint ## Everything CI runs: lint, unit/property/adapter tests, emulator tests, integration tests
 	$(PY) -m pytest -q tests/emulator
