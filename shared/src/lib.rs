@@ -2,6 +2,8 @@
 //! behind them, and telemetry.
 
 pub mod adapters;
+pub mod config;
 pub mod domain;
 pub mod ports;
+pub mod producers;
 pub mod telemetry;

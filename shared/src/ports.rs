@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::domain::record::{DecisionRecord, Notification, Status};
+use crate::domain::record::{DecisionRecord, Kind, Notification, Status};
 use crate::domain::{AccountId, Connection, ConnectionRequest, EndpointId, ItemFailure, Rules, ServiceId};
 
 /// How the runtime should treat a failure.
@@ -75,8 +75,10 @@ pub enum Written {
 
 /// The decisions table.
 pub trait DecisionLog: Send + Sync {
+    /// The record of a connection's decision, or of its revocation.
     fn get(
         &self,
+        kind: Kind,
         endpoint: &EndpointId,
         created_at_ms: i64,
     ) -> impl Future<Output = PortResult<Option<DecisionRecord>>> + Send;

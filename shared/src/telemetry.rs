@@ -77,6 +77,7 @@ pub mod names {
     pub const ACCEPTED: &str = "Accepted";
     pub const REJECTED: &str = "Rejected";
     pub const HELD: &str = "Held";
+    pub const REVOKED: &str = "Revoked";
     pub const ERRORS: &str = "Errors";
     pub const DUPLICATES: &str = "Duplicates";
     pub const INVALID_EVENTS: &str = "InvalidEvents";

@@ -18,7 +18,7 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
 use shared::adapters::dynamodb::DynamoDecisionLog;
 use shared::adapters::ec2::Ec2Connections;
-use shared::domain::record::DecisionRecord;
+use shared::domain::record::{DecisionRecord, Kind};
 use shared::domain::{
     AccountId, Connection, ConnectionState, Decision, EndpointId, Outcome, Reason, ServiceId, Trigger,
 };
@@ -189,7 +189,7 @@ fn record() -> DecisionRecord {
         detail: "x".into(),
         max_endpoints: None,
     };
-    DecisionRecord::claim(&conn, &d, Trigger::Sweep, 10, "inv", 1000, None)
+    DecisionRecord::claim(Kind::Decision, &conn, &d, Trigger::Sweep, 10, "inv", 1000, None)
 }
 
 #[tokio::test]

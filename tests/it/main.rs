@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue as V;
-use gatekeeper_local::{Emulator, StackInfo, Wiring, account_config, network, provision};
+use gatekeeper_local::{Emulator, Options, StackInfo, Wiring, account_config, create_endpoint, provision};
 use serde_json::Value;
 use shared::domain::DefaultAction;
 
@@ -36,9 +36,13 @@ pub struct Received {
 
 impl World {
     pub async fn new(default_action: DefaultAction) -> Result<Self> {
+        Self::with(Options { default_action, revoke: false }).await
+    }
+
+    pub async fn with(options: Options) -> Result<Self> {
         let emulator = Emulator::start_or_reuse().await?;
         let suffix = format!("{}-{}", std::process::id(), STACKS.fetch_add(1, Ordering::Relaxed));
-        let info = provision(&emulator.url, &suffix, default_action).await?;
+        let info = provision(&emulator.url, &suffix, options).await?;
         let cfg = account_config(&info.endpoint_url, &info.provider_account).await?;
         Ok(Self {
             wiring: Wiring::new(info.clone()).await?,
@@ -73,18 +77,7 @@ impl World {
     }
 
     pub async fn endpoint_to(&self, account: &str, service_name: &str) -> Result<String> {
-        let cfg = account_config(&self.info.endpoint_url, account).await?;
-        let ec2 = aws_sdk_ec2::Client::new(&cfg);
-        let (vpc, subnet) = network(&ec2).await?;
-        let out = ec2
-            .create_vpc_endpoint()
-            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
-            .vpc_id(vpc)
-            .service_name(service_name)
-            .subnet_ids(subnet)
-            .send()
-            .await?;
-        Ok(out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).context("endpoint id")?.to_owned())
+        Ok(create_endpoint(&self.info.endpoint_url, account, service_name).await?.1)
     }
 
     /// Runs the wiring until nothing moves: notifications turned into requests, requests decided.
@@ -94,8 +87,9 @@ impl World {
         let mut quiet = 0;
         while start.elapsed() < patience {
             let n = self.wiring.pump_notifications().await?;
+            let st = self.wiring.pump_stream().await?;
             let d = self.wiring.pump_decide(0).await?;
-            if n.notifications == 0 && d.messages == 0 {
+            if n.notifications == 0 && d.messages == 0 && st.messages == 0 {
                 quiet += 1;
                 if quiet >= 3 && self.queue_depth(&self.info.requests_queue_url).await? == 0 {
                     return Ok(());

@@ -1,8 +1,9 @@
 //! The local AWS for Gatekeeper: starts moto's server with the project's EC2 extension (loopback only),
 //! creates the resources the SAM template creates, and drives the real handlers the way AWS wires them:
 //! the bus rule delivers Connection Requests to an SQS queue that `decide` drains in batches.
-//! Until the `ingest` function lands, the wiring turns each `Connect` connection notification (received
-//! through an SQS subscription to the notification topic) into a Connection Request itself.
+//! Connection notifications reach `ingest` as Lambda's SNS event (received here through an SQS
+//! subscription to the notification topic); the allowlist table's stream reaches `reconcile` as Lambda's
+//! DynamoDB stream event (read with GetRecords); the schedule invokes `reconcile` with a Scheduled Event.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,7 @@ use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::eventbridge::EventBridgeBus;
 use shared::adapters::sns::SnsNotifier;
-use shared::domain::{ConnectionRequest, DefaultAction, EndpointId, ServiceId, Trigger};
-use shared::ports::RequestBus;
+use shared::domain::{DefaultAction, ServiceId};
 
 pub const REGION: &str = "us-east-1";
 pub const PROVIDER: &str = "111111111111";
@@ -127,11 +127,26 @@ pub struct StackInfo {
     pub service_id: String,
     pub service_name: String,
     pub connection_notification_id: String,
+    pub allowlist_stream_arn: String,
     pub default_action: DefaultAction,
+    pub revoke: bool,
+}
+
+/// Choices a provider makes when deploying (the template's parameters).
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub default_action: DefaultAction,
+    pub revoke: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { default_action: DefaultAction::Reject, revoke: false }
+    }
 }
 
 /// Creates what the SAM template creates, with `suffix` in every name so stacks can share one emulator.
-pub async fn provision(endpoint: &str, suffix: &str, default_action: DefaultAction) -> Result<StackInfo> {
+pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result<StackInfo> {
     let cfg = account_config(endpoint, PROVIDER).await?;
     let ddb = aws_sdk_dynamodb::Client::new(&cfg);
     let sns = aws_sdk_sns::Client::new(&cfg);
@@ -176,7 +191,9 @@ pub async fn provision(endpoint: &str, suffix: &str, default_action: DefaultActi
     let allowlist_table = format!("gatekeeper-allowlist-{suffix}");
     let decisions_table = format!("gatekeeper-decisions-{suffix}");
     let t: Option<_> = table(allowlist_table.clone(), "service_id", "principal");
-    t.context("table definition")?.send().await.context("create allowlist table")?;
+    let created = t.context("table definition")?.send().await.context("create allowlist table")?;
+    let allowlist_stream_arn =
+        created.table_description().and_then(|d| d.latest_stream_arn()).context("allowlist stream")?.to_owned();
     let t: Option<_> = table(decisions_table.clone(), "endpoint_id", "created");
     t.context("table definition")?.send().await.context("create decisions table")?;
 
@@ -285,8 +302,32 @@ pub async fn provision(endpoint: &str, suffix: &str, default_action: DefaultActi
             .and_then(|n| n.connection_notification_id())
             .context("notification id")?
             .to_owned(),
-        default_action,
+        allowlist_stream_arn,
+        default_action: options.default_action,
+        revoke: options.revoke,
     })
+}
+
+/// A consumer's interface endpoint to `service_name`, created in `account` (through AssumeRole), in a
+/// new VPC of its own. Returns the consumer's EC2 client and the endpoint ID.
+pub async fn create_endpoint(
+    endpoint: &str,
+    account: &str,
+    service_name: &str,
+) -> Result<(aws_sdk_ec2::Client, String)> {
+    let cfg = account_config(endpoint, account).await?;
+    let ec2 = aws_sdk_ec2::Client::new(&cfg);
+    let (vpc, subnet) = network(&ec2).await?;
+    let out = ec2
+        .create_vpc_endpoint()
+        .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
+        .vpc_id(vpc)
+        .service_name(service_name)
+        .subnet_ids(subnet)
+        .send()
+        .await?;
+    let id = out.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).context("endpoint id")?.to_owned();
+    Ok((ec2, id))
 }
 
 /// A VPC and a subnet in the caller's account.
@@ -364,6 +405,7 @@ pub fn decide_config(info: &StackInfo) -> Result<Config> {
         default_action: info.default_action,
         home_region: shared::domain::Region::parse(&info.region)?,
         lease_ms: 120_000,
+        revoke: info.revoke,
     })
 }
 
@@ -386,8 +428,12 @@ pub fn decide_deps(cfg: &SdkConfig, info: &StackInfo) -> Result<DecideDeps> {
 pub struct Wiring {
     pub info: StackInfo,
     sqs: aws_sdk_sqs::Client,
-    bus: EventBridgeBus,
+    streams: aws_sdk_dynamodbstreams::Client,
+    ingest: ingest::handler::Deps<Ec2Connections, EventBridgeBus>,
+    reconcile: reconcile::handler::Deps<Ec2Connections, DynamoAllowlist, EventBridgeBus>,
     deps: DecideDeps,
+    /// Where each shard of the allowlist stream has been read to.
+    shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
     invocation: std::sync::atomic::AtomicU64,
     /// Every connection notification seen: (event, endpoint ID). EC2 publishes `Accept`/`Reject` once
     /// per state change, so these count the EC2 actions taken.
@@ -406,10 +452,31 @@ pub struct PumpStats {
 impl Wiring {
     pub async fn new(info: StackInfo) -> Result<Self> {
         let cfg = account_config(&info.endpoint_url, &info.provider_account).await?;
+        let managed: std::collections::BTreeSet<ServiceId> = [ServiceId::parse(&info.service_id)?].into();
+        let ec2 = Ec2Connections::new(aws_sdk_ec2::Client::new(&cfg));
+        let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&cfg), &info.bus_name);
         Ok(Self {
             sqs: aws_sdk_sqs::Client::new(&cfg),
-            bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&cfg), &info.bus_name),
+            streams: aws_sdk_dynamodbstreams::Client::new(&cfg),
+            ingest: ingest::handler::Deps {
+                connections: ec2.clone(),
+                bus: bus.clone(),
+                config: ingest::config::Config { bus_name: info.bus_name.clone(), managed: managed.clone() },
+            },
+            reconcile: reconcile::handler::Deps {
+                connections: ec2,
+                allowlist: DynamoAllowlist::new(aws_sdk_dynamodb::Client::new(&cfg), &info.allowlist_table),
+                bus,
+                config: reconcile::config::Config {
+                    bus_name: info.bus_name.clone(),
+                    allowlist_table: info.allowlist_table.clone(),
+                    managed,
+                    revoke: info.revoke,
+                    home_region: shared::domain::Region::parse(&info.region)?,
+                },
+            },
             deps: decide_deps(&cfg, &info)?,
+            shard_iterators: Default::default(),
             info,
             invocation: 0.into(),
             connection_events: Default::default(),
@@ -420,7 +487,15 @@ impl Wiring {
         &self.deps
     }
 
-    /// Connection notifications → Connection Request events (stand-in for `ingest`).
+    fn context(&self, function: &str) -> lambda_runtime::Context {
+        let n = self.invocation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.request_id = format!("local-{function}-{}-{n}", std::process::id());
+        ctx
+    }
+
+    /// Connection notifications → `ingest`, one invocation per SNS message, as SNS invokes Lambda.
+    /// A failed invocation leaves the message to come back (Lambda's asynchronous retries).
     pub async fn pump_notifications(&self) -> Result<PumpStats> {
         let mut stats = PumpStats::default();
         let msgs = self
@@ -432,27 +507,93 @@ impl Wiring {
             .await?
             .messages
             .unwrap_or_default();
-        let mut requests = Vec::new();
         for m in &msgs {
             stats.notifications += 1;
-            if let Some(ev) = notification_event(m.body().unwrap_or_default()) {
+            let body = m.body().unwrap_or_default();
+            if let Some(ev) = notification_event(body) {
                 self.connection_events.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(ev);
             }
-            if let Some(r) = notification_to_request(m.body().unwrap_or_default()) {
-                requests.push(r);
+            let event = sns_event(body)?;
+            stats.invocations += 1;
+            match ingest::handler::handle(&self.ingest, lambda_runtime::LambdaEvent::new(event, self.context("ingest")))
+                .await
+            {
+                Ok(()) => {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.info.notifications_queue_url)
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .send()
+                        .await?;
+                }
+                Err(e) => {
+                    stats.failed_messages += 1;
+                    tracing::warn!(error = %e, "ingest invocation failed; the notification will be retried");
+                }
             }
         }
-        self.bus.put(&requests).await?;
-        stats.requests_put = requests.len();
-        for m in msgs {
-            self.sqs
-                .delete_message()
-                .queue_url(&self.info.notifications_queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await?;
+        Ok(stats)
+    }
+
+    /// New allowlist stream records → one `reconcile` invocation, as Lambda's stream event source does.
+    pub async fn pump_stream(&self) -> Result<PumpStats> {
+        let mut stats = PumpStats::default();
+        let mut guard = self.shard_iterators.lock().await;
+        if guard.is_none() {
+            let desc = self.streams.describe_stream().stream_arn(&self.info.allowlist_stream_arn).send().await?;
+            let mut its = Vec::new();
+            for shard in desc.stream_description().map(|d| d.shards()).unwrap_or_default() {
+                let it = self
+                    .streams
+                    .get_shard_iterator()
+                    .stream_arn(&self.info.allowlist_stream_arn)
+                    .shard_id(shard.shard_id().unwrap_or_default())
+                    .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await?;
+                its.extend(it.shard_iterator().map(str::to_owned));
+            }
+            *guard = Some(its);
+        }
+        let Some(iterators) = guard.as_mut() else { return Ok(stats) };
+        for it in iterators.iter_mut() {
+            let out = self.streams.get_records().shard_iterator(it.as_str()).send().await?;
+            let records: Vec<serde_json::Value> = out.records().iter().map(|r| stream_record(r, &self.info)).collect();
+            if !records.is_empty() {
+                let event: aws_lambda_events::event::dynamodb::Event =
+                    serde_json::from_value(serde_json::json!({ "Records": records }))?;
+                stats.invocations += 1;
+                stats.messages += records.len();
+                let response = reconcile::handler::handle(
+                    &self.reconcile,
+                    lambda_runtime::LambdaEvent::new(serde_json::to_value(event)?, self.context("reconcile")),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("reconcile failed: {e}"))?;
+                let failures = response["batchItemFailures"].as_array().map_or(0, Vec::len);
+                if failures > 0 {
+                    // Lambda would retry from the failed record; keep the iterator where it was.
+                    stats.failed_messages += failures;
+                    continue;
+                }
+            }
+            if let Some(next) = out.next_shard_iterator() {
+                *it = next.to_owned();
+            }
         }
         Ok(stats)
+    }
+
+    /// The schedule: one `reconcile` invocation with a Scheduled Event.
+    pub async fn sweep(&self) -> Result<serde_json::Value> {
+        let event = serde_json::json!({
+            "version": "0", "id": "local-sweep", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": self.info.provider_account, "time": shared::domain::time::rfc3339_ms(shared::domain::time::now_ms()),
+            "region": self.info.region, "resources": [], "detail": {}
+        });
+        reconcile::handler::handle(&self.reconcile, lambda_runtime::LambdaEvent::new(event, self.context("reconcile")))
+            .await
+            .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))
     }
 
     /// One `decide` invocation with up to 10 messages from the requests queue, as Lambda's SQS event
@@ -485,9 +626,7 @@ impl Wiring {
             .collect();
         let mut event = SqsEvent::default();
         event.records = records;
-        let n = self.invocation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut ctx = lambda_runtime::Context::default();
-        ctx.request_id = format!("local-{}-{n}", std::process::id());
+        let ctx = self.context("decide");
         stats.invocations = 1;
         stats.messages = msgs.len();
         let failed: Vec<String> = match handle(&self.deps, lambda_runtime::LambdaEvent::new(event, ctx)).await {
@@ -511,16 +650,27 @@ impl Wiring {
         Ok(stats)
     }
 
-    /// Runs both pumps until `stop` resolves.
-    pub async fn run_until(&self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    /// Runs every source until `stop` resolves; the sweep every `sweep_every`.
+    pub async fn run_until(&self, sweep_every: Duration, stop: impl std::future::Future<Output = ()>) -> Result<()> {
         tokio::pin!(stop);
+        let mut last_sweep = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 r = async {
                     self.pump_notifications().await?;
+                    self.pump_stream().await?;
+                    if last_sweep.elapsed() >= sweep_every {
+                        last_sweep = tokio::time::Instant::now();
+                        self.sweep().await?;
+                    }
                     self.pump_decide(1).await
-                } => { if let Err(e) = r { tracing::warn!(error = %e, "wiring pump failed; retrying"); tokio::time::sleep(Duration::from_millis(500)).await; } }
+                } => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "wiring pump failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
             }
         }
     }
@@ -533,18 +683,66 @@ pub fn notification_event(sqs_body: &str) -> Option<(String, String)> {
     Some((inner.get("connectionEvent")?.as_str()?.to_owned(), inner.get("vpcEndpointId")?.as_str()?.to_owned()))
 }
 
-/// Reads the endpoint and service IDs from a connection notification delivered through SQS (an SNS
-/// envelope around the undocumented EC2 body); only `Connect` needs a decision.
-pub fn notification_to_request(sqs_body: &str) -> Option<ConnectionRequest> {
-    let envelope: serde_json::Value = serde_json::from_str(sqs_body).ok()?;
-    let inner: serde_json::Value = serde_json::from_str(envelope.get("Message")?.as_str()?).ok()?;
-    if inner.get("connectionEvent")?.as_str()? != "Connect" {
-        return None;
+/// Lambda's SNS event for one notification delivered through an SQS subscription (SNS's JSON envelope).
+pub fn sns_event(sqs_body: &str) -> Result<aws_lambda_events::event::sns::SnsEvent> {
+    let env: serde_json::Value = serde_json::from_str(sqs_body).context("SNS envelope")?;
+    let record = serde_json::json!({
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("{}:local", env["TopicArn"].as_str().unwrap_or_default()),
+        "Sns": {
+            "Type": env["Type"], "MessageId": env["MessageId"], "TopicArn": env["TopicArn"],
+            "Subject": env["Subject"], "Message": env["Message"], "Timestamp": env["Timestamp"],
+            "SignatureVersion": env["SignatureVersion"], "Signature": env["Signature"],
+            "SigningCertUrl": env["SigningCertURL"], "UnsubscribeUrl": env["UnsubscribeURL"],
+            "MessageAttributes": env.get("MessageAttributes").cloned().unwrap_or_else(|| serde_json::json!({})),
+        }
+    });
+    Ok(serde_json::from_value(serde_json::json!({ "Records": [record] }))?)
+}
+
+/// DynamoDB JSON for an attribute value.
+fn ddb_json(v: &aws_sdk_dynamodbstreams::types::AttributeValue) -> serde_json::Value {
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+    use serde_json::json;
+    match v {
+        A::S(s) => json!({ "S": s }),
+        A::N(n) => json!({ "N": n }),
+        A::Bool(b) => json!({ "BOOL": b }),
+        A::Null(b) => json!({ "NULL": b }),
+        A::Ss(ss) => json!({ "SS": ss }),
+        A::Ns(ns) => json!({ "NS": ns }),
+        A::L(l) => json!({ "L": l.iter().map(ddb_json).collect::<Vec<_>>() }),
+        A::M(m) => json!({ "M": m.iter().map(|(k, v)| (k.clone(), ddb_json(v))).collect::<serde_json::Map<_, _>>() }),
+        _ => json!({ "NULL": true }),
     }
-    Some(ConnectionRequest {
-        service_id: ServiceId::parse(inner.get("serviceId")?.as_str()?).ok()?,
-        endpoint_id: EndpointId::parse(inner.get("vpcEndpointId")?.as_str()?).ok()?,
-        trigger: Trigger::Notification,
-        requested_at: shared::domain::time::now_ms(),
+}
+
+fn image(
+    m: Option<&std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>,
+) -> serde_json::Value {
+    m.map(|m| m.iter().map(|(k, v)| (k.clone(), ddb_json(v))).collect::<serde_json::Map<_, _>>().into())
+        .unwrap_or_else(|| serde_json::json!({}))
+}
+
+/// Lambda's DynamoDB stream record for a GetRecords record.
+fn stream_record(r: &aws_sdk_dynamodbstreams::types::Record, info: &StackInfo) -> serde_json::Value {
+    let d = r.dynamodb();
+    serde_json::json!({
+        "eventID": r.event_id(),
+        "eventName": r.event_name().map(|e| e.as_str()),
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": info.region,
+        "eventSourceARN": info.allowlist_stream_arn,
+        "dynamodb": {
+            "ApproximateCreationDateTime": d.and_then(|d| d.approximate_creation_date_time()).map_or(0, |t| t.secs()),
+            "Keys": image(d.and_then(|d| d.keys.as_ref())),
+            "NewImage": image(d.and_then(|d| d.new_image.as_ref())),
+            "OldImage": image(d.and_then(|d| d.old_image.as_ref())),
+            "SequenceNumber": d.and_then(|d| d.sequence_number()),
+            "SizeBytes": d.and_then(|d| d.size_bytes()).unwrap_or(0),
+            "StreamViewType": d.and_then(|d| d.stream_view_type()).map(|v| v.as_str()),
+        }
     })
 }

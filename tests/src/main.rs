@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use gatekeeper_local::{Emulator, StackInfo, Wiring, account_config, network, provision};
-use shared::domain::DefaultAction;
+use gatekeeper_local::{Emulator, Options, StackInfo, Wiring, account_config, create_endpoint, provision};
 
 #[derive(Parser)]
 #[command(name = "gatekeeper-local", about = "Gatekeeper on a local AWS (moto on 127.0.0.1), no AWS account needed")]
@@ -29,6 +28,12 @@ enum Cmd {
         state: PathBuf,
         #[arg(long, default_value = "reject", value_parser = ["reject", "hold"])]
         default_action: String,
+        /// Reject `available` connections the allowlist no longer accepts (REVOKE_ON_REMOVAL).
+        #[arg(long)]
+        revoke: bool,
+        /// How often the scheduled sweep runs.
+        #[arg(long, default_value_t = 60)]
+        sweep_seconds: u64,
     },
     /// Play a short story against a running `up`: several consumer accounts create endpoints.
     Demo {
@@ -41,30 +46,34 @@ enum Cmd {
 async fn main() -> Result<()> {
     shared::telemetry::init();
     match Cli::parse().command {
-        Cmd::Up { port, state, default_action } => {
-            up(port, state, default_action.parse().map_err(anyhow::Error::msg)?).await
+        Cmd::Up { port, state, default_action, revoke, sweep_seconds } => {
+            let options = Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke };
+            up(port, state, options, Duration::from_secs(sweep_seconds.max(1))).await
         }
         Cmd::Demo { state } => demo(state).await,
     }
 }
 
-async fn up(port: u16, state: PathBuf, default_action: DefaultAction) -> Result<()> {
+async fn up(port: u16, state: PathBuf, options: Options, sweep_every: Duration) -> Result<()> {
     let emulator = Emulator::start(port).await?;
-    let info = provision(&emulator.url, "local", default_action).await?;
+    let info = provision(&emulator.url, "local", options).await?;
     if let Some(dir) = state.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&state, serde_json::to_string_pretty(&info)?)?;
     println!("local AWS on {} (region {}), provider account {}", info.endpoint_url, info.region, info.provider_account);
     println!(
-        "endpoint service {} ({}) requires acceptance; default action: {:?}",
-        info.service_id, info.service_name, info.default_action
+        "endpoint service {} ({}) requires acceptance; default action {:?}, revocation {}",
+        info.service_id,
+        info.service_name,
+        info.default_action,
+        if info.revoke { "on" } else { "off" }
     );
     println!("stack written to {}", state.display());
-    println!("Gatekeeper is running (ingest stand-in + decide). Ctrl-C to stop.");
+    println!("Gatekeeper is running (ingest, decide, reconcile every {}s). Ctrl-C to stop.", sweep_every.as_secs());
     let wiring = Wiring::new(info).await?;
     wiring
-        .run_until(async {
+        .run_until(sweep_every, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
@@ -146,18 +155,7 @@ async fn demo(state: PathBuf) -> Result<()> {
 
     let mut endpoints = Vec::new();
     for (account, who) in story {
-        let cfg = account_config(&info.endpoint_url, account).await?;
-        let ec2 = aws_sdk_ec2::Client::new(&cfg);
-        let (vpc, subnet) = network(&ec2).await?;
-        let ep = ec2
-            .create_vpc_endpoint()
-            .vpc_endpoint_type(aws_sdk_ec2::types::VpcEndpointType::Interface)
-            .vpc_id(vpc)
-            .service_name(&info.service_name)
-            .subnet_ids(subnet)
-            .send()
-            .await?;
-        let id = ep.vpc_endpoint().and_then(|e| e.vpc_endpoint_id()).context("endpoint id")?.to_owned();
+        let (ec2, id) = create_endpoint(&info.endpoint_url, account, &info.service_name).await?;
         println!("{who}\n  account {account} creates interface endpoint {id} -> pendingAcceptance");
         endpoints.push((account, ec2, id));
     }

@@ -18,13 +18,13 @@ pub struct Config {
     pub default_action: DefaultAction,
     /// `AWS_REGION` (set by Lambda): the services' Region, for connections with no consumer Region.
     pub home_region: Region,
+    /// `REVOKE_ON_REMOVAL` (default false): reject `available` connections the allowlist no longer accepts.
+    pub revoke: bool,
     /// `CLAIM_LEASE_SECONDS` (default 120): how long a claim keeps other invocations off a connection.
     pub lease_ms: i64,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(String);
+pub use shared::config::{ConfigError, managed_services};
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -34,12 +34,7 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let required =
             |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{k} is not set")));
-        let managed = required("MANAGED_SERVICES")?
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| ServiceId::parse(s).map_err(|e| ConfigError(format!("MANAGED_SERVICES: {e}"))))
-            .collect::<Result<BTreeSet<_>, _>>()?;
+        let managed = managed_services(&required("MANAGED_SERVICES")?)?;
         let default_action = match get("DEFAULT_ACTION") {
             None => DefaultAction::Reject,
             Some(v) => v.trim().parse().map_err(|e| ConfigError(format!("DEFAULT_ACTION: {e}")))?,
@@ -55,7 +50,9 @@ impl Config {
                 .filter(|s| (10..=3600).contains(s))
                 .ok_or_else(|| ConfigError(format!("CLAIM_LEASE_SECONDS must be 10..=3600, not {v:?}")))?,
         };
+        let revoke = shared::config::flag(&get, "REVOKE_ON_REMOVAL", false)?;
         Ok(Self {
+            revoke,
             allowlist_table: required("ALLOWLIST_TABLE")?,
             decisions_table: required("DECISIONS_TABLE")?,
             topic_arn: required("TOPIC_ARN")?,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
-use shared::domain::record::{DecisionRecord, Notification, Status};
+use shared::domain::record::{DecisionRecord, Kind, Notification, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
@@ -15,7 +15,7 @@ use shared::domain::{
 };
 use shared::ports::{Allowlist, ConnectionFilter, Connections, DecisionLog, Notifier, PortError, Written};
 use shared::telemetry::{Metrics, names};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
 
@@ -49,8 +49,7 @@ where
 {
     let total = event.payload.records.len();
     let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
-    let _guard = span.enter();
-    let outcome = decide_batch(deps, event.payload, &event.context.request_id, now_ms()).await;
+    let outcome = decide_batch(deps, event.payload, &event.context.request_id, now_ms()).instrument(span).await;
     outcome.metrics.flush("decide");
     if total > 0 && outcome.failed_messages.len() == total && outcome.metrics.get(names::INVALID_EVENTS) == 0 {
         return Err(format!("all {total} messages failed on AWS errors; the batch will be retried").into());
@@ -138,7 +137,7 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
     let pending = conn.state == ConnectionState::PendingAcceptance;
     match rec {
         None if pending => Plan::Decide { previous: None, previous_hold: false },
-        None => Plan::Skip("not pendingAcceptance"),
+        None => Plan::Skip(NOT_PENDING),
         Some(r) => match r.status {
             Status::Acted => Plan::Notify(Box::new(r)),
             Status::Claimed if r.lease_until_ms > now => Plan::Skip("claimed by another invocation"),
@@ -150,12 +149,31 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
                     (Outcome::Accept, ConnectionState::Available | ConnectionState::Pending)
                         | (Outcome::Reject, ConnectionState::Rejected)
                 );
-                if took { Plan::Notify(Box::new(r)) } else { Plan::Skip("not pendingAcceptance") }
+                if took { Plan::Notify(Box::new(r)) } else { Plan::Skip(NOT_PENDING) }
             }
             Status::Notified if pending && r.outcome == Outcome::Hold => {
                 Plan::Decide { previous: Some(r.version), previous_hold: true }
             }
             Status::Notified | Status::Gone => Plan::Skip("already decided"),
+        },
+    }
+}
+
+const NOT_PENDING: &str = "not pendingAcceptance";
+
+/// What to do about revoking an `available` connection (or finishing a revocation EC2 already made).
+fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
+    let available = conn.state == ConnectionState::Available;
+    match rec {
+        None if available => Plan::Decide { previous: None, previous_hold: false },
+        None => Plan::Skip(NOT_PENDING),
+        Some(r) => match r.status {
+            Status::Acted => Plan::Notify(Box::new(r)),
+            Status::Claimed if r.lease_until_ms > now => Plan::Skip("claimed by another invocation"),
+            Status::Claimed if available => Plan::Decide { previous: Some(r.version), previous_hold: false },
+            Status::Claimed if conn.state == ConnectionState::Rejected => Plan::Notify(Box::new(r)),
+            Status::Claimed => Plan::Skip(NOT_PENDING),
+            Status::Notified | Status::Gone => Plan::Skip("already revoked"),
         },
     }
 }
@@ -206,21 +224,30 @@ where
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
             let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |(t, _)| *t);
-            let rec = match self.deps.log.get(&conn.endpoint_id, conn.created_at_ms).await {
+            let rec = match self.deps.log.get(Kind::Decision, &conn.endpoint_id, conn.created_at_ms).await {
                 Ok(r) => r,
                 Err(e) => {
                     self.fail(&mut failed, &conn.endpoint_id, &e);
                     continue;
                 }
             };
-            let (previous, previous_hold) = match plan(conn, rec, self.now) {
+            let mut kind = Kind::Decision;
+            let mut step = plan(conn, rec, self.now);
+            let revocable = matches!(conn.state, ConnectionState::Available | ConnectionState::Rejected);
+            if matches!(step, Plan::Skip(NOT_PENDING)) && self.deps.config.revoke && revocable {
+                kind = Kind::Revocation;
+                step = match self.deps.log.get(Kind::Revocation, &conn.endpoint_id, conn.created_at_ms).await {
+                    Ok(r) => plan_revocation(conn, r, self.now),
+                    Err(e) => {
+                        self.fail(&mut failed, &conn.endpoint_id, &e);
+                        continue;
+                    }
+                };
+            }
+            let (previous, previous_hold) = match step {
                 Plan::Skip(why) => {
                     info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why, "no action");
-                    self.metrics.incr(if why == "not pendingAcceptance" {
-                        names::NOT_PENDING
-                    } else {
-                        names::DUPLICATES
-                    });
+                    self.metrics.incr(if why == NOT_PENDING { names::NOT_PENDING } else { names::DUPLICATES });
                     continue;
                 }
                 Plan::Notify(r) => {
@@ -247,7 +274,14 @@ where
             let Some(rules) = rules.as_ref() else { continue };
             let cfg = &self.deps.config;
             let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
-            if decision.outcome == Outcome::Accept && decision.max_endpoints.is_some() {
+            if kind == Kind::Revocation {
+                if decision.outcome == Outcome::Accept {
+                    info!(endpoint_id = %conn.endpoint_id, "still allowed; not revoked");
+                    continue;
+                }
+                decision.outcome = Outcome::Reject;
+                decision.detail = format!("access revoked: {}", decision.detail);
+            } else if decision.outcome == Outcome::Accept && decision.max_endpoints.is_some() {
                 let count = match quota_counts.get(&conn.owner) {
                     Some(n) => *n,
                     None => match self.count_accepted(&conn.owner).await {
@@ -267,7 +301,8 @@ where
                 self.metrics.incr(names::DUPLICATES);
                 continue;
             }
-            let record = DecisionRecord::claim(conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
+            let record =
+                DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
             match self.deps.log.claim(&record, previous).await {
                 Ok(Written::Yes) => {
                     info!(endpoint_id = %conn.endpoint_id, owner = %conn.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
@@ -361,10 +396,11 @@ where
     async fn finish(&mut self, record: DecisionRecord, failed: &mut BTreeSet<EndpointId>) {
         if record.status == Status::Claimed {
             match self.deps.log.advance(&record, Status::Acted).await {
-                Ok(Written::Yes) => self.metrics.incr(match record.outcome {
-                    Outcome::Accept => names::ACCEPTED,
-                    Outcome::Reject => names::REJECTED,
-                    Outcome::Hold => names::HELD,
+                Ok(Written::Yes) => self.metrics.incr(match (record.kind, record.outcome) {
+                    (Kind::Revocation, _) => names::REVOKED,
+                    (_, Outcome::Accept) => names::ACCEPTED,
+                    (_, Outcome::Reject) => names::REJECTED,
+                    (_, Outcome::Hold) => names::HELD,
                 }),
                 Ok(Written::Lost) => {
                     info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use decide::config::Config;
 use decide::handler::{Deps, decide_batch, handle};
-use shared::domain::record::{DecisionRecord, Notification, Status};
+use shared::domain::record::{DecisionRecord, Kind, Notification, Status};
 use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
@@ -45,6 +45,7 @@ struct Faults {
 struct World {
     conns: Mutex<HashMap<String, Connection>>,
     records: Mutex<HashMap<String, DecisionRecord>>,
+    revocations: Mutex<HashMap<String, DecisionRecord>>,
     sent: Mutex<Vec<Notification>>,
     accept_calls: Mutex<usize>,
     reject_calls: Mutex<usize>,
@@ -113,15 +114,24 @@ impl Allowlist for Fake<'_> {
     }
 }
 
+impl World {
+    fn log(&self, kind: Kind) -> &Mutex<HashMap<String, DecisionRecord>> {
+        match kind {
+            Kind::Decision => &self.records,
+            Kind::Revocation => &self.revocations,
+        }
+    }
+}
+
 impl DecisionLog for Fake<'_> {
-    async fn get(&self, endpoint: &EndpointId, _: i64) -> PortResult<Option<DecisionRecord>> {
-        Ok(self.0.records.lock().unwrap().get(endpoint.as_str()).cloned())
+    async fn get(&self, kind: Kind, endpoint: &EndpointId, _: i64) -> PortResult<Option<DecisionRecord>> {
+        Ok(self.0.log(kind).lock().unwrap().get(endpoint.as_str()).cloned())
     }
     async fn claim(&self, r: &DecisionRecord, expected: Option<u64>) -> PortResult<Written> {
         if self.0.faults.lock().unwrap().claim {
             return Err(throttled("dynamodb"));
         }
-        let mut recs = self.0.records.lock().unwrap();
+        let mut recs = self.0.log(r.kind).lock().unwrap();
         if recs.get(r.endpoint_id.as_str()).map(|x| x.version) != expected {
             return Ok(Written::Lost);
         }
@@ -129,7 +139,7 @@ impl DecisionLog for Fake<'_> {
         Ok(Written::Yes)
     }
     async fn advance(&self, r: &DecisionRecord, status: Status) -> PortResult<Written> {
-        let mut recs = self.0.records.lock().unwrap();
+        let mut recs = self.0.log(r.kind).lock().unwrap();
         match recs.get_mut(r.endpoint_id.as_str()) {
             Some(x) if x.claim == r.claim && x.version == r.version => {
                 x.status = status;
@@ -139,7 +149,7 @@ impl DecisionLog for Fake<'_> {
         }
     }
     async fn abandon(&self, r: &DecisionRecord) -> PortResult<Written> {
-        let mut recs = self.0.records.lock().unwrap();
+        let mut recs = self.0.log(r.kind).lock().unwrap();
         match recs.get_mut(r.endpoint_id.as_str()) {
             Some(x) if x.claim == r.claim && x.status == Status::Claimed => {
                 x.lease_until_ms = 0;
@@ -174,6 +184,7 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
             default_action: DefaultAction::Reject,
             home_region: Region::parse("us-east-1").unwrap(),
             lease_ms: 120_000,
+            revoke: false,
         },
     }
 }

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{bad_data, classify};
 use crate::domain::allowlist::{ALL_SERVICES, Attr, Item};
-use crate::domain::record::{DecisionRecord, Status};
+use crate::domain::record::{DecisionRecord, Kind, Status};
 use crate::domain::{AccountId, EndpointId, Outcome, Region, Rules, ServiceId, Trigger};
 use crate::ports::{Allowlist, DecisionLog, PortResult, Written};
 
@@ -33,6 +33,31 @@ pub fn to_attr(v: &AttributeValue) -> Attr {
 
 pub fn to_item(raw: &HashMap<String, AttributeValue>) -> Item {
     raw.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()
+}
+
+/// The inverse of `to_attr` for the types the allowlist writes.
+pub fn from_attr(a: &Attr) -> AttributeValue {
+    match a {
+        Attr::S(s) => AttributeValue::S(s.clone()),
+        Attr::N(n) => AttributeValue::N(n.clone()),
+        Attr::Bool(b) => AttributeValue::Bool(*b),
+        Attr::Ss(ss) => AttributeValue::Ss(ss.clone()),
+        Attr::L(l) => AttributeValue::L(l.iter().map(from_attr).collect()),
+        Attr::Null | Attr::Other(_) => AttributeValue::Null(true),
+    }
+}
+
+/// What a conditional allowlist write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No item under the key.
+    Absent,
+    /// The item as read, at this `version` (`None`: an item with no version, written by hand).
+    Version(Option<u64>),
+}
+
+fn version_of(item: &HashMap<String, AttributeValue>) -> Option<u64> {
+    item.get("version").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +91,142 @@ impl DynamoAllowlist {
     }
 }
 
+impl DynamoAllowlist {
+    /// Every item in the table (the allowlist is small: providers list customers, not requests).
+    pub async fn scan(&self) -> PortResult<Vec<(Item, Option<u64>)>> {
+        let mut out = Vec::new();
+        let mut pages = self.client.scan().table_name(&self.table).consistent_read(true).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("dynamodb", "Scan", e))?;
+            out.extend(page.items().iter().map(|i| (to_item(i), version_of(i))));
+        }
+        Ok(out)
+    }
+
+    /// One item and its version.
+    pub async fn get(&self, scope: &str, principal: &str) -> PortResult<Option<(Item, Option<u64>)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("service_id", AttributeValue::S(scope.to_owned()))
+            .key("principal", AttributeValue::S(principal.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb", "GetItem", e))?;
+        Ok(out.item().map(|i| (to_item(i), version_of(i))))
+    }
+
+    /// Writes an item if the table still holds what the caller read (`expect`); bumps `version`.
+    pub async fn put_if(&self, item: &Item, expect: Expect) -> PortResult<Written> {
+        let mut raw: HashMap<String, AttributeValue> = item.iter().map(|(k, v)| (k.clone(), from_attr(v))).collect();
+        let next = match expect {
+            Expect::Absent => 1,
+            Expect::Version(v) => v.unwrap_or(0) + 1,
+        };
+        raw.insert("version".into(), n(next));
+        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(raw));
+        req = match expect {
+            Expect::Absent => req.condition_expression("attribute_not_exists(principal)"),
+            Expect::Version(None) => {
+                req.condition_expression("attribute_exists(principal) AND attribute_not_exists(version)")
+            }
+            Expect::Version(Some(v)) => {
+                req.condition_expression("version = :v").expression_attribute_values(":v", n(v))
+            }
+        };
+        match req.send().await {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if put_lost(&e) => Ok(Written::Lost),
+            Err(e) => Err(classify("dynamodb", "PutItem", e)),
+        }
+    }
+
+    /// Applies several writes in one transaction (all or nothing; at most 100): each put or delete
+    /// only if its item is still as the caller read it.
+    pub async fn transact(&self, writes: &[(Option<&Item>, (&str, &str), Expect)]) -> PortResult<Written> {
+        use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+        let mut items = Vec::new();
+        for (item, (scope, principal), expect) in writes {
+            let (cond, vals): (&str, Option<AttributeValue>) = match expect {
+                Expect::Absent => ("attribute_not_exists(principal)", None),
+                Expect::Version(None) => ("attribute_exists(principal) AND attribute_not_exists(version)", None),
+                Expect::Version(Some(v)) => ("version = :v", Some(n(v))),
+            };
+            let built = match item {
+                Some(item) => {
+                    let mut raw: HashMap<String, AttributeValue> =
+                        item.iter().map(|(k, v)| (k.clone(), from_attr(v))).collect();
+                    let next = match expect {
+                        Expect::Absent => 1,
+                        Expect::Version(v) => v.unwrap_or(0) + 1,
+                    };
+                    raw.insert("version".into(), n(next));
+                    let mut put = Put::builder().table_name(&self.table).set_item(Some(raw)).condition_expression(cond);
+                    if let Some(v) = vals {
+                        put = put.expression_attribute_values(":v", v);
+                    }
+                    TransactWriteItem::builder()
+                        .put(put.build().map_err(|e| bad_data("dynamodb", "TransactWriteItems", e.to_string()))?)
+                        .build()
+                }
+                None => {
+                    let mut del = Delete::builder()
+                        .table_name(&self.table)
+                        .key("service_id", AttributeValue::S((*scope).to_owned()))
+                        .key("principal", AttributeValue::S((*principal).to_owned()))
+                        .condition_expression(cond);
+                    if let Some(v) = vals {
+                        del = del.expression_attribute_values(":v", v);
+                    }
+                    TransactWriteItem::builder()
+                        .delete(del.build().map_err(|e| bad_data("dynamodb", "TransactWriteItems", e.to_string()))?)
+                        .build()
+                }
+            };
+            items.push(built);
+        }
+        if items.is_empty() {
+            return Ok(Written::Yes);
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(Written::Yes),
+            Err(e) if matches!(
+                e.as_service_error(),
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_))
+            ) => Ok(Written::Lost),
+            Err(e) => Err(classify("dynamodb", "TransactWriteItems", e)),
+        }
+    }
+
+    /// Deletes an item if it is still at the version the caller read.
+    pub async fn delete_if(&self, scope: &str, principal: &str, version: Option<u64>) -> PortResult<Written> {
+        let mut req = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("service_id", AttributeValue::S(scope.to_owned()))
+            .key("principal", AttributeValue::S(principal.to_owned()));
+        req = match version {
+            None => req.condition_expression("attribute_exists(principal) AND attribute_not_exists(version)"),
+            Some(v) => req.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(Written::Yes),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(Written::Lost)
+            }
+            Err(e) => Err(classify("dynamodb", "DeleteItem", e)),
+        }
+    }
+}
+
 impl Allowlist for DynamoAllowlist {
     async fn rules_for(&self, service: &ServiceId) -> PortResult<Rules> {
         let mut items = self.partition(service.as_str()).await?;
@@ -94,19 +255,23 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-/// The sort key: the connection's creation time, zero-padded so it sorts as a string.
-pub fn sort_key(created_at_ms: i64) -> String {
-    format!("{created_at_ms:015}")
+/// The sort key: the connection's creation time, zero-padded so it sorts as a string, and `#revoked`
+/// for a revocation.
+pub fn sort_key(kind: Kind, created_at_ms: i64) -> String {
+    match kind {
+        Kind::Decision => format!("{created_at_ms:015}"),
+        Kind::Revocation => format!("{created_at_ms:015}#revoked"),
+    }
 }
 
 pub fn record_to_item(r: &DecisionRecord) -> HashMap<String, AttributeValue> {
     let mut m = HashMap::from([
         ("endpoint_id".to_owned(), s(r.endpoint_id.as_str())),
-        ("created".to_owned(), s(sort_key(r.created_at_ms))),
+        ("created".to_owned(), s(sort_key(r.kind, r.created_at_ms))),
         ("created_at_ms".to_owned(), n(r.created_at_ms)),
         ("service_id".to_owned(), s(r.service_id.as_str())),
         ("owner".to_owned(), s(r.owner.as_str())),
-        ("decision".to_owned(), s(r.outcome.past())),
+        ("decision".to_owned(), s(r.decision())),
         ("reason".to_owned(), s(&r.reason)),
         ("detail".to_owned(), s(&r.detail)),
         ("trigger".to_owned(), s(r.trigger.as_str())),
@@ -136,7 +301,12 @@ pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRec
     };
     let trigger: Trigger =
         serde_json::from_value(serde_json::Value::String(get_s("trigger")?.clone())).map_err(|e| e.to_string())?;
+    let (kind, outcome) = match get_s("decision")?.as_str() {
+        "revoked" => (Kind::Revocation, Outcome::Reject),
+        other => (Kind::Decision, Outcome::from_past(other).ok_or("`decision` unknown")?),
+    };
     Ok(DecisionRecord {
+        kind,
         endpoint_id: EndpointId::parse(get_s("endpoint_id")?).map_err(|e| e.to_string())?,
         created_at_ms: get_n("created_at_ms")?,
         service_id: ServiceId::parse(get_s("service_id")?).map_err(|e| e.to_string())?,
@@ -147,7 +317,7 @@ pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRec
             .map(|r| Region::parse(r))
             .transpose()
             .map_err(|e| e.to_string())?,
-        outcome: Outcome::from_past(get_s("decision")?).ok_or("`decision` unknown")?,
+        outcome,
         reason: get_s("reason")?.clone(),
         matched_rule: m.get("matched_rule").and_then(|v| v.as_s().ok()).cloned(),
         detail: get_s("detail")?.clone(),
@@ -160,10 +330,10 @@ pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRec
     })
 }
 
-fn key(endpoint: &EndpointId, created_at_ms: i64) -> HashMap<String, AttributeValue> {
+fn key(kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("endpoint_id".to_owned(), s(endpoint.as_str())),
-        ("created".to_owned(), s(sort_key(created_at_ms))),
+        ("created".to_owned(), s(sort_key(kind, created_at_ms))),
     ])
 }
 
@@ -175,13 +345,58 @@ fn update_lost(e: &SdkError<UpdateItemError, aws_smithy_runtime_api::http::Respo
     matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_)))
 }
 
+impl DynamoDecisionLog {
+    /// Every record of an endpoint (its decision and any revocation).
+    pub async fn for_endpoint(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("endpoint_id = :e")
+            .expression_attribute_values(":e", s(endpoint.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb", "Query", e))?;
+        out.items()
+            .iter()
+            .map(item_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|why| bad_data("dynamodb", "Query", format!("unreadable decision record: {why}")))
+    }
+
+    /// Records decided at or after `since_ms`, newest first.
+    pub async fn since(&self, since_ms: i64) -> PortResult<Vec<DecisionRecord>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("decided_at_ms >= :t")
+            .expression_attribute_values(":t", n(since_ms))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("dynamodb", "Scan", e))?;
+            for item in page.items() {
+                match item_to_record(item) {
+                    Ok(r) => out.push(r),
+                    Err(why) => tracing::warn!(why, "unreadable decision record skipped"),
+                }
+            }
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.decided_at_ms));
+        Ok(out)
+    }
+}
+
 impl DecisionLog for DynamoDecisionLog {
-    async fn get(&self, endpoint: &EndpointId, created_at_ms: i64) -> PortResult<Option<DecisionRecord>> {
+    async fn get(&self, kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> PortResult<Option<DecisionRecord>> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(endpoint, created_at_ms)))
+            .set_key(Some(key(kind, endpoint, created_at_ms)))
             .consistent_read(true)
             .send()
             .await
@@ -209,7 +424,7 @@ impl DecisionLog for DynamoDecisionLog {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(&record.endpoint_id, record.created_at_ms)))
+            .set_key(Some(key(record.kind, &record.endpoint_id, record.created_at_ms)))
             .update_expression("SET #st = :st")
             .condition_expression("claim = :c AND version = :v")
             .expression_attribute_names("#st", "status")
@@ -230,7 +445,7 @@ impl DecisionLog for DynamoDecisionLog {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(&record.endpoint_id, record.created_at_ms)))
+            .set_key(Some(key(record.kind, &record.endpoint_id, record.created_at_ms)))
             .update_expression("SET lease_until_ms = :zero")
             .condition_expression("claim = :c AND version = :v AND #st = :claimed")
             .expression_attribute_names("#st", "status")

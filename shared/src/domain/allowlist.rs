@@ -85,6 +85,32 @@ impl AllowlistEntry {
         self.regions.as_ref().is_none_or(|rs| rs.contains(region))
     }
 
+    /// The table item for this entry (what `parse_item` reads back).
+    pub fn to_item(&self) -> Item {
+        let mut item = Item::new();
+        item.insert("service_id".into(), Attr::S(self.scope.key().to_owned()));
+        item.insert("principal".into(), Attr::S(self.principal_key.clone()));
+        item.insert("effect".into(), Attr::S(self.effect.as_str().to_owned()));
+        if let Some(t) = self.expires_at {
+            item.insert("expires_at".into(), Attr::N(t.to_string()));
+        }
+        if let Some(rs) = &self.regions {
+            item.insert("regions".into(), Attr::Ss(rs.iter().map(|r| r.to_string()).collect()));
+        }
+        if let Some(n) = self.max_endpoints {
+            item.insert("max_endpoints".into(), Attr::N(n.to_string()));
+        }
+        for (k, v) in [("note", &self.note), ("created_by", &self.created_by)] {
+            if let Some(v) = v {
+                item.insert(k.into(), Attr::S(v.clone()));
+            }
+        }
+        if let Some(t) = self.created_at {
+            item.insert("created_at".into(), Attr::N(t.to_string()));
+        }
+        item
+    }
+
     /// The key that names this entry in a decision record: `<scope>/<principal>`.
     pub fn rule_ref(&self) -> String {
         format!("{}/{}", self.scope, self.principal_key)
@@ -266,6 +292,24 @@ mod tests {
 
     fn s(v: &str) -> Attr {
         Attr::S(v.into())
+    }
+
+    #[test]
+    fn an_entry_round_trips_through_its_item() {
+        let it = item(&[
+            ("service_id", s("vpce-svc-0123456789abcdef0")),
+            ("principal", s("111122223333")),
+            ("effect", s("deny")),
+            ("expires_at", Attr::N("1900000000".into())),
+            ("regions", Attr::Ss(vec!["eu-west-1".into(), "us-east-1".into()])),
+            ("max_endpoints", Attr::N("2".into())),
+            ("note", s("n")),
+            ("created_by", s("arn:aws:iam::111111111111:user/alice")),
+            ("created_at", Attr::N("5".into())),
+        ]);
+        let e = parse_item(&it).unwrap();
+        assert_eq!(e.to_item(), it);
+        assert_eq!(parse_item(&e.to_item()).unwrap(), e);
     }
 
     #[test]

@@ -44,8 +44,18 @@ impl Status {
     }
 }
 
+/// A decision about a new connection, or the revocation of an accepted one (a separate record, so an
+/// accepted connection keeps its acceptance on file next to its revocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Decision,
+    Revocation,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DecisionRecord {
+    pub kind: Kind,
     pub endpoint_id: EndpointId,
     /// The connection's creation time (epoch ms): a re-created endpoint with a reused ID is a new key.
     pub created_at_ms: i64,
@@ -69,6 +79,7 @@ pub struct DecisionRecord {
 impl DecisionRecord {
     #[allow(clippy::too_many_arguments)]
     pub fn claim(
+        kind: Kind,
         conn: &Connection,
         decision: &Decision,
         trigger: Trigger,
@@ -78,6 +89,7 @@ impl DecisionRecord {
         previous_version: Option<u64>,
     ) -> Self {
         Self {
+            kind,
             endpoint_id: conn.endpoint_id.clone(),
             created_at_ms: conn.created_at_ms,
             service_id: conn.service_id.clone(),
@@ -93,6 +105,16 @@ impl DecisionRecord {
             claim: claim.to_owned(),
             lease_until_ms: now_ms + lease_ms,
             version: previous_version.map_or(1, |v| v + 1),
+        }
+    }
+}
+
+impl DecisionRecord {
+    /// The word used in records, notifications and filters: accepted, rejected, held or revoked.
+    pub fn decision(&self) -> &'static str {
+        match self.kind {
+            Kind::Revocation => "revoked",
+            Kind::Decision => self.outcome.past(),
         }
     }
 }
@@ -123,7 +145,7 @@ struct Body<'a> {
 
 impl Notification {
     pub fn for_record(r: &DecisionRecord) -> Self {
-        let decision = r.outcome.past();
+        let decision = r.decision();
         let subject = match r.outcome {
             Outcome::Hold => format!("Gatekeeper held {} from {} for review", r.endpoint_id, r.owner),
             _ => format!("Gatekeeper {decision} {} from {}", r.endpoint_id, r.owner),

@@ -1,0 +1,204 @@
+//! Resolving where Gatekeeper is and building clients: flags and environment first, then the file
+//! `make up` writes, then the deployed stack's outputs.
+
+use std::collections::BTreeSet;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use serde::Deserialize;
+use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
+use shared::adapters::ec2::Ec2Connections;
+use shared::adapters::eventbridge::EventBridgeBus;
+use shared::config::managed_services;
+use shared::domain::ServiceId;
+use shared::ports::PortError;
+
+use crate::Target;
+use crate::exit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Service(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => exit::USAGE,
+            Self::Config(_) => exit::CONFIG,
+            Self::Service(_) => exit::SERVICE,
+            Self::Other(_) => exit::OTHER,
+        }
+    }
+}
+
+impl From<PortError> for CliError {
+    fn from(e: PortError) -> Self {
+        Self::Service(format!("{} {} failed: {}: {}", e.service, e.operation, e.code, e.message))
+    }
+}
+
+/// The file `gatekeeper-local up` writes (the fields the CLI needs).
+#[derive(Deserialize)]
+struct LocalStack {
+    endpoint_url: String,
+    region: String,
+    provider_account: String,
+    allowlist_table: String,
+    decisions_table: String,
+    bus_name: String,
+    service_id: String,
+}
+
+pub struct Ctx {
+    pub aws: SdkConfig,
+    pub allowlist_table: String,
+    pub decisions_table: Option<String>,
+    pub bus_name: Option<String>,
+    pub managed: BTreeSet<ServiceId>,
+}
+
+impl Ctx {
+    pub fn allowlist(&self) -> DynamoAllowlist {
+        DynamoAllowlist::new(aws_sdk_dynamodb::Client::new(&self.aws), &self.allowlist_table)
+    }
+
+    pub fn decisions(&self) -> Result<DynamoDecisionLog, CliError> {
+        let table = self.decisions_table.as_ref().ok_or_else(|| missing("the decisions table", "--decisions-table"))?;
+        Ok(DynamoDecisionLog::new(aws_sdk_dynamodb::Client::new(&self.aws), table))
+    }
+
+    pub fn connections(&self) -> Ec2Connections {
+        Ec2Connections::new(aws_sdk_ec2::Client::new(&self.aws))
+    }
+
+    pub fn bus(&self) -> Result<EventBridgeBus, CliError> {
+        let bus = self.bus_name.as_ref().ok_or_else(|| missing("the event bus", "--bus-name"))?;
+        Ok(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&self.aws), bus))
+    }
+
+    pub fn managed(&self) -> Result<&BTreeSet<ServiceId>, CliError> {
+        if self.managed.is_empty() {
+            return Err(missing("the managed services", "--managed-services"));
+        }
+        Ok(&self.managed)
+    }
+
+    pub fn region(&self) -> Result<shared::domain::Region, CliError> {
+        let r = self
+            .aws
+            .region()
+            .map(ToString::to_string)
+            .ok_or_else(|| CliError::Config("no AWS Region: pass --region or set AWS_REGION".into()))?;
+        shared::domain::Region::parse(&r).map_err(|e| CliError::Config(e.to_string()))
+    }
+
+    /// The caller's ARN (STS GetCallerIdentity), for `created_by`.
+    pub async fn caller(&self) -> Result<String, CliError> {
+        let out = aws_sdk_sts::Client::new(&self.aws).get_caller_identity().send().await.map_err(|e| {
+            CliError::Service(format!("sts GetCallerIdentity failed: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
+        })?;
+        out.arn().map(str::to_owned).ok_or_else(|| CliError::Service("GetCallerIdentity returned no ARN".into()))
+    }
+}
+
+fn missing(what: &str, flag: &str) -> CliError {
+    CliError::Config(format!(
+        "cannot tell {what}: pass {flag} (or its GATEKEEPER_ environment variable), --stack-name, or --local"
+    ))
+}
+
+pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
+    let local: Option<LocalStack> = match &t.local {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::Config(format!("cannot read {}: {e} (is `make up` running?)", path.display()))
+            })?;
+            Some(serde_json::from_str(&text).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?)
+        }
+    };
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &t.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = t.region.clone().or_else(|| local.as_ref().map(|l| l.region.clone())) {
+        loader = loader.region(Region::new(r));
+    }
+    if let Some(u) = t.endpoint_url.clone().or_else(|| local.as_ref().map(|l| l.endpoint_url.clone())) {
+        loader = loader.endpoint_url(u);
+    }
+    if local.is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && t.profile.is_none() {
+        // The local AWS accepts any key; the role below decides the account.
+        loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "gatekeeper-local"));
+    }
+    let mut aws = loader.load().await;
+    let role = t
+        .role_arn
+        .clone()
+        .or_else(|| local.as_ref().map(|l| format!("arn:aws:iam::{}:role/gatekeeper-cli", l.provider_account)));
+    if let Some(role) = role {
+        let out = aws_sdk_sts::Client::new(&aws)
+            .assume_role()
+            .role_arn(&role)
+            .role_session_name("gatekeeper-cli")
+            .send()
+            .await
+            .map_err(|e| {
+                CliError::Config(format!("cannot assume {role}: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
+            })?;
+        let c = out.credentials().ok_or_else(|| CliError::Config("AssumeRole returned no credentials".into()))?;
+        let creds = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "assumed-role",
+        );
+        aws = aws.into_builder().credentials_provider(SharedCredentialsProvider::new(creds)).build();
+    }
+
+    let mut allowlist_table = t.allowlist_table.clone().or_else(|| local.as_ref().map(|l| l.allowlist_table.clone()));
+    let mut decisions_table = t.decisions_table.clone().or_else(|| local.as_ref().map(|l| l.decisions_table.clone()));
+    let mut bus_name = t.bus_name.clone().or_else(|| local.as_ref().map(|l| l.bus_name.clone()));
+    let mut managed_raw = t.managed_services.clone().or_else(|| local.as_ref().map(|l| l.service_id.clone()));
+    if let Some(stack) = &t.stack_name {
+        let outputs = stack_outputs(&aws, stack).await?;
+        let get = |k: &str| outputs.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
+        allowlist_table = allowlist_table.or_else(|| get("AllowlistTableName"));
+        decisions_table = decisions_table.or_else(|| get("DecisionsTableName"));
+        bus_name = bus_name.or_else(|| get("BusName"));
+        managed_raw = managed_raw.or_else(|| get("ManagedServiceIds"));
+    }
+    let managed = match managed_raw {
+        Some(raw) => managed_services(&raw).map_err(|e| CliError::Config(e.to_string()))?,
+        None => BTreeSet::new(),
+    };
+    Ok(Ctx {
+        allowlist_table: allowlist_table.ok_or_else(|| missing("the allowlist table", "--allowlist-table"))?,
+        decisions_table,
+        bus_name,
+        managed,
+        aws,
+    })
+}
+
+async fn stack_outputs(aws: &SdkConfig, stack: &str) -> Result<Vec<(String, String)>, CliError> {
+    let out =
+        aws_sdk_cloudformation::Client::new(aws).describe_stacks().stack_name(stack).send().await.map_err(|e| {
+            CliError::Config(format!(
+                "cannot read stack {stack}: {}",
+                aws_sdk_cloudformation::error::DisplayErrorContext(e)
+            ))
+        })?;
+    let s = out.stacks().first().ok_or_else(|| CliError::Config(format!("no stack named {stack}")))?;
+    Ok(s.outputs().iter().filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned()))).collect())
+}

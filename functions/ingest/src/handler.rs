@@ -1,0 +1,115 @@
+//! Each notification is a hint: the IDs it names become a Connection Request; a notification that names
+//! no usable endpoint makes the service (or every managed service) be re-examined, never dropped.
+//! `Accept`/`Reject`/`Delete` are counted and logged for the audit trail.
+
+use std::collections::BTreeSet;
+
+use aws_lambda_events::event::sns::SnsEvent;
+use lambda_runtime::{Error, LambdaEvent};
+use shared::domain::notification::{ConnectionEvent, parse_notification};
+use shared::domain::time::now_ms;
+use shared::domain::{ConnectionRequest, ServiceId, Trigger};
+use shared::ports::{ConnectionFilter, Connections, RequestBus};
+use shared::producers::requests_for;
+use shared::telemetry::Metrics;
+use tracing::{Instrument, info, warn};
+
+use crate::config::Config;
+
+pub struct Deps<C, B> {
+    pub connections: C,
+    pub bus: B,
+    pub config: Config,
+}
+
+/// Handles one SNS delivery. An error makes Lambda retry the invocation (and then send it to the
+/// function's on-failure destination); duplicates are harmless because `decide` is idempotent.
+pub async fn handle<C: Connections, B: RequestBus>(
+    deps: &Deps<C, B>,
+    event: LambdaEvent<SnsEvent>,
+) -> Result<(), Error> {
+    let span = tracing::info_span!("ingest", request_id = %event.context.request_id);
+    let mut metrics = Metrics::default();
+    let result = ingest(deps, &event.payload, &mut metrics).instrument(span).await;
+    metrics.flush("ingest");
+    result.map(|_| ()).map_err(Into::into)
+}
+
+fn metric(event: &ConnectionEvent) -> &'static str {
+    match event {
+        ConnectionEvent::Connect => "ConnectNotifications",
+        ConnectionEvent::Accept => "AcceptNotifications",
+        ConnectionEvent::Reject => "RejectNotifications",
+        ConnectionEvent::Delete => "DeleteNotifications",
+        ConnectionEvent::Other(_) | ConnectionEvent::Unnamed => "UnknownNotifications",
+    }
+}
+
+pub async fn ingest<C: Connections, B: RequestBus>(
+    deps: &Deps<C, B>,
+    event: &SnsEvent,
+    metrics: &mut Metrics,
+) -> Result<Vec<ConnectionRequest>, shared::ports::PortError> {
+    let managed = &deps.config.managed;
+    let mut requests: Vec<ConnectionRequest> = Vec::new();
+    let mut rescan: BTreeSet<ServiceId> = BTreeSet::new();
+    for record in &event.records {
+        let hint = parse_notification(&record.sns.message);
+        metrics.incr(metric(&hint.event));
+        info!(
+            message_id = %record.sns.message_id,
+            event = hint.event.as_str(),
+            service_id = hint.service.as_ref().map(ToString::to_string),
+            endpoint_id = hint.endpoint.as_ref().map(ToString::to_string),
+            "connection notification"
+        );
+        if !hint.event.needs_decision() {
+            continue;
+        }
+        match (hint.service, hint.endpoint) {
+            (Some(service), _) if !managed.contains(&service) => {
+                info!(service_id = %service, "service is not managed by Gatekeeper; ignored");
+                metrics.incr("Unmanaged");
+            }
+            (Some(service_id), Some(endpoint_id)) => requests.push(ConnectionRequest {
+                service_id,
+                endpoint_id,
+                trigger: Trigger::Notification,
+                requested_at: now_ms(),
+            }),
+            (None, Some(endpoint)) => {
+                // Which managed service is it on? EC2 knows.
+                for service in managed {
+                    let filter = ConnectionFilter { endpoints: vec![endpoint.clone()], ..Default::default() };
+                    for c in deps.connections.describe(service, &filter).await? {
+                        requests.push(ConnectionRequest {
+                            service_id: c.service_id,
+                            endpoint_id: c.endpoint_id,
+                            trigger: Trigger::Notification,
+                            requested_at: now_ms(),
+                        });
+                    }
+                }
+            }
+            (Some(service), None) => {
+                warn!(service_id = %service, "notification names no usable endpoint; re-examining the service");
+                rescan.insert(service);
+            }
+            (None, None) => {
+                warn!(message_id = %record.sns.message_id, "notification names no usable ID; re-examining every managed service");
+                metrics.incr("UnusableNotifications");
+                rescan.extend(managed.iter().cloned());
+            }
+        }
+    }
+    for service in &rescan {
+        requests.extend(
+            requests_for(&deps.connections, service, None, &["pendingAcceptance"], Trigger::Notification).await?,
+        );
+    }
+    requests.sort_by(|a, b| (&a.service_id, &a.endpoint_id).cmp(&(&b.service_id, &b.endpoint_id)));
+    requests.dedup_by(|a, b| a.service_id == b.service_id && a.endpoint_id == b.endpoint_id);
+    deps.bus.put(&requests).await?;
+    metrics.add("RequestsEmitted", requests.len() as u64);
+    Ok(requests)
+}

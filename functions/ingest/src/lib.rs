@@ -1,0 +1,4 @@
+//! `ingest`: endpoint connection notifications (SNS) → Connection Request events.
+
+pub mod config;
+pub mod handler;

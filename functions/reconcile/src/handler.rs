@@ -1,0 +1,170 @@
+//! One function, two sources: the EventBridge schedule (sweep) and the allowlist's DynamoDB stream.
+//! It only reads and emits Connection Requests; `decide` acts, so every action has one path.
+
+use std::collections::BTreeSet;
+
+use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::{Value, json};
+use shared::domain::allowlist::Scope;
+use shared::domain::principal::normalise;
+use shared::domain::time::now_ms;
+use shared::domain::{AccountId, ConnectionRequest, DefaultAction, Outcome, ServiceId, Trigger, evaluate};
+use shared::ports::{Allowlist, ConnectionFilter, Connections, PortError, RequestBus};
+use shared::producers::requests_for;
+use shared::telemetry::Metrics;
+use tracing::{Instrument, error, info, warn};
+
+use crate::config::Config;
+
+pub struct Deps<C, A, B> {
+    pub connections: C,
+    pub allowlist: A,
+    pub bus: B,
+    pub config: Config,
+}
+
+/// Dispatches on the event's shape. A stream batch answers with its partial failures; a sweep fails
+/// as a whole (the schedule runs again anyway).
+pub async fn handle<C: Connections, A: Allowlist, B: RequestBus>(
+    deps: &Deps<C, A, B>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Error> {
+    let span = tracing::info_span!("reconcile", request_id = %event.context.request_id);
+    let mut metrics = Metrics::default();
+    let payload = event.payload;
+    let result = async {
+        if payload["Records"][0]["eventSource"] == "aws:dynamodb" {
+            let stream: StreamEvent = serde_json::from_value(payload)?;
+            let response = on_stream(deps, &stream, &mut metrics).await;
+            Ok::<Value, Error>(serde_json::to_value(response)?)
+        } else if payload["detail-type"] == "Scheduled Event" || payload["source"] == "aws.events" {
+            let n = sweep(deps, &mut metrics).await?;
+            Ok(json!({ "requests": n }))
+        } else {
+            Err("reconcile: neither a DynamoDB stream batch nor a scheduled event".into())
+        }
+    }
+    .instrument(span)
+    .await;
+    metrics.flush("reconcile");
+    result
+}
+
+/// The scheduled sweep: every pending connection of every managed service; with revocation on, every
+/// `available` connection that the allowlist, evaluated now, does not accept.
+pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus>(
+    deps: &Deps<C, A, B>,
+    metrics: &mut Metrics,
+) -> Result<usize, PortError> {
+    let mut requests = Vec::new();
+    for service in &deps.config.managed {
+        let pending = requests_for(&deps.connections, service, None, &["pendingAcceptance"], Trigger::Sweep).await?;
+        metrics.add("PendingFound", pending.len() as u64);
+        requests.extend(pending);
+        if deps.config.revoke {
+            let revocable = revocable(deps, service).await?;
+            metrics.add("RevocationsFound", revocable.len() as u64);
+            requests.extend(revocable);
+        }
+    }
+    deps.bus.put(&requests).await?;
+    info!(requests = requests.len(), "sweep emitted Connection Requests");
+    metrics.add("RequestsEmitted", requests.len() as u64);
+    Ok(requests.len())
+}
+
+/// `available` connections of `service` the allowlist does not accept now (expired by time included).
+async fn revocable<C: Connections, A: Allowlist, B: RequestBus>(
+    deps: &Deps<C, A, B>,
+    service: &ServiceId,
+) -> Result<Vec<ConnectionRequest>, PortError> {
+    let filter = ConnectionFilter { states: vec!["available".into()], ..Default::default() };
+    let available = deps.connections.describe(service, &filter).await?;
+    if available.is_empty() {
+        return Ok(vec![]);
+    }
+    let rules = deps.allowlist.rules_for(service).await?;
+    let now = now_ms();
+    Ok(available
+        .into_iter()
+        .filter(|c| {
+            evaluate(c, &rules, &deps.config.home_region, now / 1000, DefaultAction::Reject).outcome != Outcome::Accept
+        })
+        .map(|c| ConnectionRequest {
+            service_id: c.service_id,
+            endpoint_id: c.endpoint_id,
+            trigger: Trigger::Sweep,
+            requested_at: now,
+        })
+        .collect())
+}
+
+/// The item keys a stream record is about.
+fn keys(record: &EventRecord) -> Option<(String, String)> {
+    let keys = serde_json::to_value(&record.change.keys).ok()?;
+    let s = |k: &str| keys.get(k)?.get("S")?.as_str().map(str::to_owned);
+    Some((s("service_id")?, s("principal")?))
+}
+
+/// What an allowlist change touches: the account, and the managed services it covers.
+fn scope_of(record: &EventRecord, managed: &BTreeSet<ServiceId>) -> Result<(AccountId, Vec<ServiceId>), String> {
+    let (service, principal) = keys(record).ok_or("stream record without the table's keys")?;
+    let account = normalise(&principal).map_err(|e| e.to_string())?;
+    let services = match Scope::parse(&service).map_err(|e| e.to_string())? {
+        Scope::AllServices => managed.iter().cloned().collect(),
+        Scope::Service(s) if managed.contains(&s) => vec![s],
+        Scope::Service(_) => vec![],
+    };
+    Ok((account, services))
+}
+
+/// An allowlist change: the account's pending connections (it may now be allowed) and, with revocation
+/// on, its `available` ones (it may now be removed, denied or expired). `decide` evaluates each.
+/// Records are handled in order; the first failure is reported and the rest left for the retry.
+pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus>(
+    deps: &Deps<C, A, B>,
+    stream: &StreamEvent,
+    metrics: &mut Metrics,
+) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    let states: &[&str] = if deps.config.revoke { &["pendingAcceptance", "available"] } else { &["pendingAcceptance"] };
+    for record in &stream.records {
+        let (account, services) = match scope_of(record, &deps.config.managed) {
+            Ok(x) => x,
+            Err(why) => {
+                // Such an item never accepts anyone (decide skips it); nothing to re-request.
+                warn!(event_id = %record.event_id, why, "allowlist change about no usable account or service; skipped");
+                metrics.incr("InvalidRules");
+                continue;
+            }
+        };
+        info!(event = %record.event_name, account = %account, services = services.len(), "allowlist changed");
+        let mut requests = Vec::new();
+        let mut failed = None;
+        for service in &services {
+            match requests_for(&deps.connections, service, Some(&account), states, Trigger::AllowlistChange).await {
+                Ok(r) => requests.extend(r),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let put = match failed {
+            Some(e) => Err(e),
+            None => deps.bus.put(&requests).await,
+        };
+        if let Err(e) = put {
+            error!(event_id = %record.event_id, error = %e, "could not emit requests for this change; it will be retried");
+            metrics.incr("Errors");
+            let mut f = DynamoDbBatchItemFailure::default();
+            f.item_identifier = record.change.sequence_number.clone();
+            response.batch_item_failures.push(f);
+            break;
+        }
+        metrics.add("RequestsEmitted", requests.len() as u64);
+    }
+    response
+}
