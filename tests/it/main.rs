@@ -12,6 +12,7 @@ use serde_json::Value;
 use shared::domain::DefaultAction;
 
 mod decide;
+mod reconcile;
 
 static STACKS: AtomicU32 = AtomicU32::new(0);
 

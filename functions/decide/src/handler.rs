@@ -154,12 +154,13 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
             Status::Notified if pending && r.outcome == Outcome::Hold => {
                 Plan::Decide { previous: Some(r.version), previous_hold: true }
             }
-            Status::Notified | Status::Gone => Plan::Skip("already decided"),
+            Status::Notified | Status::Gone => Plan::Skip(ALREADY_DECIDED),
         },
     }
 }
 
 const NOT_PENDING: &str = "not pendingAcceptance";
+const ALREADY_DECIDED: &str = "already decided";
 
 /// What to do about revoking an `available` connection (or finishing a revocation EC2 already made).
 fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
@@ -234,7 +235,8 @@ where
             let mut kind = Kind::Decision;
             let mut step = plan(conn, rec, self.now);
             let revocable = matches!(conn.state, ConnectionState::Available | ConnectionState::Rejected);
-            if matches!(step, Plan::Skip(NOT_PENDING)) && self.deps.config.revoke && revocable {
+            // A decided (or never decided) connection that is no longer pending may be due a revocation.
+            if matches!(step, Plan::Skip(NOT_PENDING | ALREADY_DECIDED)) && self.deps.config.revoke && revocable {
                 kind = Kind::Revocation;
                 step = match self.deps.log.get(Kind::Revocation, &conn.endpoint_id, conn.created_at_ms).await {
                     Ok(r) => plan_revocation(conn, r, self.now),

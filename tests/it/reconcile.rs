@@ -1,0 +1,171 @@
+//! Ingest and reconcile: every signal becomes a Connection Request; allowlist changes and expiry take
+//! effect.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_sdk_dynamodb::types::AttributeValue as V;
+use gatekeeper_local::Options;
+use shared::domain::DefaultAction;
+
+use crate::{World, s};
+
+const A: &str = "222222222222";
+const B: &str = "444444444444";
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn now() -> i64 {
+    shared::domain::time::now_ms() / 1000
+}
+
+async fn revoking() -> Result<World> {
+    World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await
+}
+
+#[tokio::test]
+async fn when_a_notification_has_an_unknown_shape_should_reexamine_the_service() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", A, "allow", &[]).await?;
+    let id = w.endpoint(A).await?;
+    // Lose the real notification, then deliver one that names nothing usable.
+    w.sqs.purge_queue().queue_url(&w.info.notifications_queue_url).send().await?;
+    w.sns
+        .publish()
+        .topic_arn(&w.info.notifications_topic_arn)
+        .message("{\"surprise\": [1, 2, {\"x\": null}]}")
+        .send()
+        .await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    w.sns.publish().topic_arn(&w.info.notifications_topic_arn).message("this is not JSON").send().await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.inbox().await?.len(), 1, "re-examining an accepted connection announces nothing new");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_decide_missed_a_request_should_decide_it_at_the_next_sweep() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let id = w.endpoint(B).await?;
+    w.wiring.pump_notifications().await?;
+    // decide was down and the request is gone.
+    w.sqs.purge_queue().queue_url(&w.info.requests_queue_url).send().await?;
+    w.settle(Duration::from_secs(3)).await?;
+    assert_eq!(w.state(&id).await?, "pendingAcceptance");
+    let swept = w.wiring.sweep().await?;
+    assert_eq!(swept["requests"], 1);
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "rejected");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].body["trigger"], "sweep");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_a_held_account_is_allowed_should_accept_its_waiting_endpoints() -> Result<()> {
+    let w = World::new(DefaultAction::Hold).await?;
+    let first = w.endpoint(B).await?;
+    let second = w.endpoint(B).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&first).await?, "pendingAcceptance");
+    assert_eq!(w.inbox().await?.len(), 2);
+    w.rule("*", &format!("arn:aws:iam::{B}:root"), "allow", &[]).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&first).await?, "available");
+    assert_eq!(w.settled_state(&second).await?, "available");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 2);
+    assert!(inbox.iter().all(|m| m.body["decision"] == "accepted" && m.body["trigger"] == "allowlist_change"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_allowed_account_is_removed_should_revoke_with_revocation_on() -> Result<()> {
+    let w = revoking().await?;
+    w.rule("SVC", A, "allow", &[]).await?;
+    let id = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    w.inbox().await?;
+    w.ddb
+        .delete_item()
+        .table_name(&w.info.allowlist_table)
+        .key("service_id", s(&w.info.service_id))
+        .key("principal", s(A))
+        .send()
+        .await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "rejected");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].body["decision"], "revoked");
+    assert_eq!(inbox[0].body["reason"], "not_listed");
+    assert_eq!(inbox[0].attributes["decision"]["Value"], "revoked");
+    assert_eq!(w.records(&id).await?.len(), 2, "the acceptance and the revocation are both on file");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_allowed_account_is_removed_should_leave_it_with_revocation_off() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", A, "allow", &[]).await?;
+    let id = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    w.inbox().await?;
+    w.ddb
+        .delete_item()
+        .table_name(&w.info.allowlist_table)
+        .key("service_id", s(&w.info.service_id))
+        .key("principal", s(A))
+        .send()
+        .await?;
+    w.settle(SETTLE).await?;
+    w.wiring.sweep().await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert!(w.inbox().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_allow_expires_should_revoke_at_the_next_sweep_without_waiting_for_ttl() -> Result<()> {
+    let w = revoking().await?;
+    w.rule("SVC", A, "allow", &[("expires_at", V::N((now() + 2).to_string()))]).await?;
+    let id = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    w.inbox().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let swept = w.wiring.sweep().await?;
+    assert_eq!(swept["requests"], 1);
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "rejected");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(
+        (inbox[0].body["decision"].as_str(), inbox[0].body["reason"].as_str()),
+        (Some("revoked"), Some("allow_expired"))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_allow_has_a_quota_should_accept_at_most_that_many() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", A, "allow", &[("max_endpoints", V::N("2".into()))]).await?;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(w.endpoint(A).await?);
+    }
+    w.settle(SETTLE).await?;
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(w.settled_state(id).await?);
+    }
+    assert_eq!(states.iter().filter(|s| *s == "available").count(), 2, "{states:?}");
+    assert_eq!(states.iter().filter(|s| *s == "rejected").count(), 1, "{states:?}");
+    let inbox = w.inbox().await?;
+    assert!(inbox.iter().any(|m| m.body["reason"] == "quota"), "{inbox:#?}");
+    Ok(())
+}
