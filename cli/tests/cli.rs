@@ -1,0 +1,216 @@
+//! The `gatekeeper` binary against the local AWS: what a provider types, what it prints, its exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use gatekeeper_local::{Emulator, Options, StackInfo, Wiring, create_endpoint, provision};
+use serde_json::Value;
+use shared::domain::DefaultAction;
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+struct Local {
+    info: StackInfo,
+    file: PathBuf,
+    _emulator: Emulator,
+}
+
+impl Local {
+    async fn new(default_action: DefaultAction) -> Result<Self> {
+        let emulator = Emulator::start_or_reuse().await?;
+        let suffix = format!("cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let info = provision(&emulator.url, &suffix, Options { default_action, revoke: false }).await?;
+        let file = std::env::temp_dir().join(format!("gatekeeper-{suffix}.json"));
+        std::fs::write(&file, serde_json::to_string(&info)?)?;
+        Ok(Self { info, file, _emulator: emulator })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
+            .arg("--local")
+            .arg(&self.file)
+            .args(args)
+            .env_remove("AWS_PROFILE")
+            .env("GATEKEEPER_DEFAULT_ACTION", "hold")
+            .output()
+            .expect("run gatekeeper")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Fails with `code`; returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    async fn settle(&self, wiring: &Wiring) -> Result<()> {
+        for _ in 0..20 {
+            let n = wiring.pump_notifications().await?;
+            let d = wiring.pump_decide(0).await?;
+            if n.notifications == 0 && d.messages == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let d = wiring.pump_decide(0).await?;
+                if d.messages == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+#[tokio::test]
+async fn edits_the_allowlist_with_validation_and_conditional_writes() -> Result<()> {
+    let l = Local::new(DefaultAction::Reject).await?;
+    let svc = l.info.service_id.clone();
+    let out = l.ok(&[
+        "allow",
+        "arn:aws:iam::222222222222:role/Deploy",
+        "--service",
+        &svc,
+        "--expires",
+        "30d",
+        "--note",
+        "ACME",
+    ]);
+    assert!(out.starts_with(&format!("allowed 222222222222 on {svc} until ")), "{out}");
+    l.ok(&["deny", "333333333333"]);
+
+    let listed = l.json(&["list"]);
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let acme = rows.iter().find(|r| r["principal"] == "222222222222").unwrap();
+    assert_eq!(acme["service"], svc.as_str());
+    assert_eq!(acme["note"], "ACME");
+    assert!(acme["created_by"].as_str().unwrap().starts_with("arn:aws:sts::111111111111:assumed-role/"), "{acme}");
+    let table = l.ok(&["list"]);
+    assert!(table.lines().next().unwrap().starts_with("SERVICE"), "{table}");
+    assert!(table.contains("333333333333") && table.contains("deny"), "{table}");
+
+    // A second editor does not silently overwrite the first.
+    let err = l.fails(&["allow", "222222222222", "--service", &svc], 254);
+    assert!(err.contains("already exists") && err.contains("--replace"), "{err}");
+    l.ok(&["allow", "222222222222", "--service", &svc, "--replace", "--max-endpoints", "3"]);
+    assert_eq!(l.json(&["list", "--service", &svc]).as_array().unwrap().len(), 2, "the service's entry and the * deny");
+
+    // Bad input: a clear one-line error, exit 252, nothing written.
+    for (args, why) in [
+        (vec!["allow", "*"], "cannot be listed"),
+        (vec!["allow", "12345"], "12 ASCII digits"),
+        (vec!["allow", "arn:aws:iam::222222222222:group/x"], "not an IAM ARN"),
+        (vec!["allow", "444444444444", "--service", "svc-123"], "service ID"),
+        (vec!["allow", "444444444444", "--expires", "2001-01-01"], "not in the future"),
+        (vec!["allow", "444444444444", "--regions", "Mars"], "region"),
+        (vec!["deny", "444444444444", "--max-endpoints", "2"], "applies to an allow"),
+    ] {
+        let err = l.fails(&args, 252);
+        assert!(err.contains(why), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert_eq!(l.json(&["list"]).as_array().unwrap().len(), 2);
+
+    l.ok(&["remove", "333333333333"]);
+    assert!(l.fails(&["remove", "333333333333"], 254).contains("no entry"));
+    assert_eq!(l.json(&["list"]).as_array().unwrap().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn shows_pending_explains_reevaluates_and_lists_decisions() -> Result<()> {
+    let l = Local::new(DefaultAction::Hold).await?;
+    let wiring = Wiring::new(l.info.clone()).await?;
+    let (_, id) = create_endpoint(&l.info.endpoint_url, "444444444444", &l.info.service_name).await?;
+    l.settle(&wiring).await?;
+
+    let pending = l.json(&["pending"]);
+    assert_eq!(pending[0]["endpoint_id"], id.as_str());
+    assert_eq!(pending[0]["would"], "hold");
+    assert_eq!(pending[0]["reason"], "not_listed");
+    let explained = l.json(&["explain", &id]);
+    assert_eq!(explained[0]["decision"], "held");
+
+    l.ok(&["allow", "444444444444"]);
+    assert_eq!(l.json(&["pending"])[0]["would"], "accept");
+    let out = l.ok(&["reevaluate", &id]);
+    assert!(out.contains("1 connection"), "{out}");
+    l.settle(&wiring).await?;
+    assert_eq!(l.json(&["pending"]).as_array().unwrap().len(), 0);
+    let explained = l.json(&["explain", &id]);
+    assert_eq!(explained[0]["decision"], "accepted");
+    assert_eq!(explained[0]["trigger"], "manual");
+    let text = l.ok(&["explain", &id]);
+    assert!(text.contains("accepted from 444444444444") && text.contains("matched rule: */444444444444"), "{text}");
+
+    let accepted = l.json(&["decisions", "--decision", "accepted", "--since", "1h"]);
+    assert_eq!(accepted.as_array().unwrap().len(), 1);
+    assert!(l.fails(&["decisions", "--decision", "maybe"], 252).contains("--decision"));
+    assert!(l.fails(&["explain", "vpce-0123456789abcdef0"], 254).contains("no decision"));
+    assert!(l.fails(&["explain", "i-123"], 252).contains("endpoint ID"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn imports_and_exports_the_allowlist_as_a_reviewed_file() -> Result<()> {
+    let l = Local::new(DefaultAction::Reject).await?;
+    let svc = l.info.service_id.clone();
+    l.ok(&["allow", "222222222222", "--note", "old"]);
+    l.ok(&["allow", "555555555555"]);
+    let file = std::env::temp_dir().join(format!("allowlist-{}.yaml", std::process::id()));
+    std::fs::write(
+        &file,
+        format!(
+            "entries:\n  - {{service: '*', principal: '222222222222', effect: allow, note: new}}\n  - {{service: {svc}, principal: 'arn:aws:iam::333333333333:root', effect: deny}}\n"
+        ),
+    )?;
+    let f = file.to_str().unwrap();
+    let plan = l.ok(&["import", f, "--prune", "--dry-run"]);
+    assert!(plan.contains("~ allow * 222222222222"), "{plan}");
+    assert!(plan.contains(&format!("+ deny {svc} 333333333333")), "{plan}");
+    assert!(plan.contains("- * 555555555555"), "{plan}");
+    assert!(plan.contains("dry run"), "{plan}");
+    assert_eq!(l.json(&["list"]).as_array().unwrap().len(), 2, "a dry run writes nothing");
+
+    l.ok(&["import", f, "--prune"]);
+    let listed = l.json(&["list"]);
+    let principals: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["principal"].as_str().unwrap()).collect();
+    assert_eq!(principals.len(), 2);
+    assert!(principals.contains(&"222222222222") && principals.contains(&"333333333333"));
+    assert!(l.ok(&["import", f, "--prune"]).contains("already matches"));
+
+    let exported = l.ok(&["export"]);
+    std::fs::write(&file, &exported)?;
+    assert!(l.ok(&["import", f, "--prune"]).contains("already matches"), "export → import is a no-op:\n{exported}");
+
+    std::fs::write(
+        &file,
+        "entries:\n  - {service: '*', principal: '666666666666', effect: allow}\n  - {service: '*', principal: '*', effect: allow}\n",
+    )?;
+    let err = l.fails(&["import", f], 252);
+    assert!(err.contains("entry 2"), "{err}");
+    assert_eq!(l.json(&["list"]).as_array().unwrap().len(), 2, "an invalid file writes nothing");
+    let _ = std::fs::remove_file(&file);
+    Ok(())
+}
