@@ -43,7 +43,7 @@ lint: setup ## fmt check, clippy -D warnings, cfn-lint of the SAM template
 	$(VENV)/bin/cfn-lint infra/template.yaml
 
 test: setup lint ## Everything CI runs: lint, unit/property/adapter tests, emulator tests, integration tests
-	$(PY) -m pytest -q tests/emulator
+	$(PY) -m pytest -q tests/emulator infra
 	GATEKEEPER_PYTHON=$(abspath $(PY)) $(CARGO) nextest run --workspace --locked --no-fail-fast
 
 fmt: ## Format the code

@@ -27,6 +27,8 @@ pub fn init() {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Metrics {
     counts: BTreeMap<&'static str, u64>,
+    /// Values that are not counts (name → (value, CloudWatch unit)).
+    gauges: BTreeMap<&'static str, (u64, &'static str)>,
 }
 
 impl Metrics {
@@ -39,7 +41,13 @@ impl Metrics {
     }
 
     pub fn get(&self, name: &str) -> u64 {
-        self.counts.get(name).copied().unwrap_or(0)
+        self.counts.get(name).copied().or_else(|| self.gauges.get(name).map(|g| g.0)).unwrap_or(0)
+    }
+
+    /// Records a value such as an age in seconds (the largest one given wins).
+    pub fn gauge(&mut self, name: &'static str, value: u64, unit: &'static str) {
+        let g = self.gauges.entry(name).or_insert((value, unit));
+        g.0 = g.0.max(value);
     }
 
     /// The EMF document for these counts, with the function as the only dimension (low cardinality).
@@ -50,7 +58,9 @@ impl Metrics {
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
                     "Dimensions": [["Function"]],
-                    "Metrics": self.counts.keys().map(|k| json!({"Name": k, "Unit": "Count"})).collect::<Vec<_>>(),
+                    "Metrics": self.counts.keys().map(|k| json!({"Name": k, "Unit": "Count"}))
+                        .chain(self.gauges.iter().map(|(k, (_, unit))| json!({"Name": k, "Unit": unit})))
+                        .collect::<Vec<_>>(),
                 }],
             },
             "Function": function,
@@ -58,12 +68,15 @@ impl Metrics {
         for (k, v) in &self.counts {
             doc[*k] = json!(v);
         }
+        for (k, (v, _)) in &self.gauges {
+            doc[*k] = json!(v);
+        }
         doc
     }
 
     /// Writes the EMF line to stdout (Lambda ships it to CloudWatch Logs, which extracts the metrics).
     pub fn flush(&self, function: &str) {
-        if self.counts.is_empty() {
+        if self.counts.is_empty() && self.gauges.is_empty() {
             return;
         }
         let line = self.emf(function, crate::domain::time::now_ms()).to_string();
@@ -85,6 +98,11 @@ pub mod names {
     pub const UNMANAGED: &str = "Unmanaged";
     pub const NOT_PENDING: &str = "NotPending";
     pub const NOTIFIED: &str = "Notified";
+    /// Age of the oldest connection still pending at a sweep: alarmed on when a connection waits longer
+    /// than the sweep should allow.
+    pub const OLDEST_PENDING_SECONDS: &str = "OldestPendingSeconds";
+    /// Connections pending longer than three sweeps (alarmed on).
+    pub const PENDING_OVERDUE: &str = "PendingOverdue";
 }
 
 #[cfg(test)]

@@ -473,6 +473,7 @@ impl Wiring {
                     managed,
                     revoke: info.revoke,
                     home_region: shared::domain::Region::parse(&info.region)?,
+                    sweep_interval_s: 60,
                 },
             },
             deps: decide_deps(&cfg, &info)?,

@@ -18,6 +18,8 @@ pub struct Config {
     pub revoke: bool,
     /// `AWS_REGION`
     pub home_region: Region,
+    /// `SWEEP_INTERVAL_MINUTES` (default 5): a connection pending longer than three sweeps is overdue.
+    pub sweep_interval_s: i64,
 }
 
 impl Config {
@@ -33,6 +35,15 @@ impl Config {
             revoke: flag(&get, "REVOKE_ON_REMOVAL", false)?,
             home_region: Region::parse(&required(&get, "AWS_REGION")?)
                 .map_err(|e| ConfigError(format!("AWS_REGION: {e}")))?,
+            sweep_interval_s: match get("SWEEP_INTERVAL_MINUTES").as_deref().map(str::trim) {
+                None | Some("") => 300,
+                Some(v) => v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|m| (1..=1440).contains(m))
+                    .map(|m| m * 60)
+                    .ok_or_else(|| ConfigError(format!("SWEEP_INTERVAL_MINUTES must be 1..=1440, not {v:?}")))?,
+            },
         })
     }
 }

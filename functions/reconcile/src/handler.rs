@@ -13,7 +13,7 @@ use shared::domain::time::now_ms;
 use shared::domain::{AccountId, ConnectionRequest, DefaultAction, Outcome, ServiceId, Trigger, evaluate};
 use shared::ports::{Allowlist, ConnectionFilter, Connections, PortError, RequestBus};
 use shared::producers::requests_for;
-use shared::telemetry::Metrics;
+use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
@@ -60,9 +60,21 @@ pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus>(
 ) -> Result<usize, PortError> {
     let mut requests = Vec::new();
     for service in &deps.config.managed {
-        let pending = requests_for(&deps.connections, service, None, &["pendingAcceptance"], Trigger::Sweep).await?;
+        let filter = ConnectionFilter { states: vec!["pendingAcceptance".into()], ..Default::default() };
+        let pending = deps.connections.describe(service, &filter).await?;
+        let now = now_ms();
+        let oldest = pending.iter().map(|c| now.saturating_sub(c.created_at_ms) / 1000).max().unwrap_or(0);
+        metrics.gauge(names::OLDEST_PENDING_SECONDS, u64::try_from(oldest).unwrap_or(0), "Seconds");
+        let overdue =
+            pending.iter().filter(|c| now - c.created_at_ms > 3 * deps.config.sweep_interval_s * 1000).count();
+        metrics.add(names::PENDING_OVERDUE, overdue as u64);
         metrics.add("PendingFound", pending.len() as u64);
-        requests.extend(pending);
+        requests.extend(pending.into_iter().map(|c| ConnectionRequest {
+            service_id: c.service_id,
+            endpoint_id: c.endpoint_id,
+            trigger: Trigger::Sweep,
+            requested_at: now,
+        }));
         if deps.config.revoke {
             let revocable = revocable(deps, service).await?;
             metrics.add("RevocationsFound", revocable.len() as u64);
