@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV      := .venv
+SAMVENV   := .venv-sam
 PY        := $(VENV)/bin/python
 PORT      ?= 4566
 STATE     ?= .local/stack.json
@@ -20,7 +21,13 @@ $(VENV)/.installed: tests/emulator/requirements.txt
 	$(PY) -m pip install --quiet -r tests/emulator/requirements.txt
 	touch $@
 
-setup: $(VENV)/.installed ## Install what the local AWS, the tests and the lint need (Python venv; cargo-nextest if missing)
+$(SAMVENV)/.installed: infra/requirements-sam.txt
+	python3 -m venv $(SAMVENV)
+	$(SAMVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAMVENV)/bin/python -m pip install --quiet -r infra/requirements-sam.txt
+	touch $@
+
+setup: $(VENV)/.installed $(SAMVENV)/.installed ## Install what the local AWS, the tests and the lint need (Python venv; cargo-nextest if missing)
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 
 # One build of every target with the test features, so the SDK crates compile once for tests and `up`.
@@ -37,10 +44,11 @@ demo: setup build ## Start `up` in the background and play a story with four con
 	  if [ ! -f $(STATE) ]; then echo "local AWS did not come up; see .local/up.log"; kill $$(cat .local/up.pid); exit 1; fi
 	@$(LOCAL_BIN) demo --state $(STATE); rc=$$?; kill -INT $$(cat .local/up.pid) 2>/dev/null; wait; exit $$rc
 
-lint: setup ## fmt check, clippy -D warnings, cfn-lint of the SAM template
+lint: setup ## fmt check, clippy -D warnings, cfn-lint and sam validate --lint of the template
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	cd infra && SAM_CLI_TELEMETRY=0 ../$(SAMVENV)/bin/sam validate --lint --template template.yaml
 
 test: setup lint ## Everything CI runs: lint, unit/property/adapter tests, emulator tests, integration tests
 	$(PY) -m pytest -q tests/emulator infra
@@ -49,5 +57,5 @@ test: setup lint ## Everything CI runs: lint, unit/property/adapter tests, emula
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-clean: ## Remove build output, the venv and local state
-	rm -rf target $(VENV) .local
+clean: ## Remove build output, the venvs and local state
+	rm -rf target $(VENV) $(SAMVENV) .local
