@@ -117,7 +117,7 @@ fn missing(what: &str, flag: &str) -> CliError {
 }
 
 pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
-    let local: Option<LocalStack> = match &t.local {
+    let local: Option<LocalStack> = match t.local.then_some(&t.local_file) {
         None => None,
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {

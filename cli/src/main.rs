@@ -46,9 +46,12 @@ pub struct Target {
     /// The deployed stack whose outputs name the resources (CloudFormation DescribeStacks).
     #[arg(long, global = true, env = "GATEKEEPER_STACK")]
     pub stack_name: Option<String>,
+    /// Use the local AWS that `make up` runs (reads `--local-file`).
+    #[arg(long, global = true, env = "GATEKEEPER_LOCAL")]
+    pub local: bool,
     /// The JSON file `make up` writes (endpoint, Region, account, names).
-    #[arg(long, global = true, env = "GATEKEEPER_LOCAL", num_args = 0..=1, default_missing_value = ".local/stack.json")]
-    pub local: Option<PathBuf>,
+    #[arg(long, global = true, default_value = ".local/stack.json")]
+    pub local_file: PathBuf,
     #[arg(long, global = true, env = "GATEKEEPER_ALLOWLIST_TABLE")]
     pub allowlist_table: Option<String>,
     #[arg(long, global = true, env = "GATEKEEPER_DECISIONS_TABLE")]

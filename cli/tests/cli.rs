@@ -33,6 +33,7 @@ impl Local {
     fn run(&self, args: &[&str]) -> Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
             .arg("--local")
+            .arg("--local-file")
             .arg(&self.file)
             .args(args)
             .env_remove("AWS_PROFILE")

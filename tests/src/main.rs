@@ -159,7 +159,7 @@ async fn demo(state: PathBuf) -> Result<()> {
         println!("{who}\n  account {account} creates interface endpoint {id} -> pendingAcceptance");
         endpoints.push((account, ec2, id));
     }
-    println!("\nGatekeeper decides (connection notification -> Connection Request -> decide):\n");
+    println!("\nGatekeeper decides (connection notification -> ingest -> Connection Request -> decide):\n");
     let sqs = aws_sdk_sqs::Client::new(&provider);
     let started = Instant::now();
     let mut seen = 0;
