@@ -10,7 +10,7 @@ STATE     ?= .local/stack.json
 LOCAL_BIN := target/debug/gatekeeper-local
 CARGO     := cargo
 
-.PHONY: help setup build up demo test lint fmt clean
+.PHONY: help setup build up demo test lint fmt clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -53,6 +53,10 @@ lint: setup ## fmt check, clippy -D warnings, cfn-lint and sam validate --lint o
 test: setup lint ## Everything CI runs: lint, unit/property/adapter tests, emulator tests, integration tests
 	$(PY) -m pytest -q tests/emulator infra
 	GATEKEEPER_PYTHON=$(abspath $(PY)) $(CARGO) nextest run --workspace --locked --no-fail-fast
+
+bench: setup build ## Benchmarks (release build; not part of make test): init, warm latency, a burst, vs a Python reference
+	$(CARGO) build --release --locked -p decide -p ingest -p reconcile
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

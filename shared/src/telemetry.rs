@@ -98,6 +98,8 @@ pub mod names {
     pub const UNMANAGED: &str = "Unmanaged";
     pub const NOT_PENDING: &str = "NotPending";
     pub const NOTIFIED: &str = "Notified";
+    /// A notification failed and the failure could not be recorded: it may be lost (alarm on it).
+    pub const NOTIFY_UNCERTAIN: &str = "NotifyUncertain";
     /// Age of the oldest connection still pending at a sweep: alarmed on when a connection waits longer
     /// than the sweep should allow.
     pub const OLDEST_PENDING_SECONDS: &str = "OldestPendingSeconds";

@@ -12,6 +12,17 @@ to a service that requires acceptance waits in `pendingAcceptance`; an accepted 
 Reject and Delete. The notification body is not documented by AWS: the one sent here is this project's
 stand-in (camelCase fields, like EC2's own), and consumers must treat it as a hint.
 
+Also, for tests and benchmarks (a WSGI layer in front of moto, under /_gatekeeper/):
+  GET  /_gatekeeper/calls    every AWS call received, counted by "service:Action" (and each
+                             connection's state changes by Accept/Reject, by "changed:<endpoint>")
+  POST /_gatekeeper/reset    zero the counts
+  POST /_gatekeeper/faults   {"rules": [{"match": "dynamodb:PutItem", "rate": 0.3, "kind": "throttle"}]}
+                             kinds: throttle (the service's own throttling error), error500, slow (+ms);
+                             "match" is "service:Action", "service:*" or "*"; an optional "key" limits a
+                             rule to one caller's access key
+and EC2's throttle on mutating PrivateLink calls: a bucket of 10 Accept/Reject calls per account,
+refilling at 1/s, answered with RequestLimitExceeded (GATEKEEPER_EMU_EC2_THROTTLE=0 turns it off).
+
 Run: python gatekeeper_moto.py --port 4566   (binds 127.0.0.1 only)
 """
 
@@ -36,7 +47,7 @@ CONNECTION_EVENTS = ("Accept", "Connect", "Delete", "Reject")
 _LOCK = threading.RLock()
 # Connection notifications, by ID: {"id", "service_id", "topic_arn", "events", "account", "region"}.
 _NOTIFICATIONS: dict[str, dict] = {}
-# Calls made to the added actions, by name: the tests use this to count EC2 actions.
+# Every call received, by "service:Action" (and injected faults by "fault:kind").
 CALLS: dict[str, int] = {}
 
 
@@ -184,7 +195,6 @@ def _page(resp: EC2Response, items: list, lo: int = 5, hi: int = 1000):
 
 
 def describe_vpc_endpoint_connections(self) -> ActionResult:
-    _count("DescribeVpcEndpointConnections")
     filters = _filters(self, _FILTERS)
     items = []
     for svc, ep in _connections_of(self.ec2_backend):
@@ -213,7 +223,6 @@ def describe_vpc_endpoint_connections(self) -> ActionResult:
 
 
 def _act(self, action: str, allowed_from: tuple[str, ...], new_state: str, event: str) -> ActionResult:
-    _count(action)
     service_id = self._get_param("ServiceId")
     ids = self._get_param("VpcEndpointIds", []) or []
     if not service_id:
@@ -242,6 +251,7 @@ def _act(self, action: str, allowed_from: tuple[str, ...], new_state: str, event
                 continue
             unsuccessful.append({"ResourceId": vpce_id, "Error": {"Code": code, "Message": msg}})
     for ep in changed:
+        _count(f"changed:{ep.id}")
         _publish(svc, ep, event)
     return ActionResult({"Unsuccessful": unsuccessful})
 
@@ -361,6 +371,130 @@ for _fn in (
     setattr(EC2Response, _fn.__name__, _fn)
 
 
+# ------------------------------------------------------------------------------------ WSGI layer
+
+EC2_THROTTLE = os.environ.get("GATEKEEPER_EMU_EC2_THROTTLE", "1") != "0"
+_BUCKETS: dict[str, list[float]] = {}  # account -> [tokens, last refill time]
+_FAULTS: list[dict] = []
+_FAULT_RNG = random.Random(7)
+
+# The throttling error each protocol family answers with.
+_THROTTLE_JSON = {
+    "dynamodb": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+    "events": "ThrottlingException",
+    "sqs": "com.amazonaws.sqs#RequestThrottled",
+}
+
+
+def _take_token(account: str) -> bool:
+    with _LOCK:
+        now = time.monotonic()
+        tokens, last = _BUCKETS.get(account, [10.0, now])
+        tokens = min(10.0, tokens + (now - last) * 1.0)
+        if tokens < 1.0:
+            _BUCKETS[account] = [tokens, now]
+            return False
+        _BUCKETS[account] = [tokens - 1.0, now]
+        return True
+
+
+def _identify(environ) -> tuple[str, str, str, bytes]:
+    """(service, action, access key, body) of a request, from SigV4's scope and the protocol."""
+    import io
+    import re
+    from urllib.parse import parse_qs
+
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = re.search(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/", auth)
+    key, service = (m.group(1), m.group(2)) if m else ("", "unknown")
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        action = target.rsplit(".", 1)[-1]
+    else:
+        qs = parse_qs(body.decode("utf-8", "replace")) if body else parse_qs(environ.get("QUERY_STRING", ""))
+        action = (qs.get("Action") or ["unknown"])[0]
+    return service, action, key, body
+
+
+def _account_of(key: str) -> str:
+    try:
+        from moto.iam.models import get_account_id_from
+
+        return get_account_id_from(key)
+    except Exception:  # noqa: BLE001 - older/newer moto: fall back to one shared bucket
+        return key
+
+
+def _error(start_response, service: str, code: str, message: str, status: str):
+    if service in _THROTTLE_JSON or service in ("dynamodb", "events"):
+        body = json.dumps({"__type": code, "message": message}).encode()
+        ctype = "application/x-amz-json-1.0"
+    else:
+        body = (
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            f"<RequestID>gatekeeper-emu</RequestID></Response>"
+        ).encode()
+        ctype = "text/xml"
+    start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class GatekeeperLayer:
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_gatekeeper/"):
+            return self.control(environ, start_response, path)
+        service, action, key, _ = _identify(environ)
+        name = f"{service}:{action}"
+        _count(name)
+        for rule in list(_FAULTS):
+            pattern = rule.get("match", "*")
+            hit = pattern in ("*", name) or (pattern.endswith(":*") and name.startswith(pattern[:-1]))
+            hit = hit and rule.get("key") in (None, key)
+            if hit and _FAULT_RNG.random() < float(rule.get("rate", 0)):
+                kind = rule.get("kind", "throttle")
+                _count(f"fault:{kind}")
+                if kind == "slow":
+                    time.sleep(float(rule.get("ms", 500)) / 1000)
+                elif kind == "error500":
+                    return _error(start_response, service, "InternalError", "injected", "500 Internal Server Error")
+                else:
+                    code = _THROTTLE_JSON.get(service, "RequestLimitExceeded" if service == "ec2" else "Throttling")
+                    return _error(start_response, service, code, "Rate exceeded (injected)", "400 Bad Request")
+        if EC2_THROTTLE and service == "ec2" and action in ("AcceptVpcEndpointConnections", "RejectVpcEndpointConnections"):
+            if not _take_token(_account_of(key)):
+                _count("ec2:throttled")
+                return _error(start_response, "ec2", "RequestLimitExceeded", "Request limit exceeded.", "503 Service Unavailable")
+        return self.app(environ, start_response)
+
+    def control(self, environ, start_response, path):
+        global _FAULTS
+        if path == "/_gatekeeper/calls":
+            with _LOCK:
+                body = json.dumps(dict(sorted(CALLS.items()))).encode()
+        elif path == "/_gatekeeper/reset":
+            with _LOCK:
+                CALLS.clear()
+                _BUCKETS.clear()
+            body = b"{}"
+        elif path == "/_gatekeeper/faults":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            _FAULTS = list(spec.get("rules", []))
+            body = json.dumps({"rules": _FAULTS}).encode()
+        else:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"unknown control path"]
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=4566)
@@ -369,7 +503,7 @@ def main() -> None:
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = GatekeeperLayer(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     print(f"gatekeeper local AWS listening on http://127.0.0.1:{server.server_port}", flush=True)
     server.serve_forever()

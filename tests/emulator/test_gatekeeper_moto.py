@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -215,3 +216,56 @@ def test_connection_notification_lifecycle(world):
     )["ConnectionNotification"]["ConnectionNotificationId"]
     out = ec2.delete_vpc_endpoint_connection_notifications(ConnectionNotificationIds=[extra, "vpce-nfn-00000000000000000"])
     assert [u["ResourceId"] for u in out["Unsuccessful"]] == ["vpce-nfn-00000000000000000"]
+
+
+def control(world, path, body=None):
+    import urllib.request
+
+    req = urllib.request.Request(world["url"] + path, data=json.dumps(body).encode() if body is not None else None, method="POST" if body is not None or path.endswith("reset") else "GET")
+    if path.endswith("reset"):
+        req.data = b"{}"
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+def test_calls_are_counted_by_service_and_action(world):
+    control(world, "/_gatekeeper/reset")
+    connections(world)
+    world["ec2"].describe_vpc_endpoint_connections()
+    calls = control(world, "/_gatekeeper/calls")
+    assert calls["ec2:DescribeVpcEndpointConnections"] == 2
+
+
+def test_accept_and_reject_are_throttled_like_ec2(world):
+    svc = world["svc"]["ServiceId"]
+    ec2 = session(world["url"], PROVIDER).client(
+        "ec2", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1})
+    )
+    time.sleep(2)  # let earlier tests' calls refill part of the bucket; a full burst still drains it
+    codes = []
+    for _ in range(25):
+        try:
+            ec2.reject_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=["vpce-0000000000000beef"])
+            codes.append("ok")
+        except botocore.exceptions.ClientError as e:
+            codes.append(e.response["Error"]["Code"])
+    assert codes[0] == "ok" and codes.count("RequestLimitExceeded") >= 10, codes
+    time.sleep(1.5)
+    assert ec2.reject_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=["vpce-0000000000000beef"])["Unsuccessful"]
+
+
+def test_injected_faults_answer_in_the_service_protocol(world):
+    control(world, "/_gatekeeper/faults", {"rules": [{"match": "dynamodb:*", "rate": 1.0, "kind": "throttle"}, {"match": "sns:Publish", "rate": 1.0, "kind": "error500"}]})
+    try:
+        ddb = session(world["url"], PROVIDER).client("dynamodb", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ddb.list_tables()
+        assert e.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+        sns = session(world["url"], PROVIDER).client("sns", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            sns.publish(TopicArn=world["topic"], Message="x")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert control(world, "/_gatekeeper/calls")["fault:throttle"] >= 1
+    finally:
+        control(world, "/_gatekeeper/faults", {"rules": []})
+    assert "TableNames" in ddb.list_tables()

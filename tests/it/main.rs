@@ -12,6 +12,7 @@ use serde_json::Value;
 use shared::domain::DefaultAction;
 
 mod decide;
+mod faults;
 mod reconcile;
 
 static STACKS: AtomicU32 = AtomicU32::new(0);
@@ -87,12 +88,22 @@ impl World {
         let start = Instant::now();
         let mut quiet = 0;
         while start.elapsed() < patience {
-            let n = self.wiring.pump_notifications().await?;
-            let st = self.wiring.pump_stream().await?;
-            let d = self.wiring.pump_decide(0).await?;
+            // A pump that fails (an SQS or stream call failing) is retried, as Lambda's pollers do.
+            let (n, st, d) = match (
+                self.wiring.pump_notifications().await,
+                self.wiring.pump_stream().await,
+                self.wiring.pump_decide(0).await,
+            ) {
+                (Ok(n), Ok(st), Ok(d)) => (n, st, d),
+                _ => {
+                    quiet = 0;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
             if n.notifications == 0 && d.messages == 0 && st.messages == 0 {
                 quiet += 1;
-                if quiet >= 3 && self.queue_depth(&self.info.requests_queue_url).await? == 0 {
+                if quiet >= 3 && self.queue_depth(&self.info.requests_queue_url).await.unwrap_or(1) == 0 {
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(150)).await;
@@ -128,6 +139,24 @@ impl World {
             .await?;
         let c = out.vpc_endpoint_connections().first().context("no such connection")?;
         Ok(c.vpc_endpoint_state().map(|s| s.as_str().to_owned()).unwrap_or_default())
+    }
+
+    /// How many of the service's connections still wait for acceptance (one paginated call).
+    pub async fn pending_count(&self) -> Result<usize> {
+        let mut n = 0;
+        let mut pages = self
+            .ec2
+            .describe_vpc_endpoint_connections()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("service-id").values(&self.info.service_id).build())
+            .filters(
+                aws_sdk_ec2::types::Filter::builder().name("vpc-endpoint-state").values("pendingAcceptance").build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            n += page?.vpc_endpoint_connections().len();
+        }
+        Ok(n)
     }
 
     /// Waits out EC2's `pending` step after an accept.
@@ -192,7 +221,7 @@ impl World {
         self.wiring
             .connection_events
             .lock()
-            .map(|v| v.iter().filter(|(e, id)| e == event && id == endpoint).count())
+            .map(|v| v.iter().filter(|(e, id, _)| e == event && id == endpoint).count())
             .unwrap_or(0)
     }
 

@@ -86,9 +86,14 @@ pub fn free_port() -> Result<u16> {
 /// SDK configuration for one account of the local AWS, obtained the way a real cross-account caller
 /// does: STS AssumeRole into a role of that account.
 pub async fn account_config(endpoint: &str, account: &str) -> Result<SdkConfig> {
+    // Local calls take milliseconds: retry throttling after milliseconds too (AWS's default waits ~1 s).
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_initial_backoff(Duration::from_millis(20))
+        .with_max_backoff(Duration::from_millis(500));
     let base = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
+        .retry_config(retry)
         .credentials_provider(Credentials::new("bootstrap", "bootstrap", None, None, "local"))
         .load()
         .await;
@@ -236,7 +241,7 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
     };
     use aws_sdk_sqs::types::QueueAttributeName as Q;
     let (requests_dlq_url, dlq_arn) = queue(format!("gatekeeper-requests-dlq-{suffix}"), vec![]).await?;
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string();
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}).to_string();
     let (requests_queue_url, requests_arn) = queue(
         format!("gatekeeper-requests-{suffix}"),
         vec![(Q::VisibilityTimeout, "2".into()), (Q::RedrivePolicy, redrive)],
@@ -404,7 +409,8 @@ pub fn decide_config(info: &StackInfo) -> Result<Config> {
         managed: [ServiceId::parse(&info.service_id)?].into(),
         default_action: info.default_action,
         home_region: shared::domain::Region::parse(&info.region)?,
-        lease_ms: 120_000,
+        // Short, so a crashed claim is taken over within the queue's five receives (5 × 2 s visibility).
+        lease_ms: 8_000,
         revoke: info.revoke,
     })
 }
@@ -435,9 +441,11 @@ pub struct Wiring {
     /// Where each shard of the allowlist stream has been read to.
     shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
     invocation: std::sync::atomic::AtomicU64,
-    /// Every connection notification seen: (event, endpoint ID). EC2 publishes `Accept`/`Reject` once
-    /// per state change, so these count the EC2 actions taken.
-    pub connection_events: std::sync::Mutex<Vec<(String, String)>>,
+    /// The access key the functions call AWS with (fault rules can target it alone).
+    pub access_key: String,
+    /// Every connection notification seen once: (event, endpoint ID, SNS message ID). EC2 publishes
+    /// `Accept`/`Reject` once per state change, so these count the EC2 actions taken.
+    pub connection_events: std::sync::Mutex<Vec<(String, String, String)>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -453,6 +461,11 @@ impl Wiring {
     pub async fn new(info: StackInfo) -> Result<Self> {
         let cfg = account_config(&info.endpoint_url, &info.provider_account).await?;
         let managed: std::collections::BTreeSet<ServiceId> = [ServiceId::parse(&info.service_id)?].into();
+        let provider = cfg.credentials_provider().context("credentials")?;
+        let access_key = aws_credential_types::provider::ProvideCredentials::provide_credentials(&provider)
+            .await?
+            .access_key_id()
+            .to_owned();
         let ec2 = Ec2Connections::new(aws_sdk_ec2::Client::new(&cfg));
         let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&cfg), &info.bus_name);
         Ok(Self {
@@ -478,6 +491,7 @@ impl Wiring {
             },
             deps: decide_deps(&cfg, &info)?,
             shard_iterators: Default::default(),
+            access_key,
             info,
             invocation: 0.into(),
             connection_events: Default::default(),
@@ -512,7 +526,11 @@ impl Wiring {
             stats.notifications += 1;
             let body = m.body().unwrap_or_default();
             if let Some(ev) = notification_event(body) {
-                self.connection_events.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(ev);
+                // A redelivered notification (after a failed ingest) is the same EC2 action.
+                let mut seen = self.connection_events.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                if !seen.contains(&ev) {
+                    seen.push(ev);
+                }
             }
             let event = sns_event(body)?;
             stats.invocations += 1;
@@ -677,11 +695,15 @@ impl Wiring {
     }
 }
 
-/// (event, endpoint ID) of a connection notification delivered through SQS.
-pub fn notification_event(sqs_body: &str) -> Option<(String, String)> {
+/// (event, endpoint ID, SNS message ID) of a connection notification delivered through SQS.
+pub fn notification_event(sqs_body: &str) -> Option<(String, String, String)> {
     let envelope: serde_json::Value = serde_json::from_str(sqs_body).ok()?;
     let inner: serde_json::Value = serde_json::from_str(envelope.get("Message")?.as_str()?).ok()?;
-    Some((inner.get("connectionEvent")?.as_str()?.to_owned(), inner.get("vpcEndpointId")?.as_str()?.to_owned()))
+    Some((
+        inner.get("connectionEvent")?.as_str()?.to_owned(),
+        inner.get("vpcEndpointId")?.as_str()?.to_owned(),
+        envelope.get("MessageId")?.as_str()?.to_owned(),
+    ))
 }
 
 /// Lambda's SNS event for one notification delivered through an SQS subscription (SNS's JSON envelope).

@@ -35,6 +35,19 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         sweep_seconds: u64,
     },
+    /// Create one more stack's resources on a running local AWS and write its JSON (no wiring runs).
+    Provision {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        suffix: String,
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value = "reject", value_parser = ["reject", "hold"])]
+        default_action: String,
+        #[arg(long)]
+        revoke: bool,
+    },
     /// Play a short story against a running `up`: several consumer accounts create endpoints.
     Demo {
         #[arg(long, default_value = ".local/stack.json")]
@@ -49,6 +62,13 @@ async fn main() -> Result<()> {
         Cmd::Up { port, state, default_action, revoke, sweep_seconds } => {
             let options = Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke };
             up(port, state, options, Duration::from_secs(sweep_seconds.max(1))).await
+        }
+        Cmd::Provision { endpoint, suffix, state, default_action, revoke } => {
+            let options = Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke };
+            let info = provision(&endpoint, &suffix, options).await?;
+            std::fs::write(&state, serde_json::to_string_pretty(&info)?)?;
+            println!("{}", state.display());
+            Ok(())
         }
         Cmd::Demo { state } => demo(state).await,
     }

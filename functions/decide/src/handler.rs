@@ -140,7 +140,7 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
         None => Plan::Skip(NOT_PENDING),
         Some(r) => match r.status {
             Status::Acted => Plan::Notify(Box::new(r)),
-            Status::Claimed if r.lease_until_ms > now => Plan::Skip("claimed by another invocation"),
+            Status::Claimed if r.lease_until_ms > now => Plan::Skip(CLAIMED_ELSEWHERE),
             Status::Claimed if pending => Plan::Decide { previous: Some(r.version), previous_hold: false },
             Status::Claimed => {
                 // An abandoned claim: EC2 tells whether its action took effect.
@@ -151,16 +151,19 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
                 );
                 if took { Plan::Notify(Box::new(r)) } else { Plan::Skip(NOT_PENDING) }
             }
-            Status::Notified if pending && r.outcome == Outcome::Hold => {
+            Status::Notifying | Status::Notified if pending && r.outcome == Outcome::Hold => {
                 Plan::Decide { previous: Some(r.version), previous_hold: true }
             }
-            Status::Notified | Status::Gone => Plan::Skip(ALREADY_DECIDED),
+            Status::Notifying | Status::Notified | Status::Gone => Plan::Skip(ALREADY_DECIDED),
         },
     }
 }
 
 const NOT_PENDING: &str = "not pendingAcceptance";
 const ALREADY_DECIDED: &str = "already decided";
+/// Another invocation holds a live claim. The message is retried rather than dropped: if that
+/// invocation dies, the retry (after the claim's lease) finishes the decision.
+const CLAIMED_ELSEWHERE: &str = "claimed by another invocation";
 
 /// What to do about revoking an `available` connection (or finishing a revocation EC2 already made).
 fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
@@ -170,11 +173,11 @@ fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> 
         None => Plan::Skip(NOT_PENDING),
         Some(r) => match r.status {
             Status::Acted => Plan::Notify(Box::new(r)),
-            Status::Claimed if r.lease_until_ms > now => Plan::Skip("claimed by another invocation"),
+            Status::Claimed if r.lease_until_ms > now => Plan::Skip(CLAIMED_ELSEWHERE),
             Status::Claimed if available => Plan::Decide { previous: Some(r.version), previous_hold: false },
             Status::Claimed if conn.state == ConnectionState::Rejected => Plan::Notify(Box::new(r)),
             Status::Claimed => Plan::Skip(NOT_PENDING),
-            Status::Notified | Status::Gone => Plan::Skip("already revoked"),
+            Status::Notifying | Status::Notified | Status::Gone => Plan::Skip("already revoked"),
         },
     }
 }
@@ -250,6 +253,9 @@ where
                 Plan::Skip(why) => {
                     info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why, "no action");
                     self.metrics.incr(if why == NOT_PENDING { names::NOT_PENDING } else { names::DUPLICATES });
+                    if why == CLAIMED_ELSEWHERE {
+                        failed.insert(conn.endpoint_id.clone());
+                    }
                     continue;
                 }
                 Plan::Notify(r) => {
@@ -311,8 +317,9 @@ where
                     claimed.push(record);
                 }
                 Ok(Written::Lost) => {
-                    info!(endpoint_id = %conn.endpoint_id, "another invocation claimed this connection first");
+                    info!(endpoint_id = %conn.endpoint_id, "another invocation claimed this connection first; retried later");
                     self.metrics.incr(names::DUPLICATES);
+                    failed.insert(conn.endpoint_id.clone());
                 }
                 Err(e) => self.fail(&mut failed, &conn.endpoint_id, &e),
             }
@@ -408,15 +415,32 @@ where
                     info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
                     return;
                 }
-                Err(e) => return self.fail(failed, &record.endpoint_id, &e),
+                Err(e) => {
+                    // EC2 has been told; let a retry take the claim over at once and finish it.
+                    if let Err(e) = self.deps.log.abandon(&record).await {
+                        warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
+                    }
+                    return self.fail(failed, &record.endpoint_id, &e);
+                }
             }
         }
+        // Mark before publishing, so a retry never publishes twice (publish and write are not atomic).
+        match self.deps.log.advance(&record, Status::Notifying).await {
+            Ok(Written::Yes) => {}
+            Ok(Written::Lost) => return,
+            Err(e) => return self.fail(failed, &record.endpoint_id, &e),
+        }
         if let Err(e) = self.deps.notifier.notify(&Notification::for_record(&record)).await {
+            // Not published: put the record back so the retry publishes.
+            if let Err(revert) = self.deps.log.advance(&record, Status::Acted).await {
+                error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
+                self.metrics.incr(names::NOTIFY_UNCERTAIN);
+            }
             return self.fail(failed, &record.endpoint_id, &e);
         }
         self.metrics.incr(names::NOTIFIED);
         if let Err(e) = self.deps.log.advance(&record, Status::Notified).await {
-            // The notification went out; a later retry may send it once more. Logged, not retried.
+            // Published; the record stays `notifying`, which is never published again.
             warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
         }
     }

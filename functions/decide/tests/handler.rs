@@ -329,7 +329,7 @@ async fn when_another_invocation_holds_the_claim_should_leave_it_alone() {
     w.records.lock().unwrap().get_mut(A).unwrap().lease_until_ms = 1_000_000;
     w.faults.lock().unwrap().act = false;
     let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
-    assert!(out.failed_messages.is_empty());
+    assert_eq!(out.failed_messages, vec!["m0"], "retried later, in case the holder dies");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1, "only the failed first attempt called EC2");
     assert_eq!(state(&w, A), "pendingAcceptance");
 }

@@ -17,6 +17,10 @@ pub enum Status {
     Claimed,
     /// EC2 has been told (or nothing needed telling, for a hold); the notification is owed.
     Acted,
+    /// The notification is being published. A record left here is never published again: at most
+    /// one notification per decision (a publish that failed and could not be recorded as failed is
+    /// logged and counted as `NotifyUncertain`).
+    Notifying,
     /// The notification went out.
     Notified,
     /// The endpoint vanished before it could be acted on: nothing more to do.
@@ -28,6 +32,7 @@ impl Status {
         match self {
             Self::Claimed => "claimed",
             Self::Acted => "acted",
+            Self::Notifying => "notifying",
             Self::Notified => "notified",
             Self::Gone => "gone",
         }
@@ -37,6 +42,7 @@ impl Status {
         match s {
             "claimed" => Some(Self::Claimed),
             "acted" => Some(Self::Acted),
+            "notifying" => Some(Self::Notifying),
             "notified" => Some(Self::Notified),
             "gone" => Some(Self::Gone),
             _ => None,

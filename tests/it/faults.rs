@@ -1,0 +1,127 @@
+//! Faults and races: it keeps deciding correctly and loses nothing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use shared::domain::DefaultAction;
+
+use crate::World;
+
+/// A call to the emulator's control API (see tests/emulator/gatekeeper_moto.py).
+async fn control(w: &World, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = w.info.endpoint_url.trim_start_matches("http://").to_owned();
+    let (method, body) = match body {
+        Some(b) => ("POST", b.to_string()),
+        None => ("GET", String::new()),
+    };
+    let mut s = tokio::net::TcpStream::connect(&host).await?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    anyhow::ensure!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{path}: {out}");
+    let json = out.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    Ok(serde_json::from_str(json)?)
+}
+
+async fn faults(w: &World, rules: serde_json::Value) -> Result<()> {
+    control(w, "/_gatekeeper/faults", Some(serde_json::json!({ "rules": rules }))).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn when_two_invocations_decide_the_same_endpoint_at_once_should_act_and_notify_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", "222222222222", "allow", &[]).await?;
+    let id = w.endpoint("222222222222").await?;
+    w.sqs.purge_queue().queue_url(&w.info.notifications_queue_url).send().await?;
+    let event = |n: usize| {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m{n}"));
+        m.body = Some(
+            serde_json::json!({"source": "gatekeeper", "detail-type": "Connection Request",
+                "detail": {"service_id": w.info.service_id, "endpoint_id": id, "trigger": "manual", "requested_at": 1}})
+            .to_string(),
+        );
+        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
+        e.records = vec![m];
+        e
+    };
+    let deps = w.wiring.deps();
+    let (a, b) = tokio::join!(
+        decide::handler::decide_batch(deps, event(1), "invocation-a", shared::domain::time::now_ms()),
+        decide::handler::decide_batch(deps, event(2), "invocation-b", shared::domain::time::now_ms()),
+    );
+    // The loser leaves its message to be retried (in case the winner dies); the retry finds it done.
+    assert_eq!(a.failed_messages.len() + b.failed_messages.len(), 1, "{:?} {:?}", a.failed_messages, b.failed_messages);
+    // Let the emulator publish EC2's Accept notifications, then count.
+    w.settle(Duration::from_secs(5)).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1);
+    assert_eq!(w.records(&id).await?.len(), 1);
+    assert_eq!(w.inbox().await?.len(), 1);
+    assert_eq!(a.metrics.get("Duplicates") + b.metrics.get("Duplicates"), 1, "the loser saw the winner's claim");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_every_dependency_fails_30_percent_of_calls_should_still_decide_all_correctly_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let accounts: Vec<String> = (0..10).map(|i| format!("{:012}", 777_000_000_000u64 + i)).collect();
+    for a in accounts.iter().step_by(2) {
+        w.rule("*", a, "allow", &[]).await?;
+    }
+    let mut endpoints = Vec::new();
+    for a in &accounts {
+        for _ in 0..20 {
+            endpoints.push((a.clone(), w.endpoint(a).await?));
+        }
+    }
+    let rules = serde_json::json!([
+        {"match": "ec2:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
+        {"match": "dynamodb:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
+        {"match": "sns:*", "rate": 0.3, "kind": "error500", "key": w.wiring.access_key},
+        {"match": "events:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
+        {"match": "sqs:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
+    ]);
+    faults(&w, rules).await?;
+    let start = Instant::now();
+    let mut sweeps = 0;
+    loop {
+        let _ = w.settle(Duration::from_secs(15)).await;
+        let pending = w.pending_count().await?;
+        if pending == 0 || start.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        // What the DLQ holds or a failed invocation dropped, the next sweep finds again.
+        if w.wiring.sweep().await.is_ok() {
+            sweeps += 1;
+        }
+    }
+    eprintln!("all decided after {:.0} s and {sweeps} sweeps", start.elapsed().as_secs_f64());
+    faults(&w, serde_json::json!([])).await?;
+    w.settle(Duration::from_secs(10)).await?;
+    let allowed: std::collections::HashSet<&String> = accounts.iter().step_by(2).collect();
+    for (a, id) in &endpoints {
+        let state = w.settled_state(id).await?;
+        let want = if allowed.contains(a) { "available" } else { "rejected" };
+        assert_eq!(state, want, "{id} of {a} after {sweeps} sweeps");
+    }
+    let mut per_endpoint: HashMap<String, usize> = HashMap::new();
+    for m in w.inbox().await? {
+        *per_endpoint.entry(m.body["endpoint_id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+    }
+    assert!(per_endpoint.values().all(|n| *n == 1), "one notification per decision: {per_endpoint:?}");
+    assert_eq!(per_endpoint.len(), endpoints.len(), "no decision went unannounced");
+    // EC2's own count: each connection changed state by an Accept or Reject exactly once.
+    let calls = control(&w, "/_gatekeeper/calls", None).await?;
+    for (_, id) in &endpoints {
+        assert_eq!(calls[format!("changed:{id}")], 1, "{id} acted on once");
+    }
+    assert!(calls["fault:throttle"].as_u64().unwrap_or(0) > 100, "faults were injected: {calls}");
+    Ok(())
+}
