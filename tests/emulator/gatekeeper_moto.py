@@ -21,7 +21,8 @@ Also, for tests and benchmarks (a WSGI layer in front of moto, under /_gatekeepe
                              "match" is "service:Action", "service:*" or "*"; an optional "key" limits a
                              rule to one caller's access key
 and EC2's throttle on mutating PrivateLink calls: a bucket of 10 Accept/Reject calls per account,
-refilling at 1/s, answered with RequestLimitExceeded (GATEKEEPER_EMU_EC2_THROTTLE=0 turns it off).
+refilling at 1/s, answered with RequestLimitExceeded (GATEKEEPER_EMU_EC2_THROTTLE=0 turns it off;
+POST /_gatekeeper/ec2-throttle {"enabled": false} at run time).
 
 Run: python gatekeeper_moto.py --port 4566   (binds 127.0.0.1 only)
 """
@@ -483,6 +484,11 @@ class GatekeeperLayer:
                 CALLS.clear()
                 _BUCKETS.clear()
             body = b"{}"
+        elif path == "/_gatekeeper/ec2-throttle":
+            global EC2_THROTTLE
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            EC2_THROTTLE = bool(json.loads(environ["wsgi.input"].read(length) or b"{}").get("enabled", True))
+            body = json.dumps({"enabled": EC2_THROTTLE}).encode()
         elif path == "/_gatekeeper/faults":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             spec = json.loads(environ["wsgi.input"].read(length) or b"{}")

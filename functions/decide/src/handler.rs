@@ -401,37 +401,37 @@ where
         done
     }
 
-    /// Records that EC2 has been told, then notifies once, then records that too.
+    /// Records that EC2 has been told and the notification is going out (one write), publishes once,
+    /// then records that too. The record is marked `notifying` before the publish so that a retry never
+    /// publishes twice (publish and write are not atomic).
     async fn finish(&mut self, record: DecisionRecord, failed: &mut BTreeSet<EndpointId>) {
-        if record.status == Status::Claimed {
-            match self.deps.log.advance(&record, Status::Acted).await {
-                Ok(Written::Yes) => self.metrics.incr(match (record.kind, record.outcome) {
-                    (Kind::Revocation, _) => names::REVOKED,
-                    (_, Outcome::Accept) => names::ACCEPTED,
-                    (_, Outcome::Reject) => names::REJECTED,
-                    (_, Outcome::Hold) => names::HELD,
-                }),
-                Ok(Written::Lost) => {
-                    info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
-                    return;
+        match self.deps.log.advance(&record, Status::Notifying).await {
+            Ok(Written::Yes) => {
+                if record.status == Status::Claimed {
+                    self.metrics.incr(match (record.kind, record.outcome) {
+                        (Kind::Revocation, _) => names::REVOKED,
+                        (_, Outcome::Accept) => names::ACCEPTED,
+                        (_, Outcome::Reject) => names::REJECTED,
+                        (_, Outcome::Hold) => names::HELD,
+                    });
                 }
-                Err(e) => {
+            }
+            Ok(Written::Lost) => {
+                info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
+                return;
+            }
+            Err(e) => {
+                if record.status == Status::Claimed {
                     // EC2 has been told; let a retry take the claim over at once and finish it.
                     if let Err(e) = self.deps.log.abandon(&record).await {
                         warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
                     }
-                    return self.fail(failed, &record.endpoint_id, &e);
                 }
+                return self.fail(failed, &record.endpoint_id, &e);
             }
         }
-        // Mark before publishing, so a retry never publishes twice (publish and write are not atomic).
-        match self.deps.log.advance(&record, Status::Notifying).await {
-            Ok(Written::Yes) => {}
-            Ok(Written::Lost) => return,
-            Err(e) => return self.fail(failed, &record.endpoint_id, &e),
-        }
         if let Err(e) = self.deps.notifier.notify(&Notification::for_record(&record)).await {
-            // Not published: put the record back so the retry publishes.
+            // Not published: mark it owed, so the retry publishes.
             if let Err(revert) = self.deps.log.advance(&record, Status::Acted).await {
                 error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
                 self.metrics.incr(names::NOTIFY_UNCERTAIN);
