@@ -180,17 +180,9 @@ pub fn apply_quota(decision: Decision, already_accepted: u32, default: DefaultAc
         Some(cap) if decision.outcome == Outcome::Accept && already_accepted >= cap => {
             let detail =
                 format!("{}, but its max_endpoints of {cap} is used up ({already_accepted} accepted)", decision.detail);
-            Decision { reason: Reason::Quota, detail, ..default_decision(default, Reason::Quota, None, String::new()) }
-                .with_rule(decision.matched_rule)
+            Decision { matched_rule: decision.matched_rule, ..default_decision(default, Reason::Quota, None, detail) }
         }
         _ => decision,
-    }
-}
-
-impl Decision {
-    fn with_rule(mut self, rule: Option<String>) -> Self {
-        self.matched_rule = rule;
-        self
     }
 }
 
