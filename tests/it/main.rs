@@ -73,6 +73,18 @@ impl World {
         Ok(())
     }
 
+    /// Deletes an allowlist item, as a person editing the table would (`SVC` stands for the stack's service).
+    pub async fn remove_rule(&self, scope: &str, principal: &str) -> Result<()> {
+        self.ddb
+            .delete_item()
+            .table_name(&self.info.allowlist_table)
+            .key("service_id", V::S(scope.replace("SVC", &self.info.service_id)))
+            .key("principal", V::S(principal.into()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// An interface endpoint to the stack's service, created in `account` (which assumes a role there).
     pub async fn endpoint(&self, account: &str) -> Result<String> {
         self.endpoint_to(account, &self.info.service_name).await

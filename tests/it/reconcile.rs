@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue as V;
 use gatekeeper_local::Options;
 use shared::domain::DefaultAction;
 
-use crate::{World, s};
+use crate::World;
 
 const A: &str = "222222222222";
 const B: &str = "444444444444";
@@ -88,13 +88,7 @@ async fn when_an_allowed_account_is_removed_should_revoke_with_revocation_on() -
     w.settle(SETTLE).await?;
     assert_eq!(w.settled_state(&id).await?, "available");
     w.inbox().await?;
-    w.ddb
-        .delete_item()
-        .table_name(&w.info.allowlist_table)
-        .key("service_id", s(&w.info.service_id))
-        .key("principal", s(A))
-        .send()
-        .await?;
+    w.remove_rule("SVC", A).await?;
     w.settle(SETTLE).await?;
     assert_eq!(w.state(&id).await?, "rejected");
     let inbox = w.inbox().await?;
@@ -113,13 +107,7 @@ async fn when_an_allowed_account_is_removed_should_leave_it_with_revocation_off(
     let id = w.endpoint(A).await?;
     w.settle(SETTLE).await?;
     w.inbox().await?;
-    w.ddb
-        .delete_item()
-        .table_name(&w.info.allowlist_table)
-        .key("service_id", s(&w.info.service_id))
-        .key("principal", s(A))
-        .send()
-        .await?;
+    w.remove_rule("SVC", A).await?;
     w.settle(SETTLE).await?;
     w.wiring.sweep().await?;
     w.settle(SETTLE).await?;

@@ -32,8 +32,7 @@ impl Config {
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required =
-            |k: &str| get(k).filter(|v| !v.trim().is_empty()).ok_or_else(|| ConfigError(format!("{k} is not set")));
+        let required = |k: &str| shared::config::required(&get, k);
         let managed = managed_services(&required("MANAGED_SERVICES")?)?;
         let default_action = match get("DEFAULT_ACTION") {
             None => DefaultAction::Reject,
