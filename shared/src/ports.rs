@@ -14,6 +14,10 @@ pub enum ErrorKind {
     /// The request itself is wrong (bad input, missing permission, missing resource): retrying will not
     /// help, but the message is kept (DLQ) for a person.
     Permanent,
+    /// The request may have reached AWS, but no answer came back (the connection dropped, the call timed
+    /// out, the answer was unreadable): it may have taken effect. Retryable where a repeat is harmless
+    /// (reads, conditional writes, EC2's accept/reject); never retried for a publish.
+    Uncertain,
 }
 
 /// An AWS call that failed, with the service's error code kept.

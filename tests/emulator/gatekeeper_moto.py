@@ -17,7 +17,10 @@ Also, for tests and benchmarks (a WSGI layer in front of moto, under /_gatekeepe
                              connection's state changes by Accept/Reject, by "changed:<endpoint>")
   POST /_gatekeeper/reset    zero the counts
   POST /_gatekeeper/faults   {"rules": [{"match": "dynamodb:PutItem", "rate": 0.3, "kind": "throttle"}]}
-                             kinds: throttle (the service's own throttling error), error500, slow (+ms);
+                             kinds: throttle (the service's own throttling error), error500, slow (+ms),
+                             drop (the connection is closed before the service sees the request),
+                             drop_after (the service handles the request, then the connection is
+                             closed before the answer: the call took effect, the caller cannot know);
                              "match" is "service:Action", "service:*" or "*"; an optional "key" limits a
                              rule to one caller's access key
 and EC2's throttle on mutating PrivateLink calls: a bucket of 10 Accept/Reject calls per account,
@@ -34,6 +37,7 @@ import datetime
 import json
 import os
 import random
+import socket
 import threading
 import time
 
@@ -443,6 +447,18 @@ def _error(start_response, service: str, code: str, message: str, status: str):
     return [body]
 
 
+def _drop(environ):
+    """Closes the client's connection with no answer (the caller sees the connection closed mid-call)."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    # werkzeug treats a ConnectionError from the application as a connection the client dropped.
+    raise ConnectionAbortedError("gatekeeper emulator: injected dropped connection")
+
+
 class GatekeeperLayer:
     def __init__(self, app):
         self.app = app
@@ -454,6 +470,7 @@ class GatekeeperLayer:
         service, action, key, _ = _identify(environ)
         name = f"{service}:{action}"
         _count(name)
+        drop_after = False
         for rule in list(_FAULTS):
             pattern = rule.get("match", "*")
             hit = pattern in ("*", name) or (pattern.endswith(":*") and name.startswith(pattern[:-1]))
@@ -463,6 +480,10 @@ class GatekeeperLayer:
                 _count(f"fault:{kind}")
                 if kind == "slow":
                     time.sleep(float(rule.get("ms", 500)) / 1000)
+                elif kind == "drop":
+                    _drop(environ)
+                elif kind == "drop_after":
+                    drop_after = True
                 elif kind == "error500":
                     return _error(start_response, service, "InternalError", "injected", "500 Internal Server Error")
                 else:
@@ -472,6 +493,14 @@ class GatekeeperLayer:
             if not _take_token(_account_of(key)):
                 _count("ec2:throttled")
                 return _error(start_response, "ec2", "RequestLimitExceeded", "Request limit exceeded.", "503 Service Unavailable")
+        if drop_after:
+            # Let the service do the work (its body is produced and thrown away), then lose the answer.
+            answer = self.app(environ, lambda status, headers, exc_info=None: (lambda data: None))
+            for _ in answer:
+                pass
+            if hasattr(answer, "close"):
+                answer.close()
+            _drop(environ)
         return self.app(environ, start_response)
 
     def control(self, environ, start_response, path):

@@ -269,3 +269,24 @@ def test_injected_faults_answer_in_the_service_protocol(world):
     finally:
         control(world, "/_gatekeeper/faults", {"rules": []})
     assert "TableNames" in ddb.list_tables()
+
+
+def test_dropped_connections_before_and_after_the_service_handles_the_call(world):
+    sqs = session(world["url"], PROVIDER).client(
+        "sqs", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1})
+    )
+    url = sqs.create_queue(QueueName="drops")["QueueUrl"]
+    control(world, "/_gatekeeper/reset")
+    try:
+        control(world, "/_gatekeeper/faults", {"rules": [{"match": "sqs:SendMessage", "rate": 1.0, "kind": "drop"}]})
+        with pytest.raises(botocore.exceptions.HTTPClientError):  # closed with no answer
+            sqs.send_message(QueueUrl=url, MessageBody="never arrives")
+        control(world, "/_gatekeeper/faults", {"rules": [{"match": "sqs:SendMessage", "rate": 1.0, "kind": "drop_after"}]})
+        with pytest.raises(botocore.exceptions.HTTPClientError):  # closed with no answer
+            sqs.send_message(QueueUrl=url, MessageBody="arrives unacknowledged")
+    finally:
+        control(world, "/_gatekeeper/faults", {"rules": []})
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+    assert bodies == ["arrives unacknowledged"], "drop loses the call, drop_after only its answer"
+    calls = control(world, "/_gatekeeper/calls")
+    assert calls["fault:drop"] == 1 and calls["fault:drop_after"] == 1

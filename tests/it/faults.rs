@@ -39,22 +39,10 @@ async fn when_two_invocations_decide_the_same_endpoint_at_once_should_act_and_no
     w.rule("SVC", "222222222222", "allow", &[]).await?;
     let id = w.endpoint("222222222222").await?;
     w.sqs.purge_queue().queue_url(&w.info.notifications_queue_url).send().await?;
-    let event = |n: usize| {
-        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
-        m.message_id = Some(format!("m{n}"));
-        m.body = Some(
-            serde_json::json!({"source": "gatekeeper", "detail-type": "Connection Request",
-                "detail": {"service_id": w.info.service_id, "endpoint_id": id, "trigger": "manual", "requested_at": 1}})
-            .to_string(),
-        );
-        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
-        e.records = vec![m];
-        e
-    };
     let deps = w.wiring.deps();
     let (a, b) = tokio::join!(
-        decide::handler::decide_batch(deps, event(1), "invocation-a", shared::domain::time::now_ms()),
-        decide::handler::decide_batch(deps, event(2), "invocation-b", shared::domain::time::now_ms()),
+        decide::handler::decide_batch(deps, w.sqs_event(&id, "m1"), "invocation-a", shared::domain::time::now_ms()),
+        decide::handler::decide_batch(deps, w.sqs_event(&id, "m2"), "invocation-b", shared::domain::time::now_ms()),
     );
     // The loser leaves its message to be retried (in case the winner dies); the retry finds it done.
     assert_eq!(a.failed_messages.len() + b.failed_messages.len(), 1, "{:?} {:?}", a.failed_messages, b.failed_messages);

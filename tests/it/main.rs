@@ -13,6 +13,7 @@ use shared::domain::DefaultAction;
 
 mod decide;
 mod faults;
+mod races;
 mod reconcile;
 
 static STACKS: AtomicU32 = AtomicU32::new(0);
@@ -248,6 +249,20 @@ impl World {
         let out = self.events.put_events().entries(entry).send().await?;
         anyhow::ensure!(out.failed_entry_count() == 0, "PutEvents failed");
         Ok(())
+    }
+
+    /// Lambda's SQS event carrying one Connection Request for `endpoint` (message ID `message_id`), as the
+    /// bus rule and the queue deliver it to `decide`.
+    pub fn sqs_event(&self, endpoint: &str, message_id: &str) -> aws_lambda_events::event::sqs::SqsEvent {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(message_id.to_owned());
+        m.body = Some(
+            serde_json::json!({"source": "gatekeeper", "detail-type": "Connection Request", "detail": self.request(endpoint)})
+                .to_string(),
+        );
+        let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
+        e.records = vec![m];
+        e
     }
 
     pub fn request(&self, endpoint: &str) -> Value {

@@ -13,7 +13,7 @@ use shared::domain::time::now_ms;
 use shared::domain::{
     AccountId, Connection, ConnectionState, EndpointId, Outcome, Rules, ServiceId, Trigger, apply_quota, evaluate,
 };
-use shared::ports::{Allowlist, ConnectionFilter, Connections, DecisionLog, Notifier, PortError, Written};
+use shared::ports::{Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, Written};
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
@@ -165,9 +165,11 @@ const ALREADY_DECIDED: &str = "already decided";
 /// invocation dies, the retry (after the claim's lease) finishes the decision.
 const CLAIMED_ELSEWHERE: &str = "claimed by another invocation";
 
-/// What to do about revoking an `available` connection (or finishing a revocation EC2 already made).
+/// What to do about revoking an accepted connection (or finishing a revocation EC2 already made).
+/// `pending` (accepted, not yet `available`) counts as accepted: an allow withdrawn in that window must
+/// not wait for the next sweep. Should EC2 refuse to reject it there, the claim is abandoned and retried.
 fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
-    let available = conn.state == ConnectionState::Available;
+    let available = matches!(conn.state, ConnectionState::Available | ConnectionState::Pending);
     match rec {
         None if available => Plan::Decide { previous: None, previous_hold: false },
         None => Plan::Skip(NOT_PENDING),
@@ -237,7 +239,8 @@ where
             };
             let mut kind = Kind::Decision;
             let mut step = plan(conn, rec, self.now);
-            let revocable = matches!(conn.state, ConnectionState::Available | ConnectionState::Rejected);
+            let revocable =
+                matches!(conn.state, ConnectionState::Available | ConnectionState::Pending | ConnectionState::Rejected);
             // A decided (or never decided) connection that is no longer pending may be due a revocation.
             if matches!(step, Plan::Skip(NOT_PENDING | ALREADY_DECIDED)) && self.deps.config.revoke && revocable {
                 kind = Kind::Revocation;
@@ -431,6 +434,13 @@ where
             }
         }
         if let Err(e) = self.deps.notifier.notify(&Notification::for_record(&record)).await {
+            if e.kind == ErrorKind::Uncertain {
+                // It may have gone out: publishing again could send it twice. The record stays
+                // `notifying` (never published again); the miss, if it was one, is counted and alarmed.
+                error!(endpoint_id = %record.endpoint_id, error = %e, "notification may or may not have been published; not repeated");
+                self.metrics.incr(names::NOTIFY_UNCERTAIN);
+                return;
+            }
             // Not published: mark it owed, so the retry publishes.
             if let Err(revert) = self.deps.log.advance(&record, Status::Acted).await {
                 error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");

@@ -87,12 +87,13 @@ pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus>(
     Ok(requests.len())
 }
 
-/// `available` connections of `service` the allowlist does not accept now (expired by time included).
+/// Accepted (`available`, or `pending` on its way there) connections of `service` the allowlist does not
+/// accept now (expired by time included).
 async fn revocable<C: Connections, A: Allowlist, B: RequestBus>(
     deps: &Deps<C, A, B>,
     service: &ServiceId,
 ) -> Result<Vec<ConnectionRequest>, PortError> {
-    let filter = ConnectionFilter { states: vec!["available".into()], ..Default::default() };
+    let filter = ConnectionFilter { states: vec!["available".into(), "pending".into()], ..Default::default() };
     let available = deps.connections.describe(service, &filter).await?;
     if available.is_empty() {
         return Ok(vec![]);
@@ -133,7 +134,8 @@ fn scope_of(record: &EventRecord, managed: &BTreeSet<ServiceId>) -> Result<(Acco
 }
 
 /// An allowlist change: the account's pending connections (it may now be allowed) and, with revocation
-/// on, its `available` ones (it may now be removed, denied or expired). `decide` evaluates each.
+/// on, its accepted ones, `available` or `pending` (it may now be removed, denied or expired). `decide`
+/// evaluates each.
 /// Records are handled in order; the first failure is reported and the rest left for the retry.
 pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus>(
     deps: &Deps<C, A, B>,
@@ -141,7 +143,8 @@ pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus>(
     metrics: &mut Metrics,
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
-    let states: &[&str] = if deps.config.revoke { &["pendingAcceptance", "available"] } else { &["pendingAcceptance"] };
+    let states: &[&str] =
+        if deps.config.revoke { &["pendingAcceptance", "available", "pending"] } else { &["pendingAcceptance"] };
     for record in &stream.records {
         let (account, services) = match scope_of(record, &deps.config.managed) {
             Ok(x) => x,

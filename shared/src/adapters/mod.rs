@@ -33,7 +33,8 @@ const THROTTLING: &[&str] = &[
     "Unavailable",
 ];
 
-/// Maps an SDK error to a port error: throttling, 5xx, timeouts and I/O are retryable; the rest is not.
+/// Maps an SDK error to a port error: throttling and 5xx are retryable; timeouts, dropped connections and
+/// unreadable answers are uncertain (the call may have taken effect); the rest is not retryable.
 pub(crate) fn classify<E>(service: &'static str, operation: &'static str, err: SdkError<E, Response>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -46,11 +47,12 @@ where
             let kind = if retryable { ErrorKind::Retryable } else { ErrorKind::Permanent };
             (kind, code, se.err().message().unwrap_or_default().to_owned())
         }
-        SdkError::TimeoutError(_) => (ErrorKind::Retryable, "Timeout".into(), format!("{err:?}")),
+        SdkError::TimeoutError(_) => (ErrorKind::Uncertain, "Timeout".into(), format!("{err:?}")),
         SdkError::DispatchFailure(d) => {
-            (ErrorKind::Retryable, "DispatchFailure".into(), format!("{:?}", d.as_connector_error()))
+            let kind = if d.is_user() { ErrorKind::Permanent } else { ErrorKind::Uncertain };
+            (kind, "DispatchFailure".into(), format!("{:?}", d.as_connector_error()))
         }
-        SdkError::ResponseError(_) => (ErrorKind::Retryable, "ResponseError".into(), format!("{err:?}")),
+        SdkError::ResponseError(_) => (ErrorKind::Uncertain, "ResponseError".into(), format!("{err:?}")),
         SdkError::ConstructionFailure(_) => (ErrorKind::Permanent, "ConstructionFailure".into(), format!("{err:?}")),
         _ => (ErrorKind::Retryable, "Unknown".into(), format!("{err:?}")),
     };

@@ -1,0 +1,274 @@
+//! Races, made to happen at a chosen moment: another actor's change (an allowlist edit, a second `decide`
+//! invocation) lands inside one invocation's decision, between two of its AWS calls. Everything runs
+//! over the real SDK against the local AWS; only the moment is chosen. Each race ends with one outcome,
+//! one record per decision, one notification per record, and a record that explains it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use decide::handler::{BatchOutcome, Deps, decide_batch};
+use gatekeeper_local::{Options, account_config, decide_config};
+use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
+use shared::adapters::ec2::Ec2Connections;
+use shared::adapters::sns::SnsNotifier;
+use shared::domain::record::{DecisionRecord, Kind, Status};
+use shared::domain::time::now_ms;
+use shared::domain::{DefaultAction, EndpointId, Rules, ServiceId};
+use shared::ports::{Allowlist, DecisionLog, PortResult, Written};
+use shared::telemetry::names;
+
+use crate::{World, s};
+
+const CONSUMER: &str = "222222222222";
+const SETTLE: Duration = Duration::from_secs(20);
+
+type Race<'a> = Pin<Box<dyn Future<Output = Result<Option<BatchOutcome>>> + Send + 'a>>;
+
+/// An adapter that runs `race` once, right after the wrapped call succeeds: the moment the other
+/// actor's change lands. What the race returns (another invocation's outcome) is kept for the test.
+struct Racing<'a, T> {
+    inner: T,
+    race: Mutex<Option<Race<'a>>>,
+    result: Mutex<Option<Result<Option<BatchOutcome>>>>,
+}
+
+impl<'a, T> Racing<'a, T> {
+    fn new(inner: T, race: Race<'a>) -> Self {
+        Self { inner, race: Mutex::new(Some(race)), result: Mutex::new(None) }
+    }
+
+    async fn fire(&self) {
+        let race = self.race.lock().ok().and_then(|mut r| r.take());
+        if let Some(race) = race {
+            let r = race.await;
+            if let Ok(mut slot) = self.result.lock() {
+                *slot = Some(r);
+            }
+        }
+    }
+
+    /// What the race did: `Some(outcome)` when it ran another invocation.
+    fn raced(&self) -> Result<Option<BatchOutcome>> {
+        self.result.lock().ok().and_then(|mut r| r.take()).context("the race never ran")?
+    }
+}
+
+/// Fires after the allowlist was read: the edit lands between evaluation and action.
+impl<T: Allowlist> Allowlist for Racing<'_, T> {
+    async fn rules_for(&self, service: &ServiceId) -> PortResult<Rules> {
+        let rules = self.inner.rules_for(service).await?;
+        self.fire().await;
+        Ok(rules)
+    }
+}
+
+/// Fires after a successful claim: the other actor comes while this invocation holds the connection.
+impl<T: DecisionLog> DecisionLog for Racing<'_, T> {
+    async fn get(&self, kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> PortResult<Option<DecisionRecord>> {
+        self.inner.get(kind, endpoint, created_at_ms).await
+    }
+
+    async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Written> {
+        let written = self.inner.claim(record, expected_version).await?;
+        if written == Written::Yes {
+            self.fire().await;
+        }
+        Ok(written)
+    }
+
+    async fn advance(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
+        self.inner.advance(record, status).await
+    }
+
+    async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
+        self.inner.abandon(record).await
+    }
+}
+
+struct Parts {
+    connections: Ec2Connections,
+    allowlist: DynamoAllowlist,
+    log: DynamoDecisionLog,
+    notifier: SnsNotifier,
+    config: decide::config::Config,
+}
+
+/// The real adapters `decide` is built from (as `main.rs` builds them), to wrap one of them.
+async fn parts(w: &World) -> Result<Parts> {
+    let cfg = account_config(&w.info.endpoint_url, &w.info.provider_account).await?;
+    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
+    Ok(Parts {
+        connections: Ec2Connections::new(aws_sdk_ec2::Client::new(&cfg)),
+        allowlist: DynamoAllowlist::new(ddb.clone(), &w.info.allowlist_table),
+        log: DynamoDecisionLog::new(ddb, &w.info.decisions_table),
+        notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&cfg), &w.info.decisions_topic_arn),
+        config: decide_config(&w.info)?,
+    })
+}
+
+/// A new endpoint of `CONSUMER`, whose Connect notification is dropped so that only the test decides it.
+async fn quiet_endpoint(w: &World) -> Result<String> {
+    let id = w.endpoint(CONSUMER).await?;
+    w.sqs.purge_queue().queue_url(&w.info.notifications_queue_url).send().await?;
+    Ok(id)
+}
+
+/// (decision, status) of each of the endpoint's records, decisions first.
+async fn record_summary(w: &World, id: &str) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = w
+        .records(id)
+        .await?
+        .iter()
+        .map(|r| {
+            let get = |k: &str| r.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            (get("decision"), get("status"))
+        })
+        .collect();
+    out.sort_by_key(|(d, _)| d == "revoked");
+    Ok(out)
+}
+
+fn pair(decision: &str, status: &str) -> (String, String) {
+    (decision.to_owned(), status.to_owned())
+}
+
+#[tokio::test]
+async fn when_an_allow_is_withdrawn_between_evaluation_and_action_should_accept_then_revoke_once() -> Result<()> {
+    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
+    w.rule("SVC", CONSUMER, "allow", &[]).await?;
+    let id = quiet_endpoint(&w).await?;
+    let p = parts(&w).await?;
+    let edit: Race = Box::pin(async { w.remove_rule("SVC", CONSUMER).await.map(|()| None) });
+    let allowlist = Racing::new(p.allowlist, edit);
+    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
+
+    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
+    deps.allowlist.raced()?;
+    // It decided on the rules it read: the withdrawal came after them.
+    assert!(a.failed_messages.is_empty() && a.metrics.get(names::ACCEPTED) == 1, "{a:?}");
+
+    // The withdrawal reaches reconcile through the table's stream, and decide revokes.
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "rejected");
+    assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "notified"), pair("revoked", "notified")]);
+    let inbox: Vec<String> =
+        w.inbox().await?.iter().map(|m| m.body["decision"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(inbox, ["accepted", "revoked"], "one notification per record, in order");
+    assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (1, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_an_allow_lands_between_evaluation_and_action_should_reject_once_and_record_why() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let id = quiet_endpoint(&w).await?;
+    let p = parts(&w).await?;
+    let edit: Race = Box::pin(async { w.rule("SVC", CONSUMER, "allow", &[]).await.map(|()| None) });
+    let allowlist = Racing::new(p.allowlist, edit);
+    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
+
+    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
+    deps.allowlist.raced()?;
+    assert!(a.failed_messages.is_empty() && a.metrics.get(names::REJECTED) == 1, "{a:?}");
+    // The allow's stream record reaches reconcile, which finds nothing pending for the account:
+    // EC2 cannot un-reject, so the reject stands (the consumer re-creates the endpoint).
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "rejected");
+    let records = w.records(&id).await?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["reason"], s("not_listed"), "the record says it was decided with no rule for the account");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (0, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_the_default_is_hold_and_an_allow_lands_mid_decision_should_hold_then_accept() -> Result<()> {
+    let w = World::new(DefaultAction::Hold).await?;
+    let id = quiet_endpoint(&w).await?;
+    let p = parts(&w).await?;
+    let edit: Race = Box::pin(async { w.rule("SVC", CONSUMER, "allow", &[]).await.map(|()| None) });
+    let allowlist = Racing::new(p.allowlist, edit);
+    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
+
+    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
+    deps.allowlist.raced()?;
+    assert!(a.failed_messages.is_empty() && a.metrics.get(names::HELD) == 1, "{a:?}");
+    // With `hold`, nothing is lost to the race: the allow's stream record brings it back and it is accepted.
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    let decisions: Vec<String> =
+        w.inbox().await?.iter().map(|m| m.body["decision"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(decisions, ["held", "accepted"]);
+    assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "notified")], "the hold was superseded in place");
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_a_revocation_races_an_accept_in_flight_should_accept_then_revoke_never_interleave() -> Result<()> {
+    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
+    w.rule("SVC", CONSUMER, "allow", &[]).await?;
+    let id = quiet_endpoint(&w).await?;
+    let p = parts(&w).await?;
+    // While A holds its claim (accept), the allow is withdrawn and invocation B decides the same
+    // endpoint with the new rules.
+    let race: Race = Box::pin(async {
+        w.remove_rule("SVC", CONSUMER).await?;
+        Ok(Some(decide_batch(w.wiring.deps(), w.sqs_event(&id, "b"), "invocation-b", now_ms()).await))
+    });
+    let log = Racing::new(p.log, race);
+    let deps = Deps { connections: p.connections, allowlist: p.allowlist, log, notifier: p.notifier, config: p.config };
+
+    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
+    let b = deps.log.raced()?.context("B ran")?;
+    assert!(a.failed_messages.is_empty() && a.metrics.get(names::ACCEPTED) == 1, "A finishes its accept: {a:?}");
+    assert_eq!(b.failed_messages, ["b"], "B neither acts nor drops its request while A holds the claim");
+    assert_eq!(w.ec2_actions(&id, "Reject"), 0);
+
+    // B's retry (the queue redelivers it) finds the accepted connection and revokes it.
+    let retry = decide_batch(w.wiring.deps(), w.sqs_event(&id, "b"), "invocation-b-retry", now_ms()).await;
+    assert!(retry.failed_messages.is_empty() && retry.metrics.get(names::REVOKED) == 1, "{retry:?}");
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "rejected");
+    assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "notified"), pair("revoked", "notified")]);
+    let inbox: Vec<String> =
+        w.inbox().await?.iter().map(|m| m.body["decision"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(inbox, ["accepted", "revoked"]);
+    assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (1, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_a_newer_decision_claims_first_should_leave_the_stale_one_without_effect() -> Result<()> {
+    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
+    w.rule("SVC", CONSUMER, "allow", &[]).await?;
+    let id = quiet_endpoint(&w).await?;
+    let p = parts(&w).await?;
+    // A has read "allowed"; before it claims, the allow is withdrawn and B decides with the new rules.
+    let race: Race = Box::pin(async {
+        w.remove_rule("SVC", CONSUMER).await?;
+        Ok(Some(decide_batch(w.wiring.deps(), w.sqs_event(&id, "b"), "invocation-b", now_ms()).await))
+    });
+    let allowlist = Racing::new(p.allowlist, race);
+    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
+
+    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
+    let b = deps.allowlist.raced()?.context("B ran")?;
+    assert!(b.failed_messages.is_empty() && b.metrics.get(names::REJECTED) == 1, "B decides first: {b:?}");
+    assert_eq!(a.failed_messages, ["a"], "A's stale claim loses and its request is retried: {a:?}");
+    assert_eq!(a.metrics.get(names::DUPLICATES), 1);
+    // A's retry re-reads EC2 and the record: nothing left to do.
+    let retry = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a-retry", now_ms()).await;
+    assert!(retry.failed_messages.is_empty(), "{retry:?}");
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "rejected");
+    assert_eq!(record_summary(&w, &id).await?, [pair("rejected", "notified")]);
+    assert_eq!(w.inbox().await?.len(), 1);
+    assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (0, 1));
+    Ok(())
+}
