@@ -9,8 +9,10 @@ PORT      ?= 4566
 STATE     ?= .local/stack.json
 LOCAL_BIN := target/debug/gatekeeper-local
 CARGO     := cargo
+FUZZ_SECONDS      ?= 300
+FUZZ_SECONDS_TEST ?= 10
 
-.PHONY: help setup build up demo test lint fmt clean bench
+.PHONY: help setup build up demo test lint fmt clean bench fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,8 +29,9 @@ $(SAMVENV)/.installed: infra/requirements-sam.txt
 	$(SAMVENV)/bin/python -m pip install --quiet -r infra/requirements-sam.txt
 	touch $@
 
-setup: $(VENV)/.installed $(SAMVENV)/.installed ## Install what the local AWS, the tests and the lint need (Python venv; cargo-nextest if missing)
+setup: $(VENV)/.installed $(SAMVENV)/.installed ## Install what the local AWS, the tests and the lint need (Python venvs; cargo-nextest, cargo-fuzz if missing)
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz@0.13.2
 
 # One build of every target with the test features, so the SDK crates compile once for tests and `up`.
 build: ## Build every crate (debug) with the features the tests use
@@ -46,20 +49,26 @@ demo: setup build ## Start `up` in the background and play a story with four con
 
 lint: setup ## fmt check, clippy -D warnings, cfn-lint and sam validate --lint of the template
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	cd infra && SAM_CLI_TELEMETRY=0 ../$(SAMVENV)/bin/sam validate --lint --template template.yaml
 
-test: setup lint ## Everything CI runs: lint, unit/property/adapter tests, emulator tests, integration tests
+test: setup lint ## Everything CI runs: lint, emulator and template tests, a short fuzz pass, unit/property/adapter/integration tests
 	$(PY) -m pytest -q tests/emulator infra
+	fuzz/run.sh $(FUZZ_SECONDS_TEST)
 	GATEKEEPER_PYTHON=$(abspath $(PY)) $(CARGO) nextest run --workspace --locked --no-fail-fast
 
 bench: setup build ## Benchmarks (release build; not part of make test): init, warm latency, a burst, vs a Python reference
 	$(CARGO) build --release --locked -p decide -p ingest -p reconcile
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+fuzz: setup ## Fuzz the event, notification, allowlist-item and principal parsers, FUZZ_SECONDS (300) each
+	fuzz/run.sh $(FUZZ_SECONDS)
+
 fmt: ## Format the code
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
 clean: ## Remove build output, the venvs and local state
 	rm -rf target $(VENV) $(SAMVENV) .local

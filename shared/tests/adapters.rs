@@ -221,3 +221,65 @@ async fn a_throttled_claim_is_a_retryable_error() {
     assert_eq!(err.kind, ErrorKind::Retryable);
     assert_eq!(err.code, "ProvisionedThroughputExceededException");
 }
+
+/// An HTTP client for SNS that answers every call from `answer` (a dropped connection or a status), and
+/// counts the calls that reach it, retries included.
+fn sns_answering(
+    answer: fn() -> Result<u16, ()>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> aws_sdk_sns::Client {
+    use aws_smithy_runtime_api::client::http::{
+        HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector, http_client_fn,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    #[derive(Debug)]
+    struct Answer(fn() -> Result<u16, ()>, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl HttpConnector for Answer {
+        fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            HttpConnectorFuture::ready(match (self.0)() {
+                Err(()) => Err(ConnectorError::io("connection closed before message completed".into())),
+                Ok(status) => Ok(Response::new(
+                    StatusCode::try_from(status).unwrap(),
+                    SdkBody::from(
+                        "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code><Message>x</Message></Error></ErrorResponse>",
+                    ),
+                )),
+            })
+        }
+    }
+    let connector = SharedHttpConnector::new(Answer(answer, calls));
+    let http: SharedHttpClient = http_client_fn(move |_, _| connector.clone());
+    let conf = aws_sdk_sns::Config::builder()
+        .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+        .region(aws_sdk_sns::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(http)
+        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
+        .build();
+    aws_sdk_sns::Client::from_conf(conf)
+}
+
+#[tokio::test]
+async fn a_publish_whose_answer_was_lost_is_not_retried_and_is_uncertain() {
+    use shared::adapters::sns::SnsNotifier;
+    use shared::domain::record::Notification;
+    use shared::ports::Notifier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let n = Notification::for_record(&record());
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let sns = SnsNotifier::new(sns_answering(|| Err(()), calls.clone()), "arn:aws:sns:us-east-1:111111111111:t");
+    let err = sns.notify(&n).await.unwrap_err();
+    assert_eq!((err.kind, calls.load(Ordering::SeqCst)), (ErrorKind::Uncertain, 1), "{err}");
+
+    // A refusal (5xx) means nothing went out: the SDK retries it as before.
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let sns = SnsNotifier::new(sns_answering(|| Ok(500), calls.clone()), "arn:aws:sns:us-east-1:111111111111:t");
+    let err = sns.notify(&n).await.unwrap_err();
+    assert_eq!((err.kind, calls.load(Ordering::SeqCst)), (ErrorKind::Retryable, 3), "{err}");
+}

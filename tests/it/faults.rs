@@ -1,9 +1,10 @@
 //! Faults and races: it keeps deciding correctly and loses nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use serde_json::{Value, json};
 use shared::domain::DefaultAction;
 
 use crate::World;
@@ -56,27 +57,25 @@ async fn when_two_invocations_decide_the_same_endpoint_at_once_should_act_and_no
     Ok(())
 }
 
-#[tokio::test]
-async fn when_every_dependency_fails_30_percent_of_calls_should_still_decide_all_correctly_once() -> Result<()> {
-    let w = World::new(DefaultAction::Reject).await?;
-    let accounts: Vec<String> = (0..10).map(|i| format!("{:012}", 777_000_000_000u64 + i)).collect();
-    for a in accounts.iter().step_by(2) {
+/// Consumers `accounts` (every other one allowed) with `per_account` endpoints each.
+async fn burst(w: &World, accounts: usize, per_account: usize) -> Result<(Vec<(String, String)>, HashSet<String>)> {
+    let accounts: Vec<String> = (0..accounts).map(|i| format!("{:012}", 777_000_000_000u64 + i as u64)).collect();
+    let allowed: HashSet<String> = accounts.iter().step_by(2).cloned().collect();
+    for a in &allowed {
         w.rule("*", a, "allow", &[]).await?;
     }
     let mut endpoints = Vec::new();
     for a in &accounts {
-        for _ in 0..20 {
+        for _ in 0..per_account {
             endpoints.push((a.clone(), w.endpoint(a).await?));
         }
     }
-    let rules = serde_json::json!([
-        {"match": "ec2:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
-        {"match": "dynamodb:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
-        {"match": "sns:*", "rate": 0.3, "kind": "error500", "key": w.wiring.access_key},
-        {"match": "events:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
-        {"match": "sqs:*", "rate": 0.3, "kind": "throttle", "key": w.wiring.access_key},
-    ]);
-    faults(&w, rules).await?;
+    Ok((endpoints, allowed))
+}
+
+/// Runs the wiring, with the schedule's sweep between rounds, until nothing is pending (or 300 s), then
+/// lifts the faults and lets the last notifications through. Returns the number of sweeps.
+async fn decide_everything(w: &World) -> Result<usize> {
     let start = Instant::now();
     let mut sweeps = 0;
     loop {
@@ -91,25 +90,93 @@ async fn when_every_dependency_fails_30_percent_of_calls_should_still_decide_all
         }
     }
     eprintln!("all decided after {:.0} s and {sweeps} sweeps", start.elapsed().as_secs_f64());
-    faults(&w, serde_json::json!([])).await?;
+    faults(w, serde_json::json!([])).await?;
     w.settle(Duration::from_secs(10)).await?;
-    let allowed: std::collections::HashSet<&String> = accounts.iter().step_by(2).collect();
-    for (a, id) in &endpoints {
+    Ok(sweeps)
+}
+
+/// Every connection ended as the allowlist says, changed by EC2 exactly once (the emulator's own count).
+async fn assert_decided_once(w: &World, endpoints: &[(String, String)], allowed: &HashSet<String>) -> Result<Value> {
+    for (a, id) in endpoints {
         let state = w.settled_state(id).await?;
         let want = if allowed.contains(a) { "available" } else { "rejected" };
-        assert_eq!(state, want, "{id} of {a} after {sweeps} sweeps");
+        assert_eq!(state, want, "{id} of {a}");
     }
+    let calls = control(w, "/_gatekeeper/calls", None).await?;
+    for (_, id) in endpoints {
+        assert_eq!(calls[format!("changed:{id}")], 1, "{id} acted on once");
+    }
+    Ok(calls)
+}
+
+/// Notifications received, by endpoint.
+async fn notifications(w: &World) -> Result<HashMap<String, usize>> {
     let mut per_endpoint: HashMap<String, usize> = HashMap::new();
     for m in w.inbox().await? {
         *per_endpoint.entry(m.body["endpoint_id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
     }
+    Ok(per_endpoint)
+}
+
+fn on_every_dependency(w: &World, kinds: &[(&str, f64)]) -> Value {
+    let rules: Vec<Value> = ["ec2:*", "dynamodb:*", "sns:*", "events:*", "sqs:*"]
+        .iter()
+        .flat_map(|m| {
+            kinds
+                .iter()
+                .map(move |(kind, rate)| json!({"match": m, "rate": rate, "kind": kind, "key": w.wiring.access_key}))
+        })
+        .collect();
+    Value::Array(rules)
+}
+
+#[tokio::test]
+async fn when_every_dependency_fails_30_percent_of_calls_should_still_decide_all_correctly_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let (endpoints, allowed) = burst(&w, 10, 20).await?;
+    let mut rules = on_every_dependency(&w, &[("throttle", 0.3)]);
+    // SNS answers 500 rather than throttling: a publish that was refused, and so is repeated.
+    if let Some(sns) = rules.as_array_mut().and_then(|r| r.iter_mut().find(|r| r["match"] == "sns:*")) {
+        sns["kind"] = json!("error500");
+    }
+    faults(&w, rules).await?;
+    decide_everything(&w).await?;
+    let calls = assert_decided_once(&w, &endpoints, &allowed).await?;
+    let per_endpoint = notifications(&w).await?;
     assert!(per_endpoint.values().all(|n| *n == 1), "one notification per decision: {per_endpoint:?}");
     assert_eq!(per_endpoint.len(), endpoints.len(), "no decision went unannounced");
-    // EC2's own count: each connection changed state by an Accept or Reject exactly once.
-    let calls = control(&w, "/_gatekeeper/calls", None).await?;
-    for (_, id) in &endpoints {
-        assert_eq!(calls[format!("changed:{id}")], 1, "{id} acted on once");
-    }
     assert!(calls["fault:throttle"].as_u64().unwrap_or(0) > 100, "faults were injected: {calls}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_connections_drop_before_or_after_aws_acts_should_decide_once_and_never_notify_twice() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let (endpoints, allowed) = burst(&w, 8, 5).await?;
+    // `drop`: the request never reaches the service. `drop_after`: the service acts, the answer is lost,
+    // so the caller cannot tell whether its accept, claim, publish or delete took effect.
+    faults(&w, on_every_dependency(&w, &[("drop", 0.1), ("drop_after", 0.1)])).await?;
+    decide_everything(&w).await?;
+    let calls = assert_decided_once(&w, &endpoints, &allowed).await?;
+    let per_endpoint = notifications(&w).await?;
+    assert!(per_endpoint.values().all(|n| *n == 1), "never two notifications for a decision: {per_endpoint:?}");
+    // A publish whose answer was lost is not repeated: its record stays `notifying` (counted as
+    // NotifyUncertain and alarmed). Every other decision was announced.
+    let mut uncertain = 0;
+    for (_, id) in &endpoints {
+        let records = w.records(id).await?;
+        assert_eq!(records.len(), 1, "{id}");
+        let status = records[0]["status"].as_s().map(String::as_str).unwrap_or_default().to_owned();
+        match (per_endpoint.get(id.as_str()), status.as_str()) {
+            (_, "notifying") => uncertain += 1,
+            (Some(1), "notified") => {}
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    let dropped = calls["fault:drop"].as_u64().unwrap_or(0) + calls["fault:drop_after"].as_u64().unwrap_or(0);
+    eprintln!("{dropped} connections dropped; {uncertain} notifications uncertain of {}", endpoints.len());
+    assert!(dropped > 20, "faults were injected: {calls}");
+    let unannounced = endpoints.len() - per_endpoint.len();
+    assert!(unannounced <= uncertain, "only an uncertain publish may go unannounced");
     Ok(())
 }

@@ -38,6 +38,8 @@ struct Faults {
     allowlist: bool,
     claim: bool,
     notify: bool,
+    /// The publish goes out, but its answer is lost (a dropped connection).
+    notify_answer_lost: bool,
     refuse: Option<&'static str>,
 }
 
@@ -166,6 +168,15 @@ impl Notifier for Fake<'_> {
             return Err(throttled("sns"));
         }
         self.0.sent.lock().unwrap().push(n.clone());
+        if self.0.faults.lock().unwrap().notify_answer_lost {
+            return Err(PortError {
+                service: "sns",
+                operation: "Publish",
+                kind: ErrorKind::Uncertain,
+                code: "DispatchFailure".into(),
+                message: "connection closed before message completed".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -317,6 +328,22 @@ async fn when_sns_is_throttled_should_notify_on_retry_without_acting_twice() {
     assert!(out.failed_messages.is_empty());
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_a_publish_may_have_gone_out_should_never_publish_it_again() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().notify_answer_lost = true;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "nothing a retry could do without risking a second message");
+    assert_eq!(out.metrics.get("NotifyUncertain"), 1);
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
+    w.faults.lock().unwrap().notify_answer_lost = false;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "published once");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
 }
 
 #[tokio::test]
