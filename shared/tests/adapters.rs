@@ -283,3 +283,30 @@ async fn a_publish_whose_answer_was_lost_is_not_retried_and_is_uncertain() {
     let err = sns.notify(&n).await.unwrap_err();
     assert_eq!((err.kind, calls.load(Ordering::SeqCst)), (ErrorKind::Retryable, 3), "{err}");
 }
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_recognised_as_ours_by_the_item_that_stands() {
+    use shared::adapters::dynamodb::record_to_item;
+    let failed_on = |claim: &'static str| {
+        mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.return_values_on_condition_check_failure()
+                    == Some(&aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
+            })
+            .then_error(move || {
+                let mut standing = record();
+                standing.claim = claim.into();
+                PutItemError::ConditionalCheckFailedException(
+                    aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+                        .message("The conditional request failed")
+                        .set_item(Some(record_to_item(&standing)))
+                        .build(),
+                )
+            })
+    };
+    let ours = failed_on("inv");
+    let theirs = failed_on("another-invocation");
+    let log = DynamoDecisionLog::new(ddb(&[&ours, &theirs]), "decisions");
+    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Yes, "our own write, answered late");
+    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Lost);
+}

@@ -146,6 +146,11 @@ async fn when_every_dependency_fails_30_percent_of_calls_should_still_decide_all
     assert!(per_endpoint.values().all(|n| *n == 1), "one notification per decision: {per_endpoint:?}");
     assert_eq!(per_endpoint.len(), endpoints.len(), "no decision went unannounced");
     assert!(calls["fault:throttle"].as_u64().unwrap_or(0) > 100, "faults were injected: {calls}");
+    // The faults showed as failed messages (the Errors metric, retries, the DLQ), not as lost work.
+    let failures = w.wiring.decide_failures.load(std::sync::atomic::Ordering::Relaxed);
+    let dlq = w.queue_depth(&w.info.requests_dlq_url).await?;
+    eprintln!("{failures} messages failed and were retried; {dlq} reached the DLQ");
+    assert!(failures > 0, "faults surfaced as failures");
     Ok(())
 }
 

@@ -88,25 +88,54 @@ impl<T: DecisionLog> DecisionLog for Racing<'_, T> {
     }
 }
 
-struct Parts {
-    connections: Ec2Connections,
-    allowlist: DynamoAllowlist,
-    log: DynamoDecisionLog,
-    notifier: SnsNotifier,
-    config: decide::config::Config,
-}
-
-/// The real adapters `decide` is built from (as `main.rs` builds them), to wrap one of them.
-async fn parts(w: &World) -> Result<Parts> {
+/// `decide` over the real adapters (as `main.rs` builds them), but for one wrapped in `Racing`.
+async fn real_deps<A, D>(
+    w: &World,
+    wrap_allowlist: impl FnOnce(DynamoAllowlist) -> A,
+    wrap_log: impl FnOnce(DynamoDecisionLog) -> D,
+) -> Result<Deps<Ec2Connections, A, D, SnsNotifier>> {
     let cfg = account_config(&w.info.endpoint_url, &w.info.provider_account).await?;
     let ddb = aws_sdk_dynamodb::Client::new(&cfg);
-    Ok(Parts {
+    Ok(Deps {
         connections: Ec2Connections::new(aws_sdk_ec2::Client::new(&cfg)),
-        allowlist: DynamoAllowlist::new(ddb.clone(), &w.info.allowlist_table),
-        log: DynamoDecisionLog::new(ddb, &w.info.decisions_table),
+        allowlist: wrap_allowlist(DynamoAllowlist::new(ddb.clone(), &w.info.allowlist_table)),
+        log: wrap_log(DynamoDecisionLog::new(ddb, &w.info.decisions_table)),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&cfg), &w.info.decisions_topic_arn),
         config: decide_config(&w.info)?,
     })
+}
+
+/// Invocation A decides `id` (message "a"); `race` runs right after A has read the allowlist.
+/// Returns A's outcome and what the race returned.
+async fn decide_racing_allowlist<'a>(
+    w: &'a World,
+    id: &str,
+    race: Race<'a>,
+) -> Result<(BatchOutcome, Option<BatchOutcome>)> {
+    let deps = real_deps(w, |a| Racing::new(a, race), |l| l).await?;
+    let a = decide_batch(&deps, w.sqs_event(id, "a"), "invocation-a", now_ms()).await;
+    Ok((a, deps.allowlist.raced()?))
+}
+
+/// Invocation A decides `id` (message "a"); `race` runs right after A's claim is written.
+async fn decide_racing_claim<'a>(
+    w: &'a World,
+    id: &str,
+    race: Race<'a>,
+) -> Result<(BatchOutcome, Option<BatchOutcome>)> {
+    let deps = real_deps(w, |a| a, |l| Racing::new(l, race)).await?;
+    let a = decide_batch(&deps, w.sqs_event(id, "a"), "invocation-a", now_ms()).await;
+    Ok((a, deps.log.raced()?))
+}
+
+/// Invocation B: the plain `decide` of the local wiring, deciding `id` (message "b").
+async fn invocation_b(w: &World, id: &str, name: &str) -> BatchOutcome {
+    decide_batch(w.wiring.deps(), w.sqs_event(id, "b"), name, now_ms()).await
+}
+
+/// The decisions announced to the team's queue, in order.
+async fn announced(w: &World) -> Result<Vec<String>> {
+    Ok(w.inbox().await?.iter().map(|m| m.body["decision"].as_str().unwrap_or_default().to_owned()).collect())
 }
 
 /// A new endpoint of `CONSUMER`, whose Connect notification is dropped so that only the test decides it.
@@ -140,13 +169,8 @@ async fn when_an_allow_is_withdrawn_between_evaluation_and_action_should_accept_
     let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
-    let p = parts(&w).await?;
     let edit: Race = Box::pin(async { w.remove_rule("SVC", CONSUMER).await.map(|()| None) });
-    let allowlist = Racing::new(p.allowlist, edit);
-    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
-
-    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
-    deps.allowlist.raced()?;
+    let (a, _) = decide_racing_allowlist(&w, &id, edit).await?;
     // It decided on the rules it read: the withdrawal came after them.
     assert!(a.failed_messages.is_empty() && a.metrics.get(names::ACCEPTED) == 1, "{a:?}");
 
@@ -154,9 +178,7 @@ async fn when_an_allow_is_withdrawn_between_evaluation_and_action_should_accept_
     w.settle(SETTLE).await?;
     assert_eq!(w.settled_state(&id).await?, "rejected");
     assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "notified"), pair("revoked", "notified")]);
-    let inbox: Vec<String> =
-        w.inbox().await?.iter().map(|m| m.body["decision"].as_str().unwrap_or_default().to_owned()).collect();
-    assert_eq!(inbox, ["accepted", "revoked"], "one notification per record, in order");
+    assert_eq!(announced(&w).await?, ["accepted", "revoked"], "one notification per record, in order");
     assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (1, 1));
     Ok(())
 }
@@ -165,13 +187,8 @@ async fn when_an_allow_is_withdrawn_between_evaluation_and_action_should_accept_
 async fn when_an_allow_lands_between_evaluation_and_action_should_reject_once_and_record_why() -> Result<()> {
     let w = World::new(DefaultAction::Reject).await?;
     let id = quiet_endpoint(&w).await?;
-    let p = parts(&w).await?;
     let edit: Race = Box::pin(async { w.rule("SVC", CONSUMER, "allow", &[]).await.map(|()| None) });
-    let allowlist = Racing::new(p.allowlist, edit);
-    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
-
-    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
-    deps.allowlist.raced()?;
+    let (a, _) = decide_racing_allowlist(&w, &id, edit).await?;
     assert!(a.failed_messages.is_empty() && a.metrics.get(names::REJECTED) == 1, "{a:?}");
     // The allow's stream record reaches reconcile, which finds nothing pending for the account:
     // EC2 cannot un-reject, so the reject stands (the consumer re-creates the endpoint).
@@ -180,8 +197,7 @@ async fn when_an_allow_lands_between_evaluation_and_action_should_reject_once_an
     let records = w.records(&id).await?;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["reason"], s("not_listed"), "the record says it was decided with no rule for the account");
-    let inbox = w.inbox().await?;
-    assert_eq!(inbox.len(), 1);
+    assert_eq!(announced(&w).await?, ["rejected"]);
     assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (0, 1));
     Ok(())
 }
@@ -190,20 +206,13 @@ async fn when_an_allow_lands_between_evaluation_and_action_should_reject_once_an
 async fn when_the_default_is_hold_and_an_allow_lands_mid_decision_should_hold_then_accept() -> Result<()> {
     let w = World::new(DefaultAction::Hold).await?;
     let id = quiet_endpoint(&w).await?;
-    let p = parts(&w).await?;
     let edit: Race = Box::pin(async { w.rule("SVC", CONSUMER, "allow", &[]).await.map(|()| None) });
-    let allowlist = Racing::new(p.allowlist, edit);
-    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
-
-    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
-    deps.allowlist.raced()?;
+    let (a, _) = decide_racing_allowlist(&w, &id, edit).await?;
     assert!(a.failed_messages.is_empty() && a.metrics.get(names::HELD) == 1, "{a:?}");
     // With `hold`, nothing is lost to the race: the allow's stream record brings it back and it is accepted.
     w.settle(SETTLE).await?;
     assert_eq!(w.settled_state(&id).await?, "available");
-    let decisions: Vec<String> =
-        w.inbox().await?.iter().map(|m| m.body["decision"].as_str().unwrap_or_default().to_owned()).collect();
-    assert_eq!(decisions, ["held", "accepted"]);
+    assert_eq!(announced(&w).await?, ["held", "accepted"]);
     assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "notified")], "the hold was superseded in place");
     assert_eq!(w.ec2_actions(&id, "Accept"), 1);
     Ok(())
@@ -214,31 +223,24 @@ async fn when_a_revocation_races_an_accept_in_flight_should_accept_then_revoke_n
     let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
-    let p = parts(&w).await?;
-    // While A holds its claim (accept), the allow is withdrawn and invocation B decides the same
-    // endpoint with the new rules.
+    // While A holds its claim (accept), the allow is withdrawn and B decides the same endpoint.
     let race: Race = Box::pin(async {
         w.remove_rule("SVC", CONSUMER).await?;
-        Ok(Some(decide_batch(w.wiring.deps(), w.sqs_event(&id, "b"), "invocation-b", now_ms()).await))
+        Ok(Some(invocation_b(&w, &id, "invocation-b").await))
     });
-    let log = Racing::new(p.log, race);
-    let deps = Deps { connections: p.connections, allowlist: p.allowlist, log, notifier: p.notifier, config: p.config };
-
-    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
-    let b = deps.log.raced()?.context("B ran")?;
+    let (a, b) = decide_racing_claim(&w, &id, race).await?;
+    let b = b.context("B ran")?;
     assert!(a.failed_messages.is_empty() && a.metrics.get(names::ACCEPTED) == 1, "A finishes its accept: {a:?}");
     assert_eq!(b.failed_messages, ["b"], "B neither acts nor drops its request while A holds the claim");
     assert_eq!(w.ec2_actions(&id, "Reject"), 0);
 
     // B's retry (the queue redelivers it) finds the accepted connection and revokes it.
-    let retry = decide_batch(w.wiring.deps(), w.sqs_event(&id, "b"), "invocation-b-retry", now_ms()).await;
+    let retry = invocation_b(&w, &id, "invocation-b-retry").await;
     assert!(retry.failed_messages.is_empty() && retry.metrics.get(names::REVOKED) == 1, "{retry:?}");
     w.settle(SETTLE).await?;
     assert_eq!(w.state(&id).await?, "rejected");
     assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "notified"), pair("revoked", "notified")]);
-    let inbox: Vec<String> =
-        w.inbox().await?.iter().map(|m| m.body["decision"].as_str().unwrap_or_default().to_owned()).collect();
-    assert_eq!(inbox, ["accepted", "revoked"]);
+    assert_eq!(announced(&w).await?, ["accepted", "revoked"]);
     assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (1, 1));
     Ok(())
 }
@@ -248,27 +250,23 @@ async fn when_a_newer_decision_claims_first_should_leave_the_stale_one_without_e
     let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
-    let p = parts(&w).await?;
     // A has read "allowed"; before it claims, the allow is withdrawn and B decides with the new rules.
     let race: Race = Box::pin(async {
         w.remove_rule("SVC", CONSUMER).await?;
-        Ok(Some(decide_batch(w.wiring.deps(), w.sqs_event(&id, "b"), "invocation-b", now_ms()).await))
+        Ok(Some(invocation_b(&w, &id, "invocation-b").await))
     });
-    let allowlist = Racing::new(p.allowlist, race);
-    let deps = Deps { connections: p.connections, allowlist, log: p.log, notifier: p.notifier, config: p.config };
-
-    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
-    let b = deps.allowlist.raced()?.context("B ran")?;
+    let (a, b) = decide_racing_allowlist(&w, &id, race).await?;
+    let b = b.context("B ran")?;
     assert!(b.failed_messages.is_empty() && b.metrics.get(names::REJECTED) == 1, "B decides first: {b:?}");
     assert_eq!(a.failed_messages, ["a"], "A's stale claim loses and its request is retried: {a:?}");
     assert_eq!(a.metrics.get(names::DUPLICATES), 1);
     // A's retry re-reads EC2 and the record: nothing left to do.
-    let retry = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a-retry", now_ms()).await;
+    let retry = decide_batch(w.wiring.deps(), w.sqs_event(&id, "a"), "invocation-a-retry", now_ms()).await;
     assert!(retry.failed_messages.is_empty(), "{retry:?}");
     w.settle(SETTLE).await?;
     assert_eq!(w.state(&id).await?, "rejected");
     assert_eq!(record_summary(&w, &id).await?, [pair("rejected", "notified")]);
-    assert_eq!(w.inbox().await?.len(), 1);
+    assert_eq!(announced(&w).await?, ["rejected"]);
     assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (0, 1));
     Ok(())
 }

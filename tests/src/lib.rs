@@ -446,6 +446,9 @@ pub struct Wiring {
     /// Every connection notification seen once: (event, endpoint ID, SNS message ID). EC2 publishes
     /// `Accept`/`Reject` once per state change, so these count the EC2 actions taken.
     pub connection_events: std::sync::Mutex<Vec<(String, String, String)>>,
+    /// Messages `decide` reported as failed (partial batch failures and failed invocations), as the
+    /// event source mapping would see them: what the Errors metric and the DLQ are made of.
+    pub decide_failures: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -495,6 +498,7 @@ impl Wiring {
             info,
             invocation: 0.into(),
             connection_events: Default::default(),
+            decide_failures: Default::default(),
         })
     }
 
@@ -656,6 +660,7 @@ impl Wiring {
             }
         };
         stats.failed_messages = failed.len();
+        self.decide_failures.fetch_add(failed.len(), std::sync::atomic::Ordering::Relaxed);
         for m in &msgs {
             if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
                 self.sqs

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::{bad_data, classify};
 use crate::domain::allowlist::{ALL_SERVICES, Attr, Item};
@@ -406,16 +406,32 @@ impl DecisionLog for DynamoDecisionLog {
         })
     }
 
+    /// A claim whose answer was lost is retried by the SDK and then fails its own condition; the item
+    /// the failure returns tells whether the claim that stands is this one (same claim, same version),
+    /// so a dropped answer does not leave the connection waiting out its own lease.
     async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Written> {
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(record_to_item(record)));
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record_to_item(record)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         req = match expected_version {
             None => req.condition_expression("attribute_not_exists(endpoint_id)"),
             Some(v) => req.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
         };
         match req.send().await {
             Ok(_) => Ok(Written::Yes),
-            Err(e) if put_lost(&e) => Ok(Written::Lost),
-            Err(e) => Err(classify("dynamodb", "PutItem", e)),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                    let standing = c.item();
+                    let field = |k: &str| standing.and_then(|i| i.get(k));
+                    let ours =
+                        field("claim") == Some(&s(&record.claim)) && field("version") == Some(&n(record.version));
+                    Ok(if ours { Written::Yes } else { Written::Lost })
+                }
+                _ => Err(classify("dynamodb", "PutItem", e)),
+            },
         }
     }
 
