@@ -144,11 +144,11 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
             Status::Claimed if pending => Plan::Decide { previous: Some(r.version), previous_hold: false },
             Status::Claimed => {
                 // An abandoned claim: EC2 tells whether its action took effect.
-                let took = matches!(
-                    (r.outcome, &conn.state),
-                    (Outcome::Accept, ConnectionState::Available | ConnectionState::Pending)
-                        | (Outcome::Reject, ConnectionState::Rejected)
-                );
+                let took = match r.outcome {
+                    Outcome::Accept => conn.state.is_accepted(),
+                    Outcome::Reject => conn.state == ConnectionState::Rejected,
+                    Outcome::Hold => false,
+                };
                 if took { Plan::Notify(Box::new(r)) } else { Plan::Skip(NOT_PENDING) }
             }
             Status::Notifying | Status::Notified if pending && r.outcome == Outcome::Hold => {
@@ -169,14 +169,14 @@ const CLAIMED_ELSEWHERE: &str = "claimed by another invocation";
 /// `pending` (accepted, not yet `available`) counts as accepted: an allow withdrawn in that window must
 /// not wait for the next sweep. Should EC2 refuse to reject it there, the claim is abandoned and retried.
 fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
-    let available = matches!(conn.state, ConnectionState::Available | ConnectionState::Pending);
+    let accepted = conn.state.is_accepted();
     match rec {
-        None if available => Plan::Decide { previous: None, previous_hold: false },
+        None if accepted => Plan::Decide { previous: None, previous_hold: false },
         None => Plan::Skip(NOT_PENDING),
         Some(r) => match r.status {
             Status::Acted => Plan::Notify(Box::new(r)),
             Status::Claimed if r.lease_until_ms > now => Plan::Skip(CLAIMED_ELSEWHERE),
-            Status::Claimed if available => Plan::Decide { previous: Some(r.version), previous_hold: false },
+            Status::Claimed if accepted => Plan::Decide { previous: Some(r.version), previous_hold: false },
             Status::Claimed if conn.state == ConnectionState::Rejected => Plan::Notify(Box::new(r)),
             Status::Claimed => Plan::Skip(NOT_PENDING),
             Status::Notifying | Status::Notified | Status::Gone => Plan::Skip("already revoked"),
@@ -239,8 +239,7 @@ where
             };
             let mut kind = Kind::Decision;
             let mut step = plan(conn, rec, self.now);
-            let revocable =
-                matches!(conn.state, ConnectionState::Available | ConnectionState::Pending | ConnectionState::Rejected);
+            let revocable = conn.state.is_accepted() || conn.state == ConnectionState::Rejected;
             // A decided (or never decided) connection that is no longer pending may be due a revocation.
             if matches!(step, Plan::Skip(NOT_PENDING | ALREADY_DECIDED)) && self.deps.config.revoke && revocable {
                 kind = Kind::Revocation;
@@ -347,7 +346,7 @@ where
     async fn count_accepted(&self, owner: &AccountId) -> Result<u32, PortError> {
         let filter = ConnectionFilter {
             owner: Some(owner.clone()),
-            states: vec!["available".into(), "pending".into()],
+            states: ConnectionState::ACCEPTED.map(String::from).to_vec(),
             ..Default::default()
         };
         let n = self.deps.connections.describe(self.service, &filter).await?.len();

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use shared::domain::allowlist::Scope;
 use shared::domain::principal::normalise;
 use shared::domain::time::now_ms;
-use shared::domain::{AccountId, ConnectionRequest, DefaultAction, Outcome, ServiceId, Trigger, evaluate};
+use shared::domain::{
+    AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, ServiceId, Trigger, evaluate,
+};
 use shared::ports::{Allowlist, ConnectionFilter, Connections, PortError, RequestBus};
 use shared::producers::requests_for;
 use shared::telemetry::{Metrics, names};
@@ -93,7 +95,8 @@ async fn revocable<C: Connections, A: Allowlist, B: RequestBus>(
     deps: &Deps<C, A, B>,
     service: &ServiceId,
 ) -> Result<Vec<ConnectionRequest>, PortError> {
-    let filter = ConnectionFilter { states: vec!["available".into(), "pending".into()], ..Default::default() };
+    let filter =
+        ConnectionFilter { states: ConnectionState::ACCEPTED.map(String::from).to_vec(), ..Default::default() };
     let available = deps.connections.describe(service, &filter).await?;
     if available.is_empty() {
         return Ok(vec![]);
@@ -143,8 +146,10 @@ pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus>(
     metrics: &mut Metrics,
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
-    let states: &[&str] =
-        if deps.config.revoke { &["pendingAcceptance", "available", "pending"] } else { &["pendingAcceptance"] };
+    let mut states = vec!["pendingAcceptance"];
+    if deps.config.revoke {
+        states.extend(ConnectionState::ACCEPTED);
+    }
     for record in &stream.records {
         let (account, services) = match scope_of(record, &deps.config.managed) {
             Ok(x) => x,
@@ -159,7 +164,7 @@ pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus>(
         let mut requests = Vec::new();
         let mut failed = None;
         for service in &services {
-            match requests_for(&deps.connections, service, Some(&account), states, Trigger::AllowlistChange).await {
+            match requests_for(&deps.connections, service, Some(&account), &states, Trigger::AllowlistChange).await {
                 Ok(r) => requests.extend(r),
                 Err(e) => {
                     failed = Some(e);

@@ -18,6 +18,15 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
+    /// The wire states of a connection the provider has accepted: `available`, or `pending` on its way
+    /// there. A quota counts them, and revocation applies to them.
+    pub const ACCEPTED: [&str; 2] = ["available", "pending"];
+
+    /// Whether this is one of [`Self::ACCEPTED`].
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Self::Available | Self::Pending)
+    }
+
     pub fn from_wire(s: &str) -> Self {
         match s {
             "pendingAcceptance" | "PendingAcceptance" => Self::PendingAcceptance,
@@ -71,5 +80,20 @@ impl ItemFailure {
     /// The endpoint is gone: nothing to retry.
     pub fn is_not_found(&self) -> bool {
         self.code.contains("NotFound")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_states_and_their_wire_names_agree() {
+        for s in ConnectionState::ACCEPTED {
+            assert!(ConnectionState::from_wire(s).is_accepted(), "{s}");
+        }
+        for s in ["pendingAcceptance", "rejected", "deleted", "failed", "expired", "other"] {
+            assert!(!ConnectionState::from_wire(s).is_accepted(), "{s}");
+        }
     }
 }
