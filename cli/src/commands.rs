@@ -11,7 +11,8 @@ use shared::domain::principal::normalise;
 use shared::domain::record::DecisionRecord;
 use shared::domain::time::{now_ms, parse_date, parse_when, rfc3339_ms};
 use shared::domain::{
-    Connection, ConnectionRequest, DefaultAction, EndpointId, Region, Rules, ServiceId, Trigger, evaluate,
+    Connection, ConnectionRequest, ConnectionState, DefaultAction, EndpointId, Region, Rules, ServiceId, Trigger,
+    evaluate,
 };
 use shared::ports::{Allowlist, ConnectionFilter, Connections, RequestBus, Written};
 use shared::producers::requests_for;
@@ -19,6 +20,10 @@ use shared::producers::requests_for;
 use crate::context::{CliError, Ctx, resolve};
 use crate::render::table;
 use crate::{Cli, Command, FileFormat, Output, RuleArgs};
+
+/// What `reevaluate --service`/`--all` asks about: connections waiting for acceptance, and accepted ones
+/// (`available`, or `pending` on its way there), which `decide` revokes when revocation is on.
+const REEVALUATED: [&str; 3] = ["pendingAcceptance", ConnectionState::ACCEPTED[0], ConnectionState::ACCEPTED[1]];
 
 type R<T> = Result<T, CliError>;
 
@@ -480,12 +485,12 @@ async fn reevaluate(ctx: &Ctx, out: Output, endpoint: Option<&str>, service: Opt
         }
         (None, Some(s), _) => {
             let s = ServiceId::parse(s).map_err(usage)?;
-            requests_for(&conns, &s, None, &["pendingAcceptance", "available"], Trigger::Manual).await?
+            requests_for(&conns, &s, None, &REEVALUATED, Trigger::Manual).await?
         }
         (None, None, true) => {
             let mut all = Vec::new();
             for s in ctx.managed()? {
-                all.extend(requests_for(&conns, s, None, &["pendingAcceptance", "available"], Trigger::Manual).await?);
+                all.extend(requests_for(&conns, s, None, &REEVALUATED, Trigger::Manual).await?);
             }
             all
         }
