@@ -11,7 +11,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(connection_request notification allowlist_item principal)
 
-command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
+command -v cargo-fuzz >/dev/null || { echo "fuzz: cargo-fuzz is missing: run make setup" >&2; exit 1; }
 # cargo fuzz passes -Z flags (sanitizer coverage); the machine's toolchain is stable, which accepts them
 # with RUSTC_BOOTSTRAP. The fuzz crate never uses unstable language features.
 export RUSTC_BOOTSTRAP=1

@@ -118,28 +118,29 @@ async fn notifications(w: &World) -> Result<HashMap<String, usize>> {
     Ok(per_endpoint)
 }
 
-fn on_every_dependency(w: &World, kinds: &[(&str, f64)]) -> Value {
-    let rules: Vec<Value> = ["ec2:*", "dynamodb:*", "sns:*", "events:*", "sqs:*"]
+/// Every dependency the functions call.
+const DEPENDENCIES: [&str; 5] = ["ec2:*", "dynamodb:*", "sns:*", "events:*", "sqs:*"];
+
+/// Fault rules for the functions' own calls: each `(kind, rate)` on each of `matches`.
+fn on(w: &World, matches: &[&str], kinds: &[(&str, f64)]) -> Vec<Value> {
+    matches
         .iter()
         .flat_map(|m| {
             kinds
                 .iter()
                 .map(move |(kind, rate)| json!({"match": m, "rate": rate, "kind": kind, "key": w.wiring.access_key}))
         })
-        .collect();
-    Value::Array(rules)
+        .collect()
 }
 
 #[tokio::test]
 async fn when_every_dependency_fails_30_percent_of_calls_should_still_decide_all_correctly_once() -> Result<()> {
     let w = World::new(DefaultAction::Reject).await?;
     let (endpoints, allowed) = burst(&w, 10, 20).await?;
-    let mut rules = on_every_dependency(&w, &[("throttle", 0.3)]);
     // SNS answers 500 rather than throttling: a publish that was refused, and so is repeated.
-    if let Some(sns) = rules.as_array_mut().and_then(|r| r.iter_mut().find(|r| r["match"] == "sns:*")) {
-        sns["kind"] = json!("error500");
-    }
-    faults(&w, rules).await?;
+    let mut rules = on(&w, &["ec2:*", "dynamodb:*", "events:*", "sqs:*"], &[("throttle", 0.3)]);
+    rules.extend(on(&w, &["sns:*"], &[("error500", 0.3)]));
+    faults(&w, Value::Array(rules)).await?;
     decide_everything(&w).await?;
     let calls = assert_decided_once(&w, &endpoints, &allowed).await?;
     let per_endpoint = notifications(&w).await?;
@@ -160,7 +161,7 @@ async fn when_connections_drop_before_or_after_aws_acts_should_decide_once_and_n
     let (endpoints, allowed) = burst(&w, 8, 5).await?;
     // `drop`: the request never reaches the service. `drop_after`: the service acts, the answer is lost,
     // so the caller cannot tell whether its accept, claim, publish or delete took effect.
-    faults(&w, on_every_dependency(&w, &[("drop", 0.1), ("drop_after", 0.1)])).await?;
+    faults(&w, Value::Array(on(&w, &DEPENDENCIES, &[("drop", 0.1), ("drop_after", 0.1)]))).await?;
     decide_everything(&w).await?;
     let calls = assert_decided_once(&w, &endpoints, &allowed).await?;
     let per_endpoint = notifications(&w).await?;

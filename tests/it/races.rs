@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use decide::handler::{BatchOutcome, Deps, decide_batch};
-use gatekeeper_local::{Options, account_config, decide_config};
+use gatekeeper_local::{Options, account_config, decide_deps};
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::sns::SnsNotifier;
@@ -88,20 +88,20 @@ impl<T: DecisionLog> DecisionLog for Racing<'_, T> {
     }
 }
 
-/// `decide` over the real adapters (as `main.rs` builds them), but for one wrapped in `Racing`.
+/// `decide` over the real adapters (`decide_deps`, as `main.rs` builds them), one of them wrapped.
 async fn real_deps<A, D>(
     w: &World,
     wrap_allowlist: impl FnOnce(DynamoAllowlist) -> A,
     wrap_log: impl FnOnce(DynamoDecisionLog) -> D,
 ) -> Result<Deps<Ec2Connections, A, D, SnsNotifier>> {
     let cfg = account_config(&w.info.endpoint_url, &w.info.provider_account).await?;
-    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
+    let d = decide_deps(&cfg, &w.info)?;
     Ok(Deps {
-        connections: Ec2Connections::new(aws_sdk_ec2::Client::new(&cfg)),
-        allowlist: wrap_allowlist(DynamoAllowlist::new(ddb.clone(), &w.info.allowlist_table)),
-        log: wrap_log(DynamoDecisionLog::new(ddb, &w.info.decisions_table)),
-        notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&cfg), &w.info.decisions_topic_arn),
-        config: decide_config(&w.info)?,
+        connections: d.connections,
+        allowlist: wrap_allowlist(d.allowlist),
+        log: wrap_log(d.log),
+        notifier: d.notifier,
+        config: d.config,
     })
 }
 
@@ -131,6 +131,14 @@ async fn decide_racing_claim<'a>(
 /// Invocation B: the plain `decide` of the local wiring, deciding `id` (message "b").
 async fn invocation_b(w: &World, id: &str, name: &str) -> BatchOutcome {
     decide_batch(w.wiring.deps(), w.sqs_event(id, "b"), name, now_ms()).await
+}
+
+/// The race in which the allow is withdrawn and invocation B then decides `id` with the new rules.
+fn withdraw_then_invocation_b<'a>(w: &'a World, id: &'a str) -> Race<'a> {
+    Box::pin(async move {
+        w.remove_rule("SVC", CONSUMER).await?;
+        Ok(Some(invocation_b(w, id, "invocation-b").await))
+    })
 }
 
 /// The decisions announced to the team's queue, in order.
@@ -224,11 +232,7 @@ async fn when_a_revocation_races_an_accept_in_flight_should_accept_then_revoke_n
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
     // While A holds its claim (accept), the allow is withdrawn and B decides the same endpoint.
-    let race: Race = Box::pin(async {
-        w.remove_rule("SVC", CONSUMER).await?;
-        Ok(Some(invocation_b(&w, &id, "invocation-b").await))
-    });
-    let (a, b) = decide_racing_claim(&w, &id, race).await?;
+    let (a, b) = decide_racing_claim(&w, &id, withdraw_then_invocation_b(&w, &id)).await?;
     let b = b.context("B ran")?;
     assert!(a.failed_messages.is_empty() && a.metrics.get(names::ACCEPTED) == 1, "A finishes its accept: {a:?}");
     assert_eq!(b.failed_messages, ["b"], "B neither acts nor drops its request while A holds the claim");
@@ -251,11 +255,7 @@ async fn when_a_newer_decision_claims_first_should_leave_the_stale_one_without_e
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
     // A has read "allowed"; before it claims, the allow is withdrawn and B decides with the new rules.
-    let race: Race = Box::pin(async {
-        w.remove_rule("SVC", CONSUMER).await?;
-        Ok(Some(invocation_b(&w, &id, "invocation-b").await))
-    });
-    let (a, b) = decide_racing_allowlist(&w, &id, race).await?;
+    let (a, b) = decide_racing_allowlist(&w, &id, withdraw_then_invocation_b(&w, &id)).await?;
     let b = b.context("B ran")?;
     assert!(b.failed_messages.is_empty() && b.metrics.get(names::REJECTED) == 1, "B decides first: {b:?}");
     assert_eq!(a.failed_messages, ["a"], "A's stale claim loses and its request is retried: {a:?}");
