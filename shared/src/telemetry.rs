@@ -97,7 +97,11 @@ pub mod names {
     pub const INVALID_RULES: &str = "InvalidRules";
     pub const UNMANAGED: &str = "Unmanaged";
     pub const NOT_PENDING: &str = "NotPending";
+    /// A requested connection EC2 did not show (yet): its message is retried a bounded number of times.
+    pub const NOT_VISIBLE_YET: &str = "NotVisibleYet";
     pub const NOTIFIED: &str = "Notified";
+    /// A reject not applied because EC2's state moved on just before it (a person accepted it).
+    pub const SUPERSEDED: &str = "Superseded";
     /// A notification failed and the failure could not be recorded: it may be lost (alarm on it).
     pub const NOTIFY_UNCERTAIN: &str = "NotifyUncertain";
     /// Age of the oldest connection still pending at a sweep: alarmed on when a connection waits longer

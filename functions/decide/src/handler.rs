@@ -11,7 +11,8 @@ use shared::domain::record::{DecisionRecord, Kind, Notification, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    AccountId, Connection, ConnectionState, EndpointId, Outcome, Rules, ServiceId, Trigger, apply_quota, evaluate,
+    AccountId, Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, Trigger, apply_quota,
+    evaluate,
 };
 use shared::ports::{Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, Written};
 use shared::telemetry::{Metrics, names};
@@ -51,7 +52,12 @@ where
     let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
     let outcome = decide_batch(deps, event.payload, &event.context.request_id, now_ms()).instrument(span).await;
     outcome.metrics.flush("decide");
-    if total > 0 && outcome.failed_messages.len() == total && outcome.metrics.get(names::INVALID_EVENTS) == 0 {
+    // Only AWS errors fail the invocation: a message retried for another reason (a connection EC2 does
+    // not show yet, a claim held elsewhere) is not an error of this function.
+    let aws_errors_only = outcome.metrics.get(names::ERRORS) > 0
+        && outcome.metrics.get(names::INVALID_EVENTS) == 0
+        && outcome.metrics.get(names::NOT_VISIBLE_YET) == 0;
+    if total > 0 && outcome.failed_messages.len() == total && aws_errors_only {
         return Err(format!("all {total} messages failed on AWS errors; the batch will be retried").into());
     }
     let mut response = SqsBatchResponse::default();
@@ -68,7 +74,24 @@ where
 }
 
 /// The requests of one service in the batch: endpoint → (trigger, SQS message IDs carrying it).
-type ServiceWork = BTreeMap<EndpointId, (Trigger, Vec<String>)>;
+type ServiceWork = BTreeMap<EndpointId, Work>;
+
+/// The requests for one connection in a batch.
+#[derive(Debug)]
+struct Work {
+    trigger: Trigger,
+    /// The SQS message IDs carrying it (duplicates included).
+    messages: Vec<String>,
+    /// The highest `ApproximateReceiveCount` among them: how often it has been tried.
+    receives: u32,
+}
+
+/// How many receives a request for a connection EC2 does not show yet gets before it is left to the
+/// sweep. EC2 is eventually consistent: a connection named by a Connect notification may not be visible
+/// to Describe at once (docs/aws-facts.md, "Eventual consistency").
+pub const NOT_VISIBLE_RECEIVES: u32 = 3;
+/// Within one invocation, Describe is asked again after these pauses before the message is failed.
+const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
 /// Decides a batch. `claim` names this invocation in the records it claims.
 pub async fn decide_batch<C, A, D, N>(deps: &Deps<C, A, D, N>, event: SqsEvent, claim: &str, now: i64) -> BatchOutcome
@@ -81,6 +104,7 @@ where
     let mut out = BatchOutcome::default();
     let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
     for (i, record) in event.records.into_iter().enumerate() {
+        let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
         let message_id = record.message_id.unwrap_or_else(|| format!("#{i}"));
         let request = match record.body.as_deref().map(parse_event) {
             Some(Ok(r)) => r,
@@ -102,18 +126,22 @@ where
             out.metrics.incr(names::UNMANAGED);
             continue;
         }
-        let entry =
-            work.entry(request.service_id).or_default().entry(request.endpoint_id).or_insert((request.trigger, vec![]));
-        if !entry.1.is_empty() {
+        let entry = work.entry(request.service_id).or_default().entry(request.endpoint_id).or_insert(Work {
+            trigger: request.trigger,
+            messages: vec![],
+            receives: 0,
+        });
+        if !entry.messages.is_empty() {
             out.metrics.incr(names::DUPLICATES);
         }
-        entry.1.push(message_id);
+        entry.messages.push(message_id);
+        entry.receives = entry.receives.max(receives);
     }
     for (service, requests) in work {
         let failed = ServiceRun { deps, service: &service, claim, now, metrics: &mut out.metrics }.run(&requests).await;
         for endpoint in failed {
-            if let Some((_, ids)) = requests.get(&endpoint) {
-                out.failed_messages.extend(ids.iter().cloned());
+            if let Some(w) = requests.get(&endpoint) {
+                out.failed_messages.extend(w.messages.iter().cloned());
             }
         }
     }
@@ -154,7 +182,7 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
             Status::Notifying | Status::Notified if pending && r.outcome == Outcome::Hold => {
                 Plan::Decide { previous: Some(r.version), previous_hold: true }
             }
-            Status::Notifying | Status::Notified | Status::Gone => Plan::Skip(ALREADY_DECIDED),
+            Status::Notifying | Status::Notified | Status::Gone | Status::Superseded => Plan::Skip(ALREADY_DECIDED),
         },
     }
 }
@@ -179,7 +207,7 @@ fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> 
             Status::Claimed if accepted => Plan::Decide { previous: Some(r.version), previous_hold: false },
             Status::Claimed if conn.state == ConnectionState::Rejected => Plan::Notify(Box::new(r)),
             Status::Claimed => Plan::Skip(NOT_PENDING),
-            Status::Notifying | Status::Notified | Status::Gone => Plan::Skip("already revoked"),
+            Status::Notifying | Status::Notified | Status::Gone | Status::Superseded => Plan::Skip("already revoked"),
         },
     }
 }
@@ -218,10 +246,36 @@ where
                 return failed;
             }
         };
-        let known: BTreeSet<&EndpointId> = conns.iter().map(|c| &c.endpoint_id).collect();
-        for endpoint in requests.keys().filter(|e| !known.contains(e)) {
-            info!(service_id = %self.service, endpoint_id = %endpoint, "EC2 has no such connection for the service; nothing to do");
-            self.metrics.incr(names::NOT_PENDING);
+        let mut conns = conns;
+        let missing = |conns: &[Connection]| -> Vec<EndpointId> {
+            requests.keys().filter(|e| !conns.iter().any(|c| &c.endpoint_id == *e)).cloned().collect()
+        };
+        // "Not found" right after a Connect notification means "not yet": ask again, briefly.
+        for pause in NOT_VISIBLE_PAUSES_MS {
+            let endpoints = missing(&conns);
+            if endpoints.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            let filter = ConnectionFilter { endpoints, ..Default::default() };
+            match self.deps.connections.describe(self.service, &filter).await {
+                Ok(more) => conns.extend(more),
+                Err(e) => {
+                    warn!(service_id = %self.service, error = %e, "could not ask EC2 again about connections it did not show");
+                    break;
+                }
+            }
+        }
+        for endpoint in missing(&conns) {
+            let receives = requests.get(&endpoint).map_or(u32::MAX, |w| w.receives);
+            if receives < NOT_VISIBLE_RECEIVES {
+                info!(service_id = %self.service, endpoint_id = %endpoint, receives, "EC2 does not show this connection yet; retried");
+                self.metrics.incr(names::NOT_VISIBLE_YET);
+                failed.insert(endpoint);
+            } else {
+                info!(service_id = %self.service, endpoint_id = %endpoint, receives, "EC2 has no such connection for the service; left to the sweep");
+                self.metrics.incr(names::NOT_PENDING);
+            }
         }
 
         let mut rules: Option<Rules> = None;
@@ -229,7 +283,7 @@ where
         let mut claimed: Vec<DecisionRecord> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
-            let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |(t, _)| *t);
+            let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
             let rec = match self.deps.log.get(Kind::Decision, &conn.endpoint_id, conn.created_at_ms).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -289,6 +343,10 @@ where
                     info!(endpoint_id = %conn.endpoint_id, "still allowed; not revoked");
                     continue;
                 }
+                if decision.reason == Reason::InvalidRuleUnscoped {
+                    warn!(endpoint_id = %conn.endpoint_id, "an invalid allowlist item blocks new accepts; it never revokes");
+                    continue;
+                }
                 decision.outcome = Outcome::Reject;
                 decision.detail = format!("access revoked: {}", decision.detail);
             } else if decision.outcome == Outcome::Accept && decision.max_endpoints.is_some() {
@@ -331,7 +389,10 @@ where
         let (mut holds, mut acts): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|r| r.outcome == Outcome::Hold);
         to_notify.append(&mut holds);
         for outcome in [Outcome::Accept, Outcome::Reject] {
-            let batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
+            let mut batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
+            if outcome == Outcome::Reject {
+                batch = self.still_pending(batch, &mut failed).await;
+            }
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
                 let acted = self.act(outcome, chunk, &mut failed).await;
                 to_notify.extend(acted);
@@ -341,6 +402,56 @@ where
             self.finish(record, &mut failed).await;
         }
         failed
+    }
+
+    /// EC2's Reject also revokes an accepted connection, so a reject decided on a `pendingAcceptance`
+    /// read is re-checked immediately before the call: a connection a person accepted (or the consumer
+    /// deleted) meanwhile is not rejected, unless revocation applies, which the retry then decides.
+    /// Revocations pass through: they are meant for accepted connections.
+    async fn still_pending(
+        &mut self,
+        batch: Vec<DecisionRecord>,
+        failed: &mut BTreeSet<EndpointId>,
+    ) -> Vec<DecisionRecord> {
+        let (revocations, decisions): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| r.kind == Kind::Revocation);
+        if decisions.is_empty() {
+            return revocations;
+        }
+        let filter = ConnectionFilter {
+            endpoints: decisions.iter().map(|r| r.endpoint_id.clone()).collect(),
+            states: vec![ConnectionState::PendingAcceptance.as_str().to_owned()],
+            ..Default::default()
+        };
+        let pending: BTreeSet<EndpointId> = match self.deps.connections.describe(self.service, &filter).await {
+            Ok(c) => c.into_iter().map(|c| c.endpoint_id).collect(),
+            Err(e) => {
+                for r in &decisions {
+                    self.fail(failed, &r.endpoint_id, &e);
+                    if let Err(e) = self.deps.log.abandon(r).await {
+                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
+                    }
+                }
+                return revocations;
+            }
+        };
+        let mut out = revocations;
+        for r in decisions {
+            if pending.contains(&r.endpoint_id) {
+                out.push(r);
+                continue;
+            }
+            info!(endpoint_id = %r.endpoint_id, "no longer pendingAcceptance just before the reject; not rejected");
+            self.metrics.incr(names::SUPERSEDED);
+            match self.deps.log.advance(&r, Status::Superseded).await {
+                // With revocation on, the retry decides whether the new state may stand.
+                Ok(_) if self.deps.config.revoke => {
+                    failed.insert(r.endpoint_id.clone());
+                }
+                Ok(_) => {}
+                Err(e) => self.fail(failed, &r.endpoint_id, &e),
+            }
+        }
+        out
     }
 
     async fn count_accepted(&self, owner: &AccountId) -> Result<u32, PortError> {
@@ -403,6 +514,26 @@ where
         done
     }
 
+    /// Moves a `notifying` record whose publish was refused back to `acted`: up to five rounds of the
+    /// SDK's retries, with a growing pause between rounds (this runs only after a refused publish).
+    async fn owe_notification(&self, record: &DecisionRecord) -> Result<(), PortError> {
+        let mut pause = std::time::Duration::from_millis(50);
+        let mut round = 0;
+        loop {
+            round += 1;
+            match self.deps.log.advance(record, Status::Acted).await {
+                Ok(_) => return Ok(()),
+                // The write is conditional and sets one value: repeating it after a lost answer is harmless.
+                Err(e) if e.kind != ErrorKind::Permanent && round < 5 => {
+                    warn!(endpoint_id = %record.endpoint_id, error = %e, round, "could not mark the notification owed; trying again");
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+
     /// Records that EC2 has been told and the notification is going out (one write), publishes once,
     /// then records that too. The record is marked `notifying` before the publish so that a retry never
     /// publishes twice (publish and write are not atomic).
@@ -440,8 +571,10 @@ where
                 self.metrics.incr(names::NOTIFY_UNCERTAIN);
                 return;
             }
-            // Not published: mark it owed, so the retry publishes.
-            if let Err(revert) = self.deps.log.advance(&record, Status::Acted).await {
+            // Not published, for certain: mark it owed, so the retry publishes. This write is all that
+            // stands between a refused publish and a lost notification (a record left `notifying` is
+            // never published again), so it is tried harder than the SDK's own retries.
+            if let Err(revert) = self.owe_notification(&record).await {
                 error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
                 self.metrics.incr(names::NOTIFY_UNCERTAIN);
             }

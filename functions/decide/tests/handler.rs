@@ -41,6 +41,8 @@ struct Faults {
     /// The publish goes out, but its answer is lost (a dropped connection).
     notify_answer_lost: bool,
     refuse: Option<&'static str>,
+    /// A person accepts the connection by hand right after decide claims it.
+    accept_by_hand_on_claim: bool,
 }
 
 #[derive(Default)]
@@ -52,6 +54,8 @@ struct World {
     accept_calls: Mutex<usize>,
     reject_calls: Mutex<usize>,
     faults: Mutex<Faults>,
+    /// Endpoint -> how many more Describe calls it stays invisible to (EC2's eventual consistency).
+    lag: Mutex<HashMap<String, usize>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -62,8 +66,12 @@ impl Connections for Fake<'_> {
             return Err(throttled("ec2"));
         }
         let conns = self.0.conns.lock().unwrap();
+        let mut lag = self.0.lag.lock().unwrap();
+        let hidden: Vec<String> = lag.iter().filter(|(_, n)| **n > 0).map(|(e, _)| e.clone()).collect();
+        lag.values_mut().for_each(|n| *n = n.saturating_sub(1));
         Ok(conns
             .values()
+            .filter(|c| !hidden.contains(&c.endpoint_id.to_string()))
             .filter(|c| &c.service_id == service)
             .filter(|c| f.endpoints.is_empty() || f.endpoints.contains(&c.endpoint_id))
             .filter(|c| f.owner.as_ref().is_none_or(|o| o == &c.owner))
@@ -138,6 +146,11 @@ impl DecisionLog for Fake<'_> {
             return Ok(Written::Lost);
         }
         recs.insert(r.endpoint_id.to_string(), r.clone());
+        if self.0.faults.lock().unwrap().accept_by_hand_on_claim {
+            if let Some(c) = self.0.conns.lock().unwrap().get_mut(r.endpoint_id.as_str()) {
+                c.state = ConnectionState::Available;
+            }
+        }
         Ok(Written::Yes)
     }
     async fn advance(&self, r: &DecisionRecord, status: Status) -> PortResult<Written> {
@@ -377,4 +390,50 @@ async fn when_events_are_malformed_or_unmanaged_should_act_on_nothing() {
     assert_eq!(out.metrics.get("InvalidEvents"), 1);
     assert_eq!(out.metrics.get("Unmanaged"), 1);
     assert_eq!(state(&w, A), "pendingAcceptance");
+}
+
+fn received(mut ev: SqsEvent, times: u32) -> SqsEvent {
+    for m in &mut ev.records {
+        m.attributes.insert("ApproximateReceiveCount".into(), times.to_string());
+    }
+    ev
+}
+
+#[tokio::test]
+async fn when_ec2_does_not_show_the_connection_yet_should_ask_again_then_retry_then_leave_it_to_the_sweep() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    // Visible on the second Describe of the same invocation: decided at once.
+    w.lag.lock().unwrap().insert(A.into(), 1);
+    let out = decide_batch(&deps(&w), received(event(&[A]), 1), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(state(&w, A), "available");
+
+    connect(&w, B, OTHER);
+    w.lag.lock().unwrap().insert(B.into(), 100);
+    let out = decide_batch(&deps(&w), received(event(&[B]), 1), "inv-2", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"], "not visible yet: the message is retried");
+    assert_eq!(out.metrics.get("NotVisibleYet"), 1);
+    let ctx = lambda_runtime::Context::default();
+    let res = handle(&deps(&w), lambda_runtime::LambdaEvent::new(received(event(&[B]), 1), ctx)).await;
+    assert!(res.is_ok(), "a connection EC2 does not show yet is not an error of the function");
+    let out = decide_batch(&deps(&w), received(event(&[B]), 3), "inv-3", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "after its receives, the request is left to the sweep");
+    assert_eq!(out.metrics.get("NotPending"), 1);
+    assert_eq!(state(&w, B), "pendingAcceptance");
+    assert_eq!(*w.reject_calls.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn when_a_person_accepts_just_before_the_reject_should_not_reject_it() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().accept_by_hand_on_claim = true;
+    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "revocation is off: the person's accept stands");
+    assert_eq!(state(&w, B), "available");
+    assert_eq!(*w.reject_calls.lock().unwrap(), 0);
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Superseded);
+    assert!(w.sent.lock().unwrap().is_empty(), "no decision was applied: nothing to announce");
+    assert_eq!(out.metrics.get("Superseded"), 1);
 }

@@ -8,10 +8,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
 use shared::domain::allowlist::Scope;
-use shared::domain::principal::normalise;
+use shared::domain::principal::account_hint;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, ServiceId, Trigger, evaluate,
+    AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, Reason, ServiceId, Trigger, evaluate,
 };
 use shared::ports::{Allowlist, ConnectionFilter, Connections, PortError, RequestBus};
 use shared::producers::requests_for;
@@ -106,7 +106,8 @@ async fn revocable<C: Connections, A: Allowlist, B: RequestBus>(
     Ok(available
         .into_iter()
         .filter(|c| {
-            evaluate(c, &rules, &deps.config.home_region, now / 1000, DefaultAction::Reject).outcome != Outcome::Accept
+            let d = evaluate(c, &rules, &deps.config.home_region, now / 1000, DefaultAction::Reject);
+            d.outcome != Outcome::Accept && d.reason != Reason::InvalidRuleUnscoped
         })
         .map(|c| ConnectionRequest {
             service_id: c.service_id,
@@ -124,14 +125,20 @@ fn keys(record: &EventRecord) -> Option<(String, String)> {
     Some((s("service_id")?, s("principal")?))
 }
 
-/// What an allowlist change touches: the account, and the managed services it covers.
-fn scope_of(record: &EventRecord, managed: &BTreeSet<ServiceId>) -> Result<(AccountId, Vec<ServiceId>), String> {
+/// What an allowlist change touches: the account (`None`: an invalid item that names no account and
+/// could be a deny, which blocks everyone it covers), and the managed services it covers (every one when
+/// its `service_id` does not parse). Parsed leniently on purpose: a change to an invalid item still
+/// re-requests whom it could be about, so a malformed deny takes effect as a block at once.
+fn scope_of(
+    record: &EventRecord,
+    managed: &BTreeSet<ServiceId>,
+) -> Result<(Option<AccountId>, Vec<ServiceId>), String> {
     let (service, principal) = keys(record).ok_or("stream record without the table's keys")?;
-    let account = normalise(&principal).map_err(|e| e.to_string())?;
-    let services = match Scope::parse(&service).map_err(|e| e.to_string())? {
-        Scope::AllServices => managed.iter().cloned().collect(),
-        Scope::Service(s) if managed.contains(&s) => vec![s],
-        Scope::Service(_) => vec![],
+    let account = account_hint(&principal);
+    let services = match Scope::parse(&service) {
+        Ok(Scope::Service(s)) if managed.contains(&s) => vec![s],
+        Ok(Scope::Service(_)) => vec![],
+        Ok(Scope::AllServices) | Err(_) => managed.iter().cloned().collect(),
     };
     Ok((account, services))
 }
@@ -154,17 +161,19 @@ pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus>(
         let (account, services) = match scope_of(record, &deps.config.managed) {
             Ok(x) => x,
             Err(why) => {
-                // Such an item never accepts anyone (decide skips it); nothing to re-request.
-                warn!(event_id = %record.event_id, why, "allowlist change about no usable account or service; skipped");
-                metrics.incr("InvalidRules");
+                warn!(event_id = %record.event_id, why, "allowlist change without the table's keys; skipped");
+                metrics.incr(names::INVALID_RULES);
                 continue;
             }
         };
-        info!(event = %record.event_name, account = %account, services = services.len(), "allowlist changed");
+        let about = account.as_ref().map_or_else(|| "every account".to_owned(), ToString::to_string);
+        info!(event = %record.event_name, account = %about, services = services.len(), "allowlist changed");
+        // An item about no readable account blocks new accepts for everyone; it never revokes.
+        let states: &[&str] = if account.is_some() { &states } else { &["pendingAcceptance"] };
         let mut requests = Vec::new();
         let mut failed = None;
         for service in &services {
-            match requests_for(&deps.connections, service, Some(&account), &states, Trigger::AllowlistChange).await {
+            match requests_for(&deps.connections, service, account.as_ref(), states, Trigger::AllowlistChange).await {
                 Ok(r) => requests.extend(r),
                 Err(e) => {
                     failed = Some(e);

@@ -153,9 +153,33 @@ pub struct EntryError {
     pub service_id: String,
     pub principal: String,
     pub reason: String,
-    /// The account the item's principal key names, when it can be read: an invalid item about an
-    /// account blocks accepting that account (it may have been meant as a deny).
+    /// The account the item's principal key names, when one can be read, even from a malformed
+    /// principal (`principal::account_hint`).
     pub account: Option<AccountId>,
+    /// The services the item could be about: `None` when its `service_id` does not parse (then it
+    /// could be about any service).
+    pub scope: Option<Scope>,
+    /// Whether the item could have been meant as a deny: its `effect` is anything but a valid "allow".
+    pub may_deny: bool,
+}
+
+impl EntryError {
+    /// Whether this invalid item blocks accepting `owner`'s connection to `service`. It fails closed:
+    /// it blocks the account it names; an item that names no readable account and could be a deny
+    /// (`{principal: "*", effect: deny}`, a garbled ARN) blocks every account of every service it could
+    /// cover. An invalid allow never blocks more than its own account: it can only ever have granted.
+    pub fn blocks(&self, owner: &AccountId, service: &ServiceId) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.covers(service))
+            && match &self.account {
+                Some(a) => a == owner,
+                None => self.may_deny,
+            }
+    }
+
+    /// Whether it blocks a whole scope rather than one named account.
+    pub fn blocks_everyone(&self) -> bool {
+        self.account.is_none() && self.may_deny
+    }
 }
 
 pub type Item = BTreeMap<String, Attr>;
@@ -173,12 +197,15 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
     };
     let service_raw = key_str("service_id");
     let principal_raw = key_str("principal");
-    let account = principal_raw.as_ref().ok().and_then(|p| principal::normalise(p).ok());
+    let account = principal_raw.as_ref().ok().and_then(|p| principal::account_hint(p));
+    let may_deny = !matches!(item.get("effect"), Some(Attr::S(s)) if s == "allow");
     let fail = |reason: String| EntryError {
         service_id: service_raw.as_deref().map(clip).unwrap_or_default(),
         principal: principal_raw.as_deref().map(clip).unwrap_or_default(),
         reason,
         account: account.clone(),
+        scope: service_raw.as_deref().ok().and_then(|s| Scope::parse(s).ok()),
+        may_deny,
     };
     let service_raw = service_raw.clone().map_err(&fail)?;
     let principal_raw = principal_raw.clone().map_err(&fail)?;
@@ -285,6 +312,7 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::{AccountId, ServiceId};
 
     pub(crate) fn item(pairs: &[(&str, Attr)]) -> Item {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
@@ -368,5 +396,37 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.account.unwrap().as_str(), "111122223333");
+    }
+
+    #[test]
+    fn an_invalid_deny_blocks_every_account_it_could_be_about() {
+        let svc = ServiceId::parse("vpce-svc-0123456789abcdef0").unwrap();
+        let other_svc = ServiceId::parse("vpce-svc-0fedcba987654321f").unwrap();
+        let a = AccountId::parse("222233334444").unwrap();
+        let b = AccountId::parse("111122223333").unwrap();
+        let bad = |service: &str, principal: &str, effect: &str| {
+            parse_item(&item(&[("service_id", s(service)), ("principal", s(principal)), ("effect", s(effect))]))
+                .unwrap_err()
+        };
+        // Named inside a malformed principal: that account, in the scope written.
+        for p in
+            ["arn:aws:sts::222233334444:assumed-role/Admin/bob", "222233334444 ", "arn:aws:iam::222233334444:group/A"]
+        {
+            let e = bad("*", p, "deny");
+            assert!(e.blocks(&a, &svc) && e.blocks(&a, &other_svc), "{p}");
+            assert!(!e.blocks(&b, &svc), "{p}");
+            let e = bad(svc.as_str(), p, "deny");
+            assert!(e.blocks(&a, &svc) && !e.blocks(&a, &other_svc), "{p}");
+        }
+        // No account to read: everyone in scope; an unreadable service: every service.
+        let e = bad("*", "*", "deny");
+        assert!(e.blocks(&a, &svc) && e.blocks(&b, &other_svc) && e.blocks_everyone());
+        let e = bad("vpce-svc-nope", "222233334444", "deny");
+        assert!(e.blocks(&a, &other_svc) && !e.blocks(&b, &svc));
+        // A garbled effect could be a deny.
+        assert!(bad("*", "*", "Deny").blocks(&b, &svc));
+        // An invalid allow only ever blocks its own account.
+        assert!(!bad("*", "*", "allow").blocks(&b, &svc));
+        assert!(bad("*", "arn:aws:iam::222233334444:group/A", "allow").blocks(&a, &svc));
     }
 }

@@ -81,6 +81,9 @@ pub enum Reason {
     Quota,
     /// An item about the account does not parse: it may have been meant as a deny, so it never accepts.
     InvalidRule,
+    /// An item that names no readable account does not parse and could be a deny: it blocks accepting
+    /// every account it could cover. It never revokes: a typo must not cut every customer off.
+    InvalidRuleUnscoped,
 }
 
 impl Reason {
@@ -93,6 +96,7 @@ impl Reason {
             Self::RegionNotAllowed => "region_not_allowed",
             Self::Quota => "quota",
             Self::InvalidRule => "invalid_rule",
+            Self::InvalidRuleUnscoped => "invalid_rule_unscoped",
         }
     }
 }
@@ -136,12 +140,17 @@ pub fn evaluate(conn: &Connection, rules: &Rules, home_region: &Region, now: i64
             max_endpoints: None,
         };
     }
-    if let Some(bad) = rules.invalid.iter().find(|e| e.account.as_ref() == Some(&conn.owner)) {
+    if let Some(bad) = rules.invalid.iter().find(|e| e.blocks(&conn.owner, &conn.service_id)) {
+        let (reason, about) = if bad.blocks_everyone() {
+            (Reason::InvalidRuleUnscoped, "an allowlist item that names no account".to_owned())
+        } else {
+            (Reason::InvalidRule, format!("an allowlist item about account {}", conn.owner))
+        };
         return default_decision(
             default,
-            Reason::InvalidRule,
+            reason,
             None,
-            format!("an allowlist item about account {} is invalid ({}); it never accepts", conn.owner, bad.reason),
+            format!("{about} is invalid ({}); it could be a deny, so nothing it covers is accepted", bad.reason),
         );
     }
     let allows = |service_scoped: bool| {
@@ -307,6 +316,23 @@ mod tests {
     }
 
     #[test]
+    fn when_a_deny_does_not_parse_should_not_accept_anyone_it_could_name() {
+        for principal in [
+            format!("arn:aws:sts::{OWNER}:assumed-role/Admin/bob"),
+            format!("{OWNER} "),
+            format!("arn:aws:iam::{OWNER}:group/Admins"),
+        ] {
+            let d = decide(&[rule(SVC, OWNER, "allow", &[]), rule("*", &principal, "deny", &[])]);
+            assert_eq!((d.outcome, d.reason), (Outcome::Reject, Reason::InvalidRule), "{principal}");
+        }
+        let d = decide(&[rule(SVC, OWNER, "allow", &[]), rule("*", "*", "deny", &[])]);
+        assert_eq!((d.outcome, d.reason), (Outcome::Reject, Reason::InvalidRuleUnscoped));
+        // An invalid allow about nobody in particular blocks nobody.
+        let d = decide(&[rule(SVC, OWNER, "allow", &[]), rule("*", "*", "allow", &[])]);
+        assert_eq!(d.outcome, Outcome::Accept);
+    }
+
+    #[test]
     fn when_the_quota_is_used_up_should_not_accept() {
         let d = decide(&[rule(SVC, OWNER, "allow", &[("max_endpoints", Attr::N("2".into()))])]);
         assert_eq!(d.max_endpoints, Some(2));
@@ -323,6 +349,9 @@ mod tests {
             Just(format!("arn:aws:iam::{OWNER}:root")),
             Just("444455556666".to_owned()),
             Just("*".to_owned()),
+            Just(format!("arn:aws:sts::{OWNER}:assumed-role/Admin/bob")),
+            Just(format!("{OWNER} ")),
+            Just(format!("arn:aws:iam::{OWNER}:group/Admins")),
         ];
         let effect = prop_oneof![Just("allow"), Just("deny"), Just("ALLOW")];
         let expires = proptest::option::of(prop_oneof![Just(NOW - 100), Just(NOW), Just(NOW + 100)]);
@@ -344,7 +373,7 @@ mod tests {
             let about = |e: &&AllowlistEntry| e.account == c.owner && e.scope.covers(&c.service_id) && !e.is_expired(NOW);
             let has_allow = parsed.iter().filter(about).any(|e| e.effect == Effect::Allow);
             let has_deny = parsed.iter().filter(about).any(|e| e.effect == Effect::Deny);
-            let invalid_about_owner = items.iter().any(|i| parse_item(i).is_err_and(|e| e.account.as_ref() == Some(&c.owner)));
+            let invalid_about_owner = items.iter().any(|i| parse_item(i).is_err_and(|e| e.blocks(&c.owner, &c.service_id)));
             if d.outcome == Outcome::Accept {
                 prop_assert!(has_allow && !has_deny && !invalid_about_owner);
             }

@@ -59,6 +59,24 @@ pub fn normalise(raw: &str) -> Result<AccountId, PrincipalError> {
     Ok(AccountId::parse(account)?)
 }
 
+/// The account a principal that does not normalise could still be about: the account it normalises to
+/// once trimmed, else the one 12-digit run it holds (`arn:aws:sts::111122223333:assumed-role/a/b`,
+/// `arn:aws:iam::111122223333:group/x`, `"111122223333 "`). `None` when it names no account or several:
+/// an invalid item that could be a deny then blocks everyone it could cover.
+pub fn account_hint(raw: &str) -> Option<AccountId> {
+    if let Ok(a) = normalise(raw.trim()) {
+        return Some(a);
+    }
+    let mut found: Option<&str> = None;
+    for run in raw.split(|c: char| !c.is_ascii_digit()).filter(|r| r.len() == 12) {
+        match found {
+            Some(f) if f != run => return None,
+            _ => found = Some(run),
+        }
+    }
+    found.and_then(|f| AccountId::parse(f).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +112,23 @@ mod tests {
             "1111-2222-3333",
         ] {
             assert!(normalise(raw).is_err(), "{raw} accepted");
+        }
+    }
+
+    #[test]
+    fn a_malformed_principal_still_names_its_account() {
+        for raw in [
+            "222233334444 ",
+            " 222233334444",
+            "arn:aws:sts::222233334444:assumed-role/Admin/bob",
+            "arn:aws:iam::222233334444:group/Admins",
+            "arn:aws:iam::222233334444:role/a b",
+            "account 222233334444",
+        ] {
+            assert_eq!(account_hint(raw).map(|a| a.to_string()).as_deref(), Some("222233334444"), "{raw}");
+        }
+        for raw in ["*", "alice", "1111-2222-3333", "222233334444 111122223333", "2222333344445"] {
+            assert_eq!(account_hint(raw), None, "{raw}");
         }
     }
 

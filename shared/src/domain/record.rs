@@ -25,6 +25,9 @@ pub enum Status {
     Notified,
     /// The endpoint vanished before it could be acted on: nothing more to do.
     Gone,
+    /// EC2's state moved on before a reject was applied (a person accepted the connection, or the
+    /// consumer deleted it): the decision was not applied and no notification is owed.
+    Superseded,
 }
 
 impl Status {
@@ -35,6 +38,7 @@ impl Status {
             Self::Notifying => "notifying",
             Self::Notified => "notified",
             Self::Gone => "gone",
+            Self::Superseded => "superseded",
         }
     }
 
@@ -45,6 +49,7 @@ impl Status {
             "notifying" => Some(Self::Notifying),
             "notified" => Some(Self::Notified),
             "gone" => Some(Self::Gone),
+            "superseded" => Some(Self::Superseded),
             _ => None,
         }
     }
