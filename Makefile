@@ -12,7 +12,10 @@ CARGO     := cargo
 FUZZ_SECONDS      ?= 300
 FUZZ_SECONDS_TEST ?= 10
 
-.PHONY: help setup build up demo test lint fmt clean bench fuzz
+CARGO_LAMBDA_VERSION := 1.9.2
+LAMBDA_FUNCTIONS     := IngestFunction DecideFunction ReconcileFunction
+
+.PHONY: help setup build up demo test lint fmt clean bench fuzz package
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -56,8 +59,23 @@ lint: setup ## fmt check, clippy -D warnings, cfn-lint and sam validate --lint o
 
 test: setup lint ## Everything CI runs: lint, emulator and template tests, a short fuzz pass, unit/property/adapter/integration tests
 	$(PY) -m pytest -q tests/emulator infra
+	$(SAMVENV)/bin/python infra/check_sam_build.py
 	fuzz/run.sh $(FUZZ_SECONDS_TEST)
 	GATEKEEPER_PYTHON=$(abspath $(PY)) $(CARGO) nextest run --workspace --locked --no-fail-fast
+
+# The real `sam build` (infra/samconfig.toml: language extensions, ManagedServiceIds): cargo-lambda builds each
+# function for arm64 in release mode into infra/.aws-sam/build/<Function>/bootstrap. cargo-lambda comes from PyPI
+# into the SAM venv if it is not on PATH; its PyPI package brings Zig (ziglang), which it cross-compiles with.
+package: $(SAMVENV)/.installed ## sam build of the functions (cargo-lambda, arm64, release) and each artifact's size (not part of make test)
+	@command -v cargo-lambda >/dev/null || [ -x $(SAMVENV)/bin/cargo-lambda ] || \
+	  $(SAMVENV)/bin/python -m pip install --quiet "cargo-lambda==$(CARGO_LAMBDA_VERSION)"
+	@if command -v rustup >/dev/null; then rustup target add aarch64-unknown-linux-gnu; fi
+	cd infra && PATH="$(abspath $(SAMVENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam build
+	@for fn in $(LAMBDA_FUNCTIONS); do \
+	  f=infra/.aws-sam/build/$$fn/bootstrap; \
+	  if [ ! -f $$f ]; then echo "missing $$f"; exit 1; fi; \
+	  wc -c < $$f | awk -v fn=$$fn -v f=$$f '{ printf "  %-18s %10d bytes  %6.1f MiB  %s\n", fn, $$1, $$1 / 1048576, f }'; \
+	done
 
 bench: setup build ## Benchmarks (release build; not part of make test): init, warm latency, a burst, vs a Python reference
 	$(CARGO) build --release --locked -p decide -p ingest -p reconcile

@@ -1,5 +1,8 @@
-"""The template's IAM is exactly the least privilege listed here: a widened policy fails this test."""
+"""The template's IAM is exactly the least privilege listed here: a widened policy fails this test. And what
+the template promises elsewhere: alarms on resources the stack creates, decide's concurrency limited where the
+SQS event source honours it, the parameters' constraints."""
 
+import re
 from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
@@ -27,10 +30,8 @@ EXPECTED = {
         (("dynamodb:Query",), "GetAtt:AllowlistTable.Arn"),
         (("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"), "GetAtt:DecisionsTable.Arn"),
         (("sns:Publish",), "Ref:DecisionsTopic"),
-        (
-            ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"),
-            "GetAtt:RequestsQueue.Arn",
-        ),
+        # the SQS event source's needs (AWSLambdaSQSQueueExecutionRole); decide makes no SQS call itself
+        (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), "GetAtt:RequestsQueue.Arn"),
         (("kms:Decrypt", "kms:GenerateDataKey"), "GetAtt:Key.Arn"),
     },
     "ReconcileRole": {
@@ -38,6 +39,7 @@ EXPECTED = {
         (XRAY, "*"),
         (DESCRIBE, "*"),
         (("dynamodb:Query",), "GetAtt:AllowlistTable.Arn"),
+        (("dynamodb:Query",), "Sub:${DecisionsTable.Arn}/index/owed"),
         (
             ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"),
             "GetAtt:AllowlistTable.StreamArn",
@@ -126,11 +128,26 @@ def test_every_function_has_its_own_role_and_the_stated_runtime():
         assert f["Metadata"]["BuildMethod"] == "rust-cargolambda", name
 
 
+ACCOUNT_ENDPOINT_SERVICES = {
+    "Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-endpoint-service/*"
+}
+
+
 def test_vpce_may_publish_connection_notifications_only_from_this_account():
     st = RESOURCES["ConnectionNotificationsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
     assert st["Principal"] == {"Service": "vpce.amazonaws.com"} and st["Action"] == "sns:Publish"
     assert st["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
-    assert "aws:SourceArn" in st["Condition"]["ArnLike"]
+    assert st["Condition"]["ArnLike"]["aws:SourceArn"] == ACCOUNT_ENDPOINT_SERVICES
+
+
+def test_vpce_may_use_the_key_only_for_this_accounts_endpoint_services():
+    (st,) = [
+        st
+        for st in RESOURCES["Key"]["Properties"]["KeyPolicy"]["Statement"]
+        if st["Principal"] == {"Service": "vpce.amazonaws.com"}
+    ]
+    assert st["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert st["Condition"]["ArnLike"]["aws:SourceArn"] == ACCOUNT_ENDPOINT_SERVICES
 
 
 def test_every_asynchronous_path_has_a_dead_letter_queue():
@@ -142,3 +159,150 @@ def test_every_asynchronous_path_has_a_dead_letter_queue():
     assert "RedrivePolicy" in RESOURCES["RequestsQueue"]["Properties"]
     target = RESOURCES["ConnectionRequestRule"]["Properties"]["Targets"][0]
     assert "DeadLetterConfig" in target
+
+
+# ---------------------------------------------------------------------------------------------- after Fn::ForEach
+SAMPLE_PARAMETERS = {"ManagedServiceIds": ["vpce-svc-0123456789abcdef0", "vpce-svc-01234567"]}
+
+
+def _substitute(node, ident, item):
+    """A Fn::ForEach fragment for one item: Ref to the identifier and ${identifier} in Fn::Sub become the item."""
+    if isinstance(node, dict):
+        if dict(node) == {"Ref": ident}:
+            return item
+        if list(node) == ["Fn::Sub"]:
+            sub = node["Fn::Sub"]
+            if isinstance(sub, str):
+                return {"Fn::Sub": sub.replace("${%s}" % ident, item)}
+            return {"Fn::Sub": [sub[0].replace("${%s}" % ident, item), _substitute(sub[1], ident, item)]}
+        return {k: _substitute(v, ident, item) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, ident, item) for v in node]
+    return node
+
+
+def expand_foreach(resources, parameters=SAMPLE_PARAMETERS):
+    """The Resources as AWS::LanguageExtensions leaves them (one level of Fn::ForEach, as this template uses)."""
+    out = {}
+    for key, value in resources.items():
+        if not key.startswith("Fn::ForEach::"):
+            out[key] = value
+            continue
+        ident, collection, fragment = value
+        items = collection if isinstance(collection, list) else parameters[collection["Ref"]]
+        for item in items:
+            for out_key, body in fragment.items():
+                name = out_key.replace("${%s}" % ident, item).replace("&{%s}" % ident, re.sub(r"[^A-Za-z0-9]", "", item))
+                assert name not in out, f"{key} makes {name} twice"
+                out[name] = _substitute(body, ident, item)
+    return out
+
+
+EXPANDED = expand_foreach(RESOURCES)
+
+
+def of_type(t):
+    return {k: v for k, v in EXPANDED.items() if v["Type"] == t}
+
+
+def test_every_alarm_dimension_names_something_the_stack_creates():
+    functions = of_type("AWS::Serverless::Function")
+    function_names = [f["Properties"]["FunctionName"] for f in functions.values()]
+    queues = of_type("AWS::SQS::Queue")
+    queue_names = [q["Properties"]["QueueName"] for q in queues.values() if "QueueName" in q["Properties"]]
+    binaries = {f["Metadata"]["BuildProperties"]["Binary"] for f in functions.values()}  # the Gatekeeper metrics' Function
+    alarms = of_type("AWS::CloudWatch::Alarm")
+    per_function = [a for a in alarms.values() if a["Properties"]["Namespace"] == "AWS/Lambda"]
+    assert len(per_function) == 2 * len(functions), "an Errors and a Throttles alarm per function"
+    for name, alarm in alarms.items():
+        for dim in alarm["Properties"]["Dimensions"]:
+            value = dim["Value"]
+            if dim["Name"] == "FunctionName":
+                ok = value in function_names or (
+                    isinstance(value, dict) and list(value) == ["Ref"] and value["Ref"] in functions
+                )
+            elif dim["Name"] == "QueueName":
+                ok = value in queue_names or (
+                    isinstance(value, dict)
+                    and list(value) == ["Fn::GetAtt"]
+                    and list(value["Fn::GetAtt"]) in ([q, "QueueName"] for q in queues)
+                )
+            elif dim["Name"] == "Function":
+                ok = value in binaries
+            else:
+                ok = False
+            assert ok, f"{name}: dimension {dim['Name']} = {value!r} names nothing this stack creates"
+    covered = {d["Value"]["Fn::Sub"] for a in per_function for d in a["Properties"]["Dimensions"]}
+    assert covered == {f["Fn::Sub"] for f in function_names}, "every function has its alarms"
+
+
+def test_each_managed_service_gets_a_notification_and_its_own_accept_reject_policy():
+    services = sorted(SAMPLE_PARAMETERS["ManagedServiceIds"])
+    notifications = of_type("AWS::EC2::VPCEndpointConnectionNotification").values()
+    assert sorted(n["Properties"]["ServiceId"] for n in notifications) == services
+    policies = of_type("AWS::IAM::RolePolicy").values()
+    arns = sorted(st["Resource"]["Fn::Sub"] for p in policies for st in p["Properties"]["PolicyDocument"]["Statement"])
+    assert arns == [f"arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:vpc-endpoint-service/{s}" for s in services]
+
+
+# ---------------------------------------------------------------------------------------------- decide and its queue
+PARAMETERS = TEMPLATE["Parameters"]
+
+
+def test_decide_concurrency_is_limited_by_the_sqs_event_source_not_reserved():
+    decide = RESOURCES["DecideFunction"]["Properties"]
+    assert "ReservedConcurrentExecutions" not in decide, "the SQS event source ignores reserved concurrency"
+    assert "ReservedConcurrentExecutions" not in TEMPLATE["Globals"]["Function"]
+    event = decide["Events"]["Requests"]
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "DecideMaximumConcurrency"}}
+    p = PARAMETERS["DecideMaximumConcurrency"]
+    assert (p["Type"], p["Default"], p["MinValue"], p["MaxValue"]) == ("Number", 2, 2, 1000)
+    assert "DecideReservedConcurrency" not in PARAMETERS
+
+
+def test_requests_queue_retries_a_burst_before_dead_lettering():
+    queue = RESOURCES["RequestsQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "RequestsMaxReceiveCount"}
+    assert queue["VisibilityTimeout"] == {"Ref": "RequestsVisibilityTimeoutSeconds"}
+    receives = PARAMETERS["RequestsMaxReceiveCount"]
+    assert receives["Default"] == 10 and receives["MinValue"] >= 1 and receives["MaxValue"] <= 1000
+    visibility = PARAMETERS["RequestsVisibilityTimeoutSeconds"]
+    timeout = RESOURCES["DecideFunction"]["Properties"]["Timeout"]
+    assert visibility["Default"] == 6 * timeout, "six times decide's timeout"
+    assert visibility["MinValue"] >= 1 and visibility["MaxValue"] <= 43200
+
+
+def test_decide_gets_its_lease_and_retention():
+    env = RESOURCES["DecideFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["CLAIM_LEASE_SECONDS"] == {"Ref": "ClaimLeaseSeconds"}
+    assert env["DECISION_RETENTION_DAYS"] == {"Ref": "DecisionRetentionDays"}
+    lease = PARAMETERS["ClaimLeaseSeconds"]
+    assert (lease["Default"], lease["MinValue"], lease["MaxValue"]) == (120, 10, 3600)  # decide's own bounds
+    days = PARAMETERS["DecisionRetentionDays"]
+    assert (days["Default"], days["MinValue"], days["MaxValue"]) == (400, 1, 3650)
+
+
+def test_tables_are_protected_and_decisions_expire():
+    for table in ("AllowlistTable", "DecisionsTable"):
+        r = RESOURCES[table]
+        assert r["Properties"]["DeletionProtectionEnabled"] is True, table
+        assert r["DeletionPolicy"] == "Retain" and r["UpdateReplacePolicy"] == "Retain", table
+    ttl = RESOURCES["DecisionsTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_managed_service_ids_must_each_be_an_endpoint_service_id():
+    p = PARAMETERS["ManagedServiceIds"]
+    assert p["Type"] == "CommaDelimitedList" and p["ConstraintDescription"]
+    pattern = re.compile(p["AllowedPattern"])  # CloudFormation applies it to each value of the list
+    for good in ("vpce-svc-0123456789abcdef0", "vpce-svc-01234567"):
+        assert pattern.fullmatch(good), good
+    for bad in ("vpce-svc-EDIT-ME", "vpce-svc-0123456", "vpce-svc-0123456789ABCDEF0", "vpce-0123456789abcdef0", ""):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_no_output_is_named_like_a_parameter():
+    # SAM CLI resolves Outputs with the parameters in its symbol table: an output named like a list
+    # parameter makes `sam build` fail (TypeError: unhashable type: 'list').
+    assert not set(TEMPLATE["Outputs"]) & set(PARAMETERS)

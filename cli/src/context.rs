@@ -176,7 +176,7 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
         allowlist_table = allowlist_table.or_else(|| get("AllowlistTableName"));
         decisions_table = decisions_table.or_else(|| get("DecisionsTableName"));
         bus_name = bus_name.or_else(|| get("BusName"));
-        managed_raw = managed_raw.or_else(|| get("ManagedServiceIds"));
+        managed_raw = managed_raw.or_else(|| get("ManagedServices"));
     }
     let managed = match managed_raw {
         Some(raw) => managed_services(&raw).map_err(|e| CliError::Config(e.to_string()))?,

@@ -100,6 +100,13 @@ pub trait DecisionLog: Send + Sync {
     fn abandon(&self, record: &DecisionRecord) -> impl Future<Output = PortResult<Written>> + Send;
 }
 
+/// Decisions still owed their end: records left `claimed` or `acted` (an invocation that died, a message
+/// that reached the DLQ after its EC2 action). The sweep re-requests them, so `decide` finishes them.
+pub trait OwedDecisions: Send + Sync {
+    /// The endpoints of `service` with a record still owed its action or its notification.
+    fn owed(&self, service: &ServiceId) -> impl Future<Output = PortResult<Vec<EndpointId>>> + Send;
+}
+
 pub trait Notifier: Send + Sync {
     fn notify(&self, n: &Notification) -> impl Future<Output = PortResult<()>> + Send;
 }

@@ -100,6 +100,8 @@ pub mod names {
     /// A requested connection EC2 did not show (yet): its message is retried a bounded number of times.
     pub const NOT_VISIBLE_YET: &str = "NotVisibleYet";
     pub const NOTIFIED: &str = "Notified";
+    /// Records the sweep found still owed their action or notification (re-requested).
+    pub const OWED_FOUND: &str = "OwedFound";
     /// A reject not applied because EC2's state moved on just before it (a person accepted it).
     pub const SUPERSEDED: &str = "Superseded";
     /// A notification failed and the failure could not be recorded: it may be lost (alarm on it).

@@ -200,7 +200,24 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
     let allowlist_stream_arn =
         created.table_description().and_then(|d| d.latest_stream_arn()).context("allowlist stream")?.to_owned();
     let t: Option<_> = table(decisions_table.clone(), "endpoint_id", "created");
-    t.context("table definition")?.send().await.context("create decisions table")?;
+    t.context("table definition")?
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("owed").attribute_type(ScalarAttributeType::S).build()?,
+        )
+        .global_secondary_indexes(
+            aws_sdk_dynamodb::types::GlobalSecondaryIndex::builder()
+                .index_name(shared::adapters::dynamodb::OWED_INDEX)
+                .key_schema(KeySchemaElement::builder().attribute_name("owed").key_type(KeyType::Hash).build()?)
+                .projection(
+                    aws_sdk_dynamodb::types::Projection::builder()
+                        .projection_type(aws_sdk_dynamodb::types::ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()?,
+        )
+        .send()
+        .await
+        .context("create decisions table")?;
 
     let decisions_topic_arn = sns
         .create_topic()
@@ -412,6 +429,7 @@ pub fn decide_config(info: &StackInfo) -> Result<Config> {
         // Short, so a crashed claim is taken over within the queue's five receives (5 × 2 s visibility).
         lease_ms: 8_000,
         revoke: info.revoke,
+        retention_s: 400 * 86_400,
     })
 }
 
@@ -419,15 +437,7 @@ pub type DecideDeps = Deps<Ec2Connections, DynamoAllowlist, DynamoDecisionLog, S
 
 /// The real `decide` dependencies, over the provider's SDK configuration (as `main.rs` builds them).
 pub fn decide_deps(cfg: &SdkConfig, info: &StackInfo) -> Result<DecideDeps> {
-    let config = decide_config(info)?;
-    let ddb = aws_sdk_dynamodb::Client::new(cfg);
-    Ok(Deps {
-        connections: Ec2Connections::new(aws_sdk_ec2::Client::new(cfg)),
-        allowlist: DynamoAllowlist::new(ddb.clone(), &config.allowlist_table),
-        log: DynamoDecisionLog::new(ddb, &config.decisions_table),
-        notifier: SnsNotifier::new(aws_sdk_sns::Client::new(cfg), &config.topic_arn),
-        config,
-    })
+    Ok(decide::wiring::deps(cfg, decide_config(info)?))
 }
 
 /// The event-source wiring AWS would do, for one stack.
@@ -436,7 +446,7 @@ pub struct Wiring {
     sqs: aws_sdk_sqs::Client,
     streams: aws_sdk_dynamodbstreams::Client,
     ingest: ingest::handler::Deps<Ec2Connections, EventBridgeBus>,
-    reconcile: reconcile::handler::Deps<Ec2Connections, DynamoAllowlist, EventBridgeBus>,
+    reconcile: reconcile::wiring::AwsDeps,
     deps: DecideDeps,
     /// Where each shard of the allowlist stream has been read to.
     shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
@@ -479,19 +489,18 @@ impl Wiring {
                 bus: bus.clone(),
                 config: ingest::config::Config { bus_name: info.bus_name.clone(), managed: managed.clone() },
             },
-            reconcile: reconcile::handler::Deps {
-                connections: ec2,
-                allowlist: DynamoAllowlist::new(aws_sdk_dynamodb::Client::new(&cfg), &info.allowlist_table),
-                bus,
-                config: reconcile::config::Config {
+            reconcile: reconcile::wiring::deps(
+                &cfg,
+                reconcile::config::Config {
                     bus_name: info.bus_name.clone(),
                     allowlist_table: info.allowlist_table.clone(),
+                    decisions_table: info.decisions_table.clone(),
                     managed,
                     revoke: info.revoke,
                     home_region: shared::domain::Region::parse(&info.region)?,
                     sweep_interval_s: 60,
                 },
-            },
+            ),
             deps: decide_deps(&cfg, &info)?,
             shard_iterators: Default::default(),
             access_key,

@@ -22,6 +22,9 @@ pub struct Config {
     pub revoke: bool,
     /// `CLAIM_LEASE_SECONDS` (default 120): how long a claim keeps other invocations off a connection.
     pub lease_ms: i64,
+    /// `DECISION_RETENTION_DAYS` (default 400, 1..=3650): records carry `expires_at` this far ahead, the
+    /// decisions table's TTL attribute.
+    pub retention_s: i64,
 }
 
 pub use shared::config::{ConfigError, managed_services};
@@ -50,6 +53,15 @@ impl Config {
                 .ok_or_else(|| ConfigError(format!("CLAIM_LEASE_SECONDS must be 10..=3600, not {v:?}")))?,
         };
         let revoke = shared::config::flag(&get, "REVOKE_ON_REMOVAL", false)?;
+        let retention_days: i64 = match get("DECISION_RETENTION_DAYS") {
+            None => 400,
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| ConfigError(format!("DECISION_RETENTION_DAYS must be 1..=3650, not {v:?}")))?,
+        };
         Ok(Self {
             revoke,
             allowlist_table: required("ALLOWLIST_TABLE")?,
@@ -59,6 +71,7 @@ impl Config {
             default_action,
             home_region,
             lease_ms: lease_s * 1000,
+            retention_s: retention_days * 86_400,
         })
     }
 }
@@ -87,6 +100,7 @@ mod tests {
         assert_eq!(c.managed.len(), 2);
         assert_eq!(c.default_action, DefaultAction::Reject);
         assert_eq!(c.lease_ms, 120_000);
+        assert_eq!(c.retention_s, 400 * 86_400);
     }
 
     #[test]
@@ -99,5 +113,10 @@ mod tests {
         let mut bad = BASE.to_vec();
         bad[3] = ("MANAGED_SERVICES", "svc-1");
         assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains("MANAGED_SERVICES"));
+        for (k, v) in [("DECISION_RETENTION_DAYS", "0"), ("CLAIM_LEASE_SECONDS", "5")] {
+            let mut bad = BASE.to_vec();
+            bad.push((k, v));
+            assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains(k), "{k}");
+        }
     }
 }

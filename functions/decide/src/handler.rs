@@ -159,6 +159,9 @@ enum Plan {
     },
     /// EC2 already reflects the decision: make sure the record says so, then notify.
     Notify(Box<DecisionRecord>),
+    /// A claim that died without its action taking effect, on a connection no longer waiting for it:
+    /// nothing is owed; the record is closed (`superseded`) so the sweep stops re-requesting it.
+    Close(Box<DecisionRecord>),
 }
 
 fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
@@ -177,7 +180,7 @@ fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
                     Outcome::Reject => conn.state == ConnectionState::Rejected,
                     Outcome::Hold => false,
                 };
-                if took { Plan::Notify(Box::new(r)) } else { Plan::Skip(NOT_PENDING) }
+                if took { Plan::Notify(Box::new(r)) } else { Plan::Close(Box::new(r)) }
             }
             Status::Notifying | Status::Notified if pending && r.outcome == Outcome::Hold => {
                 Plan::Decide { previous: Some(r.version), previous_hold: true }
@@ -206,7 +209,7 @@ fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> 
             Status::Claimed if r.lease_until_ms > now => Plan::Skip(CLAIMED_ELSEWHERE),
             Status::Claimed if accepted => Plan::Decide { previous: Some(r.version), previous_hold: false },
             Status::Claimed if conn.state == ConnectionState::Rejected => Plan::Notify(Box::new(r)),
-            Status::Claimed => Plan::Skip(NOT_PENDING),
+            Status::Claimed => Plan::Close(Box::new(r)),
             Status::Notifying | Status::Notified | Status::Gone | Status::Superseded => Plan::Skip("already revoked"),
         },
     }
@@ -318,6 +321,19 @@ where
                     to_notify.push(*r);
                     continue;
                 }
+                Plan::Close(r) => {
+                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
+                    match self.deps.log.advance(&r, Status::Superseded).await {
+                        Ok(_) => {
+                            self.metrics.incr(names::SUPERSEDED);
+                            if self.deps.config.revoke && kind == Kind::Decision {
+                                failed.insert(conn.endpoint_id.clone());
+                            }
+                        }
+                        Err(e) => self.fail(&mut failed, &conn.endpoint_id, &e),
+                    }
+                    continue;
+                }
                 Plan::Decide { previous, previous_hold } => (previous, previous_hold),
             };
             if rules.is_none() {
@@ -369,8 +385,9 @@ where
                 self.metrics.incr(names::DUPLICATES);
                 continue;
             }
-            let record =
+            let mut record =
                 DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
+            record.expires_at = Some(self.now / 1000 + cfg.retention_s);
             match self.deps.log.claim(&record, previous).await {
                 Ok(Written::Yes) => {
                     info!(endpoint_id = %conn.endpoint_id, owner = %conn.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");

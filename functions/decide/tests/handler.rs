@@ -209,6 +209,7 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
             home_region: Region::parse("us-east-1").unwrap(),
             lease_ms: 120_000,
             revoke: false,
+            retention_s: 86_400,
         },
     }
 }

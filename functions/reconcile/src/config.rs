@@ -12,6 +12,8 @@ pub struct Config {
     pub bus_name: String,
     /// `ALLOWLIST_TABLE`: read by the sweep to find `available` connections to revoke.
     pub allowlist_table: String,
+    /// `DECISIONS_TABLE`: the sweep finds decisions still owed their end in its `owed` index.
+    pub decisions_table: String,
     /// `MANAGED_SERVICES`
     pub managed: BTreeSet<ServiceId>,
     /// `REVOKE_ON_REMOVAL` (default false)
@@ -31,6 +33,7 @@ impl Config {
         Ok(Self {
             bus_name: required(&get, "BUS_NAME")?,
             allowlist_table: required(&get, "ALLOWLIST_TABLE")?,
+            decisions_table: required(&get, "DECISIONS_TABLE")?,
             managed: managed_services(&required(&get, "MANAGED_SERVICES")?)?,
             revoke: flag(&get, "REVOKE_ON_REMOVAL", false)?,
             home_region: Region::parse(&required(&get, "AWS_REGION")?)

@@ -13,24 +13,26 @@ use shared::domain::time::now_ms;
 use shared::domain::{
     AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, Reason, ServiceId, Trigger, evaluate,
 };
-use shared::ports::{Allowlist, ConnectionFilter, Connections, PortError, RequestBus};
+use shared::ports::{Allowlist, ConnectionFilter, Connections, OwedDecisions, PortError, RequestBus};
 use shared::producers::requests_for;
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
 
-pub struct Deps<C, A, B> {
+pub struct Deps<C, A, B, O> {
     pub connections: C,
     pub allowlist: A,
     pub bus: B,
+    /// Decisions still owed their action or notification, which the sweep re-requests.
+    pub owed: O,
     pub config: Config,
 }
 
 /// Dispatches on the event's shape. A stream batch answers with its partial failures; a sweep fails
 /// as a whole (the schedule runs again anyway).
-pub async fn handle<C: Connections, A: Allowlist, B: RequestBus>(
-    deps: &Deps<C, A, B>,
+pub async fn handle<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
+    deps: &Deps<C, A, B, O>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, Error> {
     let span = tracing::info_span!("reconcile", request_id = %event.context.request_id);
@@ -56,8 +58,8 @@ pub async fn handle<C: Connections, A: Allowlist, B: RequestBus>(
 
 /// The scheduled sweep: every pending connection of every managed service; with revocation on, every
 /// `available` connection that the allowlist, evaluated now, does not accept.
-pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus>(
-    deps: &Deps<C, A, B>,
+pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
+    deps: &Deps<C, A, B, O>,
     metrics: &mut Metrics,
 ) -> Result<usize, PortError> {
     let mut requests = Vec::new();
@@ -77,6 +79,17 @@ pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus>(
             trigger: Trigger::Sweep,
             requested_at: now,
         }));
+        // Decisions an invocation left unfinished (it died, or its message reached the DLQ after the
+        // EC2 action): `decide` finishes them from their record.
+        let owed = deps.owed.owed(service).await?;
+        metrics.add(names::OWED_FOUND, owed.len() as u64);
+        let pending_ids: BTreeSet<_> = requests.iter().map(|r: &ConnectionRequest| r.endpoint_id.clone()).collect();
+        requests.extend(owed.into_iter().filter(|e| !pending_ids.contains(e)).map(|endpoint_id| ConnectionRequest {
+            service_id: service.clone(),
+            endpoint_id,
+            trigger: Trigger::Sweep,
+            requested_at: now,
+        }));
         if deps.config.revoke {
             let revocable = revocable(deps, service).await?;
             metrics.add("RevocationsFound", revocable.len() as u64);
@@ -91,8 +104,8 @@ pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus>(
 
 /// Accepted (`available`, or `pending` on its way there) connections of `service` the allowlist does not
 /// accept now (expired by time included).
-async fn revocable<C: Connections, A: Allowlist, B: RequestBus>(
-    deps: &Deps<C, A, B>,
+async fn revocable<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
+    deps: &Deps<C, A, B, O>,
     service: &ServiceId,
 ) -> Result<Vec<ConnectionRequest>, PortError> {
     let filter =
@@ -147,8 +160,8 @@ fn scope_of(
 /// on, its accepted ones, `available` or `pending` (it may now be removed, denied or expired). `decide`
 /// evaluates each.
 /// Records are handled in order; the first failure is reported and the rest left for the retry.
-pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus>(
-    deps: &Deps<C, A, B>,
+pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
+    deps: &Deps<C, A, B, O>,
     stream: &StreamEvent,
     metrics: &mut Metrics,
 ) -> DynamoDbEventResponse {

@@ -288,8 +288,19 @@ pub fn record_to_item(r: &DecisionRecord) -> HashMap<String, AttributeValue> {
     if let Some(rule) = &r.matched_rule {
         m.insert("matched_rule".into(), s(rule));
     }
+    if let Some(t) = r.expires_at {
+        m.insert("expires_at".into(), n(t));
+    }
+    if r.is_owed() {
+        m.insert(OWED.into(), s(r.service_id.as_str()));
+    }
     m
 }
+
+/// The sparse index of records still owed their end: `owed` holds the service ID while a record is
+/// `claimed` or `acted`, and is removed when it moves on.
+pub const OWED_INDEX: &str = "owed";
+const OWED: &str = "owed";
 
 pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRecord, String> {
     let get_s = |k: &str| m.get(k).and_then(|v| v.as_s().ok()).ok_or_else(|| format!("`{k}` missing or not a string"));
@@ -327,6 +338,7 @@ pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRec
         claim: get_s("claim")?.clone(),
         lease_until_ms: get_n("lease_until_ms")?,
         version: u64::try_from(get_n("version")?).map_err(|e| e.to_string())?,
+        expires_at: get_n("expires_at").ok(),
     })
 }
 
@@ -390,6 +402,33 @@ impl DynamoDecisionLog {
     }
 }
 
+impl crate::ports::OwedDecisions for DynamoDecisionLog {
+    async fn owed(&self, service: &ServiceId) -> PortResult<Vec<EndpointId>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWED_INDEX)
+            .key_condition_expression("owed = :svc")
+            .expression_attribute_values(":svc", s(service.as_str()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("dynamodb", "Query", e))?;
+            for item in page.items() {
+                match item.get("endpoint_id").and_then(|v| v.as_s().ok()).map(|e| EndpointId::parse(e)) {
+                    Some(Ok(e)) => out.push(e),
+                    _ => tracing::warn!("owed decision record without a readable endpoint_id skipped"),
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
 impl DecisionLog for DynamoDecisionLog {
     async fn get(&self, kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> PortResult<Option<DecisionRecord>> {
         let out = self
@@ -436,20 +475,22 @@ impl DecisionLog for DynamoDecisionLog {
     }
 
     async fn advance(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
-        let res = self
+        let owed = matches!(status, Status::Claimed | Status::Acted);
+        let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(record.kind, &record.endpoint_id, record.created_at_ms)))
-            .update_expression("SET #st = :st")
+            .update_expression(if owed { "SET #st = :st, owed = :svc" } else { "SET #st = :st REMOVE owed" })
             .condition_expression("claim = :c AND version = :v")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":st", s(status.as_str()))
             .expression_attribute_values(":c", s(&record.claim))
-            .expression_attribute_values(":v", n(record.version))
-            .send()
-            .await;
-        match res {
+            .expression_attribute_values(":v", n(record.version));
+        if owed {
+            req = req.expression_attribute_values(":svc", s(record.service_id.as_str()));
+        }
+        match req.send().await {
             Ok(_) => Ok(Written::Yes),
             Err(e) if update_lost(&e) => Ok(Written::Lost),
             Err(e) => Err(classify("dynamodb", "UpdateItem", e)),

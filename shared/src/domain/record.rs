@@ -85,6 +85,8 @@ pub struct DecisionRecord {
     pub lease_until_ms: i64,
     /// Bumped by every claim: the condition of the next claim.
     pub version: u64,
+    /// Epoch seconds after which DynamoDB's TTL may delete the record (the stack's retention).
+    pub expires_at: Option<i64>,
 }
 
 impl DecisionRecord {
@@ -116,11 +118,17 @@ impl DecisionRecord {
             claim: claim.to_owned(),
             lease_until_ms: now_ms + lease_ms,
             version: previous_version.map_or(1, |v| v + 1),
+            expires_at: None,
         }
     }
 }
 
 impl DecisionRecord {
+    /// Whether the record still owes an action or a notification (the sweep finishes those).
+    pub fn is_owed(&self) -> bool {
+        matches!(self.status, Status::Claimed | Status::Acted)
+    }
+
     /// The word used in records, notifications and filters: accepted, rejected, held or revoked.
     pub fn decision(&self) -> &'static str {
         match self.kind {

@@ -1,0 +1,23 @@
+//! The one wiring of `reconcile`, used by `main.rs` and by the local runner.
+
+use aws_config::SdkConfig;
+use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
+use shared::adapters::ec2::Ec2Connections;
+use shared::adapters::eventbridge::EventBridgeBus;
+
+use crate::config::Config;
+use crate::handler::Deps;
+
+/// `reconcile` over AWS.
+pub type AwsDeps = Deps<Ec2Connections, DynamoAllowlist, EventBridgeBus, DynamoDecisionLog>;
+
+pub fn deps(aws: &SdkConfig, config: Config) -> AwsDeps {
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    Deps {
+        connections: Ec2Connections::new(aws_sdk_ec2::Client::new(aws)),
+        allowlist: DynamoAllowlist::new(dynamodb.clone(), &config.allowlist_table),
+        bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(aws), &config.bus_name),
+        owed: DynamoDecisionLog::new(dynamodb, &config.decisions_table),
+        config,
+    }
+}
