@@ -24,7 +24,7 @@ impl Local {
     async fn new(default_action: DefaultAction) -> Result<Self> {
         let emulator = Emulator::start_or_reuse().await?;
         let suffix = format!("cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let info = provision(&emulator.url, &suffix, Options { default_action, revoke: false }).await?;
+        let info = provision(&emulator.url, &suffix, Options { default_action, ..Options::default() }).await?;
         let file = std::env::temp_dir().join(format!("gatekeeper-{suffix}.json"));
         std::fs::write(&file, serde_json::to_string(&info)?)?;
         Ok(Self { info, file, _emulator: emulator })

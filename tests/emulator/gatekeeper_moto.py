@@ -1,21 +1,43 @@
-"""moto's server, extended with the EC2 endpoint-connection operations it lacks.
+"""moto's server, extended with the EC2 endpoint-connection operations it lacks, behaving as AWS documents.
 
-Added, typed after the EC2 API reference:
-  DescribeVpcEndpointConnections   (filters service-id, vpc-endpoint-id, vpc-endpoint-owner,
-                                     vpc-endpoint-state, vpc-endpoint-region; MaxResults/NextToken)
-  AcceptVpcEndpointConnections     (per-ID failures in Unsuccessful[], never a failed call for them)
-  RejectVpcEndpointConnections     (also revokes an `available` connection)
+Added or replaced, typed after the EC2 API reference:
+  DescribeVpcEndpointConnections   filters service-id, vpc-endpoint-id, vpc-endpoint-owner, vpc-endpoint-state,
+                                   ip-address-type, vpc-endpoint-region (a Region, or `cross-region`);
+                                   MaxResults/NextToken; each connection with Tags, IpAddressType and
+                                   VpcEndpointRegion of its endpoint
+  AcceptVpcEndpointConnections     per-ID failures in Unsuccessful[], never a failed call for them
+  RejectVpcEndpointConnections     also revokes an `available` connection
   Create/Describe/DeleteVpcEndpointConnectionNotification
-and the behaviour behind them: an interface endpoint created (from any account, through STS AssumeRole)
-to a service that requires acceptance waits in `pendingAcceptance`; an accepted one passes through
-`pending` to `available`; connection notifications are published to their SNS topic on Connect, Accept,
-Reject and Delete. The notification body is not documented by AWS: the one sent here is this project's
-stand-in (camelCase fields, like EC2's own), and consumers must treat it as a hint.
+  ModifyVpcEndpointServicePermissions / DescribeVpcEndpointServicePermissions
+                                   AllowedPrincipals[] with PrincipalType, Principal, ServicePermissionId,
+                                   ServiceId, Tags; AddedPrincipals[] and ReturnValue; filters principal,
+                                   principal-type; MaxResults/NextToken
+  CreateVpcEndpoint (to an endpoint service)
+                                   only for a caller the service's allowed principals admit (a new service
+                                   admits nobody); ServiceRegion for a cross-Region endpoint; IpAddressType
 
-Also, for tests and benchmarks (a WSGI layer in front of moto, under /_gatekeeper/):
-  GET  /_gatekeeper/calls    every AWS call received, counted by "service:Action" (and each
-                             connection's state changes by Accept/Reject, by "changed:<endpoint>")
-  POST /_gatekeeper/reset    zero the counts
+Behaviour, each cited where it is implemented:
+- An interface endpoint created (from any account, through STS AssumeRole) to a service that requires
+  acceptance waits in `pendingAcceptance`; an accepted one passes through `pending` to `available`.
+- Eventual consistency (off by default): with a lag, a new connection, a connection's state change and an
+  allowed-principal change become visible to DescribeVpcEndpointConnections /
+  DescribeVpcEndpointServicePermissions only after the lag. Accept and Reject act on the true state.
+- Throttling per API, per account and Region, as EC2's token buckets (see EC2_LIMITS), answered with
+  RequestLimitExceeded.
+- Connection notifications are published to their SNS topic on Connect, Accept, Reject and Delete only where a
+  real one would arrive: the topic policy (and the key policy of an encrypted topic) must let
+  vpce.amazonaws.com publish, and never for a Gateway Load Balancer endpoint. The notification body is not
+  documented by AWS: the one sent here is this project's stand-in (camelCase fields, like EC2's own), and
+  consumers must treat it as a hint.
+
+Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_gatekeeper/):
+  GET  /_gatekeeper/calls    every AWS call received, counted by "service:Action"; also "changed:<endpoint>"
+                             (each connection state change made by Accept/Reject), "ec2:throttled" and
+                             "ec2:throttled:<Action>", "notification:published:<event>",
+                             "notification:suppressed:<reason>" (reasons: topic-policy, kms-key-policy,
+                             topic-not-found, gateway-load-balancer-endpoint), "ec2:principal-not-allowed",
+                             "fault:<kind>"
+  POST /_gatekeeper/reset    zero the counts and refill every throttling bucket
   POST /_gatekeeper/faults   {"rules": [{"match": "dynamodb:PutItem", "rate": 0.3, "kind": "throttle"}]}
                              kinds: throttle (the service's own throttling error), error500, slow (+ms),
                              drop (the connection is closed before the service sees the request),
@@ -23,9 +45,11 @@ Also, for tests and benchmarks (a WSGI layer in front of moto, under /_gatekeepe
                              closed before the answer: the call took effect, the caller cannot know);
                              "match" is "service:Action", "service:*" or "*"; an optional "key" limits a
                              rule to one caller's access key
-and EC2's throttle on mutating PrivateLink calls: a bucket of 10 Accept/Reject calls per account,
-refilling at 1/s, answered with RequestLimitExceeded (GATEKEEPER_EMU_EC2_THROTTLE=0 turns it off;
-POST /_gatekeeper/ec2-throttle {"enabled": false} at run time).
+  POST /_gatekeeper/ec2-throttle  {"enabled": false} turns EC2's throttling off (GATEKEEPER_EMU_EC2_THROTTLE=0
+                             at start); optional "limits": {"<Action>": [bucket, refill per s] | null}
+                             overrides (null: not throttled) an action's bucket; answers the settings in force
+  POST /_gatekeeper/consistency   {"lag_ms": N} sets the eventual-consistency lag (GATEKEEPER_EMU_LAG_MS at
+                             start; default 0, i.e. off); an empty body only reads it
 
 Run: python gatekeeper_moto.py --port 4566   (binds 127.0.0.1 only)
 """
@@ -34,9 +58,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -46,14 +72,23 @@ from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import EC2Backend, ec2_backends
 from moto.ec2.responses import EC2Response
 
+# The extension's other parts, each in a module of its own (imported for their patches of moto):
+import gk_cloudformation  # CloudFormation resource types moto lacks, SNS-to-Lambda delivery, inert mappings
+import gk_iam  # IAM enforced for the functions' role credentials
+
 # After an accept, a connection is `pending` this long before it is `available` (as EC2 does).
 ACCEPT_DELAY_SECONDS = float(os.environ.get("GATEKEEPER_EMU_ACCEPT_DELAY", "0.3"))
+# Eventual consistency: how long a change takes to show in Describe* (0: at once).
+LAG_SECONDS = float(os.environ.get("GATEKEEPER_EMU_LAG_MS", "0")) / 1000
 CONNECTION_EVENTS = ("Accept", "Connect", "Delete", "Reject")
 _LOCK = threading.RLock()
 # Connection notifications, by ID: {"id", "service_id", "topic_arn", "events", "account", "region"}.
 _NOTIFICATIONS: dict[str, dict] = {}
 # Every call received, by "service:Action" (and injected faults by "fault:kind").
 CALLS: dict[str, int] = {}
+# The call being served by this thread: its access key (set by the WSGI layer), and CreateVpcEndpoint's
+# parameters moto's backend does not take (set around that action).
+_REQUEST = threading.local()
 
 
 def _count(action: str) -> None:
@@ -80,8 +115,10 @@ def _all_backends():
             yield regions[region]
 
 
-def _service_by_name(service_name: str):
+def _service_by_name(service_name: str, region: str | None = None):
     for backend in _all_backends():
+        if region is not None and backend.region_name != region:
+            continue
         for svc in list(backend.configurations.values()):
             if svc.service_name == service_name:
                 return svc
@@ -89,13 +126,45 @@ def _service_by_name(service_name: str):
 
 
 def _state(ep) -> str:
+    """The connection's true state (what Accept and Reject act on)."""
     return ep.state
+
+
+# Eventual consistency. EC2 API reference, "Eventual consistency in the Amazon EC2 API": the result of a
+# command "might not be immediately visible to all subsequent commands"; a resource just created may be
+# answered as not existing, and a describe may show an older state. AWS documents no duration, so the lag
+# is a setting (default 0, as tests of everything else want). The model: each connection keeps its state
+# changes as (time, new state), each service its allowed principals as (time, snapshot); a Describe shows
+# the latest change older than the lag, and nothing at all before the first one (a new connection is not
+# found yet). Accept and Reject act on the true state, not the visible one: AWS documents nothing either
+# way, and acting on the truth is the answer under which a caller that trusts Describe is most wrong (it may
+# see `pendingAcceptance` for a connection that Accept then reports in the wrong state, or not see one that
+# Accept accepts), which is what the code under test must survive.
+def _set_state(ep, state: str) -> None:
+    with _LOCK:
+        ep.state = state
+        history = getattr(ep, "_gk_history", None)
+        if history is None:
+            history = ep._gk_history = []
+        history.append((time.monotonic(), state))
+
+
+def _visible_state(ep, cutoff: float) -> str | None:
+    with _LOCK:
+        for at, state in reversed(getattr(ep, "_gk_history", [])):
+            if at <= cutoff:
+                return state
+    return None
+
+
+def _cutoff() -> float:
+    return time.monotonic() - LAG_SECONDS
 
 
 def _become_available(ep) -> None:
     with _LOCK:
         if ep.state == "pending":
-            ep.state = "available"
+            _set_state(ep, "available")
 
 
 def _connections_of(provider: EC2Backend):
@@ -105,6 +174,264 @@ def _connections_of(provider: EC2Backend):
             svc = getattr(ep, "_gk_service", None)
             if svc is not None and svc.id in owned and svc.ec2_backend is provider:
                 yield svc, ep
+
+
+# ----------------------------------------------------------------------------- allowed principals
+# PrivateLink guide, "Manage permissions" (configure-endpoint-service.html#add-remove-permissions): "By
+# default, your endpoint service is not available to service consumers. You must add permissions that allow
+# specific AWS principals to create an interface VPC endpoint"; the principals are an account,
+# arn:aws:iam::<account>:root ("includes all principals in the account"), a role
+# arn:aws:iam::<account>:role/<name>, a user arn:aws:iam::<account>:user/<name>, or `*` ("All principals in
+# all AWS accounts"); "If you remove permissions, it does not affect existing connections". EC2 API
+# reference, ModifyVpcEndpointServicePermissions (AddAllowedPrincipals, RemoveAllowedPrincipals; answers
+# ReturnValue and AddedPrincipals[]) and DescribeVpcEndpointServicePermissions (AllowedPrincipals[] of
+# PrincipalType, Principal, ServicePermissionId, ServiceId, Tags; filters principal, principal-type;
+# "Principal ARNs with path components aren't supported"). moto 5.2.1 keeps the principals as bare strings,
+# answers only Principal, never enforces them, and has no filters or pages: replaced here.
+PRINCIPAL_TYPES = ("All", "Service", "OrganizationUnit", "Account", "User", "Role")
+
+
+def _principal_type(principal: str) -> str:
+    if principal == "*":
+        return "All"
+    if re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:root", principal):
+        return "Account"
+    if re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@-]+", principal):
+        return "Role"
+    if re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:user/[\w+=,.@-]+", principal):
+        return "User"
+    if re.fullmatch(r"arn:aws[a-z-]*:organizations::\d{12}:ou/o-[a-z0-9]+/ou-[a-z0-9-]+", principal):
+        return "OrganizationUnit"
+    if re.fullmatch(r"[a-z0-9.-]+\.amazonaws\.com", principal):
+        return "Service"
+    # The error code for a principal EC2 does not take is not documented; InvalidPrincipal is this
+    # emulator's choice (Gatekeeper never sends principals to EC2).
+    raise _Error("InvalidPrincipal", f"Invalid principal {principal}")
+
+
+def _perms(svc) -> dict[str, dict]:
+    """The service's allowed principals (true state), principal -> {"id", "type"}; creates the model lazily."""
+    with _LOCK:
+        perms = getattr(svc, "_gk_perms", None)
+        if perms is None:
+            perms = svc._gk_perms = {}
+            for p in getattr(svc, "principals", []) or []:
+                perms[p] = {"id": f"vpce-svc-perm-{_rand_hex()}", "type": _principal_type(p)}
+            svc._gk_perm_history = [(float("-inf"), [(p, dict(v)) for p, v in perms.items()])]
+        return perms
+
+
+def _modify_vpc_endpoint_service_permissions(self, service_id, add_principals=None, remove_principals=None):
+    """Backend form (also what a CloudFormation AWS::EC2::VPCEndpointServicePermissions calls): returns the
+    principals added, as [(principal, {"id", "type"})]."""
+    config = self.describe_vpc_endpoint_service_configurations([service_id])[0]
+    add_principals = list(add_principals or [])
+    remove = set(remove_principals or [])
+    types = {p: _principal_type(p) for p in add_principals}  # all valid, or nothing changes
+    added = []
+    with _LOCK:
+        perms = _perms(config)
+        for p in add_principals:
+            if p not in perms:
+                perms[p] = {"id": f"vpce-svc-perm-{_rand_hex()}", "type": types[p]}
+                added.append((p, dict(perms[p])))
+        for p in remove:
+            perms.pop(p, None)
+        config.principals = list(perms)
+        config._gk_perm_history.append((time.monotonic(), [(p, dict(v)) for p, v in perms.items()]))
+    return added
+
+
+def _describe_vpc_endpoint_service_permissions(self, service_id):
+    """Backend form, as moto's: the principals (visible after the lag)."""
+    config = self.describe_vpc_endpoint_service_configurations([service_id])[0]
+    return [p for p, _ in _visible_perms(config)]
+
+
+def _visible_perms(svc) -> list[tuple[str, dict]]:
+    _perms(svc)
+    cutoff = _cutoff()
+    with _LOCK:
+        for at, snapshot in reversed(svc._gk_perm_history):
+            if at <= cutoff:
+                return list(snapshot)
+    return []
+
+
+EC2Backend.modify_vpc_endpoint_service_permissions = _modify_vpc_endpoint_service_permissions
+EC2Backend.describe_vpc_endpoint_service_permissions = _describe_vpc_endpoint_service_permissions
+
+
+def _caller_principals(account: str) -> set[str]:
+    """The principal ARNs the caller of this request is (the account's root stands for every principal of
+    the account, so it is always one of them)."""
+    found = {f"arn:aws:iam::{account}:root"}
+    key = getattr(_REQUEST, "key", "")
+    if not key:
+        return found
+    try:
+        from moto.sts.models import sts_backends
+
+        for acct in list(sts_backends.keys()):
+            for backend in list(sts_backends[acct].values()):
+                role = backend.get_assumed_role_from_access_key(key)
+                if role is not None and role.account_id == account:
+                    name = role.role_arn.split("/")[-1]  # "Principal ARNs with path components aren't supported"
+                    found |= {role.role_arn, f"arn:aws:iam::{account}:role/{name}"}
+                    return found
+    except Exception:  # noqa: BLE001 - another moto's STS: the account alone
+        return found
+    try:
+        from moto.iam.models import iam_backends
+
+        for backend in list(iam_backends[account].values()):
+            user = backend.get_user_from_access_key_id(key)
+            if user is not None:
+                found.add(user.arn)
+    except Exception:  # noqa: BLE001
+        pass
+    return found
+
+
+def _admits(svc, account: str) -> bool:
+    """Whether the service's allowed principals (true state: see the consistency note) admit the caller."""
+    allowed = set(_perms(svc))
+    return "*" in allowed or bool(allowed & _caller_principals(account))
+
+
+# ------------------------------------------------------------------------- connection notifications
+# PrivateLink guide, "Receive alerts for endpoint service events" (create-notification-endpoint-service.html):
+# the topic needs an access policy letting the service principal vpce.amazonaws.com SNS:Publish, with
+# aws:SourceArn (ArnLike arn:aws:ec2:<region>:<account>:vpc-endpoint-service/<id>) and aws:SourceAccount
+# (StringEquals) against the confused deputy; an encrypted topic's KMS key policy must let
+# vpce.amazonaws.com kms:GenerateDataKey* and kms:Decrypt, with the same conditions. EC2 API reference,
+# CreateVpcEndpointConnectionNotification: "You can create a connection notification for interface endpoints
+# only" - so no notification for a Gateway Load Balancer endpoint. (Whether AWS refuses to create one for a
+# Gateway Load Balancer service, and with which error, is not documented: the emulator creates it, and
+# publishes nothing for such endpoints.)
+# The policies are evaluated for this one caller only: an explicit Deny wins, else an Allow is needed.
+# Principal "*" and {"AWS": "*"} (IAM: all principals) or {"Service": "vpce.amazonaws.com"} match; Action
+# and Resource with * and ? wildcards. Conditions: only the operators StringEquals, StringLike, ArnEquals,
+# ArnLike (IAM: ArnEquals and ArnLike both compare the six ARN parts with wildcards) on the keys
+# aws:SourceArn and aws:SourceAccount. Anything else (another operator or key, NotPrincipal, NotAction,
+# NotResource) is taken as not granting: an Allow holding one does not apply, a Deny holding one does. So a
+# topic with moto's (and AWS's) default policy, whose Allow has the condition AWS:SourceOwner, gets nothing:
+# add the documented statement.
+VPCE_PRINCIPAL = "vpce.amazonaws.com"
+_CONDITION_OPERATORS = ("StringEquals", "StringLike", "ArnEquals", "ArnLike")
+
+
+def _wild(pattern: str, value: str) -> bool:
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, value, re.S) is not None
+
+
+def _arn_like(pattern: str, value: str) -> bool:
+    p, v = pattern.split(":", 5), value.split(":", 5)
+    return len(p) == len(v) == 6 and all(_wild(a, b) for a, b in zip(p, v))
+
+
+def _as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def _condition(cond, ctx: dict[str, str]) -> bool | None:
+    """True: holds; False: fails; None: holds nothing this emulator evaluates (and fails nothing)."""
+    if not cond:
+        return True
+    if not isinstance(cond, dict):
+        return None
+    unknown = False
+    for op, block in cond.items():
+        if op not in _CONDITION_OPERATORS or not isinstance(block, dict):
+            unknown = True
+            continue
+        for key, values in block.items():
+            actual = ctx.get(key.lower())
+            if actual is None:
+                unknown = True
+                continue
+            values = [str(v) for v in _as_list(values)]
+            if op == "StringEquals":
+                ok = actual in values
+            elif op == "StringLike":
+                ok = any(_wild(v, actual) for v in values)
+            else:
+                ok = any(_arn_like(v, actual) for v in values)
+            if not ok:
+                return False
+    return None if unknown else True
+
+
+def _principal_matches(principal) -> bool:
+    if principal == "*":
+        return True
+    if isinstance(principal, dict):
+        if "*" in _as_list(principal.get("AWS", [])):
+            return True
+        return VPCE_PRINCIPAL in _as_list(principal.get("Service", []))
+    return False
+
+
+def _policy_allows(policy, actions: tuple[str, ...], resource: str, ctx: dict[str, str]) -> bool:
+    if isinstance(policy, str):
+        try:
+            policy = json.loads(policy)
+        except ValueError:
+            return False
+    if not isinstance(policy, dict):
+        return False
+    statements = [s for s in _as_list(policy.get("Statement", [])) if isinstance(s, dict)]
+    for action in actions:
+        allowed = False
+        for st in statements:
+            acts = any(_wild(str(a).lower(), action.lower()) for a in _as_list(st.get("Action", [])))
+            res = "Resource" not in st or any(_wild(str(r), resource) for r in _as_list(st["Resource"]))
+            cond = _condition(st.get("Condition"), ctx)
+            if st.get("Effect") == "Deny":
+                who = "NotPrincipal" in st or _principal_matches(st.get("Principal"))
+                acts = acts or "NotAction" in st
+                res = res or "NotResource" in st
+                if who and acts and res and cond is not False:
+                    return False
+            elif st.get("Effect") == "Allow":
+                if any(k in st for k in ("NotPrincipal", "NotAction", "NotResource")):
+                    continue
+                if _principal_matches(st.get("Principal")) and acts and res and cond is True:
+                    allowed = True
+        if not allowed:
+            return False
+    return True
+
+
+def _delivery_blocked(svc, topic_arn: str) -> str | None:
+    """Why a notification for `svc` would not reach `topic_arn` (None: it would)."""
+    from moto.sns.models import sns_backends
+
+    provider = svc.ec2_backend
+    _, _, _, region, account, _ = (topic_arn.split(":", 5) + [""] * 6)[:6]
+    try:
+        topic = sns_backends[account][region].topics[topic_arn]
+    except KeyError:
+        return "topic-not-found"
+    ctx = {
+        "aws:sourcearn": f"arn:aws:ec2:{provider.region_name}:{provider.account_id}:vpc-endpoint-service/{svc.id}",
+        "aws:sourceaccount": provider.account_id,
+    }
+    if not _policy_allows(getattr(topic, "_policy_json", None), ("sns:Publish",), topic_arn, ctx):
+        return "topic-policy"
+    key_id = getattr(topic, "kms_master_key_id", "") or ""
+    if key_id:
+        from moto.kms.models import kms_backends
+
+        try:
+            kms = kms_backends[account][region]
+            key = kms.describe_key(key_id)
+        except Exception:  # noqa: BLE001 - a key that does not exist encrypts nothing
+            return "kms-key-policy"
+        if not _policy_allows(key.policy, ("kms:GenerateDataKey", "kms:Decrypt"), key.arn, ctx):
+            return "kms-key-policy"
+    return None
 
 
 def _publish(svc, ep, event: str) -> None:
@@ -118,6 +445,13 @@ def _publish(svc, ep, event: str) -> None:
             if n["service_id"] == svc.id and event in n["events"] and n["account"] == provider.account_id
         ]
     for n in targets:
+        if (ep.vpc_endpoint_type or "").lower() == "gatewayloadbalancer":
+            _count("notification:suppressed:gateway-load-balancer-endpoint")
+            continue
+        blocked = _delivery_blocked(svc, n["topic_arn"])
+        if blocked:
+            _count(f"notification:suppressed:{blocked}")
+            continue
         body = {
             "connectionNotificationId": n["id"],
             "connectionEvent": event,
@@ -127,47 +461,108 @@ def _publish(svc, ep, event: str) -> None:
             "vpcEndpointState": _state(ep),
             "eventTime": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         }
-        region = n["topic_arn"].split(":")[3]
-        sns = sns_backends[provider.account_id][region]
+        _, _, _, region, account, _ = n["topic_arn"].split(":", 5)
+        sns = sns_backends[account][region]
         sns.publish(json.dumps(body), arn=n["topic_arn"], subject=f"Endpoint Connection State Change: {event}")
+        _count(f"notification:published:{event}")
 
+
+# ----------------------------------------------------------------------------- endpoints (consumer side)
 
 _orig_create = EC2Backend.create_vpc_endpoint
 _orig_delete = EC2Backend.delete_vpc_endpoints
+_CREATE_SIGNATURE = inspect.signature(_orig_create)
+_VPCE_SERVICE_NAME = re.compile(r"com\.amazonaws\.vpce\.[a-z0-9-]+\.vpce-svc-[0-9a-f]+")
+
+
+def _not_visible(service_name: str) -> _Error:
+    # What CreateVpcEndpoint answers for a service the caller may not see (its allowed principals do not
+    # admit the caller, or it is not offered in the caller's Region) is not documented. A service a consumer
+    # may not use is not visible to it; the answer consumers report for a service they cannot see is
+    # InvalidServiceName "The Vpc Endpoint Service '<name>' does not exist", which the emulator gives.
+    # Gatekeeper's code never depends on it (it never creates endpoints).
+    return _Error("InvalidServiceName", f"The Vpc Endpoint Service '{service_name}' does not exist")
 
 
 def _create_vpc_endpoint(self, *args, **kwargs):
+    bound = _CREATE_SIGNATURE.bind(self, *args, **kwargs)
+    name = bound.arguments.get("service_name") or ""
+    kind = (bound.arguments.get("endpoint_type") or "").lower()
+    extra = getattr(_REQUEST, "create", None) or {}
+    svc = None
+    if kind in ("interface", "gatewayloadbalancer"):
+        # EC2 API reference, CreateVpcEndpoint: ServiceRegion, "The Region where the service is hosted. The
+        # default is the current Region." PrivateLink guide, cross-Region access (Nov 2024): a consumer in
+        # another Region reaches a service whose provider added that Region to its supported Regions.
+        service_region = extra.get("service_region") or self.region_name
+        svc = _service_by_name(name, service_region)
+        if svc is None and _VPCE_SERVICE_NAME.fullmatch(name):
+            raise _not_visible(name)
+        if svc is not None:
+            if service_region != self.region_name and self.region_name not in (svc._supported_region_names or []):
+                raise _not_visible(name)
+            if not _admits(svc, self.account_id):
+                _count("ec2:principal-not-allowed")
+                raise _not_visible(name)
     ep = _orig_create(self, *args, **kwargs)
-    svc = _service_by_name(ep.service_name)
-    if svc is not None and (ep.vpc_endpoint_type or "").lower() in ("interface", "gatewayloadbalancer"):
+    if svc is not None:
         ep._gk_service = svc
         ep._gk_connection_id = f"vpce-con-{_rand_hex()}"
-        ep.state = "pendingAcceptance" if svc.acceptance_required else "available"
+        # EC2 API reference, CreateVpcEndpoint IpAddressType (ipv4 | dualstack | ipv6); with IPv4 subnets
+        # (the only ones the emulator's callers make) an endpoint is ipv4 unless asked otherwise.
+        ep._gk_ip_address_type = extra.get("ip_address_type") or "ipv4"
+        _set_state(ep, "pendingAcceptance" if _acceptance_required(svc) else "available")
         _publish(svc, ep, "Connect")
     return ep
 
 
+def _acceptance_required(svc) -> bool:
+    value = svc.acceptance_required
+    return value.lower() != "false" if isinstance(value, str) else bool(value)
+
+
 def _delete_vpc_endpoints(self, vpce_ids=None):
+    before = {i: self.vpc_end_points[i].state for i in vpce_ids or [] if i in self.vpc_end_points}
     _orig_delete(self, vpce_ids)
-    for vpce_id in vpce_ids or []:
+    for vpce_id, was in before.items():
         ep = self.vpc_end_points.get(vpce_id)
         svc = getattr(ep, "_gk_service", None) if ep is not None else None
-        if svc is not None:
+        if svc is not None and was != "deleted":
+            _set_state(ep, "deleted")
             _publish(svc, ep, "Delete")
 
 
 EC2Backend.create_vpc_endpoint = _create_vpc_endpoint
 EC2Backend.delete_vpc_endpoints = _delete_vpc_endpoints
 
+_orig_create_response = EC2Response.create_vpc_endpoint
+
+
+def create_vpc_endpoint(self) -> ActionResult:
+    _REQUEST.create = {"service_region": self._get_param("ServiceRegion"), "ip_address_type": self._get_param("IpAddressType")}
+    try:
+        return _orig_create_response(self)
+    finally:
+        _REQUEST.create = None
+
+
 # -------------------------------------------------------------------------------------------- actions
 
+
+def _region_filter(svc, ep, values) -> bool:
+    # EC2 API reference, DescribeVpcEndpointConnections: "vpc-endpoint-region - The Region of the endpoint or
+    # cross-region to find endpoints for other Regions."
+    region = ep.ec2_backend.region_name
+    return region in values or ("cross-region" in values and region != svc.ec2_backend.region_name)
+
+
 _FILTERS = {
-    "service-id": lambda svc, ep: svc.id,
-    "vpc-endpoint-id": lambda svc, ep: ep.id,
-    "vpc-endpoint-owner": lambda svc, ep: ep.ec2_backend.account_id,
-    "vpc-endpoint-state": lambda svc, ep: _state(ep),
-    "vpc-endpoint-region": lambda svc, ep: ep.ec2_backend.region_name,
-    "ip-address-type": lambda svc, ep: "ipv4",
+    "service-id": lambda svc, ep, state, v: svc.id in v,
+    "vpc-endpoint-id": lambda svc, ep, state, v: ep.id in v,
+    "vpc-endpoint-owner": lambda svc, ep, state, v: ep.ec2_backend.account_id in v,
+    "vpc-endpoint-state": lambda svc, ep, state, v: state in v,
+    "vpc-endpoint-region": lambda svc, ep, state, v: _region_filter(svc, ep, v),
+    "ip-address-type": lambda svc, ep, state, v: getattr(ep, "_gk_ip_address_type", "ipv4") in v,
 }
 
 
@@ -182,6 +577,8 @@ def _filters(resp: EC2Response, allowed) -> dict[str, list[str]]:
 
 
 def _page(resp: EC2Response, items: list, lo: int = 5, hi: int = 1000):
+    # EC2 API reference (the Describe* actions here): MaxResults "can be between 5 and 1,000; if MaxResults
+    # is given a value larger than 1,000, only 1,000 results are returned."
     max_results = resp._get_param("MaxResults")
     token = resp._get_param("NextToken")
     start = 0
@@ -192,30 +589,43 @@ def _page(resp: EC2Response, items: list, lo: int = 5, hi: int = 1000):
             raise _Error("InvalidNextToken", "The token is invalid")
     if max_results is None:
         return items[start:], None
-    max_results = int(max_results)
-    if not lo <= max_results <= hi:
+    max_results = min(int(max_results), hi)
+    if max_results < lo:
         raise _Error("InvalidParameterValue", f"MaxResults must be between {lo} and {hi}")
     end = start + max_results
     return items[start:end], (str(end) if end < len(items) else None)
 
 
+def _tags(backend, resource_id: str) -> list[dict]:
+    try:
+        found = backend.describe_tags(filters={"resource-id": [resource_id]})
+    except Exception:  # noqa: BLE001
+        return []
+    return [{"Key": t.get("key", t.get("Key")), "Value": t.get("value", t.get("Value"))} for t in found]
+
+
 def describe_vpc_endpoint_connections(self) -> ActionResult:
     filters = _filters(self, _FILTERS)
+    cutoff = _cutoff()
     items = []
     for svc, ep in _connections_of(self.ec2_backend):
-        if all(_FILTERS[k](svc, ep) in v for k, v in filters.items()):
+        state = _visible_state(ep, cutoff)
+        if state is None:  # not visible yet (eventual consistency)
+            continue
+        if all(_FILTERS[k](svc, ep, state, v) for k, v in filters.items()):
             items.append(
                 {
                     "ServiceId": svc.id,
                     "VpcEndpointId": ep.id,
                     "VpcEndpointOwner": ep.ec2_backend.account_id,
-                    "VpcEndpointState": _state(ep),
+                    "VpcEndpointState": state,
                     "CreationTimestamp": ep.creation_timestamp,
                     "DnsEntries": ep.dns_entries or [],
                     "NetworkLoadBalancerArns": list(svc.network_load_balancer_arns),
                     "GatewayLoadBalancerArns": list(svc.gateway_load_balancer_arns),
-                    "IpAddressType": "ipv4",
+                    "IpAddressType": getattr(ep, "_gk_ip_address_type", "ipv4"),
                     "VpcEndpointConnectionId": ep._gk_connection_id,
+                    "Tags": _tags(ep.ec2_backend, ep.id),
                     "VpcEndpointRegion": ep.ec2_backend.region_name,
                 }
             )
@@ -245,9 +655,11 @@ def _act(self, action: str, allowed_from: tuple[str, ...], new_state: str, event
             if ep is None:
                 code, msg = "InvalidVpcEndpointId.NotFound", f"The Vpc Endpoint Id '{vpce_id}' does not exist"
             elif _state(ep) not in allowed_from:
+                # The code EC2 gives a connection in the wrong state is not documented (only ...NotFound is,
+                # by usage). The emulator answers InvalidState; callers must not depend on the code.
                 code, msg = "InvalidState", f"Vpc Endpoint {vpce_id} is in state {_state(ep)}"
             else:
-                ep.state = new_state
+                _set_state(ep, new_state)
                 if new_state == "pending":
                     timer = threading.Timer(ACCEPT_DELAY_SECONDS, _become_available, args=(ep,))
                     timer.daemon = True
@@ -267,6 +679,58 @@ def accept_vpc_endpoint_connections(self) -> ActionResult:
 
 def reject_vpc_endpoint_connections(self) -> ActionResult:
     return _act(self, "RejectVpcEndpointConnections", ("pendingAcceptance", "pending", "available"), "rejected", "Reject")
+
+
+def _own_service(self, service_id):
+    if not service_id:
+        raise _Error("MissingParameter", "The request must contain the parameter ServiceId")
+    svc = self.ec2_backend.configurations.get(service_id)
+    if svc is None:
+        raise _Error("InvalidVpcEndpointServiceId.NotFound", f"The VpcEndpointService Id '{service_id}' does not exist")
+    return svc
+
+
+def modify_vpc_endpoint_service_permissions(self) -> ActionResult:
+    svc = _own_service(self, self._get_param("ServiceId"))
+    added = self.ec2_backend.modify_vpc_endpoint_service_permissions(
+        svc.id, self._get_param("AddAllowedPrincipals", []) or [], self._get_param("RemoveAllowedPrincipals", []) or []
+    )
+    return ActionResult(
+        {
+            "AddedPrincipals": [
+                {"PrincipalType": v["type"], "Principal": p, "ServicePermissionId": v["id"], "ServiceId": svc.id}
+                for p, v in added or []
+            ],
+            "ReturnValue": True,
+        }
+    )
+
+
+_PERM_FILTERS = {
+    "principal": lambda p, v: p,
+    "principal-type": lambda p, v: v["type"],
+}
+
+
+def describe_vpc_endpoint_service_permissions(self) -> ActionResult:
+    svc = _own_service(self, self._get_param("ServiceId"))
+    filters = _filters(self, _PERM_FILTERS)
+    items = [
+        {
+            "PrincipalType": v["type"],
+            "Principal": p,
+            "ServicePermissionId": v["id"],
+            "ServiceId": svc.id,
+            "Tags": _tags(self.ec2_backend, v["id"]),
+        }
+        for p, v in _visible_perms(svc)
+        if all(_PERM_FILTERS[k](p, v) in vals for k, vals in filters.items())
+    ]
+    page, token = _page(self, items)
+    result = {"AllowedPrincipals": page}
+    if token:
+        result["NextToken"] = token
+    return ActionResult(result)
 
 
 def _notification_dict(n: dict) -> dict:
@@ -372,14 +836,41 @@ for _fn in (
     create_vpc_endpoint_connection_notification,
     describe_vpc_endpoint_connection_notifications,
     delete_vpc_endpoint_connection_notifications,
+    create_vpc_endpoint,
+    modify_vpc_endpoint_service_permissions,
+    describe_vpc_endpoint_service_permissions,
 ):
     setattr(EC2Response, _fn.__name__, _fn)
 
 
 # ------------------------------------------------------------------------------------ WSGI layer
 
+# EC2 API reference / developer guide, "Request throttling for the Amazon EC2 API": EC2 throttles "for each
+# AWS account on a per-Region basis", with the token bucket algorithm; under request rate limiting "each API
+# is evaluated individually ... Each request that you make removes one token from the API's bucket", buckets
+# refill at a set rate up to their size, and an exceeded limit answers RequestLimitExceeded. Sizes: the
+# mutating PrivateLink actions hold 10 tokens and refill 1 per second; DescribeVpcEndpointConnections, a
+# non-mutating action, 100 and 20 per second. Other EC2 actions are not throttled by the emulator.
+_PRIVATELINK_MUTATING = (
+    "AcceptVpcEndpointConnections",
+    "RejectVpcEndpointConnections",
+    "CreateVpcEndpoint",
+    "ModifyVpcEndpoint",
+    "DeleteVpcEndpoints",
+    "CreateVpcEndpointServiceConfiguration",
+    "ModifyVpcEndpointServiceConfiguration",
+    "DeleteVpcEndpointServiceConfigurations",
+    "ModifyVpcEndpointServicePermissions",
+    "ModifyVpcEndpointServicePayerResponsibility",
+    "StartVpcEndpointServicePrivateDnsVerification",
+    "CreateVpcEndpointConnectionNotification",
+    "ModifyVpcEndpointConnectionNotification",
+    "DeleteVpcEndpointConnectionNotifications",
+)
+EC2_LIMITS: dict[str, tuple[float, float]] = {a: (10.0, 1.0) for a in _PRIVATELINK_MUTATING}
+EC2_LIMITS["DescribeVpcEndpointConnections"] = (100.0, 20.0)
 EC2_THROTTLE = os.environ.get("GATEKEEPER_EMU_EC2_THROTTLE", "1") != "0"
-_BUCKETS: dict[str, list[float]] = {}  # account -> [tokens, last refill time]
+_BUCKETS: dict[tuple[str, str, str], list[float]] = {}  # (account, region, action) -> [tokens, last refill]
 _FAULTS: list[dict] = []
 _FAULT_RNG = random.Random(7)
 
@@ -391,27 +882,30 @@ _THROTTLE_JSON = {
 }
 
 
-def _take_token(account: str) -> bool:
+def _take_token(account: str, region: str, action: str) -> bool:
+    limit = EC2_LIMITS.get(action)
+    if limit is None:
+        return True
+    size, refill = limit
     with _LOCK:
         now = time.monotonic()
-        tokens, last = _BUCKETS.get(account, [10.0, now])
-        tokens = min(10.0, tokens + (now - last) * 1.0)
+        tokens, last = _BUCKETS.get((account, region, action), [size, now])
+        tokens = min(size, tokens + (now - last) * refill)
         if tokens < 1.0:
-            _BUCKETS[account] = [tokens, now]
+            _BUCKETS[(account, region, action)] = [tokens, now]
             return False
-        _BUCKETS[account] = [tokens - 1.0, now]
+        _BUCKETS[(account, region, action)] = [tokens - 1.0, now]
         return True
 
 
-def _identify(environ) -> tuple[str, str, str, bytes]:
-    """(service, action, access key, body) of a request, from SigV4's scope and the protocol."""
+def _identify(environ) -> tuple[str, str, str, bytes, str]:
+    """(service, action, access key, body, region) of a request, from SigV4's scope and the protocol."""
     import io
-    import re
     from urllib.parse import parse_qs
 
     auth = environ.get("HTTP_AUTHORIZATION", "")
-    m = re.search(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/", auth)
-    key, service = (m.group(1), m.group(2)) if m else ("", "unknown")
+    m = re.search(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/", auth)
+    key, region, service = (m.group(1), m.group(2), m.group(3)) if m else ("", "", "unknown")
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
@@ -421,7 +915,7 @@ def _identify(environ) -> tuple[str, str, str, bytes]:
     else:
         qs = parse_qs(body.decode("utf-8", "replace")) if body else parse_qs(environ.get("QUERY_STRING", ""))
         action = (qs.get("Action") or ["unknown"])[0]
-    return service, action, key, body
+    return service, action, key, body, region
 
 
 def _account_of(key: str) -> str:
@@ -437,6 +931,9 @@ def _error(start_response, service: str, code: str, message: str, status: str):
     if service in _THROTTLE_JSON or service in ("dynamodb", "events"):
         body = json.dumps({"__type": code, "message": message}).encode()
         ctype = "application/x-amz-json-1.0"
+    elif service != "ec2":  # awsQuery (SNS, STS, ...): <ErrorResponse><Error>, what the Rust SDK's parser reads
+        body = f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>gatekeeper-emu</RequestId></ErrorResponse>".encode()
+        ctype = "text/xml"
     else:
         body = (
             f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
@@ -467,9 +964,15 @@ class GatekeeperLayer:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_gatekeeper/"):
             return self.control(environ, start_response, path)
-        service, action, key, _ = _identify(environ)
+        service, action, key, body, region = _identify(environ)
         name = f"{service}:{action}"
         _count(name)
+        _REQUEST.key = key
+        denied = gk_iam.check(environ, service, action, key, body)
+        if denied is not None:
+            code, message, status = denied
+            _count("iam:denied")
+            return _error(start_response, service, code, message, status)
         drop_after = False
         for rule in list(_FAULTS):
             pattern = rule.get("match", "*")
@@ -489,10 +992,10 @@ class GatekeeperLayer:
                 else:
                     code = _THROTTLE_JSON.get(service, "RequestLimitExceeded" if service == "ec2" else "Throttling")
                     return _error(start_response, service, code, "Rate exceeded (injected)", "400 Bad Request")
-        if EC2_THROTTLE and service == "ec2" and action in ("AcceptVpcEndpointConnections", "RejectVpcEndpointConnections"):
-            if not _take_token(_account_of(key)):
-                _count("ec2:throttled")
-                return _error(start_response, "ec2", "RequestLimitExceeded", "Request limit exceeded.", "503 Service Unavailable")
+        if EC2_THROTTLE and service == "ec2" and not _take_token(_account_of(key), region, action):
+            _count("ec2:throttled")
+            _count(f"ec2:throttled:{action}")
+            return _error(start_response, "ec2", "RequestLimitExceeded", "Request limit exceeded.", "503 Service Unavailable")
         if drop_after:
             # Let the service do the work (its body is produced and thrown away), then lose the answer.
             answer = self.app(environ, lambda status, headers, exc_info=None: (lambda data: None))
@@ -504,7 +1007,7 @@ class GatekeeperLayer:
         return self.app(environ, start_response)
 
     def control(self, environ, start_response, path):
-        global _FAULTS
+        global _FAULTS, EC2_THROTTLE, LAG_SECONDS
         if path == "/_gatekeeper/calls":
             with _LOCK:
                 body = json.dumps(dict(sorted(CALLS.items()))).encode()
@@ -514,19 +1017,41 @@ class GatekeeperLayer:
                 _BUCKETS.clear()
             body = b"{}"
         elif path == "/_gatekeeper/ec2-throttle":
-            global EC2_THROTTLE
             length = int(environ.get("CONTENT_LENGTH") or 0)
-            EC2_THROTTLE = bool(json.loads(environ["wsgi.input"].read(length) or b"{}").get("enabled", True))
-            body = json.dumps({"enabled": EC2_THROTTLE}).encode()
+            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            with _LOCK:
+                EC2_THROTTLE = bool(spec.get("enabled", True))
+                for action, limit in (spec.get("limits") or {}).items():
+                    if limit is None:
+                        EC2_LIMITS.pop(action, None)
+                    else:
+                        EC2_LIMITS[action] = (float(limit[0]), float(limit[1]))
+                    for k in [k for k in _BUCKETS if k[2] == action]:
+                        del _BUCKETS[k]
+                limits = {a: list(v) for a, v in sorted(EC2_LIMITS.items())}
+            body = json.dumps({"enabled": EC2_THROTTLE, "limits": limits}).encode()
+        elif path == "/_gatekeeper/consistency":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            if "lag_ms" in spec:
+                LAG_SECONDS = max(0.0, float(spec["lag_ms"]) / 1000)
+            body = json.dumps({"lag_ms": LAG_SECONDS * 1000}).encode()
         elif path == "/_gatekeeper/faults":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
             _FAULTS = list(spec.get("rules", []))
             body = json.dumps({"rules": _FAULTS}).encode()
         else:
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"unknown control path"]
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            body = None
+            for part in (gk_cloudformation, gk_iam):
+                body = part.control(path, environ)
+                if body is not None:
+                    break
+            if body is None:
+                start_response("404 Not Found", [("Content-Type", "text/plain")])
+                return [b"unknown control path"]
+        status, body = body if isinstance(body, tuple) else ("200 OK", body)  # a part may answer ("404 Not Found", body)
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
 

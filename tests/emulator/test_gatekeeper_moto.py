@@ -1,12 +1,18 @@
 """Tests of the EC2 endpoint-connection extension against the running server, through boto3 (the real
-wire protocol), checked against the EC2 API reference: states, error codes, Unsuccessful items, filters,
-pagination and connection notifications."""
+wire protocol), checked against the EC2 API reference and the PrivateLink guide: states, Unsuccessful items,
+filters, pagination, connection fields, allowed principals, connection notifications (and when AWS sends
+none), throttling per API, account and Region, and eventual consistency.
 
+Nothing here waits a fixed time to synchronise: every wait is a poll with a deadline that fails loudly.
+Error codes AWS does not document are never asserted."""
+
+import functools
 import json
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -18,6 +24,20 @@ PROVIDER = "111111111111"  # moto's default account is 123456789012; the provide
 CONSUMER_A = "222222222222"
 CONSUMER_B = "333333333333"
 REGION = "us-east-1"
+OTHER_REGION = "us-west-2"
+NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1})
+
+
+def eventually(check, what, timeout=10.0, interval=0.05):
+    """Polls `check` until it returns a truthy value, which it returns; fails the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what} (last seen: {last!r})")
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -31,66 +51,117 @@ def endpoint():
         stderr=subprocess.DEVNULL,
         env={"GATEKEEPER_EMU_ACCEPT_DELAY": "0.2", "PATH": "/usr/bin:/bin"},
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+
+    def up():
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return True
         except OSError:
-            time.sleep(0.1)
+            return False
+
+    eventually(up, "the emulator listens", timeout=20, interval=0.1)
+    url = f"http://127.0.0.1:{port}"
+    # Setup creates many services and endpoints per account: lift those actions' buckets (the throttling
+    # tests use Accept, Reject and DescribeVpcEndpointConnections, whose buckets stay as EC2's).
+    setup = ("CreateVpcEndpoint", "CreateVpcEndpointServiceConfiguration", "ModifyVpcEndpointServicePermissions",
+             "CreateVpcEndpointConnectionNotification")
+    control(url, "/_gatekeeper/ec2-throttle", {"enabled": True, "limits": {a: [1000, 1000] for a in setup}})
     yield url
     proc.terminate()
     proc.wait(5)
 
 
-def session(url, account):
-    sts = boto3.client("sts", endpoint_url=url, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/test", RoleSessionName="test")["Credentials"]
+@functools.lru_cache(maxsize=None)
+def session(url, account, region=REGION, role="test"):
+    sts = boto3.client("sts", endpoint_url=url, region_name=region, aws_access_key_id="test", aws_secret_access_key="test")
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName="test")["Credentials"]
     return boto3.Session(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
-        region_name=REGION,
+        region_name=region,
     )
 
 
-def client(url, account, name):
-    return session(url, account).client(name, endpoint_url=url)
+def client(url, account, name, region=REGION, **kw):
+    return session(url, account, region).client(name, endpoint_url=url, **kw)
 
 
-def network(ec2):
+def control(url, path, body=None):
+    data = json.dumps(body).encode() if body is not None else (b"{}" if path.endswith("reset") else None)
+    req = urllib.request.Request(url + path, data=data, method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read())
+
+
+def calls(url):
+    return control(url, "/_gatekeeper/calls")
+
+
+def network(ec2, region=REGION):
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
     return vpc, subnet
 
 
-@pytest.fixture(scope="module")
-def world(endpoint):
-    ec2 = client(endpoint, PROVIDER, "ec2")
+def vpce_statement(resource, actions, provider=PROVIDER, region=REGION, source_arn=None, extra_condition=None):
+    """The statement the PrivateLink guide asks for ("Receive alerts for endpoint service events")."""
+    condition = {
+        "ArnLike": {"aws:SourceArn": source_arn or f"arn:aws:ec2:{region}:{provider}:vpc-endpoint-service/*"},
+        "StringEquals": {"aws:SourceAccount": provider},
+    }
+    condition.update(extra_condition or {})
+    return {"Effect": "Allow", "Principal": {"Service": "vpce.amazonaws.com"}, "Action": actions, "Resource": resource, "Condition": condition}
+
+
+def topic_policy(topic_arn, **kw):
+    return json.dumps({"Version": "2012-10-17", "Statement": [vpce_statement(topic_arn, "SNS:Publish", **kw)]})
+
+
+def make_service(url, *, principals=("*",), policy="documented", kms_key=None, gateway=False, supported_regions=None):
+    """A provider's endpoint service with a connection notification to a topic that an SQS queue reads.
+    `policy`: "documented" (the guide's topic policy), None (the topic's default policy), or a policy JSON."""
+    ec2 = client(url, PROVIDER, "ec2")
     _, subnet = network(ec2)
-    lb = client(endpoint, PROVIDER, "elbv2").create_load_balancer(Name="svc", Subnets=[subnet], Type="network")
-    svc = ec2.create_vpc_endpoint_service_configuration(
-        NetworkLoadBalancerArns=[lb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=True
-    )["ServiceConfiguration"]
-    sns = client(endpoint, PROVIDER, "sns")
-    sqs = client(endpoint, PROVIDER, "sqs")
-    topic = sns.create_topic(Name="connections")["TopicArn"]
-    queue = sqs.create_queue(QueueName="connections")["QueueUrl"]
+    elb = client(url, PROVIDER, "elbv2")
+    name = f"svc{time.monotonic_ns() % 10**9}"
+    lb = elb.create_load_balancer(Name=name, Subnets=[subnet], Type="gateway" if gateway else "network")
+    arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+    kw = {"GatewayLoadBalancerArns": [arn]} if gateway else {"NetworkLoadBalancerArns": [arn]}
+    if supported_regions:
+        kw["SupportedRegions"] = list(supported_regions)
+    svc = ec2.create_vpc_endpoint_service_configuration(AcceptanceRequired=True, **kw)["ServiceConfiguration"]
+    if principals:
+        ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc["ServiceId"], AddAllowedPrincipals=list(principals))
+    sns = client(url, PROVIDER, "sns")
+    sqs = client(url, PROVIDER, "sqs")
+    topic = sns.create_topic(Name=f"connections-{name}")["TopicArn"]
+    if policy == "documented":
+        policy = topic_policy(topic)
+    if policy is not None:
+        sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=policy)
+    if kms_key is not None:
+        sns.set_topic_attributes(TopicArn=topic, AttributeName="KmsMasterKeyId", AttributeValue=kms_key)
+    queue = sqs.create_queue(QueueName=f"connections-{name}")["QueueUrl"]
     qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn)
     nfn = ec2.create_vpc_endpoint_connection_notification(
         ServiceId=svc["ServiceId"], ConnectionNotificationArn=topic, ConnectionEvents=["Connect", "Accept", "Reject", "Delete"]
     )["ConnectionNotification"]
-    return {"url": endpoint, "ec2": ec2, "svc": svc, "sqs": sqs, "queue": queue, "topic": topic, "nfn": nfn}
+    return {"url": url, "ec2": ec2, "svc": svc, "sqs": sqs, "sns": sns, "queue": queue, "topic": topic, "nfn": nfn}
 
 
-def create_endpoint(world, account):
-    ec2 = client(world["url"], account, "ec2")
-    vpc, subnet = network(ec2)
-    ep = ec2.create_vpc_endpoint(
-        VpcEndpointType="Interface", VpcId=vpc, ServiceName=world["svc"]["ServiceName"], SubnetIds=[subnet]
-    )["VpcEndpoint"]
-    return ec2, ep["VpcEndpointId"]
+@pytest.fixture(scope="module")
+def world(endpoint):
+    return make_service(endpoint)
+
+
+def create_endpoint(world, account, region=REGION, **kw):
+    ec2 = client(world["url"], account, "ec2", region)
+    vpc, subnet = network(ec2, region)
+    kind = kw.pop("kind", "Interface")
+    ep = ec2.create_vpc_endpoint(VpcEndpointType=kind, VpcId=vpc, ServiceName=world["svc"]["ServiceName"], SubnetIds=[subnet], **kw)
+    return ec2, ep["VpcEndpoint"]["VpcEndpointId"]
 
 
 def drain(world):
@@ -104,9 +175,28 @@ def drain(world):
             world["sqs"].delete_message(QueueUrl=world["queue"], ReceiptHandle=m["ReceiptHandle"])
 
 
+def events(world, n):
+    """The next `n` connection events on the world's queue (polled, with a deadline)."""
+    got = []
+    eventually(lambda: got.extend(drain(world)) or len(got) >= n, f"{n} notification(s)")
+    return [m["connectionEvent"] for m in got]
+
+
 def connections(world, **filters):
     f = [{"Name": k.replace("_", "-"), "Values": v} for k, v in filters.items()]
     return world["ec2"].describe_vpc_endpoint_connections(Filters=f)["VpcEndpointConnections"]
+
+
+def state_of(world, vpce):
+    found = connections(world, vpc_endpoint_id=[vpce])
+    return found[0]["VpcEndpointState"] if found else None
+
+
+def wait_state(world, vpce, state):
+    eventually(lambda: state_of(world, vpce) == state, f"{vpce} {state}")
+
+
+# ------------------------------------------------------------------------------------ connections
 
 
 def test_cross_account_endpoint_waits_in_pending_acceptance_and_notifies_connect(world):
@@ -119,20 +209,18 @@ def test_cross_account_endpoint_waits_in_pending_acceptance_and_notifies_connect
     assert conn["ServiceId"] == world["svc"]["ServiceId"]
     assert conn["VpcEndpointRegion"] == REGION
     assert conn["CreationTimestamp"].year >= 2024
-    (msg,) = drain(world)
-    assert msg["connectionEvent"] == "Connect"
-    assert msg["vpcEndpointId"] == vpce and msg["serviceId"] == world["svc"]["ServiceId"]
+    assert events(world, 1) == ["Connect"]
 
 
 def test_accept_goes_through_pending_to_available(world):
-    _, vpce = create_endpoint(world, CONSUMER_A)
     drain(world)
+    _, vpce = create_endpoint(world, CONSUMER_A)
+    assert events(world, 1) == ["Connect"]
     out = world["ec2"].accept_vpc_endpoint_connections(ServiceId=world["svc"]["ServiceId"], VpcEndpointIds=[vpce])
     assert out["Unsuccessful"] == []
-    assert connections(world, vpc_endpoint_id=[vpce])[0]["VpcEndpointState"] == "pending"
-    time.sleep(0.3)
-    assert connections(world, vpc_endpoint_id=[vpce])[0]["VpcEndpointState"] == "available"
-    assert [m["connectionEvent"] for m in drain(world)] == ["Accept"]
+    assert state_of(world, vpce) == "pending"
+    wait_state(world, vpce, "available")
+    assert events(world, 1) == ["Accept"]
 
 
 def test_unsuccessful_items_not_a_failed_call(world):
@@ -142,19 +230,22 @@ def test_unsuccessful_items_not_a_failed_call(world):
     world["ec2"].reject_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=[done])
     out = world["ec2"].accept_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=[pending, done, "vpce-0000000000000dead"])
     codes = {u["ResourceId"]: u["Error"]["Code"] for u in out["Unsuccessful"]}
-    assert codes == {done: "InvalidState", "vpce-0000000000000dead": "InvalidVpcEndpointId.NotFound"}
-    assert connections(world, vpc_endpoint_id=[pending])[0]["VpcEndpointState"] == "pending"
+    assert set(codes) == {done, "vpce-0000000000000dead"}
+    assert codes["vpce-0000000000000dead"] == "InvalidVpcEndpointId.NotFound"
+    # The code for a connection in the wrong state is not documented: anything but "not found".
+    assert codes[done] and "NotFound" not in codes[done]
+    assert state_of(world, pending) == "pending"
 
 
 def test_reject_revokes_an_available_connection(world):
     _, vpce = create_endpoint(world, CONSUMER_A)
     svc = world["svc"]["ServiceId"]
     world["ec2"].accept_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=[vpce])
-    time.sleep(0.3)
+    wait_state(world, vpce, "available")
     drain(world)
     assert world["ec2"].reject_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=[vpce])["Unsuccessful"] == []
-    assert connections(world, vpc_endpoint_id=[vpce])[0]["VpcEndpointState"] == "rejected"
-    assert [m["connectionEvent"] for m in drain(world)] == ["Reject"]
+    assert state_of(world, vpce) == "rejected"
+    assert events(world, 1) == ["Reject"]
 
 
 def test_unknown_service_fails_the_call(world):
@@ -192,11 +283,162 @@ def test_filters_and_pagination(world):
 
 
 def test_delete_notifies_and_shows_deleted(world):
-    consumer, vpce = create_endpoint(world, CONSUMER_A)
     drain(world)
+    consumer, vpce = create_endpoint(world, CONSUMER_A)
+    assert events(world, 1) == ["Connect"]
     consumer.delete_vpc_endpoints(VpcEndpointIds=[vpce])
-    assert connections(world, vpc_endpoint_id=[vpce])[0]["VpcEndpointState"] == "deleted"
-    assert [m["connectionEvent"] for m in drain(world)] == ["Delete"]
+    assert state_of(world, vpce) == "deleted"
+    assert events(world, 1) == ["Delete"]
+
+
+def test_connection_has_the_endpoints_tags_ip_address_type_and_region(world):
+    _, vpce = create_endpoint(world, CONSUMER_A, TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": [{"Key": "team", "Value": "payments"}]}])
+    (conn,) = connections(world, vpc_endpoint_id=[vpce])
+    assert conn["Tags"] == [{"Key": "team", "Value": "payments"}]
+    assert conn["IpAddressType"] == "ipv4"
+    assert conn["VpcEndpointRegion"] == REGION
+    assert [c["VpcEndpointId"] for c in connections(world, vpc_endpoint_id=[vpce], ip_address_type=["ipv4"])] == [vpce]
+    assert connections(world, vpc_endpoint_id=[vpce], ip_address_type=["ipv6"]) == []
+
+
+def test_cross_region_endpoint_shows_with_its_region(endpoint):
+    w = make_service(endpoint, supported_regions=[OTHER_REGION])
+    _, local = create_endpoint(w, CONSUMER_A)
+    # Without ServiceRegion the name is looked up in the consumer's own Region, where the service is not.
+    with pytest.raises(botocore.exceptions.ClientError):
+        create_endpoint(w, CONSUMER_A, region=OTHER_REGION)
+    # A Region the provider did not add to the service's supported Regions cannot reach it.
+    with pytest.raises(botocore.exceptions.ClientError):
+        create_endpoint(w, CONSUMER_A, region="eu-west-1", ServiceRegion=REGION)
+    _, remote = create_endpoint(w, CONSUMER_A, region=OTHER_REGION, ServiceRegion=REGION)
+    sid = w["svc"]["ServiceId"]
+    (conn,) = connections(w, vpc_endpoint_id=[remote])
+    assert conn["VpcEndpointRegion"] == OTHER_REGION and conn["VpcEndpointOwner"] == CONSUMER_A
+    assert [c["VpcEndpointId"] for c in connections(w, service_id=[sid], vpc_endpoint_region=["cross-region"])] == [remote]
+    assert [c["VpcEndpointId"] for c in connections(w, service_id=[sid], vpc_endpoint_region=[REGION])] == [local]
+    assert [c["VpcEndpointId"] for c in connections(w, service_id=[sid], vpc_endpoint_region=[OTHER_REGION])] == [remote]
+
+
+# ----------------------------------------------------------------------------- allowed principals
+
+
+def test_a_new_service_admits_nobody_until_principals_are_allowed(endpoint):
+    w = make_service(endpoint, principals=())
+    ec2, svc = w["ec2"], w["svc"]["ServiceId"]
+    assert ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"] == []
+    before = calls(endpoint).get("ec2:principal-not-allowed", 0)
+    with pytest.raises(botocore.exceptions.ClientError):  # the code is not documented
+        create_endpoint(w, CONSUMER_A)
+    assert calls(endpoint)["ec2:principal-not-allowed"] == before + 1
+    assert connections(w, service_id=[svc]) == [], "a refused endpoint makes no connection"
+
+    out = ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc, AddAllowedPrincipals=[f"arn:aws:iam::{CONSUMER_A}:root"])
+    assert out["ReturnValue"] is True
+    (added,) = out["AddedPrincipals"]
+    assert added["Principal"] == f"arn:aws:iam::{CONSUMER_A}:root" and added["PrincipalType"] == "Account"
+    assert added["ServiceId"] == svc and added["ServicePermissionId"]
+    _, vpce = create_endpoint(w, CONSUMER_A)  # the account's root admits every principal of the account
+    with pytest.raises(botocore.exceptions.ClientError):
+        create_endpoint(w, CONSUMER_B)
+
+    # A role admits that role's sessions only.
+    ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc, AddAllowedPrincipals=[f"arn:aws:iam::{CONSUMER_B}:role/other"])
+    with pytest.raises(botocore.exceptions.ClientError):
+        create_endpoint(w, CONSUMER_B)  # its session is of role/test
+    ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc, AddAllowedPrincipals=[f"arn:aws:iam::{CONSUMER_B}:role/test"])
+    create_endpoint(w, CONSUMER_B)
+
+    listed = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"]
+    assert {(p["Principal"], p["PrincipalType"]) for p in listed} == {
+        (f"arn:aws:iam::{CONSUMER_A}:root", "Account"),
+        (f"arn:aws:iam::{CONSUMER_B}:role/other", "Role"),
+        (f"arn:aws:iam::{CONSUMER_B}:role/test", "Role"),
+    }
+    assert all(p["ServiceId"] == svc and p["ServicePermissionId"].startswith("vpce-svc-perm-") for p in listed)
+    roles = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc, Filters=[{"Name": "principal-type", "Values": ["Role"]}])
+    assert len(roles["AllowedPrincipals"]) == 2
+
+    # Removing a principal refuses new endpoints and leaves existing connections alone.
+    ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc, RemoveAllowedPrincipals=[f"arn:aws:iam::{CONSUMER_A}:root"])
+    with pytest.raises(botocore.exceptions.ClientError):
+        create_endpoint(w, CONSUMER_A)
+    assert state_of(w, vpce) == "pendingAcceptance"
+
+    # `*` admits everyone.
+    ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc, AddAllowedPrincipals=["*"])
+    create_endpoint(w, "444444444444")
+    (star,) = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc, Filters=[{"Name": "principal", "Values": ["*"]}])["AllowedPrincipals"]
+    assert star["PrincipalType"] == "All"
+
+
+# ---------------------------------------------------------------------------- notifications
+
+
+def suppressed(url, reason):
+    return calls(url).get(f"notification:suppressed:{reason}", 0)
+
+
+def assert_no_notification(w, reason, action):
+    before = suppressed(w["url"], reason)
+    action()
+    assert suppressed(w["url"], reason) == before + 1, f"suppressed for {reason}"
+    assert drain(w) == []
+
+
+def test_no_notification_without_a_topic_policy_for_vpce(endpoint):
+    w = make_service(endpoint, policy=None)  # the topic's default policy: nothing for vpce.amazonaws.com
+    assert_no_notification(w, "topic-policy", lambda: create_endpoint(w, CONSUMER_A))
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["other service", "other account", "unsupported condition key", "deny", "wrong action"],
+)
+def test_topic_policy_conditions_are_honoured(endpoint, case):
+    w = make_service(endpoint, policy=None)
+    topic, svc = w["topic"], w["svc"]["ServiceId"]
+    if case == "other service":
+        doc = topic_policy(topic, source_arn=f"arn:aws:ec2:{REGION}:{PROVIDER}:vpc-endpoint-service/vpce-svc-0000000000000000")
+    elif case == "other account":
+        doc = topic_policy(topic, provider="999999999999")
+    elif case == "unsupported condition key":
+        doc = topic_policy(topic, extra_condition={"StringEquals": {"aws:SourceAccount": PROVIDER, "aws:SourceVpc": "vpc-1"}})
+    elif case == "deny":
+        doc = json.dumps({"Statement": [vpce_statement(topic, "SNS:Publish"), {"Effect": "Deny", "Principal": "*", "Action": "sns:*", "Resource": topic}]})
+    else:
+        doc = json.dumps({"Statement": [vpce_statement(topic, "SNS:Subscribe")]})
+    w["sns"].set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=doc)
+    assert_no_notification(w, "topic-policy", lambda: create_endpoint(w, CONSUMER_A))
+    # The documented statement, naming this service exactly, lets it through.
+    exact = topic_policy(topic, source_arn=f"arn:aws:ec2:{REGION}:{PROVIDER}:vpc-endpoint-service/{svc}")
+    w["sns"].set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=exact)
+    create_endpoint(w, CONSUMER_A)
+    assert events(w, 1) == ["Connect"]
+
+
+def test_an_encrypted_topic_needs_the_key_policy_for_vpce(endpoint):
+    kms = client(endpoint, PROVIDER, "kms")
+    key = kms.create_key()["KeyMetadata"]  # the default key policy: the account's root only
+    w = make_service(endpoint, kms_key=key["Arn"])
+    assert_no_notification(w, "kms-key-policy", lambda: create_endpoint(w, CONSUMER_A))
+    root = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROVIDER}:root"}, "Action": "kms:*", "Resource": "*"}
+    half = {"Statement": [root, vpce_statement("*", ["kms:Decrypt"])]}
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=json.dumps(half))
+    assert_no_notification(w, "kms-key-policy", lambda: create_endpoint(w, CONSUMER_A))
+    full = {"Statement": [root, vpce_statement("*", ["kms:GenerateDataKey*", "kms:Decrypt"])]}
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=json.dumps(full))
+    create_endpoint(w, CONSUMER_A)
+    assert events(w, 1) == ["Connect"]
+
+
+def test_no_notification_for_gateway_load_balancer_endpoints(endpoint):
+    w = make_service(endpoint, gateway=True)
+    before = suppressed(endpoint, "gateway-load-balancer-endpoint")
+    _, vpce = create_endpoint(w, CONSUMER_A, kind="GatewayLoadBalancer")
+    assert state_of(w, vpce) == "pendingAcceptance"
+    w["ec2"].reject_vpc_endpoint_connections(ServiceId=w["svc"]["ServiceId"], VpcEndpointIds=[vpce])
+    assert suppressed(endpoint, "gateway-load-balancer-endpoint") == before + 2
+    assert drain(w) == []
 
 
 def test_connection_notification_lifecycle(world):
@@ -218,75 +460,141 @@ def test_connection_notification_lifecycle(world):
     assert [u["ResourceId"] for u in out["Unsuccessful"]] == ["vpce-nfn-00000000000000000"]
 
 
-def control(world, path, body=None):
-    import urllib.request
+# ----------------------------------------------------------------------------- eventual consistency
 
-    req = urllib.request.Request(world["url"] + path, data=json.dumps(body).encode() if body is not None else None, method="POST" if body is not None or path.endswith("reset") else "GET")
-    if path.endswith("reset"):
-        req.data = b"{}"
-    with urllib.request.urlopen(req) as r:
-        return json.loads(r.read())
+
+def test_changes_show_in_describe_only_after_the_lag(endpoint):
+    w = make_service(endpoint)
+    svc = w["svc"]["ServiceId"]
+    lag = 1.0
+    assert control(endpoint, "/_gatekeeper/consistency", {"lag_ms": lag * 1000}) == {"lag_ms": lag * 1000}
+    try:
+        t0 = time.monotonic()
+        _, vpce = create_endpoint(w, CONSUMER_A)
+        assert connections(w, vpc_endpoint_id=[vpce]) == [], "a new connection is not visible at once"
+        # Accept acts on the true state, whatever Describe shows.
+        assert w["ec2"].accept_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=[vpce])["Unsuccessful"] == []
+        assert time.monotonic() - t0 < lag, "the machine was too slow to observe the lag"
+        eventually(lambda: state_of(w, vpce) is not None, "the connection shows")
+        assert time.monotonic() - t0 >= lag
+        wait_state(w, vpce, "available")
+        t1 = time.monotonic()
+        w["ec2"].reject_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=[vpce])
+        assert state_of(w, vpce) == "available", "the change is not visible at once"
+        assert time.monotonic() - t1 < lag, "the machine was too slow to observe the lag"
+        wait_state(w, vpce, "rejected")
+        assert time.monotonic() - t1 >= lag
+
+        t2 = time.monotonic()
+        w["ec2"].modify_vpc_endpoint_service_permissions(ServiceId=svc, AddAllowedPrincipals=[f"arn:aws:iam::{CONSUMER_B}:root"])
+        shown = lambda: {p["Principal"] for p in w["ec2"].describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"]}  # noqa: E731
+        assert shown() == {"*"}
+        assert time.monotonic() - t2 < lag, "the machine was too slow to observe the lag"
+        eventually(lambda: shown() == {"*", f"arn:aws:iam::{CONSUMER_B}:root"}, "the new principal shows")
+        assert time.monotonic() - t2 >= lag
+    finally:
+        control(endpoint, "/_gatekeeper/consistency", {"lag_ms": 0})
+    assert control(endpoint, "/_gatekeeper/consistency") == {"lag_ms": 0}
+
+
+# ------------------------------------------------------------------------------ calls, throttling, faults
 
 
 def test_calls_are_counted_by_service_and_action(world):
-    control(world, "/_gatekeeper/reset")
+    control(world["url"], "/_gatekeeper/reset")
     connections(world)
     world["ec2"].describe_vpc_endpoint_connections()
-    calls = control(world, "/_gatekeeper/calls")
-    assert calls["ec2:DescribeVpcEndpointConnections"] == 2
+    assert calls(world["url"])["ec2:DescribeVpcEndpointConnections"] == 2
 
 
-def test_accept_and_reject_are_throttled_like_ec2(world):
-    svc = world["svc"]["ServiceId"]
-    ec2 = session(world["url"], PROVIDER).client(
-        "ec2", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1})
-    )
-    time.sleep(2)  # let earlier tests' calls refill part of the bucket; a full burst still drains it
+def rejects(ec2, svc, n):
     codes = []
-    for _ in range(25):
+    for _ in range(n):
         try:
             ec2.reject_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=["vpce-0000000000000beef"])
             codes.append("ok")
         except botocore.exceptions.ClientError as e:
             codes.append(e.response["Error"]["Code"])
-    assert codes[0] == "ok" and codes.count("RequestLimitExceeded") >= 10, codes
-    time.sleep(1.5)
-    assert ec2.reject_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=["vpce-0000000000000beef"])["Unsuccessful"]
+    return codes
+
+
+def test_mutating_privatelink_calls_are_throttled_per_api_account_and_region(world):
+    url, svc = world["url"], world["svc"]["ServiceId"]
+    ec2 = session(url, PROVIDER).client("ec2", endpoint_url=url, config=NO_RETRY)
+    control(url, "/_gatekeeper/reset")  # full buckets
+    codes = rejects(ec2, svc, 25)
+    assert codes[:10] == ["ok"] * 10 and codes.count("RequestLimitExceeded") >= 10, codes
+    counted = calls(url)
+    assert counted["ec2:throttled"] >= 10 and counted["ec2:throttled:RejectVpcEndpointConnections"] >= 10
+    # Accept has a bucket of its own; so does another account, and the same account in another Region.
+    assert ec2.accept_vpc_endpoint_connections(ServiceId=svc, VpcEndpointIds=["vpce-0000000000000beef"])["Unsuccessful"]
+    assert rejects(session(url, CONSUMER_A).client("ec2", endpoint_url=url, config=NO_RETRY), svc, 1) == ["InvalidVpcEndpointServiceId.NotFound"]
+    west = session(url, PROVIDER, OTHER_REGION).client("ec2", endpoint_url=url, config=NO_RETRY)
+    assert rejects(west, svc, 1) == ["InvalidVpcEndpointServiceId.NotFound"]
+    # The bucket refills at 1 token a second.
+    eventually(lambda: rejects(ec2, svc, 1) == ["ok"], "a token refilled", timeout=3, interval=0.25)
+
+
+def test_describe_connections_has_a_bucket_of_100_refilling_20_per_second(endpoint):
+    ec2 = session(endpoint, "555555555555").client("ec2", endpoint_url=endpoint, config=NO_RETRY)
+    ok = throttled = 0
+    t0 = time.monotonic()
+    for _ in range(300):
+        try:
+            ec2.describe_vpc_endpoint_connections()
+            ok += 1
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "RequestLimitExceeded"
+            throttled += 1
+    elapsed = time.monotonic() - t0
+    assert throttled > 0 and ok <= 100 + 20 * elapsed + 1, (ok, throttled, elapsed)
+    assert ok >= 100
+
+
+def test_throttling_can_be_turned_off_and_tuned(world):
+    url, svc = world["url"], world["svc"]["ServiceId"]
+    ec2 = session(url, PROVIDER).client("ec2", endpoint_url=url, config=NO_RETRY)
+    try:
+        assert control(url, "/_gatekeeper/ec2-throttle", {"enabled": False})["enabled"] is False
+        assert rejects(ec2, svc, 15) == ["ok"] * 15
+        out = control(url, "/_gatekeeper/ec2-throttle", {"enabled": True, "limits": {"RejectVpcEndpointConnections": [2, 0.001]}})
+        assert out["limits"]["RejectVpcEndpointConnections"] == [2, 0.001]
+        assert rejects(ec2, svc, 3) == ["ok", "ok", "RequestLimitExceeded"]
+    finally:
+        control(url, "/_gatekeeper/ec2-throttle", {"enabled": True, "limits": {"RejectVpcEndpointConnections": [10, 1]}})
 
 
 def test_injected_faults_answer_in_the_service_protocol(world):
-    control(world, "/_gatekeeper/faults", {"rules": [{"match": "dynamodb:*", "rate": 1.0, "kind": "throttle"}, {"match": "sns:Publish", "rate": 1.0, "kind": "error500"}]})
+    control(world["url"], "/_gatekeeper/faults", {"rules": [{"match": "dynamodb:*", "rate": 1.0, "kind": "throttle"}, {"match": "sns:Publish", "rate": 1.0, "kind": "error500"}]})
     try:
-        ddb = session(world["url"], PROVIDER).client("dynamodb", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        ddb = session(world["url"], PROVIDER).client("dynamodb", endpoint_url=world["url"], config=NO_RETRY)
         with pytest.raises(botocore.exceptions.ClientError) as e:
             ddb.list_tables()
         assert e.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
-        sns = session(world["url"], PROVIDER).client("sns", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        sns = session(world["url"], PROVIDER).client("sns", endpoint_url=world["url"], config=NO_RETRY)
         with pytest.raises(botocore.exceptions.ClientError) as e:
             sns.publish(TopicArn=world["topic"], Message="x")
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-        assert control(world, "/_gatekeeper/calls")["fault:throttle"] >= 1
+        assert calls(world["url"])["fault:throttle"] >= 1
     finally:
-        control(world, "/_gatekeeper/faults", {"rules": []})
+        control(world["url"], "/_gatekeeper/faults", {"rules": []})
     assert "TableNames" in ddb.list_tables()
 
 
 def test_dropped_connections_before_and_after_the_service_handles_the_call(world):
-    sqs = session(world["url"], PROVIDER).client(
-        "sqs", endpoint_url=world["url"], config=botocore.config.Config(retries={"total_max_attempts": 1})
-    )
+    sqs = session(world["url"], PROVIDER).client("sqs", endpoint_url=world["url"], config=NO_RETRY)
     url = sqs.create_queue(QueueName="drops")["QueueUrl"]
-    control(world, "/_gatekeeper/reset")
+    control(world["url"], "/_gatekeeper/reset")
     try:
-        control(world, "/_gatekeeper/faults", {"rules": [{"match": "sqs:SendMessage", "rate": 1.0, "kind": "drop"}]})
+        control(world["url"], "/_gatekeeper/faults", {"rules": [{"match": "sqs:SendMessage", "rate": 1.0, "kind": "drop"}]})
         with pytest.raises(botocore.exceptions.HTTPClientError):  # closed with no answer
             sqs.send_message(QueueUrl=url, MessageBody="never arrives")
-        control(world, "/_gatekeeper/faults", {"rules": [{"match": "sqs:SendMessage", "rate": 1.0, "kind": "drop_after"}]})
+        control(world["url"], "/_gatekeeper/faults", {"rules": [{"match": "sqs:SendMessage", "rate": 1.0, "kind": "drop_after"}]})
         with pytest.raises(botocore.exceptions.HTTPClientError):  # closed with no answer
             sqs.send_message(QueueUrl=url, MessageBody="arrives unacknowledged")
     finally:
-        control(world, "/_gatekeeper/faults", {"rules": []})
+        control(world["url"], "/_gatekeeper/faults", {"rules": []})
     bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
     assert bodies == ["arrives unacknowledged"], "drop loses the call, drop_after only its answer"
-    calls = control(world, "/_gatekeeper/calls")
-    assert calls["fault:drop"] == 1 and calls["fault:drop_after"] == 1
+    counted = calls(world["url"])
+    assert counted["fault:drop"] == 1 and counted["fault:drop_after"] == 1

@@ -105,28 +105,30 @@ async fn when_the_same_request_arrives_five_times_should_act_record_and_notify_o
 
 #[tokio::test]
 async fn when_an_event_lies_or_names_an_unmanaged_service_should_change_nothing() -> Result<()> {
-    let w = World::new(DefaultAction::Reject).await?;
+    let w = World::new(DefaultAction::Hold).await?;
     w.rule("SVC", ALLOWED, "allow", &[]).await?;
-    let denied = w.endpoint(DENIED).await?;
-    w.settle(SETTLE).await?;
-    assert_eq!(w.state(&denied).await?, "rejected");
-    w.inbox().await?;
-    // Forged: claims the owner is the allowed account (a field the contract does not have).
-    let mut forged = w.request(&denied);
-    forged["owner"] = json!(ALLOWED);
-    forged["state"] = json!("pendingAcceptance");
-    w.put_request(forged).await?;
-    // Well-formed but about an endpoint EC2 has already rejected, and one that does not exist.
-    w.put_request(w.request(&denied)).await?;
+    // A pending endpoint of an unlisted account, whose notification never arrives: only forgeries name it.
+    let unlisted = w.endpoint(UNKNOWN).await?;
+    w.wiring.drop_notifications().await?;
+    // Forged, well-formed: it names the endpoint and claims what a forger can (a manual trigger); the
+    // owner comes from EC2 only, so it is held as unlisted, never accepted.
+    w.put_request(w.request(&unlisted)).await?;
+    // One that does not exist, and a service Gatekeeper does not manage.
     w.put_request(w.request("vpce-0123456789abcdef0")).await?;
-    // A service Gatekeeper does not manage.
-    w.put_request(json!({"service_id": "vpce-svc-0123456789abcdef0", "endpoint_id": denied, "trigger": "manual", "requested_at": 1}))
-        .await?;
-    w.settle(Duration::from_secs(12)).await?;
-    assert_eq!(w.state(&denied).await?, "rejected");
-    assert_eq!(w.ec2_actions(&denied, "Accept"), 0);
-    assert!(w.inbox().await?.is_empty());
-    assert_eq!(w.records(&denied).await?.len(), 1);
+    w.put_request(
+        json!({"service_id": "vpce-svc-0123456789abcdef0", "endpoint_id": unlisted, "trigger": "manual", "requested_at": 1}),
+    )
+    .await?;
+    // The missing endpoint is asked about for its bounded receives before it is left to the sweep.
+    w.settle(Duration::from_secs(40)).await?;
+    assert_eq!(w.state(&unlisted).await?, "pendingAcceptance", "held, never accepted");
+    assert_eq!(w.ec2_actions(&unlisted, "Accept"), 0);
+    let records = w.records(&unlisted).await?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["reason"], s("not_listed"), "the owner EC2 reports is the one evaluated");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1, "one hold announced: {inbox:#?}");
+    assert_eq!(inbox[0].body["owner"], UNKNOWN);
     Ok(())
 }
 
@@ -173,12 +175,24 @@ async fn when_an_allowlist_item_is_malformed_should_never_accept_its_account() -
 #[tokio::test]
 async fn when_the_decisions_table_fails_should_retry_and_never_reject() -> Result<()> {
     let w = World::new(DefaultAction::Reject).await?;
+    // Every DynamoDB call of the functions fails: nothing can be claimed, so nothing may be done.
+    let rules: Vec<serde_json::Value> = w
+        .wiring
+        .access_keys
+        .iter()
+        .map(|key| json!({"match": "dynamodb:*", "rate": 1.0, "kind": "error500", "key": key}))
+        .collect();
+    w.faults(json!(rules)).await?;
     let id = w.endpoint(UNKNOWN).await?;
-    // The decisions table is gone: nothing can be claimed, so nothing may be done.
-    w.ddb.delete_table().table_name(&w.info.decisions_table).send().await?;
-    w.settle(Duration::from_secs(3)).await?;
+    w.wiring.pump_notifications().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.wiring.decide_failures.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "decide never tried (and failed) twice");
+        w.wiring.pump_decide(1).await?;
+    }
     assert_eq!(w.state(&id).await?, "pendingAcceptance", "a failing DynamoDB must not turn into a reject");
     assert!(w.inbox().await?.is_empty());
+    assert_eq!(w.queue_depth(&w.info.requests_queue_url).await?, 1, "the request is kept for the retry");
     Ok(())
 }
 

@@ -9,29 +9,12 @@ use shared::domain::DefaultAction;
 
 use crate::World;
 
-/// A call to the emulator's control API (see tests/emulator/gatekeeper_moto.py).
 async fn control(w: &World, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let host = w.info.endpoint_url.trim_start_matches("http://").to_owned();
-    let (method, body) = match body {
-        Some(b) => ("POST", b.to_string()),
-        None => ("GET", String::new()),
-    };
-    let mut s = tokio::net::TcpStream::connect(&host).await?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    anyhow::ensure!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{path}: {out}");
-    let json = out.split("\r\n\r\n").nth(1).unwrap_or("{}");
-    Ok(serde_json::from_str(json)?)
+    gatekeeper_local::control(&w.info.endpoint_url, path, body).await
 }
 
 async fn faults(w: &World, rules: serde_json::Value) -> Result<()> {
-    control(w, "/_gatekeeper/faults", Some(serde_json::json!({ "rules": rules }))).await.map(|_| ())
+    w.faults(rules).await
 }
 
 #[tokio::test]
@@ -39,7 +22,7 @@ async fn when_two_invocations_decide_the_same_endpoint_at_once_should_act_and_no
     let w = World::new(DefaultAction::Reject).await?;
     w.rule("SVC", "222222222222", "allow", &[]).await?;
     let id = w.endpoint("222222222222").await?;
-    w.sqs.purge_queue().queue_url(&w.info.notifications_queue_url).send().await?;
+    w.wiring.drop_notifications().await?;
     let deps = w.wiring.deps();
     let (a, b) = tokio::join!(
         decide::handler::decide_batch(deps, w.sqs_event(&id, "m1"), "invocation-a", shared::domain::time::now_ms()),
@@ -64,11 +47,21 @@ async fn burst(w: &World, accounts: usize, per_account: usize) -> Result<(Vec<(S
     for a in &allowed {
         w.rule("*", a, "allow", &[]).await?;
     }
+    // Consumers create at once, each waiting for its own account's CreateVpcEndpoint tokens.
+    let mut set = tokio::task::JoinSet::new();
+    for a in accounts {
+        let (url, service) = (w.info.endpoint_url.clone(), w.info.service_name.clone());
+        set.spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..per_account {
+                mine.push((a.clone(), gatekeeper_local::create_endpoint(&url, &a, &service).await?.1));
+            }
+            anyhow::Ok(mine)
+        });
+    }
     let mut endpoints = Vec::new();
-    for a in &accounts {
-        for _ in 0..per_account {
-            endpoints.push((a.clone(), w.endpoint(a).await?));
-        }
+    while let Some(done) = set.join_next().await {
+        endpoints.extend(done??);
     }
     Ok((endpoints, allowed))
 }
@@ -126,9 +119,9 @@ fn on(w: &World, matches: &[&str], kinds: &[(&str, f64)]) -> Vec<Value> {
     matches
         .iter()
         .flat_map(|m| {
-            kinds
-                .iter()
-                .map(move |(kind, rate)| json!({"match": m, "rate": rate, "kind": kind, "key": w.wiring.access_key}))
+            kinds.iter().flat_map(move |(kind, rate)| {
+                w.wiring.access_keys.iter().map(move |key| json!({"match": m, "rate": rate, "kind": kind, "key": key}))
+            })
         })
         .collect()
 }

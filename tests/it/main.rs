@@ -39,7 +39,7 @@ pub struct Received {
 
 impl World {
     pub async fn new(default_action: DefaultAction) -> Result<Self> {
-        Self::with(Options { default_action, revoke: false }).await
+        Self::with(Options { default_action, ..Options::default() }).await
     }
 
     pub async fn with(options: Options) -> Result<Self> {
@@ -96,7 +96,8 @@ impl World {
     }
 
     /// Runs the wiring until nothing moves: notifications turned into requests, requests decided.
-    /// Failed messages come back after the queue's 2 s visibility timeout, so `patience` bounds the wait.
+    /// Failed messages come back after the queue's 2 s visibility timeout, so `patience` bounds the wait;
+    /// not settling within it is an error.
     pub async fn settle(&self, patience: Duration) -> Result<()> {
         let start = Instant::now();
         let mut quiet = 0;
@@ -124,7 +125,7 @@ impl World {
                 quiet = 0;
             }
         }
-        Ok(())
+        anyhow::bail!("the wiring did not settle within {patience:?}")
     }
 
     pub async fn queue_depth(&self, url: &str) -> Result<u64> {
@@ -143,13 +144,26 @@ impl World {
     }
 
     /// The connection's state as the provider sees it in EC2.
+    /// The provider's own Describe calls share EC2's per-account bucket with the functions', so they
+    /// wait for tokens when throttled (bounded: 100 tries over about 10 s).
     pub async fn state(&self, endpoint: &str) -> Result<String> {
-        let out = self
-            .ec2
-            .describe_vpc_endpoint_connections()
-            .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-endpoint-id").values(endpoint).build())
-            .send()
-            .await?;
+        use aws_sdk_ec2::error::ProvideErrorMetadata;
+        let mut tries = 0;
+        let out = loop {
+            let res = self
+                .ec2
+                .describe_vpc_endpoint_connections()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-endpoint-id").values(endpoint).build())
+                .send()
+                .await;
+            match res {
+                Err(e) if e.code() == Some("RequestLimitExceeded") && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
         let c = out.vpc_endpoint_connections().first().context("no such connection")?;
         Ok(c.vpc_endpoint_state().map(|s| s.as_str().to_owned()).unwrap_or_default())
     }
@@ -236,6 +250,17 @@ impl World {
             .lock()
             .map(|v| v.iter().filter(|(e, id, _)| e == event && id == endpoint).count())
             .unwrap_or(0)
+    }
+
+    /// Replaces the emulator's fault rules (see tests/emulator/gatekeeper_moto.py).
+    pub async fn faults(&self, rules: Value) -> Result<()> {
+        gatekeeper_local::control(
+            &self.info.endpoint_url,
+            "/_gatekeeper/faults",
+            Some(serde_json::json!({ "rules": rules })),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Puts a Connection Request event on the bus, as any producer (or a forger) can.

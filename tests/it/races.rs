@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use decide::handler::{BatchOutcome, Deps, decide_batch};
-use gatekeeper_local::{Options, account_config, decide_deps};
+use gatekeeper_local::{Options, decide_deps};
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::sns::SnsNotifier;
@@ -94,8 +94,7 @@ async fn real_deps<A, D>(
     wrap_allowlist: impl FnOnce(DynamoAllowlist) -> A,
     wrap_log: impl FnOnce(DynamoDecisionLog) -> D,
 ) -> Result<Deps<Ec2Connections, A, D, SnsNotifier>> {
-    let cfg = account_config(&w.info.endpoint_url, &w.info.provider_account).await?;
-    let d = decide_deps(&cfg, &w.info)?;
+    let d = decide_deps(w.wiring.decide_sdk_config(), &w.info)?;
     Ok(Deps {
         connections: d.connections,
         allowlist: wrap_allowlist(d.allowlist),
@@ -149,7 +148,7 @@ async fn announced(w: &World) -> Result<Vec<String>> {
 /// A new endpoint of `CONSUMER`, whose Connect notification is dropped so that only the test decides it.
 async fn quiet_endpoint(w: &World) -> Result<String> {
     let id = w.endpoint(CONSUMER).await?;
-    w.sqs.purge_queue().queue_url(&w.info.notifications_queue_url).send().await?;
+    w.wiring.drop_notifications().await?;
     Ok(id)
 }
 
@@ -174,7 +173,7 @@ fn pair(decision: &str, status: &str) -> (String, String) {
 
 #[tokio::test]
 async fn when_an_allow_is_withdrawn_between_evaluation_and_action_should_accept_then_revoke_once() -> Result<()> {
-    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
+    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true, ..Options::default() }).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
     let edit: Race = Box::pin(async { w.remove_rule("SVC", CONSUMER).await.map(|()| None) });
@@ -228,7 +227,7 @@ async fn when_the_default_is_hold_and_an_allow_lands_mid_decision_should_hold_th
 
 #[tokio::test]
 async fn when_a_revocation_races_an_accept_in_flight_should_accept_then_revoke_never_interleave() -> Result<()> {
-    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
+    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true, ..Options::default() }).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
     // While A holds its claim (accept), the allow is withdrawn and B decides the same endpoint.
@@ -251,7 +250,7 @@ async fn when_a_revocation_races_an_accept_in_flight_should_accept_then_revoke_n
 
 #[tokio::test]
 async fn when_a_newer_decision_claims_first_should_leave_the_stale_one_without_effect() -> Result<()> {
-    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await?;
+    let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true, ..Options::default() }).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
     // A has read "allowed"; before it claims, the allow is withdrawn and B decides with the new rules.

@@ -19,7 +19,7 @@ fn now() -> i64 {
 }
 
 async fn revoking() -> Result<World> {
-    World::with(Options { default_action: DefaultAction::Reject, revoke: true }).await
+    World::with(Options { default_action: DefaultAction::Reject, revoke: true, ..Options::default() }).await
 }
 
 #[tokio::test]
@@ -28,7 +28,7 @@ async fn when_a_notification_has_an_unknown_shape_should_reexamine_the_service()
     w.rule("SVC", A, "allow", &[]).await?;
     let id = w.endpoint(A).await?;
     // Lose the real notification, then deliver one that names nothing usable.
-    w.sqs.purge_queue().queue_url(&w.info.notifications_queue_url).send().await?;
+    w.wiring.drop_notifications().await?;
     w.sns
         .publish()
         .topic_arn(&w.info.notifications_topic_arn)

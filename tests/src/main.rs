@@ -60,11 +60,13 @@ async fn main() -> Result<()> {
     shared::telemetry::init();
     match Cli::parse().command {
         Cmd::Up { port, state, default_action, revoke, sweep_seconds } => {
-            let options = Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke };
+            let options =
+                Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke, template: None };
             up(port, state, options, Duration::from_secs(sweep_seconds.max(1))).await
         }
         Cmd::Provision { endpoint, suffix, state, default_action, revoke } => {
-            let options = Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke };
+            let options =
+                Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke, template: None };
             let info = provision(&endpoint, &suffix, options).await?;
             std::fs::write(&state, serde_json::to_string_pretty(&info)?)?;
             println!("{}", state.display());

@@ -1,0 +1,439 @@
+"""IAM for the local AWS: the functions' role credentials, issued as Lambda issues them, and enforcement of
+the role's policies for those credentials only.
+
+Control API (under the extension's /_gatekeeper/ paths):
+  POST /_gatekeeper/role-credentials   {"role_arn": "arn:aws:iam::<account>:role/<path/name>",
+                                        "session_name": "<optional, default the role's name>",
+                                        "duration_seconds": <optional, default the role's MaxSessionDuration>}
+        -> {"AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration", "Arn"}
+        The credentials of a session of the role, as Lambda obtains them for a function's execution role:
+        Lambda (the service principal) assumes the role, so the role's trust policy is not evaluated
+        against the caller here (moto's sts:AssumeRole evaluation of a trust policy naming only
+        lambda.amazonaws.com answers 500). The session is registered in moto's STS registry of the role's
+        account (sts_backends[account][partition].assume_role), so moto maps the key to that account
+        (moto.iam.models.get_account_id_from) and GetCallerIdentity answers the assumed-role ARN.
+        400 for a malformed request, 404 when the role does not exist in moto's IAM of that account.
+  GET  /_gatekeeper/iam/denials        -> [{"role_arn", "action", "resource", "reason", "session"}], oldest first
+  POST /_gatekeeper/iam/denials/reset  forget them
+  POST /_gatekeeper/iam/enforce        {"enabled": false} switches enforcement off (on by default;
+                                       environment GATEKEEPER_EMU_IAM=0 starts with it off) -> {"enabled"}
+
+What is enforced, for credentials issued by /role-credentials only (every other key, e.g. the bootstrap
+keys and consumer accounts' sts:AssumeRole sessions, is never checked):
+  the role's identity-based policies -- its inline policies (put_role_policy, CloudFormation Policies and
+  AWS::IAM::RolePolicy, stored as JSON text or as a dict) and its attached managed policies (default
+  version) -- for the IAM action and the resource ARN(s) of each call, with the policy evaluation logic's
+  identity-policy part (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html):
+  an explicit Deny wins, else an Allow is needed, else the implicit deny. Effect, Action/NotAction and
+  Resource/NotResource with the * and ? wildcards (actions case-insensitive, resources case-sensitive:
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_action.html,
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html).
+  sts:GetCallerIdentity is always allowed, as in AWS ("No permissions are required to perform this
+  operation": https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html).
+
+Not evaluated (AWS would):
+  * Condition blocks. Fail closed: a statement with a Condition is taken as NOT matching when it allows and
+    as matching when it denies, so the emulator never allows a call AWS might deny (it may deny one AWS
+    would allow: the denial's reason says "conditional", look there first).
+  * Resource-based policies (topic, queue, bus, key policies), permissions boundaries, session policies,
+    SCPs/RCPs, policy variables (${aws:username} is matched literally).
+  * Signatures, session tokens and expiry of the issued credentials (moto checks none of them either).
+  * Resource ARNs are derived for the calls the functions make (see `authorization_requests`); any other
+    call of a role session is checked against Resource "*", like the actions that have no resource-level
+    permissions.
+
+Cost: the role's parsed and compiled statements are cached, keyed by a fingerprint of its policies (inline
+documents and managed policies' default versions), so any change of them is seen by the next call.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import threading
+from urllib.parse import parse_qs, urlparse
+
+ENFORCED = os.environ.get("GATEKEEPER_EMU_IAM", "1") != "0"
+_LOCK = threading.Lock()
+# Issued role sessions, by access key id.
+_SESSIONS: dict[str, "_Session"] = {}
+# Denied calls of role sessions, oldest first (bounded).
+DENIALS: list[dict] = []
+_MAX_DENIALS = 10_000
+# role id -> (fingerprint, compiled statements)
+_CACHE: dict[str, tuple] = {}
+
+_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[\x21-\x7e]*/)?[\w+=,.@-]{1,64}$")
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
+_DEFAULT_REGION = {"aws": "us-east-1", "aws-cn": "cn-north-1", "aws-us-gov": "us-gov-west-1"}
+
+
+class _Session:
+    __slots__ = ("key", "role_arn", "role_id", "account", "partition", "session_name")
+
+    def __init__(self, key, role_arn, role_id, account, partition, session_name):
+        self.key, self.role_arn, self.role_id = key, role_arn, role_id
+        self.account, self.partition, self.session_name = account, partition, session_name
+
+    @property
+    def principal(self) -> str:
+        name = self.role_arn.rsplit("/", 1)[-1]
+        return f"arn:{self.partition}:sts::{self.account}:assumed-role/{name}/{self.session_name}"
+
+
+# ------------------------------------------------------------------------------ role credentials
+
+
+def issue(role_arn: str, session_name: str | None = None, duration_seconds: int | None = None) -> tuple[int, dict]:
+    """(HTTP status, answer) for a role-credentials request."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    m = _ROLE_ARN.match(role_arn or "")
+    if not m:
+        return 400, {"error": "ValidationError", "message": f"role_arn {role_arn!r} is not an IAM role ARN"}
+    partition, account = m.group(1), m.group(2)
+    role = next((r for r in list(iam_backends[account][partition].roles.values()) if r.arn == role_arn), None)
+    if role is None:
+        return 404, {"error": "NoSuchEntity", "message": f"The role {role_arn} does not exist in account {account}"}
+    session_name = session_name or role.name[:64]
+    if not _SESSION_NAME.match(session_name):
+        return 400, {"error": "ValidationError", "message": f"session_name {session_name!r} is not a valid role session name"}
+    duration = int(duration_seconds or role.max_session_duration or 3600)
+    assumed = sts_backends[account][partition].assume_role(
+        region_name=_DEFAULT_REGION.get(partition, "us-east-1"),
+        role_session_name=session_name,
+        role_arn=role.arn,
+        policy=None,
+        duration=duration,
+        external_id=None,
+    )
+    with _LOCK:
+        _SESSIONS[assumed.access_key_id] = _Session(assumed.access_key_id, role.arn, role.id, account, partition, session_name)
+    expiration = assumed.expiration.replace(tzinfo=datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return 200, {
+        "AccessKeyId": assumed.access_key_id,
+        "SecretAccessKey": assumed.secret_access_key,
+        "SessionToken": assumed.session_token,
+        "Expiration": expiration,
+        "Arn": assumed.arn,
+    }
+
+
+# ------------------------------------------------------------------------------ policy evaluation
+
+ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, CONDITIONAL = "allow", "explicit deny", "implicit deny", "conditional"
+
+
+def _wildcard(patterns, ignore_case: bool):
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    parts = ["".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in str(p)) for p in patterns]
+    return re.compile("^(?:" + "|".join(parts) + ")$", re.IGNORECASE if ignore_case else 0) if parts else None
+
+
+class _Statement:
+    __slots__ = ("allow", "not_action", "action", "not_resource", "resource", "conditional")
+
+    def __init__(self, s: dict):
+        self.allow = s.get("Effect") == "Allow"
+        self.not_action = "NotAction" in s
+        self.action = _wildcard(s.get("NotAction" if self.not_action else "Action", []), True)
+        self.not_resource = "NotResource" in s
+        self.resource = _wildcard(s.get("NotResource" if self.not_resource else "Resource", []), False)
+        self.conditional = bool(s.get("Condition"))
+
+    def applies(self, action: str, resource: str) -> bool:
+        a = self.action is not None and self.action.match(action) is not None
+        r = self.resource is not None and self.resource.match(resource) is not None
+        return (a != self.not_action) and (r != self.not_resource)
+
+
+def compile_policy(document) -> list[_Statement]:
+    doc = json.loads(document) if isinstance(document, (str, bytes)) else document
+    statements = doc.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    return [_Statement(s) for s in statements]
+
+
+def evaluate(statements, action: str, resource: str) -> str:
+    """ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, or CONDITIONAL (only a conditional Allow would have allowed)."""
+    allowed = conditional = False
+    for st in statements:
+        if not st.applies(action, resource):
+            continue
+        if not st.allow:
+            return EXPLICIT_DENY  # a conditional Deny counts as matching (fail closed)
+        if st.conditional:
+            conditional = True  # a conditional Allow does not allow (fail closed)
+        else:
+            allowed = True
+    return ALLOW if allowed else CONDITIONAL if conditional else IMPLICIT_DENY
+
+
+def _default_document(policy):
+    for v in policy.versions:
+        if v.version_id == policy.default_version_id:
+            return v.document
+    return '{"Statement": []}'
+
+
+def _statements(session: _Session):
+    """The role's compiled statements (cached while its policies are unchanged); None: the role is gone."""
+    from moto.iam.models import iam_backends
+
+    role = iam_backends[session.account][session.partition].roles.get(session.role_id)
+    if role is None:
+        return None
+    inline = tuple((n, d if isinstance(d, str) else json.dumps(d, sort_keys=True)) for n, d in role.policies.items())
+    managed = tuple((arn, p.default_version_id, id(p)) for arn, p in role.managed_policies.items())
+    fingerprint = (inline, managed)
+    cached = _CACHE.get(session.role_id)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    statements = []
+    for _, doc in inline:
+        statements.extend(compile_policy(doc))
+    for p in list(role.managed_policies.values()):
+        statements.extend(compile_policy(_default_document(p)))
+    _CACHE[session.role_id] = (fingerprint, statements)
+    return statements
+
+
+# ------------------------------------------------------------------------------ resource ARNs
+# Each call's IAM action(s) and resource ARN(s), as the Service Authorization Reference defines them:
+#   DynamoDB  https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html
+#             table  arn:${Partition}:dynamodb:${Region}:${Account}:table/${TableName}
+#             index  ...:table/${TableName}/index/${IndexName}    stream ...:table/${TableName}/stream/${StreamLabel}
+#             TransactWriteItems/TransactGetItems are authorized as the underlying item actions per table
+#             (dynamodb:PutItem/UpdateItem/DeleteItem/ConditionCheckItem/GetItem):
+#             https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
+#             ListStreams, ListTables, DescribeLimits have no resource type there: Resource "*" (the DynamoDB
+#             guide's iam-policy-read-stream-only.html example scopes ListStreams to a stream ARN anyway; the
+#             template's ReconcileRole does the same -- harmless here: the functions never call ListStreams).
+#   SNS       https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsns.html
+#             topic  arn:${Partition}:sns:${Region}:${Account}:${TopicName}; PublishBatch is authorized by
+#             sns:Publish: https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-language-api-permissions-reference.html
+#   EC2       https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html
+#             vpc-endpoint-service  arn:${Partition}:ec2:${Region}:${Account}:vpc-endpoint-service/${VpcEndpointServiceId}
+#             (Accept/RejectVpcEndpointConnections); DescribeVpcEndpointConnections has no resource type: "*"
+#   EventBridge https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html
+#             event-bus  arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}; PutEvents checks
+#             each entry's bus (a name or an ARN; the account's "default" bus when absent)
+#   SQS       https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsqs.html
+#             queue  arn:${Partition}:sqs:${Region}:${Account}:${QueueName}, from QueueUrl (as moto's
+#             SQSResponse._determine_resource derives it, without needing the queue to exist)
+#   STS       AssumeRole: the role ARN; GetCallerIdentity: always allowed (not checked at all)
+
+_TRANSACT_WRITE = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+_NO_RESOURCE = {"dynamodb": {"ListStreams", "ListTables", "DescribeLimits", "DescribeEndpoints", "ListBackups", "ListGlobalTables"}}
+
+
+def authorization_requests(service: str, action: str, params: dict, region: str, account: str, partition: str = "aws"):
+    """[(IAM action, resource ARN)] that must all be allowed for this call."""
+    prefix = service
+    if service == "dynamodb":
+        return _dynamodb(action, params, region, account, partition)
+    if service == "sns":
+        if action in ("Publish", "PublishBatch"):
+            arn = params.get("TopicArn") or params.get("TargetArn") or "*"  # "*": SMS to a PhoneNumber
+            return [("sns:Publish", arn)]
+        return [(f"sns:{action}", params.get("TopicArn") or "*")]
+    if service == "ec2":
+        if action in ("AcceptVpcEndpointConnections", "RejectVpcEndpointConnections"):
+            sid = params.get("ServiceId") or "*"
+            return [(f"ec2:{action}", f"arn:{partition}:ec2:{region}:{account}:vpc-endpoint-service/{sid}")]
+        return [(f"ec2:{action}", "*")]
+    if service == "events":
+        if action == "PutEvents":
+            buses = []
+            for entry in params.get("Entries") or [{}]:
+                bus = entry.get("EventBusName") or "default"
+                arn = bus if bus.startswith("arn:") else f"arn:{partition}:events:{region}:{account}:event-bus/{bus}"
+                if arn not in buses:
+                    buses.append(arn)
+            return [("events:PutEvents", b) for b in buses]
+        return [(f"events:{action}", "*")]
+    if service == "sqs":
+        url = params.get("QueueUrl")
+        if url:
+            return [(f"sqs:{action}", _queue_arn(url, region, account, partition))]
+        if action == "CreateQueue" and params.get("QueueName"):
+            return [(f"sqs:{action}", f"arn:{partition}:sqs:{region}:{account}:{params['QueueName']}")]
+        return [(f"sqs:{action}", "*")]
+    if service == "sts" and action in ("AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"):
+        return [(f"sts:{action}", params.get("RoleArn") or "*")]
+    return [(f"{prefix}:{action}", "*")]
+
+
+def _table(name: str, region, account, partition) -> str:
+    return name if name.startswith("arn:") else f"arn:{partition}:dynamodb:{region}:{account}:table/{name}"
+
+
+def _dynamodb(action, params, region, account, partition):
+    a = f"dynamodb:{action}"
+    if action in _NO_RESOURCE["dynamodb"]:
+        return [(a, "*")]
+    if action in ("BatchGetItem", "BatchWriteItem"):
+        return [(a, _table(t, region, account, partition)) for t in (params.get("RequestItems") or {})] or [(a, "*")]
+    if action == "TransactWriteItems":
+        out = []
+        for item in params.get("TransactItems") or []:
+            for kind, sub in item.items():
+                if kind in _TRANSACT_WRITE and isinstance(sub, dict):
+                    req = (f"dynamodb:{_TRANSACT_WRITE[kind]}", _table(sub.get("TableName", ""), region, account, partition))
+                    if req not in out:
+                        out.append(req)
+        return out or [(a, "*")]
+    if action == "TransactGetItems":
+        out = []
+        for item in params.get("TransactItems") or []:
+            get = item.get("Get") or {}
+            req = ("dynamodb:GetItem", _table(get.get("TableName", ""), region, account, partition))
+            if req not in out:
+                out.append(req)
+        return out or [(a, "*")]
+    # DynamoDB Streams (signing name "dynamodb", IAM prefix "dynamodb").
+    if action in ("DescribeStream", "GetShardIterator"):
+        return [(a, params.get("StreamArn") or "*")]
+    if action == "GetRecords":
+        # Shard iterators (AWS's and moto's alike) begin with the stream ARN: "<stream arn>|1|<opaque>".
+        it = params.get("ShardIterator") or ""
+        return [(a, it.split("|", 1)[0] if it.startswith("arn:") else "*")]
+    name = params.get("TableName")
+    if name:
+        arn = _table(name, region, account, partition)
+        if params.get("IndexName") and action in ("Query", "Scan"):
+            arn = f"{arn}/index/{params['IndexName']}"
+        return [(a, arn)]
+    return [(a, "*")]
+
+
+def _queue_arn(url: str, region: str, account: str, partition: str) -> str:
+    if url.startswith(("http://", "https://")):
+        parts = [p for p in urlparse(url).path.split("/") if p]
+        if len(parts) >= 2:
+            account, name = parts[-2], parts[-1]
+        else:
+            name = parts[-1] if parts else ""
+    else:
+        name = url
+    return f"arn:{partition}:sqs:{region}:{account}:{name}"
+
+
+# ------------------------------------------------------------------------------ the check
+
+# The AccessDenied error of each service, for its protocol (code, HTTP status):
+#   EC2          UnauthorizedOperation 403  https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+#   DynamoDB     AccessDeniedException 400  https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/CommonErrors.html
+#                (awsJson1_0 "__type" with the service's namespace, as DynamoDB sends its errors)
+#   SNS          AuthorizationError 403     botocore sns model: AuthorizationErrorException {"code": "AuthorizationError",
+#                "httpStatusCode": 403}; https://docs.aws.amazon.com/sns/latest/api/API_Publish.html#API_Publish_Errors
+#   EventBridge  AccessDeniedException 400  botocore events model AccessDeniedException;
+#                https://docs.aws.amazon.com/eventbridge/latest/APIReference/CommonErrors.html
+#   SQS          AccessDenied 403           the awsQuery-compatible code (SQS sends x-amzn-query-error: AccessDenied;Sender
+#                with the JSON protocol, which botocore and the Rust SDK report as the code)
+#   STS, others  AccessDenied 403 (Query services) / AccessDeniedException 400 (JSON services)
+_DENIED = {
+    "ec2": ("UnauthorizedOperation", "403 Forbidden"),
+    "dynamodb": ("com.amazonaws.dynamodb.v20120810#AccessDeniedException", "400 Bad Request"),
+    "sns": ("AuthorizationError", "403 Forbidden"),
+    "events": ("AccessDeniedException", "400 Bad Request"),
+    "sqs": ("AccessDenied", "403 Forbidden"),
+}
+
+
+def _region(environ) -> str:
+    m = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", environ.get("HTTP_AUTHORIZATION", ""))
+    return m.group(1) if m else "us-east-1"
+
+
+def _params(environ, body: bytes) -> dict:
+    ctype = environ.get("CONTENT_TYPE", "")
+    if environ.get("HTTP_X_AMZ_TARGET") or "json" in ctype:
+        try:
+            return json.loads(body or b"{}")
+        except ValueError:
+            return {}
+    raw = body.decode("utf-8", "replace") if body else environ.get("QUERY_STRING", "")
+    return {k: v[0] for k, v in parse_qs(raw).items()}
+
+
+def check(environ, service: str, action: str, key: str, body: bytes):
+    """(code, message, HTTP status) when IAM denies this call, else None."""
+    session = _SESSIONS.get(key)
+    if session is None or not ENFORCED:
+        return None
+    if service == "sts" and action == "GetCallerIdentity":
+        return None
+    statements = _statements(session)
+    requests = authorization_requests(service, action, _params(environ, body), _region(environ), session.account, session.partition)
+    for iam_action, resource in requests:
+        verdict = EXPLICIT_DENY if statements is None else evaluate(statements, iam_action, resource)
+        if verdict == ALLOW:
+            continue
+        reason = {
+            EXPLICIT_DENY: "with an explicit deny in an identity-based policy",
+            IMPLICIT_DENY: f"because no identity-based policy allows the {iam_action} action",
+            CONDITIONAL: f"because no identity-based policy allows the {iam_action} action "
+            "(a conditional Allow matched: the emulator does not evaluate conditions)",
+        }[verdict]
+        if statements is None:
+            reason = "because the role no longer exists"
+        with _LOCK:
+            DENIALS.append(
+                {"role_arn": session.role_arn, "action": iam_action, "resource": resource, "reason": verdict if statements is not None else "role deleted", "session": session.session_name}
+            )
+            del DENIALS[:-_MAX_DENIALS]
+        message = f"User: {session.principal} is not authorized to perform: {iam_action} on resource: {resource} {reason}"
+        code, status = _DENIED.get(service) or (
+            ("AccessDeniedException", "400 Bad Request") if environ.get("HTTP_X_AMZ_TARGET") else ("AccessDenied", "403 Forbidden")
+        )
+        if service == "ec2":
+            message = f"You are not authorized to perform this operation. {message}"
+        return code, message, status
+    return None
+
+
+# ------------------------------------------------------------------------------ control paths
+
+
+def _read_json(environ) -> dict:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    return json.loads(raw or b"{}")
+
+
+_STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found", 405: "405 Method Not Allowed"}
+
+
+def control(path: str, environ):
+    """Answers this module's /_gatekeeper/ control paths: body bytes, or ("<status>", body bytes) for an
+    error (None: not ours)."""
+    global ENFORCED
+    method = environ.get("REQUEST_METHOD", "GET")
+    if path == "/_gatekeeper/role-credentials":
+        if method != "POST":
+            return _STATUS[405], b'{"error": "use POST"}'
+        try:
+            req = _read_json(environ)
+        except ValueError:
+            return _STATUS[400], b'{"error": "ValidationError", "message": "the body is not JSON"}'
+        code, answer = issue(req.get("role_arn", ""), req.get("session_name"), req.get("duration_seconds"))
+        body = json.dumps(answer).encode()
+        return body if code == 200 else (_STATUS[code], body)
+    if path == "/_gatekeeper/iam/denials":
+        with _LOCK:
+            return json.dumps(DENIALS).encode()
+    if path == "/_gatekeeper/iam/denials/reset":
+        with _LOCK:
+            DENIALS.clear()
+        return b"[]"
+    if path == "/_gatekeeper/iam/enforce":
+        if method == "POST":
+            ENFORCED = bool(_read_json(environ).get("enabled", True))
+        return json.dumps({"enabled": ENFORCED}).encode()
+    return None

@@ -1,0 +1,507 @@
+"""IAM in the local AWS (gk_iam): the functions run as their roles.
+
+Against the running server, through boto3: credentials issued by POST /_gatekeeper/role-credentials for a
+role trusting only lambda.amazonaws.com, with an inline policy modelled on the template's DecideRole (exact
+actions on exact ARNs) and a second inline policy like the per-service AWS::IAM::RolePolicy
+(DecideConnections). Allowed calls work; the same calls on other resources, and actions the policies do not
+name, get each service's own AccessDenied error; other credentials are never checked.
+Plus unit tests of the resource ARNs derived per call and of the policy evaluation.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import gk_iam  # noqa: E402  (the unit tests call its pure functions; the server runs its own copy)
+
+PROVIDER = "111111111111"
+REGION = "us-east-1"
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    env = {"PATH": "/usr/bin:/bin", "GATEKEEPER_EMU_IAM": os.environ.get("GATEKEEPER_EMU_IAM", "1")}
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("gatekeeper_moto.py")), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    line = proc.stdout.readline()  # "... listening on http://127.0.0.1:<port>", printed once the socket is bound
+    assert "listening on" in line, line
+    yield line.rsplit(" ", 1)[-1].strip()
+    proc.terminate()
+    proc.wait(5)
+
+
+def control(url, path, payload=None):
+    data = None if payload is None else json.dumps(payload).encode()
+    req = urllib.request.Request(f"{url}/_gatekeeper/{path}", data=data, method="GET" if data is None else "POST")
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read())
+
+
+def bootstrap(url, account=PROVIDER):
+    """Test-setup credentials: sts:AssumeRole from the bootstrap keys (never checked by gk_iam)."""
+    sts = boto3.client("sts", endpoint_url=url, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/test", RoleSessionName="setup")["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
+
+
+def role_session(url, role_arn, session_name="decide-fn"):
+    creds = control(url, "role-credentials", {"role_arn": role_arn, "session_name": session_name})
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
+
+
+def decide_policy(w, publish=True):
+    """The template's DecideRole policy, on this world's resources (plus the bus and the stream)."""
+    statements = [
+        {"Sid": "ReadConnections", "Effect": "Allow", "Action": "ec2:DescribeVpcEndpointConnections", "Resource": "*"},
+        {"Sid": "ReadAllowlist", "Effect": "Allow", "Action": "dynamodb:Query", "Resource": w["table:allowlist"]},
+        {
+            "Sid": "ReadAllowlistStream",
+            "Effect": "Allow",
+            "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            "Resource": w["stream:allowlist"],
+        },
+        {
+            "Sid": "RecordDecisions",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "Resource": w["table:decisions"],
+        },
+        {"Sid": "Announce", "Effect": "Allow", "Action": "sns:Publish", "Resource": w["topic:decisions"]},
+        {"Sid": "EmitRequests", "Effect": "Allow", "Action": "events:PutEvents", "Resource": w["bus:gatekeeper"]},
+        {
+            "Sid": "DrainRequests",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"],
+            "Resource": w["queue:requests"],
+        },
+    ]
+    if not publish:
+        statements = [s for s in statements if s["Sid"] != "Announce"]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def service_arn(service_id):
+    return f"arn:aws:ec2:{REGION}:{PROVIDER}:vpc-endpoint-service/{service_id}"
+
+
+@pytest.fixture(scope="module")
+def world(endpoint):
+    url = endpoint
+    setup = bootstrap(url)
+    w = {"url": url, "setup": setup}
+    ddb = setup.client("dynamodb", endpoint_url=url)
+    for name in ("allowlist", "decisions", "other"):
+        ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        table = ddb.describe_table(TableName=name)["Table"]
+        w[f"table:{name}"], w[f"stream:{name}"] = table["TableArn"], table["LatestStreamArn"]
+        ddb.put_item(TableName=name, Item={"pk": {"S": "seed"}})
+    sns = setup.client("sns", endpoint_url=url)
+    events = setup.client("events", endpoint_url=url)
+    sqs = setup.client("sqs", endpoint_url=url)
+    for name in ("decisions", "other"):
+        w[f"topic:{name}"] = sns.create_topic(Name=name)["TopicArn"]
+    for name in ("gatekeeper", "other"):
+        w[f"bus:{name}"] = events.create_event_bus(Name=name)["EventBusArn"]
+    for name in ("requests", "other"):
+        w[f"url:{name}"] = sqs.create_queue(QueueName=name)["QueueUrl"]
+        w[f"queue:{name}"] = sqs.get_queue_attributes(QueueUrl=w[f"url:{name}"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    ec2 = setup.client("ec2", endpoint_url=url)
+    elbv2 = setup.client("elbv2", endpoint_url=url)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+    for name in ("svc", "othersvc"):
+        lb = elbv2.create_load_balancer(Name=name, Subnets=[subnet], Type="network")["LoadBalancers"][0]["LoadBalancerArn"]
+        svc = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[lb], AcceptanceRequired=True)
+        w[f"svc:{name}"] = svc["ServiceConfiguration"]["ServiceId"]
+    iam = setup.client("iam", endpoint_url=url)
+    w["iam"] = iam
+    w["role_arn"] = iam.create_role(RoleName="decide", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="decide", PolicyName="decide", PolicyDocument=decide_policy(w))
+    # Like the template's per-service AWS::IAM::RolePolicy DecideConnections&{ServiceId}.
+    iam.put_role_policy(
+        RoleName="decide",
+        PolicyName=f"decide-{w['svc:svc']}",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "DecideConnections",
+                        "Effect": "Allow",
+                        "Action": ["ec2:AcceptVpcEndpointConnections", "ec2:RejectVpcEndpointConnections"],
+                        "Resource": service_arn(w["svc:svc"]),
+                    }
+                ],
+            }
+        ),
+    )
+    role = role_session(url, w["role_arn"])
+    for name in ("dynamodb", "dynamodbstreams", "sns", "events", "sqs", "ec2", "sts"):
+        w[name] = role.client(name, endpoint_url=url)
+    return w
+
+
+def denied(call, code, status):
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        call()
+    assert err.value.response["Error"]["Code"] == code, err.value.response
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    return err.value.response["Error"].get("Message", "")
+
+
+def denials(w):
+    return control(w["url"], "iam/denials")
+
+
+# ----------------------------------------------------------------------------------- role credentials
+
+
+def test_role_credentials_belong_to_the_role_session_in_its_account(world):
+    me = world["sts"].get_caller_identity()
+    assert me["Account"] == PROVIDER
+    assert me["Arn"] == f"arn:aws:sts::{PROVIDER}:assumed-role/decide/decide-fn"
+
+
+def test_role_credentials_fail_clearly_for_a_missing_role_or_a_bad_request(world):
+    url = world["url"]
+    for payload, status, error in (
+        ({"role_arn": f"arn:aws:iam::{PROVIDER}:role/missing"}, 404, "NoSuchEntity"),
+        ({"role_arn": "arn:aws:iam::222222222222:role/decide"}, 404, "NoSuchEntity"),  # exists only in 111111111111
+        ({"role_arn": "decide"}, 400, "ValidationError"),
+        ({"role_arn": world["role_arn"], "session_name": "no spaces"}, 400, "ValidationError"),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            control(url, "role-credentials", payload)
+        assert err.value.code == status
+        assert json.loads(err.value.read())["error"] == error
+
+
+# ----------------------------------------------------------------------------------- enforcement
+
+
+def test_each_allowed_call_succeeds(world):
+    w = world
+    before = len(denials(w))
+    ddb, sns, events, sqs, ec2 = w["dynamodb"], w["sns"], w["events"], w["sqs"], w["ec2"]
+    ddb.query(TableName="allowlist", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "seed"}})
+    ddb.put_item(TableName="decisions", Item={"pk": {"S": "d1"}, "n": {"N": "1"}})
+    assert ddb.get_item(TableName="decisions", Key={"pk": {"S": "d1"}})["Item"]["n"] == {"N": "1"}
+    ddb.update_item(TableName="decisions", Key={"pk": {"S": "d1"}}, UpdateExpression="SET n = :n", ExpressionAttributeValues={":n": {"N": "2"}})
+    # A transaction is authorized as its item actions (PutItem, UpdateItem), which the policy grants.
+    ddb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": "decisions", "Item": {"pk": {"S": "d2"}}}},
+            {"Update": {"TableName": "decisions", "Key": {"pk": {"S": "d1"}}, "UpdateExpression": "SET n = :n", "ExpressionAttributeValues": {":n": {"N": "3"}}}},
+        ]
+    )
+    sns.publish(TopicArn=w["topic:decisions"], Message="decided")
+    sns.publish_batch(TopicArn=w["topic:decisions"], PublishBatchRequestEntries=[{"Id": "1", "Message": "decided"}])  # sns:Publish
+    for bus in ("gatekeeper", w["bus:gatekeeper"]):  # a name or an ARN
+        out = events.put_events(Entries=[{"EventBusName": bus, "Source": "gatekeeper", "DetailType": "request", "Detail": "{}"}])
+        assert out["FailedEntryCount"] == 0
+    sqs.get_queue_attributes(QueueUrl=w["url:requests"], AttributeNames=["All"])
+    sqs.receive_message(QueueUrl=w["url:requests"], WaitTimeSeconds=0)
+    ec2.describe_vpc_endpoint_connections()  # Resource "*"
+    for call in (ec2.accept_vpc_endpoint_connections, ec2.reject_vpc_endpoint_connections):
+        out = call(ServiceId=w["svc:svc"], VpcEndpointIds=["vpce-00000000000000000"])
+        assert out["Unsuccessful"][0]["Error"]["Code"] == "InvalidVpcEndpointId.NotFound"  # authorized, then answered
+    streams = w["dynamodbstreams"]
+    shard = streams.describe_stream(StreamArn=w["stream:allowlist"])["StreamDescription"]["Shards"][0]["ShardId"]
+    it = streams.get_shard_iterator(StreamArn=w["stream:allowlist"], ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert streams.get_records(ShardIterator=it)["Records"]
+    w["sts"].get_caller_identity()
+    assert len(denials(w)) == before
+
+
+def test_the_same_call_on_another_resource_is_denied_with_the_service_error(world):
+    w = world
+    ddb, sns, events, sqs, ec2 = w["dynamodb"], w["sns"], w["events"], w["sqs"], w["ec2"]
+    msg = denied(lambda: ddb.get_item(TableName="other", Key={"pk": {"S": "seed"}}), "AccessDeniedException", 400)
+    assert f"dynamodb:GetItem on resource: {w['table:other']}" in msg
+    assert f"assumed-role/decide/decide-fn" in msg
+    denied(lambda: ddb.put_item(TableName="other", Item={"pk": {"S": "intruder"}}), "AccessDeniedException", 400)
+    assert "Item" not in w["setup"].client("dynamodb", endpoint_url=w["url"]).get_item(TableName="other", Key={"pk": {"S": "intruder"}})
+    denied(lambda: ddb.query(TableName="decisions", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "d1"}}), "AccessDeniedException", 400)
+    denied(lambda: sns.publish(TopicArn=w["topic:other"], Message="x"), "AuthorizationError", 403)
+    denied(lambda: sns.publish_batch(TopicArn=w["topic:other"], PublishBatchRequestEntries=[{"Id": "1", "Message": "x"}]), "AuthorizationError", 403)
+    entry = {"Source": "gatekeeper", "DetailType": "request", "Detail": "{}"}
+    denied(lambda: events.put_events(Entries=[{**entry, "EventBusName": "other"}]), "AccessDeniedException", 400)
+    denied(lambda: events.put_events(Entries=[entry]), "AccessDeniedException", 400)  # the default bus
+    denied(lambda: events.put_events(Entries=[{**entry, "EventBusName": "gatekeeper"}, {**entry, "EventBusName": "other"}]), "AccessDeniedException", 400)
+    denied(lambda: sqs.receive_message(QueueUrl=w["url:other"]), "AccessDenied", 403)
+    for call in (ec2.accept_vpc_endpoint_connections, ec2.reject_vpc_endpoint_connections):
+        msg = denied(lambda: call(ServiceId=w["svc:othersvc"], VpcEndpointIds=["vpce-00000000000000000"]), "UnauthorizedOperation", 403)
+        assert service_arn(w["svc:othersvc"]) in msg
+    # GetRecords is authorized on the stream its shard iterator belongs to.
+    setup_streams = w["setup"].client("dynamodbstreams", endpoint_url=w["url"])
+    shard = setup_streams.describe_stream(StreamArn=w["stream:other"])["StreamDescription"]["Shards"][0]["ShardId"]
+    it = setup_streams.get_shard_iterator(StreamArn=w["stream:other"], ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    denied(lambda: w["dynamodbstreams"].get_records(ShardIterator=it), "AccessDeniedException", 400)
+    denied(lambda: w["dynamodbstreams"].describe_stream(StreamArn=w["stream:other"]), "AccessDeniedException", 400)
+    recorded = {(d["action"], d["resource"]) for d in denials(w) if d["role_arn"] == w["role_arn"]}
+    assert {
+        ("dynamodb:GetItem", w["table:other"]),
+        ("sns:Publish", w["topic:other"]),
+        ("events:PutEvents", w["bus:other"]),
+        ("events:PutEvents", f"arn:aws:events:{REGION}:{PROVIDER}:event-bus/default"),
+        ("sqs:ReceiveMessage", w["queue:other"]),
+        ("ec2:AcceptVpcEndpointConnections", service_arn(w["svc:othersvc"])),
+        ("dynamodb:GetRecords", w["stream:other"]),
+    } <= recorded
+
+
+def test_an_action_the_policies_do_not_name_is_denied(world):
+    w = world
+    ddb = w["dynamodb"]
+    counted = control(w["url"], "calls").get("iam:denied", 0)
+    denied(lambda: ddb.delete_item(TableName="decisions", Key={"pk": {"S": "d1"}}), "AccessDeniedException", 400)
+    denied(lambda: ddb.scan(TableName="decisions"), "AccessDeniedException", 400)
+    # Transactions need each item action: ConditionCheckItem and DeleteItem are not granted.
+    check = {"ConditionCheck": {"TableName": "decisions", "Key": {"pk": {"S": "d1"}}, "ConditionExpression": "attribute_exists(pk)"}}
+    put = {"Put": {"TableName": "decisions", "Item": {"pk": {"S": "d3"}}}}
+    denied(lambda: ddb.transact_write_items(TransactItems=[put, check]), "AccessDeniedException", 400)
+    denied(lambda: ddb.transact_write_items(TransactItems=[{"Delete": {"TableName": "decisions", "Key": {"pk": {"S": "d1"}}}}]), "AccessDeniedException", 400)
+    denied(lambda: w["sns"].list_topics(), "AuthorizationError", 403)
+    denied(lambda: w["sqs"].send_message(QueueUrl=w["url:requests"], MessageBody="x"), "AccessDenied", 403)
+    denied(lambda: w["ec2"].describe_vpcs(), "UnauthorizedOperation", 403)
+    denied(lambda: w["dynamodbstreams"].list_streams(), "AccessDeniedException", 400)
+    assert control(w["url"], "calls")["iam:denied"] == counted + 8
+    assert {"role_arn": w["role_arn"], "action": "dynamodb:ConditionCheckItem", "resource": w["table:decisions"]}.items() <= denials(w)[-6].items()
+
+
+def test_removing_publish_from_the_policy_denies_publish_only(world):
+    w = world
+    iam = w["iam"]
+    iam.put_role_policy(RoleName="decide", PolicyName="decide", PolicyDocument=decide_policy(w, publish=False))
+    try:
+        denied(lambda: w["sns"].publish(TopicArn=w["topic:decisions"], Message="x"), "AuthorizationError", 403)
+        assert w["dynamodb"].get_item(TableName="decisions", Key={"pk": {"S": "d1"}})["Item"]
+        w["events"].put_events(Entries=[{"EventBusName": "gatekeeper", "Source": "s", "DetailType": "d", "Detail": "{}"}])
+        w["ec2"].accept_vpc_endpoint_connections(ServiceId=w["svc:svc"], VpcEndpointIds=["vpce-00000000000000000"])
+    finally:
+        iam.put_role_policy(RoleName="decide", PolicyName="decide", PolicyDocument=decide_policy(w))
+    w["sns"].publish(TopicArn=w["topic:decisions"], Message="x")  # the cache saw the change back too
+
+
+def test_managed_policies_count_and_an_explicit_deny_wins(world):
+    w = world
+    iam, ddb = w["iam"], w["dynamodb"]
+    arn = iam.create_policy(
+        PolicyName="ddb-all",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]}),
+    )["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName="decide", PolicyArn=arn)
+    try:
+        ddb.scan(TableName="decisions")
+        iam.put_role_policy(
+            RoleName="decide",
+            PolicyName="no-scan",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "dynamodb:Scan", "Resource": w["table:decisions"]}]}),
+        )
+        msg = denied(lambda: ddb.scan(TableName="decisions"), "AccessDeniedException", 400)
+        assert "explicit deny" in msg
+        ddb.scan(TableName="other")
+        iam.delete_role_policy(RoleName="decide", PolicyName="no-scan")
+        ddb.scan(TableName="decisions")
+    finally:
+        iam.detach_role_policy(RoleName="decide", PolicyArn=arn)
+    denied(lambda: ddb.scan(TableName="decisions"), "AccessDeniedException", 400)
+
+
+def test_a_conditional_allow_does_not_allow(world):
+    w = world
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "dynamodb:DeleteItem",
+                "Resource": w["table:decisions"],
+                "Condition": {"StringEquals": {"aws:RequestedRegion": REGION}},
+            }
+        ],
+    }
+    w["iam"].put_role_policy(RoleName="decide", PolicyName="conditional", PolicyDocument=json.dumps(doc))
+    try:
+        msg = denied(lambda: w["dynamodb"].delete_item(TableName="decisions", Key={"pk": {"S": "zz"}}), "AccessDeniedException", 400)
+        assert "does not evaluate conditions" in msg
+        assert denials(w)[-1]["reason"] == "conditional"
+    finally:
+        w["iam"].delete_role_policy(RoleName="decide", PolicyName="conditional")
+
+
+def test_describe_connections_needs_resource_star(world):
+    w = world
+    iam = w["iam"]
+    arn = iam.create_role(RoleName="scoped-describe", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:DescribeVpcEndpointConnections", "Resource": service_arn(w["svc:svc"])}]}
+    iam.put_role_policy(RoleName="scoped-describe", PolicyName="p", PolicyDocument=json.dumps(doc))
+    ec2 = role_session(w["url"], arn, "ingest-fn").client("ec2", endpoint_url=w["url"])
+    denied(lambda: ec2.describe_vpc_endpoint_connections(), "UnauthorizedOperation", 403)  # the action has no resource type
+    w["ec2"].describe_vpc_endpoint_connections()  # "*" (the template's ReadConnections)
+
+
+def test_bootstrap_and_assume_role_credentials_are_never_checked(world):
+    w = world
+    before = len(denials(w))
+    setup = w["setup"]  # sts:AssumeRole session in the provider account
+    setup.client("dynamodb", endpoint_url=w["url"]).get_item(TableName="other", Key={"pk": {"S": "seed"}})
+    setup.client("dynamodb", endpoint_url=w["url"]).scan(TableName="decisions")
+    setup.client("sns", endpoint_url=w["url"]).publish(TopicArn=w["topic:other"], Message="x")
+    setup.client("events", endpoint_url=w["url"]).put_events(Entries=[{"EventBusName": "other", "Source": "s", "DetailType": "d", "Detail": "{}"}])
+    setup.client("sqs", endpoint_url=w["url"]).receive_message(QueueUrl=w["url:other"], WaitTimeSeconds=0)
+    setup.client("ec2", endpoint_url=w["url"]).accept_vpc_endpoint_connections(ServiceId=w["svc:othersvc"], VpcEndpointIds=["vpce-00000000000000000"])
+    setup.client("ec2", endpoint_url=w["url"]).describe_vpcs()
+    # A consumer account's session, and the raw bootstrap keys.
+    bootstrap(w["url"], "222222222222").client("ec2", endpoint_url=w["url"]).describe_vpcs()
+    boto3.client("dynamodb", endpoint_url=w["url"], region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test").list_tables()
+    assert len(denials(w)) == before
+
+
+def test_enforcement_can_be_switched_off_and_on(world):
+    w = world
+    assert control(w["url"], "iam/enforce", {"enabled": False}) == {"enabled": False}
+    try:
+        w["dynamodb"].scan(TableName="other")
+    finally:
+        assert control(w["url"], "iam/enforce", {"enabled": True}) == {"enabled": True}
+    denied(lambda: w["dynamodb"].scan(TableName="other"), "AccessDeniedException", 400)
+
+
+def test_a_deleted_role_denies_its_sessions(world):
+    w = world
+    iam = w["iam"]
+    arn = iam.create_role(RoleName="short-lived", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName="short-lived",
+        PolicyName="p",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sns:ListTopics", "Resource": "*"}]}),
+    )
+    sns = role_session(w["url"], arn, "gone").client("sns", endpoint_url=w["url"])
+    sns.list_topics()
+    iam.delete_role_policy(RoleName="short-lived", PolicyName="p")
+    iam.delete_role(RoleName="short-lived")
+    denied(lambda: sns.list_topics(), "AuthorizationError", 403)
+
+
+# ----------------------------------------------------------------------------------- unit tests
+
+
+def test_resource_arns_per_service():
+    def reqs(service, action, params):
+        return gk_iam.authorization_requests(service, action, params, "eu-west-1", "999999999999")
+
+    table = "arn:aws:dynamodb:eu-west-1:999999999999:table"
+    for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"):
+        assert reqs("dynamodb", action, {"TableName": "t"}) == [(f"dynamodb:{action}", f"{table}/t")]
+    assert reqs("dynamodb", "Query", {"TableName": "t", "IndexName": "by-x"}) == [("dynamodb:Query", f"{table}/t/index/by-x")]
+    assert reqs("dynamodb", "GetItem", {"TableName": f"{table}/t"}) == [("dynamodb:GetItem", f"{table}/t")]  # an ARN as TableName
+    assert reqs("dynamodb", "BatchGetItem", {"RequestItems": {"a": {}, "b": {}}}) == [
+        ("dynamodb:BatchGetItem", f"{table}/a"),
+        ("dynamodb:BatchGetItem", f"{table}/b"),
+    ]
+    items = [
+        {"Put": {"TableName": "a"}},
+        {"Update": {"TableName": "a"}},
+        {"Delete": {"TableName": "b"}},
+        {"ConditionCheck": {"TableName": "b"}},
+        {"Put": {"TableName": "a"}},
+    ]
+    assert reqs("dynamodb", "TransactWriteItems", {"TransactItems": items}) == [
+        ("dynamodb:PutItem", f"{table}/a"),
+        ("dynamodb:UpdateItem", f"{table}/a"),
+        ("dynamodb:DeleteItem", f"{table}/b"),
+        ("dynamodb:ConditionCheckItem", f"{table}/b"),
+    ]
+    assert reqs("dynamodb", "TransactGetItems", {"TransactItems": [{"Get": {"TableName": "a"}}]}) == [("dynamodb:GetItem", f"{table}/a")]
+    stream = f"{table}/t/stream/2024-01-01T00:00:00.000"
+    assert reqs("dynamodb", "DescribeStream", {"StreamArn": stream}) == [("dynamodb:DescribeStream", stream)]
+    assert reqs("dynamodb", "GetShardIterator", {"StreamArn": stream, "ShardId": "s"}) == [("dynamodb:GetShardIterator", stream)]
+    assert reqs("dynamodb", "GetRecords", {"ShardIterator": f"{stream}|1|AAAAopaque"}) == [("dynamodb:GetRecords", stream)]
+    assert reqs("dynamodb", "GetRecords", {"ShardIterator": "opaque"}) == [("dynamodb:GetRecords", "*")]
+    assert reqs("dynamodb", "ListStreams", {"TableName": "t"}) == [("dynamodb:ListStreams", "*")]
+    assert reqs("dynamodb", "ListTables", {}) == [("dynamodb:ListTables", "*")]
+
+    topic = "arn:aws:sns:eu-west-1:999999999999:t"
+    assert reqs("sns", "Publish", {"TopicArn": topic}) == [("sns:Publish", topic)]
+    assert reqs("sns", "Publish", {"TargetArn": topic}) == [("sns:Publish", topic)]
+    assert reqs("sns", "Publish", {"PhoneNumber": "+15555550100"}) == [("sns:Publish", "*")]
+    assert reqs("sns", "PublishBatch", {"TopicArn": topic}) == [("sns:Publish", topic)]
+
+    svc = "arn:aws:ec2:eu-west-1:999999999999:vpc-endpoint-service/vpce-svc-0123"
+    assert reqs("ec2", "AcceptVpcEndpointConnections", {"ServiceId": "vpce-svc-0123"}) == [("ec2:AcceptVpcEndpointConnections", svc)]
+    assert reqs("ec2", "RejectVpcEndpointConnections", {"ServiceId": "vpce-svc-0123"}) == [("ec2:RejectVpcEndpointConnections", svc)]
+    assert reqs("ec2", "DescribeVpcEndpointConnections", {}) == [("ec2:DescribeVpcEndpointConnections", "*")]
+
+    bus = "arn:aws:events:eu-west-1:999999999999:event-bus"
+    other = "arn:aws:events:eu-west-1:888888888888:event-bus/x"
+    entries = [{"EventBusName": "b"}, {"EventBusName": other}, {}, {"EventBusName": "b"}]
+    assert reqs("events", "PutEvents", {"Entries": entries}) == [
+        ("events:PutEvents", f"{bus}/b"),
+        ("events:PutEvents", other),
+        ("events:PutEvents", f"{bus}/default"),
+    ]
+
+    queue = "arn:aws:sqs:eu-west-1:999999999999:q"
+    for url in ("https://sqs.eu-west-1.amazonaws.com/999999999999/q", "http://127.0.0.1:4566/999999999999/q", "q"):
+        assert reqs("sqs", "ReceiveMessage", {"QueueUrl": url}) == [("sqs:ReceiveMessage", queue)]
+    assert reqs("sts", "AssumeRole", {"RoleArn": "arn:aws:iam::1:role/r"}) == [("sts:AssumeRole", "arn:aws:iam::1:role/r")]
+    assert reqs("logs", "PutLogEvents", {}) == [("logs:PutLogEvents", "*")]
+
+
+def test_policy_evaluation():
+    def verdict(statements, action, resource):
+        return gk_iam.evaluate(gk_iam.compile_policy({"Statement": statements}), action, resource)
+
+    t = "arn:aws:dynamodb:us-east-1:1:table/t"
+    allow = {"Effect": "Allow", "Action": "dynamodb:Get*", "Resource": "arn:aws:dynamodb:*:*:table/?"}
+    assert verdict([allow], "dynamodb:GetItem", t) == gk_iam.ALLOW
+    assert verdict([allow], "DynamoDB:getitem", t) == gk_iam.ALLOW  # actions are case-insensitive
+    assert verdict([allow], "dynamodb:GetItem", t + "x") == gk_iam.IMPLICIT_DENY  # ? is one character
+    assert verdict([allow], "dynamodb:GetItem", t.upper()) == gk_iam.IMPLICIT_DENY  # resources are not
+    assert verdict([allow], "dynamodb:PutItem", t) == gk_iam.IMPLICIT_DENY
+    assert verdict([allow, {"Effect": "Deny", "Action": "*", "Resource": t}], "dynamodb:GetItem", t) == gk_iam.EXPLICIT_DENY
+    assert verdict([{"Effect": "Allow", "NotAction": "dynamodb:Delete*", "Resource": "*"}], "dynamodb:GetItem", t) == gk_iam.ALLOW
+    assert verdict([{"Effect": "Allow", "NotAction": "dynamodb:Delete*", "Resource": "*"}], "dynamodb:DeleteItem", t) == gk_iam.IMPLICIT_DENY
+    assert verdict([{"Effect": "Allow", "Action": "*", "NotResource": t}], "sns:Publish", t) == gk_iam.IMPLICIT_DENY
+    assert verdict([{"Effect": "Allow", "Action": "*", "NotResource": t}], "sns:Publish", "arn:aws:sns:x") == gk_iam.ALLOW
+    assert verdict([{"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "arn:aws:ec2:*"}], "ec2:DescribeVpcs", "*") == gk_iam.IMPLICIT_DENY
+    conditional = {**allow, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}
+    assert verdict([conditional], "dynamodb:GetItem", t) == gk_iam.CONDITIONAL
+    assert verdict([allow, {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"Bool": {"x": "y"}}}], "dynamodb:GetItem", t) == gk_iam.EXPLICIT_DENY
+    assert verdict([{"Effect": "Allow", "Action": ["sns:Publish"], "Resource": ["a", "b"]}], "sns:Publish", "b") == gk_iam.ALLOW
+    assert gk_iam.evaluate(gk_iam.compile_policy('{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}'), "x:Y", "z") == gk_iam.ALLOW

@@ -1,0 +1,373 @@
+//! The event-source wiring AWS does for the deployed stack, driving the real handlers, each with its
+//! own execution role's credentials and its own deployed configuration:
+//! - the requests queue → `decide`, as the SQS event source mapping does (batch size from the mapping,
+//!   ReportBatchItemFailures: only successful messages are deleted; redrive as the queue says);
+//! - the connection-notification topic's Lambda subscription → `ingest`, through the emulator's
+//!   asynchronous-invocation queue (retries and the function's dead-letter queue as Lambda does them);
+//! - the allowlist stream → `reconcile`, as the stream event source mapping does (GetRecords);
+//! - the schedule → `reconcile` with a Scheduled Event.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use serde_json::{Value, json};
+
+use crate::deployment::StackInfo;
+use crate::emulator::{control, role_config};
+use crate::events::{notification_event, stream_record};
+
+pub type DecideDeps = decide::wiring::AwsDeps;
+
+/// decide's configuration as the stack deployed it (its environment, through its own parser).
+pub fn decide_config(info: &StackInfo) -> Result<decide::config::Config> {
+    let env = info.deployment.environment("DecideFunction")?;
+    decide::config::Config::from_lookup(|k| env.get(k).cloned()).context("decide's deployed environment")
+}
+
+/// The real `decide` dependencies over `cfg`, with the deployed configuration (as `main.rs` builds them).
+pub fn decide_deps(cfg: &SdkConfig, info: &StackInfo) -> Result<DecideDeps> {
+    Ok(decide::wiring::deps(cfg, decide_config(info)?))
+}
+
+fn lookup(env: &BTreeMap<String, String>) -> impl Fn(&str) -> Option<String> + '_ {
+    |k| env.get(k).cloned()
+}
+
+pub struct Wiring {
+    pub info: StackInfo,
+    /// decide's execution role: the SQS event source polls with it, as Lambda does.
+    decide_sdk: SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+    streams: aws_sdk_dynamodbstreams::Client,
+    ingest: ingest::wiring::AwsDeps,
+    ingest_arn: String,
+    reconcile: reconcile::wiring::AwsDeps,
+    deps: DecideDeps,
+    /// From the SQS event source mapping.
+    batch_size: i32,
+    stream_arn: String,
+    /// Where each shard of the allowlist stream has been read to.
+    shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
+    invocation: AtomicU64,
+    /// The access keys the functions call AWS with (fault rules can target them alone).
+    pub access_keys: Vec<String>,
+    /// Every connection notification seen once: (event, endpoint ID, SNS message ID). EC2 publishes
+    /// `Accept`/`Reject` once per state change, so these count the EC2 actions taken.
+    pub connection_events: std::sync::Mutex<Vec<(String, String, String)>>,
+    /// Messages `decide` reported as failed (partial batch failures and failed invocations), as the
+    /// event source mapping would see them: what the Errors metric and the DLQ are made of.
+    pub decide_failures: AtomicUsize,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PumpStats {
+    pub notifications: usize,
+    pub invocations: usize,
+    pub messages: usize,
+    pub failed_messages: usize,
+}
+
+impl Wiring {
+    pub async fn new(info: StackInfo) -> Result<Self> {
+        let d = &info.deployment;
+        let endpoint = info.endpoint_url.clone();
+        let (ingest_sdk, ingest_key) =
+            role_config(&endpoint, &d.function("IngestFunction")?.role_arn, "ingest").await?;
+        let (decide_sdk, decide_key) =
+            role_config(&endpoint, &d.function("DecideFunction")?.role_arn, "decide").await?;
+        let (reconcile_sdk, reconcile_key) =
+            role_config(&endpoint, &d.function("ReconcileFunction")?.role_arn, "reconcile").await?;
+
+        let ingest_env = d.environment("IngestFunction")?;
+        let ingest_config = ingest::config::Config::from_lookup(lookup(&ingest_env)).context("ingest's environment")?;
+        let reconcile_env = d.environment("ReconcileFunction")?;
+        let reconcile_config =
+            reconcile::config::Config::from_lookup(lookup(&reconcile_env)).context("reconcile's environment")?;
+
+        let requests = d.mapping("DecideFunction", ":sqs:")?;
+        anyhow::ensure!(
+            requests.function_response_types.iter().any(|t| t == "ReportBatchItemFailures"),
+            "decide's SQS event source must report batch item failures"
+        );
+        let stream = d.mapping("ReconcileFunction", "/stream/")?;
+        let notifications_topic = d.output("ConnectionNotificationsTopicArn")?;
+        anyhow::ensure!(
+            d.sns_lambda_subscriptions
+                .iter()
+                .any(|s| s.function == "IngestFunction" && s.topic_arn == notifications_topic),
+            "ingest is not subscribed to the connection notifications topic"
+        );
+        Ok(Self {
+            sqs: aws_sdk_sqs::Client::new(&decide_sdk),
+            streams: aws_sdk_dynamodbstreams::Client::new(&reconcile_sdk),
+            ingest: ingest::wiring::deps(&ingest_sdk, ingest_config),
+            ingest_arn: d.function("IngestFunction")?.arn.clone(),
+            reconcile: reconcile::wiring::deps(&reconcile_sdk, reconcile_config),
+            deps: decide_deps(&decide_sdk, &info)?,
+            batch_size: i32::try_from(requests.batch_size.unwrap_or(10)).unwrap_or(10),
+            stream_arn: stream.event_source_arn.clone(),
+            decide_sdk,
+            shard_iterators: Default::default(),
+            invocation: 0.into(),
+            access_keys: vec![ingest_key, decide_key, reconcile_key],
+            connection_events: Default::default(),
+            decide_failures: Default::default(),
+            info,
+        })
+    }
+
+    pub fn deps(&self) -> &DecideDeps {
+        &self.deps
+    }
+
+    /// decide's SDK configuration (its execution role's credentials).
+    pub fn decide_sdk_config(&self) -> &SdkConfig {
+        &self.decide_sdk
+    }
+
+    fn context(&self, function: &str) -> lambda_runtime::Context {
+        let n = self.invocation.fetch_add(1, Ordering::Relaxed);
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.request_id = format!("local-{function}-{}-{n}", std::process::id());
+        ctx
+    }
+
+    /// Takes up to `max` of ingest's pending asynchronous invocations (SNS deliveries).
+    async fn take_notifications(&self, max: usize) -> Result<Vec<Value>> {
+        let out = control(
+            &self.info.endpoint_url,
+            "/_gatekeeper/lambda/take",
+            Some(json!({"function_arn": self.ingest_arn, "max": max})),
+        )
+        .await?;
+        Ok(out["invocations"].as_array().cloned().unwrap_or_default())
+    }
+
+    async fn done(&self, id: &str, ok: bool, error: &str) -> Result<()> {
+        control(&self.info.endpoint_url, "/_gatekeeper/lambda/done", Some(json!({"id": id, "ok": ok, "error": error})))
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops every connection notification waiting for ingest (so only a test decides what follows).
+    pub async fn drop_notifications(&self) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            let batch = self.take_notifications(100).await?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for inv in &batch {
+                self.remember(&inv["payload"]);
+                self.done(inv["id"].as_str().unwrap_or_default(), true, "").await?;
+                n += 1;
+            }
+        }
+    }
+
+    fn remember(&self, payload: &Value) {
+        for record in payload["Records"].as_array().into_iter().flatten() {
+            if let Some(ev) = notification_event(&record["Sns"]) {
+                if let Ok(mut seen) = self.connection_events.lock() {
+                    // A redelivered notification (after a failed ingest) is the same EC2 action.
+                    if !seen.contains(&ev) {
+                        seen.push(ev);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connection notifications → `ingest`, one invocation per SNS message, as SNS invokes Lambda
+    /// (asynchronously: a failed invocation is retried by the emulator's Lambda, then dead-lettered).
+    pub async fn pump_notifications(&self) -> Result<PumpStats> {
+        let mut stats = PumpStats::default();
+        for inv in self.take_notifications(10).await? {
+            stats.notifications += 1;
+            let id = inv["id"].as_str().unwrap_or_default().to_owned();
+            self.remember(&inv["payload"]);
+            let event: aws_lambda_events::event::sns::SnsEvent = match serde_json::from_value(inv["payload"].clone()) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.done(&id, false, &format!("unreadable SNS event: {e}")).await?;
+                    stats.failed_messages += 1;
+                    continue;
+                }
+            };
+            stats.invocations += 1;
+            let result =
+                ingest::handler::handle(&self.ingest, lambda_runtime::LambdaEvent::new(event, self.context("ingest")))
+                    .await;
+            match result {
+                Ok(()) => self.done(&id, true, "").await?,
+                Err(e) => {
+                    stats.failed_messages += 1;
+                    tracing::warn!(error = %e, "ingest invocation failed; Lambda retries it");
+                    self.done(&id, false, &e.to_string()).await?;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// New allowlist stream records → one `reconcile` invocation, as Lambda's stream event source does.
+    pub async fn pump_stream(&self) -> Result<PumpStats> {
+        let mut stats = PumpStats::default();
+        let mut guard = self.shard_iterators.lock().await;
+        if guard.is_none() {
+            let desc = self.streams.describe_stream().stream_arn(&self.stream_arn).send().await?;
+            let mut its = Vec::new();
+            for shard in desc.stream_description().map(|d| d.shards()).unwrap_or_default() {
+                let it = self
+                    .streams
+                    .get_shard_iterator()
+                    .stream_arn(&self.stream_arn)
+                    .shard_id(shard.shard_id().unwrap_or_default())
+                    .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await?;
+                its.extend(it.shard_iterator().map(str::to_owned));
+            }
+            *guard = Some(its);
+        }
+        let Some(iterators) = guard.as_mut() else { return Ok(stats) };
+        for it in iterators.iter_mut() {
+            let out = self.streams.get_records().shard_iterator(it.as_str()).send().await?;
+            let records: Vec<Value> =
+                out.records().iter().map(|r| stream_record(r, &self.info.region, &self.stream_arn)).collect();
+            if !records.is_empty() {
+                let event: aws_lambda_events::event::dynamodb::Event =
+                    serde_json::from_value(json!({ "Records": records }))?;
+                stats.invocations += 1;
+                stats.messages += records.len();
+                let response = reconcile::handler::handle(
+                    &self.reconcile,
+                    lambda_runtime::LambdaEvent::new(serde_json::to_value(event)?, self.context("reconcile")),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("reconcile failed: {e}"))?;
+                let failures = response["batchItemFailures"].as_array().map_or(0, Vec::len);
+                if failures > 0 {
+                    // Lambda would retry from the failed record; keep the iterator where it was.
+                    stats.failed_messages += failures;
+                    continue;
+                }
+            }
+            if let Some(next) = out.next_shard_iterator() {
+                *it = next.to_owned();
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The schedule: one `reconcile` invocation with a Scheduled Event.
+    pub async fn sweep(&self) -> Result<Value> {
+        let event = json!({
+            "version": "0", "id": "local-sweep", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": self.info.provider_account, "time": shared::domain::time::rfc3339_ms(shared::domain::time::now_ms()),
+            "region": self.info.region, "resources": [], "detail": {}
+        });
+        reconcile::handler::handle(&self.reconcile, lambda_runtime::LambdaEvent::new(event, self.context("reconcile")))
+            .await
+            .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))
+    }
+
+    /// One `decide` invocation with up to the mapping's batch size of messages from the requests queue,
+    /// as Lambda's SQS event source mapping does it (ReportBatchItemFailures: only successful messages
+    /// are deleted; the rest come back after the queue's visibility timeout).
+    pub async fn pump_decide(&self, wait_seconds: i32) -> Result<PumpStats> {
+        let mut stats = PumpStats::default();
+        let mut msgs = Vec::new();
+        while (msgs.len() as i32) < self.batch_size {
+            let want = (self.batch_size - msgs.len() as i32).min(10);
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.info.requests_queue_url)
+                .max_number_of_messages(want)
+                .wait_time_seconds(if msgs.is_empty() { wait_seconds } else { 0 })
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await?
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            msgs.extend(got);
+        }
+        if msgs.is_empty() {
+            return Ok(stats);
+        }
+        let records = msgs
+            .iter()
+            .map(|m| {
+                let mut r = SqsMessage::default();
+                r.message_id = m.message_id().map(str::to_owned);
+                r.receipt_handle = m.receipt_handle().map(str::to_owned);
+                r.body = m.body().map(str::to_owned);
+                r.event_source = Some("aws:sqs".into());
+                for (k, v) in m.attributes().into_iter().flatten() {
+                    r.attributes.insert(k.as_str().to_owned(), v.clone());
+                }
+                r
+            })
+            .collect();
+        let mut event = SqsEvent::default();
+        event.records = records;
+        stats.invocations = 1;
+        stats.messages = msgs.len();
+        let failed: Vec<String> =
+            match decide::handler::handle(&self.deps, lambda_runtime::LambdaEvent::new(event, self.context("decide")))
+                .await
+            {
+                Ok(resp) => resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "decide invocation failed; the whole batch returns to the queue");
+                    msgs.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect()
+                }
+            };
+        stats.failed_messages = failed.len();
+        self.decide_failures.fetch_add(failed.len(), Ordering::Relaxed);
+        for m in &msgs {
+            if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.info.requests_queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Runs every source until `stop` resolves; the sweep every `sweep_every`.
+    pub async fn run_until(&self, sweep_every: Duration, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::pin!(stop);
+        let mut last_sweep = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                r = async {
+                    self.pump_notifications().await?;
+                    self.pump_stream().await?;
+                    if last_sweep.elapsed() >= sweep_every {
+                        last_sweep = tokio::time::Instant::now();
+                        self.sweep().await?;
+                    }
+                    self.pump_decide(1).await
+                } => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "wiring pump failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    }
+}
