@@ -231,3 +231,35 @@ async fn when_sns_fails_after_the_action_should_notify_on_retry_exactly_once() -
     assert_eq!(w.records(&id).await?[0]["status"], s("notified"));
     Ok(())
 }
+
+#[tokio::test]
+async fn when_the_deployed_role_lacks_sns_publish_should_act_once_and_keep_the_notification_owed() -> Result<()> {
+    // A copy of the template with one action taken out of decide's role, deployed as a provider would.
+    let template = std::fs::read_to_string(gatekeeper_local::root().join("infra/template.yaml"))?;
+    let cut = "              - Sid: Announce\n                Effect: Allow\n                Action: sns:Publish\n                Resource: !Ref DecisionsTopic\n";
+    anyhow::ensure!(template.contains(cut), "the template's Announce statement moved; update this test");
+    let path = std::env::temp_dir().join(format!("gatekeeper-no-publish-{}.yaml", std::process::id()));
+    std::fs::write(&path, template.replace(cut, ""))?;
+    let w = World::with(gatekeeper_local::Options { template: Some(path.clone()), ..Default::default() }).await?;
+    let _ = std::fs::remove_file(&path);
+    w.rule("SVC", ALLOWED, "allow", &[]).await?;
+    let id = w.endpoint(ALLOWED).await?;
+    w.wiring.pump_notifications().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.wiring.decide_failures.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "decide never failed on the missing permission");
+        w.wiring.pump_decide(1).await?;
+    }
+    let denials = gatekeeper_local::control(&w.info.endpoint_url, "/_gatekeeper/iam/denials", None).await?;
+    assert!(
+        denials.as_array().into_iter().flatten().any(|d| d["action"] == "sns:Publish"),
+        "IAM denied the publish: {denials}"
+    );
+    assert_eq!(w.settled_state(&id).await?, "available", "decided correctly, once");
+    let calls = gatekeeper_local::control(&w.info.endpoint_url, "/_gatekeeper/calls", None).await?;
+    assert_eq!(calls[format!("changed:{id}")], 1, "EC2 changed it once: {calls}");
+    assert_eq!(w.records(&id).await?[0]["status"], s("acted"), "the notification is still owed");
+    assert!(w.inbox().await?.is_empty());
+    assert_eq!(w.queue_depth(&w.info.requests_queue_url).await?, 1, "the message is retried, not lost");
+    Ok(())
+}
