@@ -88,7 +88,7 @@ struct Work {
 
 /// How many receives a request for a connection EC2 does not show yet gets before it is left to the
 /// sweep. EC2 is eventually consistent: a connection named by a Connect notification may not be visible
-/// to Describe at once (docs/aws-facts.md, "Eventual consistency").
+/// to Describe at once (docs/aws-facts.md, "The truth about connections").
 pub const NOT_VISIBLE_RECEIVES: u32 = 3;
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
