@@ -171,13 +171,12 @@ impl Wiring {
 
     fn remember(&self, payload: &Value) {
         for record in payload["Records"].as_array().into_iter().flatten() {
-            if let Some(ev) = notification_event(&record["Sns"]) {
-                if let Ok(mut seen) = self.connection_events.lock() {
-                    // A redelivered notification (after a failed ingest) is the same EC2 action.
-                    if !seen.contains(&ev) {
-                        seen.push(ev);
-                    }
-                }
+            if let Some(ev) = notification_event(&record["Sns"])
+                && let Ok(mut seen) = self.connection_events.lock()
+                // A redelivered notification (after a failed ingest) is the same EC2 action.
+                && !seen.contains(&ev)
+            {
+                seen.push(ev);
             }
         }
     }

@@ -146,10 +146,10 @@ impl DecisionLog for Fake<'_> {
             return Ok(Written::Lost);
         }
         recs.insert(r.endpoint_id.to_string(), r.clone());
-        if self.0.faults.lock().unwrap().accept_by_hand_on_claim {
-            if let Some(c) = self.0.conns.lock().unwrap().get_mut(r.endpoint_id.as_str()) {
-                c.state = ConnectionState::Available;
-            }
+        if self.0.faults.lock().unwrap().accept_by_hand_on_claim
+            && let Some(c) = self.0.conns.lock().unwrap().get_mut(r.endpoint_id.as_str())
+        {
+            c.state = ConnectionState::Available;
         }
         Ok(Written::Yes)
     }

@@ -158,7 +158,7 @@ pub struct EntryError {
     pub account: Option<AccountId>,
     /// The services the item could be about: `None` when its `service_id` does not parse (then it
     /// could be about any service).
-    pub scope: Option<Scope>,
+    pub scope: Option<Box<Scope>>,
     /// Whether the item could have been meant as a deny: its `effect` is anything but a valid "allow".
     pub may_deny: bool,
 }
@@ -204,7 +204,7 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
         principal: principal_raw.as_deref().map(clip).unwrap_or_default(),
         reason,
         account: account.clone(),
-        scope: service_raw.as_deref().ok().and_then(|s| Scope::parse(s).ok()),
+        scope: service_raw.as_deref().ok().and_then(|s| Scope::parse(s).ok()).map(Box::new),
         may_deny,
     };
     let service_raw = service_raw.clone().map_err(&fail)?;
