@@ -5,7 +5,7 @@
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use shared::domain::allowlist::{Attr, Item, parse_item};
-use shared::domain::principal::normalise;
+use shared::domain::principal::{account_hint, normalise};
 
 /// DynamoDB's attribute types, with the keys the parser looks for made likely.
 #[derive(Arbitrary, Debug)]
@@ -63,9 +63,20 @@ fuzz_target!(|fields: Vec<(u8, Value)>| {
             assert_eq!(parse_item(&entry.to_item()).as_ref(), Ok(&entry));
         }
         Err(e) => {
-            // An error about an account names the account its principal really normalises to.
-            if let (Some(account), Some(Attr::S(principal))) = (&e.account, item.get("principal")) {
-                assert_eq!(normalise(principal).as_ref(), Ok(account));
+            // An error names the account its principal could be about (even inside a malformed one):
+            // the account it normalises to whenever it does, and never one it does not contain.
+            if let Some(Attr::S(principal)) = item.get("principal") {
+                assert_eq!(e.account, account_hint(principal));
+                if let (Ok(a), Some(account)) = (normalise(principal), &e.account) {
+                    assert_eq!(&a, account);
+                }
+                if let Some(account) = &e.account {
+                    assert!(principal.contains(account.as_str()));
+                }
+            }
+            // An item that names no account and could be a deny blocks everyone it covers.
+            if e.account.is_none() && e.may_deny {
+                assert!(e.blocks_everyone());
             }
         }
     }
