@@ -11,7 +11,7 @@ use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::eventbridge::EventBridgeBus;
 use shared::config::managed_services;
-use shared::domain::ServiceId;
+use shared::domain::{DefaultAction, ServiceId};
 use shared::ports::PortError;
 
 use crate::Target;
@@ -85,20 +85,13 @@ impl Ctx {
         Ok(EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&self.aws), bus))
     }
 
-    pub fn managed(&self) -> Result<&BTreeSet<ServiceId>, CliError> {
-        if self.managed.is_empty() {
-            return Err(missing("the managed services", "--managed-services"));
-        }
-        Ok(&self.managed)
-    }
-
-    pub fn region(&self) -> Result<shared::domain::Region, CliError> {
-        let r = self
-            .aws
-            .region()
-            .map(ToString::to_string)
-            .ok_or_else(|| CliError::Config("no AWS Region: pass --region or set AWS_REGION".into()))?;
-        shared::domain::Region::parse(&r).map_err(|e| CliError::Config(e.to_string()))
+    /// What the commands read from the configuration beside the ports.
+    pub fn settings(&self, now: i64) -> Settings {
+        let region = match self.aws.region() {
+            None => Err("no AWS Region: pass --region or set AWS_REGION".to_owned()),
+            Some(r) => shared::domain::Region::parse(r.as_ref()).map_err(|e| e.to_string()),
+        };
+        Settings { managed: self.managed.clone(), region, default_action: default_action(), now }
     }
 
     /// The caller's ARN (STS GetCallerIdentity), for `created_by`.
@@ -107,6 +100,36 @@ impl Ctx {
             CliError::Service(format!("sts GetCallerIdentity failed: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
         })?;
         out.arn().map(str::to_owned).ok_or_else(|| CliError::Service("GetCallerIdentity returned no ARN".into()))
+    }
+}
+
+/// The action `pending` and `explain` evaluate with when no rule applies (`GATEKEEPER_DEFAULT_ACTION`).
+fn default_action() -> DefaultAction {
+    std::env::var("GATEKEEPER_DEFAULT_ACTION").ok().and_then(|v| v.parse().ok()).unwrap_or(DefaultAction::Reject)
+}
+
+/// What the commands read from the configuration beside the ports, each checked where a command needs
+/// it, so a command that does not need one runs without it.
+pub struct Settings {
+    pub managed: BTreeSet<ServiceId>,
+    pub region: Result<shared::domain::Region, String>,
+    pub default_action: DefaultAction,
+    /// Epoch seconds.
+    pub now: i64,
+}
+
+impl Settings {
+    /// The endpoint services Gatekeeper manages.
+    pub fn managed(&self) -> Result<&BTreeSet<ServiceId>, CliError> {
+        if self.managed.is_empty() {
+            return Err(missing("the managed services", "--managed-services"));
+        }
+        Ok(&self.managed)
+    }
+
+    /// The Region Gatekeeper runs in (what `evaluate` compares a consumer's Region with).
+    pub fn region(&self) -> Result<&shared::domain::Region, CliError> {
+        self.region.as_ref().map_err(|e| CliError::Config(e.clone()))
     }
 }
 

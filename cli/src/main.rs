@@ -4,6 +4,7 @@
 mod commands;
 mod context;
 mod render;
+mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,7 +86,8 @@ pub struct RuleArgs {
     /// Apply to every managed service (`*`; the default).
     #[arg(long)]
     pub all_services: bool,
-    /// When the entry stops applying: a duration from now (30d, 12h, 2w) or a date (2026-12-31[T18:00:00Z]).
+    /// When the entry stops applying: a duration from now (30d, 12h, 2w) or a date (2026-12-31[T18:00:00Z]),
+    /// at most 100 years ahead.
     #[arg(long)]
     pub expires: Option<String>,
     /// Consumer Regions the allow applies to (comma-separated). Default: any.
@@ -130,14 +132,13 @@ pub enum Command {
     Explain { endpoint_id: String },
     /// The audit trail.
     Decisions {
-        /// How far back: a duration (1d, 12h) or a date.
+        /// How far back: a duration (1d, 12h) or a date, at most 100 years back.
         #[arg(long, default_value = "1d")]
         since: String,
         #[arg(long)]
         service: Option<String>,
-        /// accepted, rejected, held or revoked.
-        #[arg(long)]
-        decision: Option<String>,
+        #[arg(long, value_enum)]
+        decision: Option<DecisionWord>,
     },
     /// Ask Gatekeeper to decide again (puts Connection Request events on the bus).
     Reevaluate {
@@ -162,6 +163,27 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = FileFormat::Yaml)]
         format: FileFormat,
     },
+}
+
+/// What a decision record says happened (`decisions --decision`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecisionWord {
+    Accepted,
+    Rejected,
+    Held,
+    Revoked,
+}
+
+impl DecisionWord {
+    /// The word as records hold it (`DecisionRecord::decision`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Held => "held",
+            Self::Revoked => "revoked",
+        }
+    }
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use gatekeeper_local::{Emulator, Options, StackInfo, Wiring, create_endpoint, provision};
+use gatekeeper_local::{Emulator, Options, StackInfo, Wiring, account_config, create_endpoint, provision};
 use serde_json::Value;
 use shared::domain::DefaultAction;
 
@@ -213,5 +213,39 @@ async fn imports_and_exports_the_allowlist_as_a_reviewed_file() -> Result<()> {
     assert!(err.contains("entry 2"), "{err}");
     assert_eq!(l.json(&["list"]).as_array().unwrap().len(), 2, "an invalid file writes nothing");
     let _ = std::fs::remove_file(&file);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bounds_the_times_it_accepts_and_shows_any_stored_expiry() -> Result<()> {
+    let l = Local::new(DefaultAction::Reject).await?;
+    for (args, flag) in [
+        (vec!["allow", "222222222222", "--expires", "200000000000d"], "--expires 200000000000d"),
+        (vec!["allow", "222222222222", "--expires", "2200-01-01"], "--expires 2200-01-01"),
+        (vec!["decisions", "--since", "200000000000d"], "--since 200000000000d"),
+    ] {
+        let err = l.fails(&args, 252);
+        assert!(err.contains(flag) && err.contains("more than 100 years"), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert_eq!(l.json(&["list"]).as_array().unwrap().len(), 0, "nothing was written");
+
+    // An expiry written by hand that no date can show: listed and exported as the number it is.
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let provider = account_config(&l.info.endpoint_url, &l.info.provider_account).await?;
+    aws_sdk_dynamodb::Client::new(&provider)
+        .put_item()
+        .table_name(&l.info.allowlist_table)
+        .item("service_id", V::S("*".into()))
+        .item("principal", V::S("222222222222".into()))
+        .item("effect", V::S("allow".into()))
+        .item("expires_at", V::N(i64::MAX.to_string()))
+        .send()
+        .await?;
+    let table = l.ok(&["list"]);
+    assert!(table.contains(&i64::MAX.to_string()), "{table}");
+    assert_eq!(l.json(&["list"])[0]["expires_at"], i64::MAX);
+    let exported = l.ok(&["export"]);
+    assert!(exported.contains(&format!("expires: '{}'", i64::MAX)), "{exported}");
     Ok(())
 }

@@ -116,3 +116,94 @@ pub trait RequestBus: Send + Sync {
     /// Puts every request, retrying failed entries; an error means some were not put.
     fn put(&self, requests: &[ConnectionRequest]) -> impl Future<Output = PortResult<()>> + Send;
 }
+
+/// What a conditional allowlist write expects to find under its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// No item.
+    Absent,
+    /// The item as it was read, at this `version` (`None`: an item with no version, written by hand).
+    Version(Option<u64>),
+}
+
+/// The key of an allowlist item as stored: its `service_id` (`vpce-svc-…` or `*`) and its `principal`,
+/// raw, so an item written by hand with a key the parser refuses can still be replaced or removed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemKey {
+    pub service_id: String,
+    pub principal: String,
+}
+
+/// An allowlist item as stored, with the version a conditional write names to replace or remove it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredItem {
+    pub item: crate::domain::Item,
+    pub version: Option<u64>,
+}
+
+/// One change of an all-or-nothing allowlist edit ([`AllowlistAdmin::apply`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Writes the item (its key is in it) if the table holds what `Expect` says.
+    Put(crate::domain::Item, Expect),
+    /// Removes the item under the key if it is still at this version.
+    Remove(ItemKey, Option<u64>),
+}
+
+/// The most changes one [`AllowlistAdmin::apply`] takes (DynamoDB's transaction limit).
+pub const MAX_CHANGES: usize = 100;
+
+/// Editing the provider's allowlist (the CLI). Reads are strongly consistent; every write is conditional
+/// on what the caller read and bumps the item's `version`, so two editors never silently overwrite
+/// each other.
+///
+/// `Ok(Written::Lost)` means a condition failed: an item is no longer as it was read (someone else wrote
+/// or removed it) and nothing was written. Read again and decide again; the same write would lose again.
+/// Errors: `Retryable` (throttling, 5xx, a transaction that collided with another): nothing was written
+/// and the same call may be repeated. `Permanent`: the request is wrong (permission, table, more than
+/// [`MAX_CHANGES`]). `Uncertain`: the write may have taken effect; read again before anything else,
+/// since repeating it would report `Lost` against its own write.
+pub trait AllowlistAdmin: Send + Sync {
+    /// Every item, with its version (the allowlist is small: providers list customers, not requests).
+    fn items(&self) -> impl Future<Output = PortResult<Vec<StoredItem>>> + Send;
+    /// The item under `key`, if any.
+    fn item(&self, key: &ItemKey) -> impl Future<Output = PortResult<Option<StoredItem>>> + Send;
+    /// Writes `item` if its key holds what `expect` says.
+    fn put_if(&self, item: &crate::domain::Item, expect: Expect) -> impl Future<Output = PortResult<Written>> + Send;
+    /// Removes the item under `key` if it is still at `version`.
+    fn delete_if(&self, key: &ItemKey, version: Option<u64>) -> impl Future<Output = PortResult<Written>> + Send;
+    /// Applies every change or none: `Lost` if any one's condition failed.
+    fn apply(&self, changes: &[Change]) -> impl Future<Output = PortResult<Written>> + Send;
+}
+
+/// Reading the decisions table (the CLI's `explain` and `decisions`). Reads only, so any error may be
+/// retried; `Permanent` is a wrong request (permission, table) or, for [`Self::for_endpoint`], a record
+/// that cannot be read (code `UnusableResponse`).
+pub trait DecisionQueries: Send + Sync {
+    /// Every record of `endpoint` (its decision and any revocation), read strongly consistent.
+    fn for_endpoint(&self, endpoint: &EndpointId) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
+    /// The records decided at or after `since_ms` (epoch milliseconds), newest first. Eventually
+    /// consistent; a record that cannot be read is skipped and logged.
+    fn decided_since(&self, since_ms: i64) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
+}
+
+/// The `max_endpoints` ledger of each (service, account): which endpoints hold its slots
+/// (`domain::quota`). Written whole and conditionally, so concurrent invocations never both take the
+/// last slot.
+pub trait QuotaLedger: Send + Sync {
+    /// The ledger and its version (`None`: there is no ledger yet).
+    fn read(
+        &self,
+        service: &ServiceId,
+        owner: &AccountId,
+    ) -> impl Future<Output = PortResult<(crate::domain::quota::Slots, Option<u64>)>> + Send;
+    /// Writes the ledger if it is still at `expected` (`None`: only if there is none). `Lost`: another
+    /// invocation wrote first; read again.
+    fn write(
+        &self,
+        service: &ServiceId,
+        owner: &AccountId,
+        slots: &crate::domain::quota::Slots,
+        expected: Option<u64>,
+    ) -> impl Future<Output = PortResult<Written>> + Send;
+}

@@ -90,6 +90,8 @@ pub mod names {
     pub const ACCEPTED: &str = "Accepted";
     pub const REJECTED: &str = "Rejected";
     pub const HELD: &str = "Held";
+    /// A sweep found a connection held less than a day ago: not re-evaluated (backed off).
+    pub const HELD_WAITING: &str = "HeldWaiting";
     pub const REVOKED: &str = "Revoked";
     pub const ERRORS: &str = "Errors";
     pub const DUPLICATES: &str = "Duplicates";

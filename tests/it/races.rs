@@ -13,6 +13,7 @@ use decide::handler::{BatchOutcome, Deps, decide_batch};
 use gatekeeper_local::{Options, decide_deps};
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
+use shared::adapters::quota::DynamoQuotaLedger;
 use shared::adapters::sns::SnsNotifier;
 use shared::domain::record::{DecisionRecord, Kind, Status};
 use shared::domain::time::now_ms;
@@ -93,13 +94,14 @@ async fn real_deps<A, D>(
     w: &World,
     wrap_allowlist: impl FnOnce(DynamoAllowlist) -> A,
     wrap_log: impl FnOnce(DynamoDecisionLog) -> D,
-) -> Result<Deps<Ec2Connections, A, D, SnsNotifier>> {
+) -> Result<Deps<Ec2Connections, A, D, SnsNotifier, DynamoQuotaLedger>> {
     let d = decide_deps(w.wiring.decide_sdk_config(), &w.info)?;
     Ok(Deps {
         connections: d.connections,
         allowlist: wrap_allowlist(d.allowlist),
         log: wrap_log(d.log),
         notifier: d.notifier,
+        quota: d.quota,
         config: d.config,
     })
 }

@@ -157,3 +157,43 @@ async fn when_an_allow_has_a_quota_should_accept_at_most_that_many() -> Result<(
     assert!(inbox.iter().any(|m| m.body["reason"] == "quota"), "{inbox:#?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn when_two_invocations_decide_a_quota_while_ec2_lags_should_accept_exactly_the_quota() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", A, "allow", &[("max_endpoints", V::N("3".into()))]).await?;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(w.endpoint(A).await?);
+    }
+    w.wiring.drop_notifications().await?;
+    // From here on, Describe shows each accept only 3 s after it happened (EC2's eventual consistency).
+    let url = w.info.endpoint_url.clone();
+    gatekeeper_local::control(&url, "/_gatekeeper/consistency", Some(serde_json::json!({"lag_ms": 3000}))).await?;
+    let event = |order: &[String], name: &str| {
+        let mut e = w.sqs_event(&order[0], &format!("{name}-0"));
+        for (i, id) in order.iter().enumerate().skip(1) {
+            e.records.extend(w.sqs_event(id, &format!("{name}-{i}")).records);
+        }
+        e
+    };
+    let reversed: Vec<String> = ids.iter().rev().cloned().collect();
+    let now = shared::domain::time::now_ms();
+    let deps = w.wiring.deps();
+    let (a, b) = tokio::join!(
+        decide::handler::decide_batch(deps, event(&ids, "a"), "invocation-a", now),
+        decide::handler::decide_batch(deps, event(&reversed, "b"), "invocation-b", now),
+    );
+    eprintln!("a: {:?}\nb: {:?}", a.metrics, b.metrics);
+    gatekeeper_local::control(&url, "/_gatekeeper/consistency", Some(serde_json::json!({"lag_ms": 0}))).await?;
+    // What either left (a claim held by the other) is decided by a third invocation.
+    decide::handler::decide_batch(deps, event(&ids, "c"), "invocation-c", shared::domain::time::now_ms() + 20_000)
+        .await;
+    let mut states = Vec::new();
+    for id in &ids {
+        states.push(w.settled_state(id).await?);
+    }
+    assert_eq!(states.iter().filter(|s| *s == "available").count(), 3, "{states:?}");
+    assert_eq!(states.iter().filter(|s| *s == "rejected").count(), 7, "{states:?}");
+    Ok(())
+}

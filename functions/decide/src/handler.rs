@@ -7,25 +7,30 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
+use shared::domain::protocol::{Skip, Step, next_step};
+use shared::domain::quota::{Seen, take_slot};
 use shared::domain::record::{DecisionRecord, Kind, Notification, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    AccountId, Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, Trigger, apply_quota,
-    evaluate,
+    Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, Trigger, apply_quota, evaluate,
 };
-use shared::ports::{Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, Written};
+use shared::ports::{
+    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, QuotaLedger, Written,
+};
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
 
 /// Everything the handler needs, built once per container.
-pub struct Deps<C, A, D, N> {
+pub struct Deps<C, A, D, N, Q> {
     pub connections: C,
     pub allowlist: A,
     pub log: D,
     pub notifier: N,
+    /// The `max_endpoints` ledgers.
+    pub quota: Q,
     pub config: Config,
 }
 
@@ -38,8 +43,8 @@ pub struct BatchOutcome {
 
 /// The Lambda entry point: reports partial batch failures; fails the whole invocation only when nothing
 /// in the batch could be done because of AWS errors (so it shows as an error and is retried).
-pub async fn handle<C, A, D, N>(
-    deps: &Deps<C, A, D, N>,
+pub async fn handle<C, A, D, N, Q>(
+    deps: &Deps<C, A, D, N, Q>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error>
 where
@@ -47,6 +52,7 @@ where
     A: Allowlist,
     D: DecisionLog,
     N: Notifier,
+    Q: QuotaLedger,
 {
     let total = event.payload.records.len();
     let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
@@ -94,12 +100,18 @@ pub const NOT_VISIBLE_RECEIVES: u32 = 3;
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
 /// Decides a batch. `claim` names this invocation in the records it claims.
-pub async fn decide_batch<C, A, D, N>(deps: &Deps<C, A, D, N>, event: SqsEvent, claim: &str, now: i64) -> BatchOutcome
+pub async fn decide_batch<C, A, D, N, Q>(
+    deps: &Deps<C, A, D, N, Q>,
+    event: SqsEvent,
+    claim: &str,
+    now: i64,
+) -> BatchOutcome
 where
     C: Connections,
     A: Allowlist,
     D: DecisionLog,
     N: Notifier,
+    Q: QuotaLedger,
 {
     let mut out = BatchOutcome::default();
     let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
@@ -148,87 +160,21 @@ where
     out
 }
 
-/// What to do with one connection, from EC2's state and its decision record.
-#[derive(Debug)]
-enum Plan {
-    Skip(&'static str),
-    /// Evaluate and claim; the version the claim must find (None: no record yet).
-    Decide {
-        previous: Option<u64>,
-        previous_hold: bool,
-    },
-    /// EC2 already reflects the decision: make sure the record says so, then notify.
-    Notify(Box<DecisionRecord>),
-    /// A claim that died without its action taking effect, on a connection no longer waiting for it:
-    /// nothing is owed; the record is closed (`superseded`) so the sweep stops re-requesting it.
-    Close(Box<DecisionRecord>),
-}
-
-fn plan(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
-    let pending = conn.state == ConnectionState::PendingAcceptance;
-    match rec {
-        None if pending => Plan::Decide { previous: None, previous_hold: false },
-        None => Plan::Skip(NOT_PENDING),
-        Some(r) => match r.status {
-            Status::Acted => Plan::Notify(Box::new(r)),
-            Status::Claimed if r.lease_until_ms > now => Plan::Skip(CLAIMED_ELSEWHERE),
-            Status::Claimed if pending => Plan::Decide { previous: Some(r.version), previous_hold: false },
-            Status::Claimed => {
-                // An abandoned claim: EC2 tells whether its action took effect.
-                let took = match r.outcome {
-                    Outcome::Accept => conn.state.is_accepted(),
-                    Outcome::Reject => conn.state == ConnectionState::Rejected,
-                    Outcome::Hold => false,
-                };
-                if took { Plan::Notify(Box::new(r)) } else { Plan::Close(Box::new(r)) }
-            }
-            Status::Notifying | Status::Notified if pending && r.outcome == Outcome::Hold => {
-                Plan::Decide { previous: Some(r.version), previous_hold: true }
-            }
-            Status::Notifying | Status::Notified | Status::Gone | Status::Superseded => Plan::Skip(ALREADY_DECIDED),
-        },
-    }
-}
-
-const NOT_PENDING: &str = "not pendingAcceptance";
-const ALREADY_DECIDED: &str = "already decided";
-/// Another invocation holds a live claim. The message is retried rather than dropped: if that
-/// invocation dies, the retry (after the claim's lease) finishes the decision.
-const CLAIMED_ELSEWHERE: &str = "claimed by another invocation";
-
-/// What to do about revoking an accepted connection (or finishing a revocation EC2 already made).
-/// `pending` (accepted, not yet `available`) counts as accepted: an allow withdrawn in that window must
-/// not wait for the next sweep. Should EC2 refuse to reject it there, the claim is abandoned and retried.
-fn plan_revocation(conn: &Connection, rec: Option<DecisionRecord>, now: i64) -> Plan {
-    let accepted = conn.state.is_accepted();
-    match rec {
-        None if accepted => Plan::Decide { previous: None, previous_hold: false },
-        None => Plan::Skip(NOT_PENDING),
-        Some(r) => match r.status {
-            Status::Acted => Plan::Notify(Box::new(r)),
-            Status::Claimed if r.lease_until_ms > now => Plan::Skip(CLAIMED_ELSEWHERE),
-            Status::Claimed if accepted => Plan::Decide { previous: Some(r.version), previous_hold: false },
-            Status::Claimed if conn.state == ConnectionState::Rejected => Plan::Notify(Box::new(r)),
-            Status::Claimed => Plan::Close(Box::new(r)),
-            Status::Notifying | Status::Notified | Status::Gone | Status::Superseded => Plan::Skip("already revoked"),
-        },
-    }
-}
-
-struct ServiceRun<'a, C, A, D, N> {
-    deps: &'a Deps<C, A, D, N>,
+struct ServiceRun<'a, C, A, D, N, Q> {
+    deps: &'a Deps<C, A, D, N, Q>,
     service: &'a ServiceId,
     claim: &'a str,
     now: i64,
     metrics: &'a mut Metrics,
 }
 
-impl<C, A, D, N> ServiceRun<'_, C, A, D, N>
+impl<C, A, D, N, Q> ServiceRun<'_, C, A, D, N, Q>
 where
     C: Connections,
     A: Allowlist,
     D: DecisionLog,
     N: Notifier,
+    Q: QuotaLedger,
 {
     fn fail(&mut self, failed: &mut BTreeSet<EndpointId>, endpoint: &EndpointId, e: &PortError) {
         error!(service_id = %self.service, endpoint_id = %endpoint, error = %e, kind = ?e.kind, "AWS call failed; the request will be retried");
@@ -282,7 +228,6 @@ where
         }
 
         let mut rules: Option<Rules> = None;
-        let mut quota_counts: HashMap<AccountId, u32> = HashMap::new();
         let mut claimed: Vec<DecisionRecord> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
@@ -295,13 +240,13 @@ where
                 }
             };
             let mut kind = Kind::Decision;
-            let mut step = plan(conn, rec, self.now);
+            let mut step = next_step(Kind::Decision, conn, rec, trigger, self.now);
             let revocable = conn.state.is_accepted() || conn.state == ConnectionState::Rejected;
             // A decided (or never decided) connection that is no longer pending may be due a revocation.
-            if matches!(step, Plan::Skip(NOT_PENDING | ALREADY_DECIDED)) && self.deps.config.revoke && revocable {
+            if matches!(step, Step::Skip(why) if why.may_revoke()) && self.deps.config.revoke && revocable {
                 kind = Kind::Revocation;
                 step = match self.deps.log.get(Kind::Revocation, &conn.endpoint_id, conn.created_at_ms).await {
-                    Ok(r) => plan_revocation(conn, r, self.now),
+                    Ok(r) => next_step(Kind::Revocation, conn, r, trigger, self.now),
                     Err(e) => {
                         self.fail(&mut failed, &conn.endpoint_id, &e);
                         continue;
@@ -309,19 +254,23 @@ where
                 };
             }
             let (previous, previous_hold) = match step {
-                Plan::Skip(why) => {
-                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why, "no action");
-                    self.metrics.incr(if why == NOT_PENDING { names::NOT_PENDING } else { names::DUPLICATES });
-                    if why == CLAIMED_ELSEWHERE {
+                Step::Skip(why) => {
+                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why = why.as_str(), "no action");
+                    self.metrics.incr(match why {
+                        Skip::NotPending => names::NOT_PENDING,
+                        Skip::HeldRecently => names::HELD_WAITING,
+                        _ => names::DUPLICATES,
+                    });
+                    if why.retry() {
                         failed.insert(conn.endpoint_id.clone());
                     }
                     continue;
                 }
-                Plan::Notify(r) => {
+                Step::Notify(r) => {
                     to_notify.push(*r);
                     continue;
                 }
-                Plan::Close(r) => {
+                Step::Close(r) => {
                     info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
                     match self.deps.log.advance(&r, Status::Superseded).await {
                         Ok(_) => {
@@ -334,7 +283,7 @@ where
                     }
                     continue;
                 }
-                Plan::Decide { previous, previous_hold } => (previous, previous_hold),
+                Step::Decide { previous, previous_hold } => (previous, previous_hold),
             };
             if rules.is_none() {
                 match self.deps.allowlist.rules_for(self.service).await {
@@ -365,20 +314,17 @@ where
                 }
                 decision.outcome = Outcome::Reject;
                 decision.detail = format!("access revoked: {}", decision.detail);
-            } else if decision.outcome == Outcome::Accept && decision.max_endpoints.is_some() {
-                let count = match quota_counts.get(&conn.owner) {
-                    Some(n) => *n,
-                    None => match self.count_accepted(&conn.owner).await {
-                        Ok(n) => n,
-                        Err(e) => {
-                            self.fail(&mut failed, &conn.endpoint_id, &e);
-                            continue;
-                        }
-                    },
-                };
-                decision = apply_quota(decision, count, cfg.default_action);
-                let next = count + u32::from(decision.outcome == Outcome::Accept);
-                quota_counts.insert(conn.owner.clone(), next);
+            } else if decision.outcome == Outcome::Accept
+                && let Some(cap) = decision.max_endpoints
+            {
+                match self.take_quota_slot(conn, cap).await {
+                    Ok(None) => {}
+                    Ok(Some(used)) => decision = apply_quota(decision, used, cfg.default_action),
+                    Err(e) => {
+                        self.fail(&mut failed, &conn.endpoint_id, &e);
+                        continue;
+                    }
+                }
             }
             if previous_hold && decision.outcome == Outcome::Hold {
                 info!(endpoint_id = %conn.endpoint_id, "still held; already notified");
@@ -471,14 +417,52 @@ where
         out
     }
 
-    async fn count_accepted(&self, owner: &AccountId) -> Result<u32, PortError> {
-        let filter = ConnectionFilter {
-            owner: Some(owner.clone()),
-            states: ConnectionState::ACCEPTED.map(String::from).to_vec(),
-            ..Default::default()
-        };
-        let n = self.deps.connections.describe(self.service, &filter).await?.len();
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    /// Takes a `max_endpoints` slot for `conn` in its owner's ledger: `None` when it holds one now,
+    /// `Some(used)` when all are taken. The ledger catches up with EC2 first (accepted connections it
+    /// missed count; rejected or deleted ones free their slot), and is written conditionally, so two
+    /// invocations never both take the last slot, and an accept EC2 does not show yet keeps its own.
+    async fn take_quota_slot(&self, conn: &Connection, cap: u32) -> Result<Option<u32>, PortError> {
+        for _ in 0..5 {
+            let (slots, version) = self.deps.quota.read(self.service, &conn.owner).await?;
+            let accepted = ConnectionFilter {
+                owner: Some(conn.owner.clone()),
+                states: ConnectionState::ACCEPTED.map(String::from).to_vec(),
+                ..Default::default()
+            };
+            let mut seen = Seen {
+                accepted: self
+                    .deps
+                    .connections
+                    .describe(self.service, &accepted)
+                    .await?
+                    .into_iter()
+                    .map(|c| c.endpoint_id.to_string())
+                    .collect(),
+                ..Default::default()
+            };
+            let members: Vec<EndpointId> = slots.keys().filter_map(|k| EndpointId::parse(k).ok()).collect();
+            if !members.is_empty() {
+                let filter = ConnectionFilter { endpoints: members, ..Default::default() };
+                for c in self.deps.connections.describe(self.service, &filter).await? {
+                    seen.members.insert(c.endpoint_id.to_string(), c.state);
+                }
+            }
+            match take_slot(&slots, &conn.endpoint_id, cap, &seen, self.now) {
+                Err(used) => return Ok(Some(used)),
+                Ok(next) if next == slots => return Ok(None),
+                Ok(next) => match self.deps.quota.write(self.service, &conn.owner, &next, version).await? {
+                    Written::Yes => return Ok(None),
+                    Written::Lost => info!(owner = %conn.owner, "quota ledger changed under us; reading it again"),
+                },
+            }
+        }
+        Err(PortError {
+            service: "dynamodb",
+            operation: "PutItem",
+            kind: ErrorKind::Retryable,
+            code: "QuotaLedgerContended".into(),
+            message: "the quota ledger changed five times in a row; retried later".into(),
+        })
     }
 
     /// Calls EC2 for one chunk; returns the records now owed a notification.

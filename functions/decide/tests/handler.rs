@@ -9,12 +9,14 @@ use std::sync::Mutex;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use decide::config::Config;
 use decide::handler::{Deps, decide_batch, handle};
+use shared::domain::quota::Slots;
 use shared::domain::record::{DecisionRecord, Kind, Notification, Status};
 use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
 use shared::ports::{
-    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, Written,
+    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, QuotaLedger,
+    Written,
 };
 
 const SVC: &str = "vpce-svc-0123456789abcdef0";
@@ -56,6 +58,8 @@ struct World {
     faults: Mutex<Faults>,
     /// Endpoint -> how many more Describe calls it stays invisible to (EC2's eventual consistency).
     lag: Mutex<HashMap<String, usize>>,
+    /// The quota ledgers, by "service/owner": (slots, version).
+    ledgers: Mutex<HashMap<String, (Slots, u64)>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -175,6 +179,28 @@ impl DecisionLog for Fake<'_> {
     }
 }
 
+impl QuotaLedger for Fake<'_> {
+    async fn read(&self, service: &ServiceId, owner: &AccountId) -> PortResult<(Slots, Option<u64>)> {
+        let ledgers = self.0.ledgers.lock().unwrap();
+        Ok(ledgers.get(&format!("{service}/{owner}")).map_or((Slots::new(), None), |(s, v)| (s.clone(), Some(*v))))
+    }
+    async fn write(
+        &self,
+        service: &ServiceId,
+        owner: &AccountId,
+        slots: &Slots,
+        expected: Option<u64>,
+    ) -> PortResult<Written> {
+        let mut ledgers = self.0.ledgers.lock().unwrap();
+        let key = format!("{service}/{owner}");
+        if ledgers.get(&key).map(|(_, v)| *v) != expected {
+            return Ok(Written::Lost);
+        }
+        ledgers.insert(key, (slots.clone(), expected.map_or(1, |v| v + 1)));
+        Ok(Written::Yes)
+    }
+}
+
 impl Notifier for Fake<'_> {
     async fn notify(&self, n: &Notification) -> PortResult<()> {
         if self.0.faults.lock().unwrap().notify {
@@ -194,12 +220,13 @@ impl Notifier for Fake<'_> {
     }
 }
 
-fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
     Deps {
         connections: Fake(w),
         allowlist: Fake(w),
         log: Fake(w),
         notifier: Fake(w),
+        quota: Fake(w),
         config: Config {
             allowlist_table: "a".into(),
             decisions_table: "d".into(),
@@ -437,4 +464,36 @@ async fn when_a_person_accepts_just_before_the_reject_should_not_reject_it() {
     assert_eq!(w.records.lock().unwrap()[B].status, Status::Superseded);
     assert!(w.sent.lock().unwrap().is_empty(), "no decision was applied: nothing to announce");
     assert_eq!(out.metrics.get("Superseded"), 1);
+}
+
+fn triggered(mut ev: SqsEvent, trigger: &str) -> SqsEvent {
+    for m in &mut ev.records {
+        m.body =
+            m.body.take().map(|b| b.replace("\"trigger\": \"notification\"", &format!("\"trigger\": \"{trigger}\"")));
+    }
+    ev
+}
+
+#[tokio::test]
+async fn when_a_connection_is_held_should_back_off_on_sweeps_and_reannounce_daily() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    let mut d = deps(&w);
+    d.config.default_action = DefaultAction::Hold;
+    let day = shared::domain::protocol::HOLD_REANNOUNCE_MS;
+    decide_batch(&d, event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "held and announced");
+    // Sweeps within the day: not evaluated again, not announced again.
+    let out = decide_batch(&d, triggered(event(&[B]), "sweep"), "inv-2", 10_000 + day / 2).await;
+    assert_eq!(out.metrics.get("HeldWaiting"), 1);
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+    // An allowlist change re-evaluates at once; still held: nothing new to announce.
+    let out = decide_batch(&d, triggered(event(&[B]), "allowlist_change"), "inv-3", 10_000 + day / 2).await;
+    assert_eq!(out.metrics.get("HeldWaiting"), 0);
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+    // A day on, the sweep re-evaluates and announces the hold again.
+    let out = decide_batch(&d, triggered(event(&[B]), "sweep"), "inv-4", 20_000 + day).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(w.sent.lock().unwrap().len(), 2, "re-announced after a day");
+    assert_eq!(state(&w, B), "pendingAcceptance");
 }

@@ -6,6 +6,8 @@ pub mod ids;
 pub mod notification;
 pub mod policy;
 pub mod principal;
+pub mod protocol;
+pub mod quota;
 pub mod record;
 pub mod request;
 pub mod time;

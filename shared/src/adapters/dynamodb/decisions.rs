@@ -1,4 +1,5 @@
-//! DynamoDB: the allowlist (read by partition) and the decisions table (conditional writes).
+//! The decisions table: conditional writes for `decide` ([`DecisionLog`]), the owed index for the sweep
+//! ([`OwedDecisions`]), and the CLI's reads ([`DecisionQueries`]).
 
 use std::collections::HashMap;
 
@@ -8,232 +9,11 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use super::{bad_data, classify};
-use crate::domain::allowlist::{ALL_SERVICES, Attr, Item};
+use super::attrs::{n, s};
+use crate::adapters::{bad_data, classify};
 use crate::domain::record::{DecisionRecord, Kind, Status};
-use crate::domain::{AccountId, EndpointId, Outcome, Region, Rules, ServiceId, Trigger};
-use crate::ports::{Allowlist, DecisionLog, PortResult, Written};
-
-/// Converts a DynamoDB attribute to the domain's neutral form.
-pub fn to_attr(v: &AttributeValue) -> Attr {
-    match v {
-        AttributeValue::S(s) => Attr::S(s.clone()),
-        AttributeValue::N(n) => Attr::N(n.clone()),
-        AttributeValue::Bool(b) => Attr::Bool(*b),
-        AttributeValue::Ss(ss) => Attr::Ss(ss.clone()),
-        AttributeValue::L(l) => Attr::L(l.iter().map(to_attr).collect()),
-        AttributeValue::Null(_) => Attr::Null,
-        AttributeValue::B(_) => Attr::Other("B"),
-        AttributeValue::Bs(_) => Attr::Other("BS"),
-        AttributeValue::M(_) => Attr::Other("M"),
-        AttributeValue::Ns(_) => Attr::Other("NS"),
-        _ => Attr::Other("unknown"),
-    }
-}
-
-pub fn to_item(raw: &HashMap<String, AttributeValue>) -> Item {
-    raw.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()
-}
-
-/// The inverse of `to_attr` for the types the allowlist writes.
-pub fn from_attr(a: &Attr) -> AttributeValue {
-    match a {
-        Attr::S(s) => AttributeValue::S(s.clone()),
-        Attr::N(n) => AttributeValue::N(n.clone()),
-        Attr::Bool(b) => AttributeValue::Bool(*b),
-        Attr::Ss(ss) => AttributeValue::Ss(ss.clone()),
-        Attr::L(l) => AttributeValue::L(l.iter().map(from_attr).collect()),
-        Attr::Null | Attr::Other(_) => AttributeValue::Null(true),
-    }
-}
-
-/// What a conditional allowlist write expects to find.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// No item under the key.
-    Absent,
-    /// The item as read, at this `version` (`None`: an item with no version, written by hand).
-    Version(Option<u64>),
-}
-
-fn version_of(item: &HashMap<String, AttributeValue>) -> Option<u64> {
-    item.get("version").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
-}
-
-#[derive(Clone, Debug)]
-pub struct DynamoAllowlist {
-    client: Client,
-    table: String,
-}
-
-impl DynamoAllowlist {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
-    }
-
-    /// Every item of one partition, read strongly consistent so an edit made a moment ago counts.
-    pub async fn partition(&self, key: &str) -> PortResult<Vec<Item>> {
-        let mut items = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("service_id = :s")
-            .expression_attribute_values(":s", AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("dynamodb", "Query", e))?;
-            items.extend(page.items().iter().map(to_item));
-        }
-        Ok(items)
-    }
-}
-
-impl DynamoAllowlist {
-    /// Every item in the table (the allowlist is small: providers list customers, not requests).
-    pub async fn scan(&self) -> PortResult<Vec<(Item, Option<u64>)>> {
-        let mut out = Vec::new();
-        let mut pages = self.client.scan().table_name(&self.table).consistent_read(true).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("dynamodb", "Scan", e))?;
-            out.extend(page.items().iter().map(|i| (to_item(i), version_of(i))));
-        }
-        Ok(out)
-    }
-
-    /// One item and its version.
-    pub async fn get(&self, scope: &str, principal: &str) -> PortResult<Option<(Item, Option<u64>)>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("service_id", AttributeValue::S(scope.to_owned()))
-            .key("principal", AttributeValue::S(principal.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb", "GetItem", e))?;
-        Ok(out.item().map(|i| (to_item(i), version_of(i))))
-    }
-
-    /// Writes an item if the table still holds what the caller read (`expect`); bumps `version`.
-    pub async fn put_if(&self, item: &Item, expect: Expect) -> PortResult<Written> {
-        let mut raw: HashMap<String, AttributeValue> = item.iter().map(|(k, v)| (k.clone(), from_attr(v))).collect();
-        let next = match expect {
-            Expect::Absent => 1,
-            Expect::Version(v) => v.unwrap_or(0) + 1,
-        };
-        raw.insert("version".into(), n(next));
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(raw));
-        req = match expect {
-            Expect::Absent => req.condition_expression("attribute_not_exists(principal)"),
-            Expect::Version(None) => {
-                req.condition_expression("attribute_exists(principal) AND attribute_not_exists(version)")
-            }
-            Expect::Version(Some(v)) => {
-                req.condition_expression("version = :v").expression_attribute_values(":v", n(v))
-            }
-        };
-        match req.send().await {
-            Ok(_) => Ok(Written::Yes),
-            Err(e) if put_lost(&e) => Ok(Written::Lost),
-            Err(e) => Err(classify("dynamodb", "PutItem", e)),
-        }
-    }
-
-    /// Applies several writes in one transaction (all or nothing; at most 100): each put or delete
-    /// only if its item is still as the caller read it.
-    pub async fn transact(&self, writes: &[(Option<&Item>, (&str, &str), Expect)]) -> PortResult<Written> {
-        use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
-        let mut items = Vec::new();
-        for (item, (scope, principal), expect) in writes {
-            let (cond, vals): (&str, Option<AttributeValue>) = match expect {
-                Expect::Absent => ("attribute_not_exists(principal)", None),
-                Expect::Version(None) => ("attribute_exists(principal) AND attribute_not_exists(version)", None),
-                Expect::Version(Some(v)) => ("version = :v", Some(n(v))),
-            };
-            let built = match item {
-                Some(item) => {
-                    let mut raw: HashMap<String, AttributeValue> =
-                        item.iter().map(|(k, v)| (k.clone(), from_attr(v))).collect();
-                    let next = match expect {
-                        Expect::Absent => 1,
-                        Expect::Version(v) => v.unwrap_or(0) + 1,
-                    };
-                    raw.insert("version".into(), n(next));
-                    let mut put = Put::builder().table_name(&self.table).set_item(Some(raw)).condition_expression(cond);
-                    if let Some(v) = vals {
-                        put = put.expression_attribute_values(":v", v);
-                    }
-                    TransactWriteItem::builder()
-                        .put(put.build().map_err(|e| bad_data("dynamodb", "TransactWriteItems", e.to_string()))?)
-                        .build()
-                }
-                None => {
-                    let mut del = Delete::builder()
-                        .table_name(&self.table)
-                        .key("service_id", AttributeValue::S((*scope).to_owned()))
-                        .key("principal", AttributeValue::S((*principal).to_owned()))
-                        .condition_expression(cond);
-                    if let Some(v) = vals {
-                        del = del.expression_attribute_values(":v", v);
-                    }
-                    TransactWriteItem::builder()
-                        .delete(del.build().map_err(|e| bad_data("dynamodb", "TransactWriteItems", e.to_string()))?)
-                        .build()
-                }
-            };
-            items.push(built);
-        }
-        if items.is_empty() {
-            return Ok(Written::Yes);
-        }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(Written::Yes),
-            Err(e) if matches!(
-                e.as_service_error(),
-                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_))
-            ) => Ok(Written::Lost),
-            Err(e) => Err(classify("dynamodb", "TransactWriteItems", e)),
-        }
-    }
-
-    /// Deletes an item if it is still at the version the caller read.
-    pub async fn delete_if(&self, scope: &str, principal: &str, version: Option<u64>) -> PortResult<Written> {
-        let mut req = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("service_id", AttributeValue::S(scope.to_owned()))
-            .key("principal", AttributeValue::S(principal.to_owned()));
-        req = match version {
-            None => req.condition_expression("attribute_exists(principal) AND attribute_not_exists(version)"),
-            Some(v) => req.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
-        };
-        match req.send().await {
-            Ok(_) => Ok(Written::Yes),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(Written::Lost)
-            }
-            Err(e) => Err(classify("dynamodb", "DeleteItem", e)),
-        }
-    }
-}
-
-impl Allowlist for DynamoAllowlist {
-    async fn rules_for(&self, service: &ServiceId) -> PortResult<Rules> {
-        let mut items = self.partition(service.as_str()).await?;
-        items.extend(self.partition(ALL_SERVICES).await?);
-        Ok(Rules::from_items(&items))
-    }
-}
+use crate::domain::{AccountId, EndpointId, Outcome, Region, ServiceId, Trigger};
+use crate::ports::{DecisionLog, DecisionQueries, OwedDecisions, PortResult, Written};
 
 #[derive(Clone, Debug)]
 pub struct DynamoDecisionLog {
@@ -245,14 +25,6 @@ impl DynamoDecisionLog {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 /// The sort key: the connection's creation time, zero-padded so it sorts as a string, and `#revoked`
@@ -349,36 +121,34 @@ fn key(kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> HashMap<String,
     ])
 }
 
-fn put_lost(e: &SdkError<PutItemError, aws_smithy_runtime_api::http::Response>) -> bool {
-    matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_)))
-}
-
 fn update_lost(e: &SdkError<UpdateItemError, aws_smithy_runtime_api::http::Response>) -> bool {
     matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_)))
 }
 
-impl DynamoDecisionLog {
-    /// Every record of an endpoint (its decision and any revocation).
-    pub async fn for_endpoint(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
-        let out = self
+impl DecisionQueries for DynamoDecisionLog {
+    async fn for_endpoint(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        let mut out = Vec::new();
+        let mut pages = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("endpoint_id = :e")
             .expression_attribute_values(":e", s(endpoint.as_str()))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb", "Query", e))?;
-        out.items()
-            .iter()
-            .map(item_to_record)
-            .collect::<Result<_, _>>()
-            .map_err(|why| bad_data("dynamodb", "Query", format!("unreadable decision record: {why}")))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("dynamodb", "Query", e))?;
+            for item in page.items() {
+                out.push(item_to_record(item).map_err(|why| {
+                    bad_data("dynamodb", "Query", format!("unreadable decision record of {endpoint}: {why}"))
+                })?);
+            }
+        }
+        Ok(out)
     }
 
-    /// Records decided at or after `since_ms`, newest first.
-    pub async fn since(&self, since_ms: i64) -> PortResult<Vec<DecisionRecord>> {
+    async fn decided_since(&self, since_ms: i64) -> PortResult<Vec<DecisionRecord>> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -402,7 +172,7 @@ impl DynamoDecisionLog {
     }
 }
 
-impl crate::ports::OwedDecisions for DynamoDecisionLog {
+impl OwedDecisions for DynamoDecisionLog {
     async fn owed(&self, service: &ServiceId) -> PortResult<Vec<EndpointId>> {
         let mut out = Vec::new();
         let mut pages = self

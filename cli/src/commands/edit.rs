@@ -1,0 +1,282 @@
+//! `allow`, `deny` and `remove`: one entry at a time, each write conditional on what was read.
+
+use std::io::Write;
+
+use serde_json::json;
+use shared::domain::allowlist::{AllowlistEntry, Effect, Scope, parse_item};
+use shared::domain::principal::normalise;
+use shared::domain::{AccountId, Region};
+use shared::ports::{AllowlistAdmin, Expect, ItemKey, Written};
+
+use super::{Out, R, scope_of, usage};
+use crate::context::CliError;
+use crate::{Output, RuleArgs, time};
+
+/// An entry as an edit gives it, validated (through the parser the functions use).
+pub struct Draft<'a> {
+    pub scope: Scope,
+    pub principal: &'a str,
+    pub effect: Effect,
+    /// Epoch seconds, already bounded.
+    pub expires_at: Option<i64>,
+    pub regions: &'a [String],
+    pub max_endpoints: Option<u32>,
+    pub note: Option<String>,
+    /// Epoch seconds.
+    pub now: i64,
+}
+
+impl Draft<'_> {
+    pub fn entry(self) -> R<AllowlistEntry> {
+        let account = normalise(self.principal).map_err(usage)?;
+        if self.effect == Effect::Deny && self.max_endpoints.is_some() {
+            return Err(usage("--max-endpoints applies to an allow, not a deny"));
+        }
+        let regions = if self.regions.is_empty() {
+            None
+        } else {
+            Some(self.regions.iter().map(|r| Region::parse(r.trim())).collect::<Result<Vec<_>, _>>().map_err(usage)?)
+        };
+        let entry = AllowlistEntry {
+            scope: self.scope,
+            principal_key: account.to_string(),
+            account,
+            effect: self.effect,
+            expires_at: self.expires_at,
+            regions,
+            max_endpoints: self.max_endpoints,
+            note: self.note,
+            created_by: None,
+            created_at: Some(self.now),
+        };
+        parse_item(&entry.to_item()).map_err(usage)
+    }
+}
+
+pub fn key_of(e: &AllowlistEntry) -> ItemKey {
+    ItemKey { service_id: e.scope.key().to_owned(), principal: e.principal_key.clone() }
+}
+
+/// An `allow` or `deny`, validated before anything is sent.
+pub struct Rule {
+    entry: AllowlistEntry,
+    replace: bool,
+}
+
+impl Rule {
+    /// Who writes it (`created_by`).
+    pub fn by(mut self, caller: String) -> Self {
+        self.entry.created_by = Some(caller);
+        self
+    }
+}
+
+pub fn rule(effect: Effect, a: &RuleArgs, now: i64) -> R<Rule> {
+    let expires_at = a.expires.as_deref().map(|s| time::expiry("--expires", s, now)).transpose()?;
+    if a.max_endpoints == Some(0) {
+        return Err(usage("--max-endpoints must be at least 1"));
+    }
+    let entry = Draft {
+        scope: scope_of(a.service.as_deref())?,
+        principal: &a.principal,
+        effect,
+        expires_at,
+        regions: &a.regions,
+        max_endpoints: a.max_endpoints,
+        note: a.note.clone(),
+        now,
+    }
+    .entry()?;
+    Ok(Rule { entry, replace: a.replace })
+}
+
+pub async fn put_rule<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, rule: Rule) -> R<()> {
+    let entry = rule.entry;
+    let expect = match (store.item(&key_of(&entry)).await?, rule.replace) {
+        (None, _) => Expect::Absent,
+        (Some(stored), true) => Expect::Version(stored.version),
+        (Some(stored), false) => {
+            let what = parse_item(&stored.item)
+                .map(|e| e.effect.as_str().to_owned())
+                .unwrap_or_else(|e| format!("invalid: {}", e.reason));
+            return Err(CliError::Service(format!(
+                "an entry for {} on {} already exists ({what}); pass --replace to overwrite it",
+                entry.principal_key, entry.scope
+            )));
+        }
+    };
+    if store.put_if(&entry.to_item(), expect).await? == Written::Lost {
+        return Err(CliError::Service(format!(
+            "the entry for {} on {} changed since it was read; nothing was written, run the command again",
+            entry.principal_key, entry.scope
+        )));
+    }
+    match out.format {
+        Output::Json => out.json(&super::query::entry_json(&entry)),
+        Output::Table => {
+            let verb = if entry.effect == Effect::Allow { "allowed" } else { "denied" };
+            let until = entry.expires_at.map(|t| format!(" until {}", time::shown(t))).unwrap_or_default();
+            out.line(format!("{verb} {} on {}{until}", entry.account, entry.scope))
+        }
+    }
+}
+
+/// A `remove`, validated before anything is sent.
+pub struct Removal {
+    scope: Scope,
+    /// The principal as given, which is the key of an entry written by hand with an ARN.
+    principal: String,
+    account: AccountId,
+}
+
+pub fn removal(principal: &str, service: Option<&str>) -> R<Removal> {
+    Ok(Removal {
+        scope: scope_of(service)?,
+        principal: principal.to_owned(),
+        account: normalise(principal).map_err(usage)?,
+    })
+}
+
+pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: &Removal) -> R<()> {
+    // The key as written: the account, or the raw principal for entries written by hand.
+    let mut keys = vec![r.account.to_string()];
+    if r.principal != keys[0] {
+        keys.push(r.principal.clone());
+    }
+    let mut found = None;
+    for principal in keys {
+        let key = ItemKey { service_id: r.scope.key().to_owned(), principal };
+        if let Some(stored) = store.item(&key).await? {
+            found = Some((key, stored.version));
+            break;
+        }
+    }
+    let Some((key, version)) = found else {
+        return Err(CliError::Service(format!("no entry for {} on {}", r.principal, r.scope)));
+    };
+    if store.delete_if(&key, version).await? == Written::Lost {
+        return Err(CliError::Service(format!(
+            "the entry for {} on {} changed since it was read; nothing was removed",
+            key.principal, r.scope
+        )));
+    }
+    match out.format {
+        Output::Json => out.json(&json!({"removed": {"service": key.service_id, "principal": key.principal}})),
+        Output::Table => out.line(format!("removed {} on {}", key.principal, r.scope)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::commands::fakes::{FakeAllowlist, Table, allow_item, out};
+
+    const NOW: i64 = 1_790_000_000;
+    const SVC: &str = "vpce-svc-0123456789abcdef0";
+
+    fn args(principal: &str) -> RuleArgs {
+        RuleArgs {
+            principal: principal.into(),
+            service: Some(SVC.into()),
+            all_services: false,
+            expires: None,
+            regions: vec![],
+            max_endpoints: None,
+            note: None,
+            replace: false,
+        }
+    }
+
+    fn key(principal: &str) -> ItemKey {
+        ItemKey { service_id: SVC.into(), principal: principal.into() }
+    }
+
+    async fn put(store: &FakeAllowlist, a: RuleArgs) -> R<String> {
+        let mut o = out(Output::Table);
+        put_rule(store, &mut o, rule(Effect::Allow, &a, NOW)?.by("arn:aws:iam::111111111111:user/me".into())).await?;
+        Ok(o.text())
+    }
+
+    #[tokio::test]
+    async fn when_the_entry_is_new_should_write_it_at_the_first_version() {
+        let store = FakeAllowlist::default();
+        let text = put(&store, RuleArgs { expires: Some("2030-01-01".into()), ..args("222222222222") }).await.unwrap();
+        assert_eq!(text, format!("allowed 222222222222 on {SVC} until 2030-01-01 00:00:00Z\n"));
+        let stored = store.get(&key("222222222222")).unwrap();
+        assert_eq!(stored.version, Some(1));
+        assert_eq!(parse_item(&stored.item).unwrap().created_by.as_deref(), Some("arn:aws:iam::111111111111:user/me"));
+    }
+
+    #[tokio::test]
+    async fn when_an_entry_exists_without_replace_should_refuse_with_254_and_with_it_replace_what_was_read() {
+        // Written by hand: no version yet.
+        let mut table = Table::default();
+        table.insert(allow_item(SVC, "222222222222"), None);
+        let store = FakeAllowlist::from_table(table);
+        let err = put(&store, args("222222222222")).await.unwrap_err();
+        assert_eq!(err.exit_code(), 254);
+        assert!(err.to_string().contains("already exists (allow); pass --replace"), "{err}");
+        for version in [1, 2] {
+            let replaced =
+                put(&store, RuleArgs { replace: true, max_endpoints: Some(3), ..args("222222222222") }).await;
+            assert!(replaced.is_ok(), "{replaced:?}");
+            assert_eq!(store.get(&key("222222222222")).unwrap().version, Some(version));
+        }
+    }
+
+    #[tokio::test]
+    async fn when_a_replace_loses_its_race_should_write_nothing_and_exit_254() {
+        let store = FakeAllowlist::with(&[allow_item(SVC, "222222222222")])
+            .racing(|t| t.edit(&key("222222222222"), "note", "someone else's"));
+        let err = put(&store, RuleArgs { replace: true, note: Some("mine".into()), ..args("222222222222") })
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 254);
+        assert!(err.to_string().contains("changed since it was read; nothing was written"), "{err}");
+        let stored = store.get(&key("222222222222")).unwrap();
+        assert_eq!(parse_item(&stored.item).unwrap().note.as_deref(), Some("someone else's"));
+        assert_eq!(stored.version, Some(2), "only the other editor's write");
+    }
+
+    #[tokio::test]
+    async fn when_another_editor_creates_the_entry_first_should_write_nothing_and_exit_254() {
+        let store = FakeAllowlist::default().racing(|t| t.insert(allow_item(SVC, "222222222222"), Some(1)));
+        let err = put(&store, RuleArgs { note: Some("mine".into()), ..args("222222222222") }).await.unwrap_err();
+        assert_eq!(err.exit_code(), 254);
+        assert!(err.to_string().contains("changed since it was read"), "{err}");
+        assert_eq!(parse_item(&store.get(&key("222222222222")).unwrap().item).unwrap().note, None);
+    }
+
+    #[tokio::test]
+    async fn when_an_expiry_is_too_far_ahead_should_refuse_with_252_before_writing() {
+        let a = RuleArgs { expires: Some("200000000000d".into()), ..args("222222222222") };
+        let err = rule(Effect::Allow, &a, NOW).err().unwrap();
+        assert_eq!(err.exit_code(), 252);
+        assert!(err.to_string().contains("--expires 200000000000d is more than 100 years ahead"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn when_removing_should_find_a_hand_written_key_and_remove_it_at_its_version() {
+        let arn = "arn:aws:iam::222222222222:root";
+        let store = FakeAllowlist::with(&[allow_item(SVC, arn)]);
+        let mut o = out(Output::Table);
+        remove(&store, &mut o, &removal(arn, Some(SVC)).unwrap()).await.unwrap();
+        assert_eq!(o.text(), format!("removed {arn} on {SVC}\n"));
+        assert!(store.get(&key(arn)).is_none());
+        let err = remove(&store, &mut o, &removal(arn, Some(SVC)).unwrap()).await.unwrap_err();
+        assert_eq!((err.exit_code(), err.to_string()), (254, format!("no entry for {arn} on {SVC}")));
+    }
+
+    #[tokio::test]
+    async fn when_a_remove_loses_its_race_should_keep_the_other_edit_and_exit_254() {
+        let store = FakeAllowlist::with(&[allow_item(SVC, "222222222222")])
+            .racing(|t| t.edit(&key("222222222222"), "note", "extended"));
+        let err =
+            remove(&store, &mut out(Output::Table), &removal("222222222222", Some(SVC)).unwrap()).await.unwrap_err();
+        assert_eq!(err.exit_code(), 254);
+        assert!(err.to_string().contains("changed since it was read; nothing was removed"), "{err}");
+        assert!(store.get(&key("222222222222")).is_some());
+    }
+}

@@ -1,0 +1,302 @@
+//! `import` and `export`: the allowlist as a reviewed file, applied in one all-or-nothing change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::domain::allowlist::{AllowlistEntry, Attr, Effect, parse_item};
+use shared::ports::{AllowlistAdmin, Change, Expect, ItemKey, MAX_CHANGES, StoredItem, Written};
+
+use super::edit::{Draft, key_of};
+use super::{Out, R, scope_of, usage};
+use crate::context::CliError;
+use crate::{FileFormat, Output, time};
+
+/// The file form of an entry (`export` writes it, `import` reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// `vpce-svc-…` or `*`.
+    pub service: String,
+    pub principal: String,
+    pub effect: String,
+    /// A date (2026-12-31 or 2026-12-31T18:00:00Z).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_endpoints: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowlistFile {
+    pub entries: Vec<FileEntry>,
+}
+
+/// What an entry means, without who wrote it when: the file form (compared to tell whether anything
+/// changed).
+fn to_file_entry(e: &AllowlistEntry) -> FileEntry {
+    FileEntry {
+        service: e.scope.key().to_owned(),
+        principal: e.principal_key.clone(),
+        effect: e.effect.as_str().to_owned(),
+        expires: e.expires_at.map(time::file_date),
+        regions: e.regions.as_ref().map(|r| r.iter().map(ToString::to_string).collect()),
+        max_endpoints: e.max_endpoints,
+        note: e.note.clone(),
+    }
+}
+
+/// Validates a whole file: every entry or none.
+pub fn parse_file(text: &str, now: i64) -> R<Vec<AllowlistEntry>> {
+    let file: AllowlistFile =
+        serde_yaml::from_str(text).map_err(|e| usage(format!("the file is not a valid allowlist: {e}")))?;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, f) in file.entries.iter().enumerate() {
+        let at = |e: &dyn std::fmt::Display| usage(format!("entry {} ({} {}): {e}", i + 1, f.service, f.principal));
+        let effect = match f.effect.as_str() {
+            "allow" => Effect::Allow,
+            "deny" => Effect::Deny,
+            other => return Err(at(&format!("effect must be allow or deny, not {other:?}"))),
+        };
+        let expires_at = f.expires.as_deref().map(|x| time::file_expiry(x, now)).transpose().map_err(|e| at(&e))?;
+        let e = Draft {
+            scope: scope_of(Some(&f.service)).map_err(|e| at(&e))?,
+            principal: &f.principal,
+            effect,
+            expires_at,
+            regions: f.regions.as_deref().unwrap_or_default(),
+            max_endpoints: f.max_endpoints,
+            note: f.note.clone(),
+            now,
+        }
+        .entry()
+        .map_err(|e| at(&e))?;
+        if !seen.insert(key_of(&e)) {
+            return Err(at(&"listed twice"));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+pub async fn export<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, format: FileFormat) -> R<()> {
+    let mut entries = Vec::new();
+    for stored in store.items().await? {
+        match parse_item(&stored.item) {
+            Ok(e) => entries.push(to_file_entry(&e)),
+            Err(e) => eprintln!("gatekeeper: skipped an invalid item: {e}"),
+        }
+    }
+    entries.sort_by(|a, b| (&a.service, &a.principal).cmp(&(&b.service, &b.principal)));
+    let file = AllowlistFile { entries };
+    let text = match format {
+        FileFormat::Json => serde_json::to_string_pretty(&file).map_err(|e| CliError::Other(e.to_string()))?,
+        FileFormat::Yaml => serde_yaml::to_string(&file).map_err(|e| CliError::Other(e.to_string()))?,
+    };
+    out.line(text.trim_end())
+}
+
+/// An `import`, its file validated whole before anything is sent.
+pub struct Import {
+    /// Where the file came from (for the messages).
+    pub source: String,
+    pub wanted: Vec<AllowlistEntry>,
+    /// Who applies it (`created_by`); `None` for a dry run.
+    pub created_by: Option<String>,
+    pub dry_run: bool,
+    /// Also remove the entries the file does not list.
+    pub prune: bool,
+}
+
+fn stored_key(s: &StoredItem) -> Option<ItemKey> {
+    match (s.item.get("service_id"), s.item.get("principal")) {
+        (Some(Attr::S(service_id)), Some(Attr::S(principal))) => {
+            Some(ItemKey { service_id: service_id.clone(), principal: principal.clone() })
+        }
+        _ => None,
+    }
+}
+
+pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, plan: &Import) -> R<()> {
+    let current: BTreeMap<ItemKey, StoredItem> =
+        store.items().await?.into_iter().filter_map(|s| Some((stored_key(&s)?, s))).collect();
+    let mut changes = Vec::new();
+    let mut lines = Vec::new();
+    for wanted in &plan.wanted {
+        let e = AllowlistEntry { created_by: plan.created_by.clone(), ..wanted.clone() };
+        let (sign, expect) = match current.get(&key_of(&e)) {
+            None => ('+', Expect::Absent),
+            Some(s) if parse_item(&s.item).is_ok_and(|old| to_file_entry(&old) == to_file_entry(&e)) => continue,
+            Some(s) => ('~', Expect::Version(s.version)),
+        };
+        let f = to_file_entry(&e);
+        let until = f.expires.map(|x| format!(" until {x}")).unwrap_or_default();
+        lines.push(format!("{sign} {} {} {}{until}", f.effect, f.service, f.principal));
+        changes.push(Change::Put(e.to_item(), expect));
+    }
+    if plan.prune {
+        let keep: BTreeSet<ItemKey> = plan.wanted.iter().map(key_of).collect();
+        for (key, s) in current.into_iter().filter(|(k, _)| !keep.contains(k)) {
+            lines.push(format!("- {} {}", key.service_id, key.principal));
+            changes.push(Change::Remove(key, s.version));
+        }
+    }
+    if lines.is_empty() {
+        return out.line(format!("the allowlist already matches {}", plan.source));
+    }
+    if out.format == Output::Table {
+        out.line(lines.join("\n"))?;
+    }
+    if plan.dry_run {
+        return match out.format {
+            Output::Json => out.json(&json!({"dry_run": true, "changes": lines})),
+            Output::Table => out.line("(dry run: nothing written)"),
+        };
+    }
+    if changes.len() > MAX_CHANGES {
+        return Err(usage(format!(
+            "{} changes are more than one transaction takes ({MAX_CHANGES}); split the file",
+            changes.len()
+        )));
+    }
+    if store.apply(&changes).await? == Written::Lost {
+        return Err(CliError::Service(
+            "the allowlist changed while the file was being applied; nothing was written, run it again".into(),
+        ));
+    }
+    match out.format {
+        Output::Json => out.json(&json!({"applied": lines})),
+        Output::Table => out.line(format!("applied {} change(s)", lines.len())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::commands::fakes::{FakeAllowlist, Table, allow_item, out};
+
+    const NOW: i64 = 1_790_000_000;
+    const SVC: &str = "vpce-svc-0123456789abcdef0";
+
+    #[test]
+    fn a_file_is_validated_whole() {
+        let ok = "entries:\n  - {service: '*', principal: 'arn:aws:iam::222222222222:root', effect: allow, expires: 2030-01-01}\n  - {service: vpce-svc-0123456789abcdef0, principal: '333333333333', effect: deny}\n";
+        let entries = parse_file(ok, NOW).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].principal_key, "222222222222");
+        for (bad, why) in [
+            ("entries:\n  - {service: '*', principal: '*', effect: allow}\n", "cannot be listed"),
+            ("entries:\n  - {service: '*', principal: '222222222222', effect: permit}\n", "effect"),
+            ("entries:\n  - {service: 'svc', principal: '222222222222', effect: allow}\n", "service ID"),
+            ("entries:\n  - {service: '*', principal: '222222222222', effect: allow, expires: soon}\n", "duration"),
+            (
+                "entries:\n  - {service: '*', principal: '222222222222', effect: allow, expires: 2200-01-01}\n",
+                "entry 1 (* 222222222222): expires 2200-01-01 is more than 100 years ahead",
+            ),
+            ("entries:\n  - {service: '*', principal: '222222222222', effect: allow, colour: red}\n", "unknown field"),
+            (
+                "entries:\n  - {service: '*', principal: '222222222222', effect: allow}\n  - {service: '*', principal: 'arn:aws:iam::222222222222:root', effect: deny}\n",
+                "listed twice",
+            ),
+        ] {
+            let err = parse_file(bad, NOW).unwrap_err();
+            assert_eq!(err.exit_code(), 252);
+            assert!(err.to_string().contains(why), "{err} lacks {why}");
+        }
+    }
+
+    fn plan(text: &str, prune: bool) -> Import {
+        Import {
+            source: "allowlist.yaml".into(),
+            wanted: parse_file(text, NOW).unwrap(),
+            created_by: Some("arn:aws:iam::111111111111:user/me".into()),
+            dry_run: false,
+            prune,
+        }
+    }
+
+    const FILE: &str = "entries:\n  - {service: '*', principal: '222222222222', effect: allow, note: new}\n  - {service: vpce-svc-0123456789abcdef0, principal: '333333333333', effect: deny}\n";
+
+    fn before() -> FakeAllowlist {
+        let mut old = allow_item("*", "222222222222");
+        old.insert("note".into(), Attr::S("old".into()));
+        FakeAllowlist::with(&[old, allow_item("*", "555555555555")])
+    }
+
+    fn key(service_id: &str, principal: &str) -> ItemKey {
+        ItemKey { service_id: service_id.into(), principal: principal.into() }
+    }
+
+    #[tokio::test]
+    async fn when_importing_should_apply_every_change_at_once_and_then_match() {
+        let store = before();
+        let mut o = out(Output::Table);
+        import(&store, &mut o, &plan(FILE, true)).await.unwrap();
+        assert_eq!(
+            o.text(),
+            format!("~ allow * 222222222222\n+ deny {SVC} 333333333333\n- * 555555555555\napplied 3 change(s)\n")
+        );
+        assert_eq!(store.applied(), 1, "one transaction");
+        let t = store.snapshot();
+        assert_eq!(t.keys(), vec![key("*", "222222222222"), key(SVC, "333333333333")]);
+        assert_eq!(t.get(&key("*", "222222222222")).unwrap().version, Some(2));
+
+        let mut o = out(Output::Table);
+        export(&store, &mut o, FileFormat::Yaml).await.unwrap();
+        let mut again = out(Output::Table);
+        import(&store, &mut again, &plan(&o.text(), true)).await.unwrap();
+        assert_eq!(again.text(), "the allowlist already matches allowlist.yaml\n", "export → import is a no-op");
+    }
+
+    #[tokio::test]
+    async fn when_an_import_loses_its_race_should_write_nothing_and_exit_254() {
+        let store = before().racing(|t: &mut Table| t.edit(&key("*", "555555555555"), "note", "someone else's"));
+        let raced = {
+            let mut t = before().snapshot();
+            t.edit(&key("*", "555555555555"), "note", "someone else's");
+            t
+        };
+        let err = import(&store, &mut out(Output::Table), &plan(FILE, true)).await.unwrap_err();
+        assert_eq!(err.exit_code(), 254);
+        assert!(err.to_string().contains("nothing was written"), "{err}");
+        assert_eq!(store.snapshot(), raced, "only the other editor's change");
+    }
+
+    #[tokio::test]
+    async fn when_an_import_has_more_changes_than_one_transaction_should_refuse_with_252() {
+        let entries: String = (0..=MAX_CHANGES)
+            .map(|i| format!("  - {{service: '*', principal: '{:012}', effect: allow}}\n", 100_000_000_000 + i))
+            .collect();
+        let store = FakeAllowlist::default();
+        let err =
+            import(&store, &mut out(Output::Json), &plan(&format!("entries:\n{entries}"), false)).await.unwrap_err();
+        assert_eq!(err.exit_code(), 252);
+        assert_eq!(store.applied(), 0);
+    }
+
+    #[tokio::test]
+    async fn when_a_stored_expiry_is_out_of_range_export_should_write_the_raw_number() {
+        let mut huge = allow_item("*", "222222222222");
+        huge.insert("expires_at".into(), Attr::N(i64::MAX.to_string()));
+        let mut later = allow_item("*", "333333333333");
+        later.insert("expires_at".into(), Attr::N("1893456000".into()));
+        let store = FakeAllowlist::with(&[huge, later]);
+        let mut o = out(Output::Table);
+        export(&store, &mut o, FileFormat::Json).await.unwrap();
+        let file: AllowlistFile = serde_json::from_str(&o.text()).unwrap();
+        let expires: Vec<_> = file.entries.iter().map(|e| e.expires.clone().unwrap()).collect();
+        assert_eq!(expires, vec![i64::MAX.to_string(), "2030-01-01T00:00:00Z".to_owned()]);
+        let mut o = out(Output::Table);
+        import(&store, &mut o, &Import { dry_run: true, ..plan(FILE, false) }).await.unwrap();
+        assert!(o.text().starts_with("~ allow * 222222222222\n"), "the huge row diffs without panicking: {}", o.text());
+    }
+}
