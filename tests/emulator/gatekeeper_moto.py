@@ -48,6 +48,7 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
   POST /_gatekeeper/ec2-throttle  {"enabled": false} turns EC2's throttling off (GATEKEEPER_EMU_EC2_THROTTLE=0
                              at start); optional "limits": {"<Action>": [bucket, refill per s] | null}
                              overrides (null: not throttled) an action's bucket; answers the settings in force
+  GET  /_gatekeeper/connection-state/<vpce-id>   the connection's true state (tests' assertions only)
   POST /_gatekeeper/consistency   {"lag_ms": N} sets the eventual-consistency lag (GATEKEEPER_EMU_LAG_MS at
                              start; default 0, i.e. off); an empty body only reads it
 
@@ -1036,6 +1037,16 @@ class GatekeeperLayer:
             if "lag_ms" in spec:
                 LAG_SECONDS = max(0.0, float(spec["lag_ms"]) / 1000)
             body = json.dumps({"lag_ms": LAG_SECONDS * 1000}).encode()
+        elif path.startswith("/_gatekeeper/connection-state/"):
+            # For test assertions only: the connection's true state, whatever lag Describe has. A test
+            # checks what EC2 did; Gatekeeper itself only ever reads Describe.
+            wanted = path.rsplit("/", 1)[-1]
+            state = None
+            for backend in _all_backends():
+                ep = backend.vpc_end_points.get(wanted)
+                if ep is not None and getattr(ep, "_gk_service", None) is not None:
+                    state = _state(ep)
+            body = json.dumps({"endpoint_id": wanted, "state": state}).encode()
         elif path == "/_gatekeeper/faults":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             spec = json.loads(environ["wsgi.input"].read(length) or b"{}")

@@ -66,7 +66,7 @@ async fn burst(w: &World, accounts: usize, per_account: usize) -> Result<(Vec<(S
     Ok((endpoints, allowed))
 }
 
-/// Runs the wiring, with the schedule's sweep between rounds, until nothing is pending (or 300 s), then
+/// Runs the wiring, with the schedule's sweep between rounds, until nothing is pending (or 600 s), then
 /// lifts the faults and lets the last notifications through. Returns the number of sweeps.
 async fn decide_everything(w: &World) -> Result<usize> {
     let start = Instant::now();
@@ -74,7 +74,7 @@ async fn decide_everything(w: &World) -> Result<usize> {
     loop {
         let _ = w.settle(Duration::from_secs(15)).await;
         let pending = w.pending_count().await?;
-        if pending == 0 || start.elapsed() > Duration::from_secs(300) {
+        if pending == 0 || start.elapsed() > Duration::from_secs(600) {
             break;
         }
         // What the DLQ holds or a failed invocation dropped, the next sweep finds again.

@@ -144,28 +144,16 @@ impl World {
     }
 
     /// The connection's state as the provider sees it in EC2.
-    /// The provider's own Describe calls share EC2's per-account bucket with the functions', so they
-    /// wait for tokens when throttled (bounded: 100 tries over about 10 s).
+    /// The connection's state, as EC2 holds it (the emulator's truth: with a consistency lag on,
+    /// Describe may still show an older one). Gatekeeper itself only ever reads Describe.
     pub async fn state(&self, endpoint: &str) -> Result<String> {
-        use aws_sdk_ec2::error::ProvideErrorMetadata;
-        let mut tries = 0;
-        let out = loop {
-            let res = self
-                .ec2
-                .describe_vpc_endpoint_connections()
-                .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-endpoint-id").values(endpoint).build())
-                .send()
-                .await;
-            match res {
-                Err(e) if e.code() == Some("RequestLimitExceeded") && tries < 100 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => break other?,
-            }
-        };
-        let c = out.vpc_endpoint_connections().first().context("no such connection")?;
-        Ok(c.vpc_endpoint_state().map(|s| s.as_str().to_owned()).unwrap_or_default())
+        let out = gatekeeper_local::control(
+            &self.info.endpoint_url,
+            &format!("/_gatekeeper/connection-state/{endpoint}"),
+            None,
+        )
+        .await?;
+        out["state"].as_str().map(str::to_owned).context("no such connection")
     }
 
     /// How many of the service's connections still wait for acceptance (one paginated call).
