@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use reconcile::event::{ReconcileEvent, ReconcileResponse};
 use serde_json::{Value, json};
 
 use crate::deployment::StackInfo;
@@ -239,17 +240,20 @@ impl Wiring {
             let records: Vec<Value> =
                 out.records().iter().map(|r| stream_record(r, &self.info.region, &self.stream_arn)).collect();
             if !records.is_empty() {
-                let event: aws_lambda_events::event::dynamodb::Event =
-                    serde_json::from_value(json!({ "Records": records }))?;
+                // As the runtime does: the payload is deserialised into the handler's event type.
+                let event: ReconcileEvent = serde_json::from_value(json!({ "Records": records }))?;
                 stats.invocations += 1;
                 stats.messages += records.len();
                 let response = reconcile::handler::handle(
                     &self.reconcile,
-                    lambda_runtime::LambdaEvent::new(serde_json::to_value(event)?, self.context("reconcile")),
+                    lambda_runtime::LambdaEvent::new(event, self.context("reconcile")),
                 )
                 .await
                 .map_err(|e| anyhow::anyhow!("reconcile failed: {e}"))?;
-                let failures = response["batchItemFailures"].as_array().map_or(0, Vec::len);
+                let ReconcileResponse::Stream(response) = response else {
+                    anyhow::bail!("reconcile answered a stream batch with {response:?}")
+                };
+                let failures = response.batch_item_failures.len();
                 if failures > 0 {
                     // Lambda would retry from the failed record; keep the iterator where it was.
                     stats.failed_messages += failures;
@@ -270,9 +274,14 @@ impl Wiring {
             "account": self.info.provider_account, "time": shared::domain::time::rfc3339_ms(shared::domain::time::now_ms()),
             "region": self.info.region, "resources": [], "detail": {}
         });
-        reconcile::handler::handle(&self.reconcile, lambda_runtime::LambdaEvent::new(event, self.context("reconcile")))
-            .await
-            .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))
+        let event: ReconcileEvent = serde_json::from_value(event)?;
+        let response = reconcile::handler::handle(
+            &self.reconcile,
+            lambda_runtime::LambdaEvent::new(event, self.context("reconcile")),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))?;
+        Ok(serde_json::to_value(response)?)
     }
 
     /// One `decide` invocation with up to the mapping's batch size of messages from the requests queue,

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{Error, LambdaEvent};
-use serde_json::{Value, json};
 use shared::domain::allowlist::Scope;
 use shared::domain::principal::account_hint;
 use shared::domain::time::now_ms;
@@ -19,6 +18,7 @@ use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
+use crate::event::{DynamoDbStream, ReconcileEvent, ReconcileResponse};
 
 pub struct Deps<C, A, B, O> {
     pub connections: C,
@@ -29,25 +29,20 @@ pub struct Deps<C, A, B, O> {
     pub config: Config,
 }
 
-/// Dispatches on the event's shape. A stream batch answers with its partial failures; a sweep fails
-/// as a whole (the schedule runs again anyway).
+/// One invocation: a stream batch answers with its partial failures; a sweep fails as a whole (the
+/// schedule runs again anyway).
 pub async fn handle<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
     deps: &Deps<C, A, B, O>,
-    event: LambdaEvent<Value>,
-) -> Result<Value, Error> {
+    event: LambdaEvent<ReconcileEvent>,
+) -> Result<ReconcileResponse, Error> {
     let span = tracing::info_span!("reconcile", request_id = %event.context.request_id);
     let mut metrics = Metrics::default();
-    let payload = event.payload;
     let result = async {
-        if payload["Records"][0]["eventSource"] == "aws:dynamodb" {
-            let stream: StreamEvent = serde_json::from_value(payload)?;
-            let response = on_stream(deps, &stream, &mut metrics).await;
-            Ok::<Value, Error>(serde_json::to_value(response)?)
-        } else if payload["detail-type"] == "Scheduled Event" || payload["source"] == "aws.events" {
-            let n = sweep(deps, &mut metrics).await?;
-            Ok(json!({ "requests": n }))
-        } else {
-            Err("reconcile: neither a DynamoDB stream batch nor a scheduled event".into())
+        match event.payload {
+            ReconcileEvent::Stream(DynamoDbStream(stream)) => {
+                Ok::<_, Error>(ReconcileResponse::Stream(on_stream(deps, &stream, &mut metrics).await))
+            }
+            ReconcileEvent::Schedule(_) => Ok(ReconcileResponse::Sweep { requests: sweep(deps, &mut metrics).await? }),
         }
     }
     .instrument(span)

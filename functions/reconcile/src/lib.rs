@@ -4,5 +4,6 @@
 //! allowlist's stream it re-requests the changed account's connections.
 
 pub mod config;
+pub mod event;
 pub mod handler;
 pub mod wiring;
