@@ -50,3 +50,71 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 5] = [
+        ("BUS_NAME", "gatekeeper"),
+        ("ALLOWLIST_TABLE", "allow"),
+        ("DECISIONS_TABLE", "decisions"),
+        ("MANAGED_SERVICES", "vpce-svc-0123456789abcdef0"),
+        ("AWS_REGION", "eu-west-1"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut pairs = BASE.to_vec();
+        pairs.extend_from_slice(extra);
+        pairs
+    }
+
+    #[test]
+    fn reads_a_complete_environment() {
+        let c = Config::from_lookup(env(&BASE)).unwrap();
+        assert_eq!((c.bus_name.as_str(), c.allowlist_table.as_str(), c.decisions_table.as_str()), (
+            "gatekeeper",
+            "allow",
+            "decisions"
+        ));
+        assert_eq!(c.managed.len(), 1);
+        assert_eq!(c.home_region.to_string(), "eu-west-1");
+        assert!(!c.revoke, "revocation is off by default");
+        assert_eq!(c.sweep_interval_s, 300);
+        let c = Config::from_lookup(env(&with(&[("REVOKE_ON_REMOVAL", "true"), ("SWEEP_INTERVAL_MINUTES", "15")])))
+            .unwrap();
+        assert!(c.revoke);
+        assert_eq!(c.sweep_interval_s, 900);
+    }
+
+    #[test]
+    fn fails_fast_naming_the_variable() {
+        for missing in 0..BASE.len() {
+            let mut partial = BASE.to_vec();
+            let (key, _) = partial.remove(missing);
+            let err = Config::from_lookup(env(&partial)).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let mut bad_region = BASE.to_vec();
+        bad_region[4] = ("AWS_REGION", "Mars");
+        let mut bad_services = BASE.to_vec();
+        bad_services[3] = ("MANAGED_SERVICES", "svc-1");
+        for (key, pairs) in [
+            ("AWS_REGION", bad_region),
+            ("MANAGED_SERVICES", bad_services),
+            ("REVOKE_ON_REMOVAL", with(&[("REVOKE_ON_REMOVAL", "yes")])),
+            ("SWEEP_INTERVAL_MINUTES", with(&[("SWEEP_INTERVAL_MINUTES", "0")])),
+            ("SWEEP_INTERVAL_MINUTES", with(&[("SWEEP_INTERVAL_MINUTES", "1441")])),
+            ("SWEEP_INTERVAL_MINUTES", with(&[("SWEEP_INTERVAL_MINUTES", "five")])),
+        ] {
+            let err = Config::from_lookup(env(&pairs)).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}
