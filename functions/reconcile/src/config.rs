@@ -78,11 +78,10 @@ mod tests {
     #[test]
     fn reads_a_complete_environment() {
         let c = Config::from_lookup(env(&BASE)).unwrap();
-        assert_eq!((c.bus_name.as_str(), c.allowlist_table.as_str(), c.decisions_table.as_str()), (
-            "gatekeeper",
-            "allow",
-            "decisions"
-        ));
+        assert_eq!(
+            (c.bus_name.as_str(), c.allowlist_table.as_str(), c.decisions_table.as_str()),
+            ("gatekeeper", "allow", "decisions")
+        );
         assert_eq!(c.managed.len(), 1);
         assert_eq!(c.home_region.to_string(), "eu-west-1");
         assert!(!c.revoke, "revocation is off by default");

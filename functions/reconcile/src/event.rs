@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 #[serde(untagged, expecting = "a DynamoDB stream batch or an EventBridge Scheduled Event")]
 pub enum ReconcileEvent {
     Stream(DynamoDbStream),
-    Schedule(Scheduled),
+    Schedule(Box<Scheduled>),
 }
 
 /// A batch of the allowlist's DynamoDB stream.
