@@ -20,6 +20,17 @@ pub enum ErrorKind {
     Uncertain,
 }
 
+impl ErrorKind {
+    /// The stable name a handler reports to the Lambda runtime as its `errorType`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retryable => "Retryable",
+            Self::Permanent => "Permanent",
+            Self::Uncertain => "Uncertain",
+        }
+    }
+}
+
 /// An AWS call that failed, with the service's error code kept.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{service} {operation} failed ({kind:?}): {code}: {message}")]

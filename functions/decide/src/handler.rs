@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
 use shared::domain::protocol::{Skip, Step, next_step};
 use shared::domain::quota::{Seen, take_slot};
@@ -22,6 +22,7 @@ use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
+use crate::error::DecideError;
 
 /// Everything the handler needs, built once per container.
 pub struct Deps<C, A, D, N, Q> {
@@ -46,7 +47,7 @@ pub struct BatchOutcome {
 pub async fn handle<C, A, D, N, Q>(
     deps: &Deps<C, A, D, N, Q>,
     event: LambdaEvent<SqsEvent>,
-) -> Result<SqsBatchResponse, Error>
+) -> Result<SqsBatchResponse, DecideError>
 where
     C: Connections,
     A: Allowlist,
@@ -64,7 +65,7 @@ where
         && outcome.metrics.get(names::INVALID_EVENTS) == 0
         && outcome.metrics.get(names::NOT_VISIBLE_YET) == 0;
     if total > 0 && outcome.failed_messages.len() == total && aws_errors_only {
-        return Err(format!("all {total} messages failed on AWS errors; the batch will be retried").into());
+        return Err(DecideError::BatchFailed { total });
     }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = outcome

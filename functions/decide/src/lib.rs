@@ -2,5 +2,6 @@
 //! acted on, recorded once and announced once.
 
 pub mod config;
+pub mod error;
 pub mod handler;
 pub mod wiring;

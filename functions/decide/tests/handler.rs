@@ -298,7 +298,10 @@ async fn when_ec2_describe_is_throttled_should_fail_the_invocation_and_not_act()
     w.faults.lock().unwrap().describe = true;
     let ctx = lambda_runtime::Context::default();
     let res = handle(&deps(&w), lambda_runtime::LambdaEvent::new(event(&[B]), ctx)).await;
-    assert!(res.is_err(), "every message failed on AWS errors: the invocation fails");
+    let err = res.expect_err("every message failed on AWS errors: the invocation fails");
+    let diagnostic = lambda_runtime::Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "Retryable");
+    assert!(diagnostic.error_message.contains("all 1 messages failed"), "{}", diagnostic.error_message);
     assert_eq!(state(&w, B), "pendingAcceptance");
     assert!(w.sent.lock().unwrap().is_empty());
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use aws_lambda_events::event::sns::SnsEvent;
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use shared::domain::notification::{ConnectionEvent, parse_notification};
 use shared::domain::time::now_ms;
 use shared::domain::{ConnectionRequest, ServiceId, Trigger};
@@ -15,6 +15,7 @@ use shared::telemetry::Metrics;
 use tracing::{Instrument, info, warn};
 
 use crate::config::Config;
+use crate::error::IngestError;
 
 pub struct Deps<C, B> {
     pub connections: C,
@@ -27,7 +28,7 @@ pub struct Deps<C, B> {
 pub async fn handle<C: Connections, B: RequestBus>(
     deps: &Deps<C, B>,
     event: LambdaEvent<SnsEvent>,
-) -> Result<(), Error> {
+) -> Result<(), IngestError> {
     let span = tracing::info_span!("ingest", request_id = %event.context.request_id);
     let mut metrics = Metrics::default();
     let result = ingest(deps, &event.payload, &mut metrics).instrument(span).await;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use shared::domain::allowlist::Scope;
 use shared::domain::principal::account_hint;
 use shared::domain::time::now_ms;
@@ -18,6 +18,7 @@ use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
+use crate::error::ReconcileError;
 use crate::event::{DynamoDbStream, ReconcileEvent, ReconcileResponse};
 
 pub struct Deps<C, A, B, O> {
@@ -34,13 +35,13 @@ pub struct Deps<C, A, B, O> {
 pub async fn handle<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
     deps: &Deps<C, A, B, O>,
     event: LambdaEvent<ReconcileEvent>,
-) -> Result<ReconcileResponse, Error> {
+) -> Result<ReconcileResponse, ReconcileError> {
     let span = tracing::info_span!("reconcile", request_id = %event.context.request_id);
     let mut metrics = Metrics::default();
     let result = async {
         match event.payload {
             ReconcileEvent::Stream(DynamoDbStream(stream)) => {
-                Ok::<_, Error>(ReconcileResponse::Stream(on_stream(deps, &stream, &mut metrics).await))
+                Ok::<_, ReconcileError>(ReconcileResponse::Stream(on_stream(deps, &stream, &mut metrics).await))
             }
             ReconcileEvent::Schedule(_) => Ok(ReconcileResponse::Sweep { requests: sweep(deps, &mut metrics).await? }),
         }

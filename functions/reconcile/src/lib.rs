@@ -4,6 +4,7 @@
 //! allowlist's stream it re-requests the changed account's connections.
 
 pub mod config;
+pub mod error;
 pub mod event;
 pub mod handler;
 pub mod wiring;

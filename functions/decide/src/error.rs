@@ -1,0 +1,27 @@
+//! What `decide` reports to the runtime when an invocation fails: a thiserror enum turned into a
+//! `Diagnostic` whose `errorType` is stable (as the runtime's `basic-error-thiserror` example does).
+
+use lambda_runtime::Diagnostic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// Every message of the batch failed on AWS errors: the invocation fails, so it shows as an error,
+    /// and SQS returns the whole batch.
+    #[error("all {total} messages failed on AWS errors; the batch will be retried")]
+    BatchFailed { total: usize },
+}
+
+impl DecideError {
+    /// The `errorType` the runtime reports.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::BatchFailed { .. } => "Retryable",
+        }
+    }
+}
+
+impl From<DecideError> for Diagnostic {
+    fn from(e: DecideError) -> Self {
+        Diagnostic { error_type: e.error_type().into(), error_message: e.to_string() }
+    }
+}

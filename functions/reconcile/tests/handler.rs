@@ -1,0 +1,146 @@
+//! The handler against in-memory fakes of its ports, driven by the sample events in `events/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Mutex;
+
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use reconcile::config::Config;
+use reconcile::event::{ReconcileEvent, ReconcileResponse};
+use reconcile::handler::{Deps, handle};
+use shared::domain::{
+    AccountId, Connection, ConnectionRequest, ConnectionState, EndpointId, Region, Rules, ServiceId, Trigger,
+};
+use shared::ports::{
+    Allowlist, ConnectionFilter, Connections, ErrorKind, OwedDecisions, PortError, PortResult, RequestBus,
+};
+
+const SVC: &str = "vpce-svc-0123456789abcdef0";
+const OWNER: &str = "222222222222";
+
+#[derive(Default)]
+struct World {
+    conns: Vec<Connection>,
+    put: Mutex<Vec<ConnectionRequest>>,
+    /// Every call of the named port fails with this kind.
+    fails: Option<(&'static str, ErrorKind)>,
+}
+
+struct Fake<'a>(&'a World);
+
+impl Fake<'_> {
+    fn fault(&self, port: &'static str) -> PortResult<()> {
+        match self.0.fails {
+            Some((p, kind)) if p == port => Err(PortError {
+                service: port,
+                operation: "X",
+                kind,
+                code: "ServiceUnavailable".into(),
+                message: "try later".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Connections for Fake<'_> {
+    async fn describe(&self, service: &ServiceId, filter: &ConnectionFilter) -> PortResult<Vec<Connection>> {
+        self.fault("ec2")?;
+        Ok(self
+            .0
+            .conns
+            .iter()
+            .filter(|c| &c.service_id == service)
+            .filter(|c| filter.owner.as_ref().is_none_or(|o| o == &c.owner))
+            .filter(|c| filter.states.is_empty() || filter.states.iter().any(|s| s == c.state.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    async fn accept(&self, _: &ServiceId, _: &[EndpointId]) -> PortResult<Vec<shared::domain::ItemFailure>> {
+        unreachable!("reconcile never acts")
+    }
+
+    async fn reject(&self, _: &ServiceId, _: &[EndpointId]) -> PortResult<Vec<shared::domain::ItemFailure>> {
+        unreachable!("reconcile never acts")
+    }
+}
+
+impl Allowlist for Fake<'_> {
+    async fn rules_for(&self, _: &ServiceId) -> PortResult<Rules> {
+        self.fault("dynamodb")?;
+        Ok(Rules::default())
+    }
+}
+
+impl OwedDecisions for Fake<'_> {
+    async fn owed(&self, _: &ServiceId) -> PortResult<Vec<EndpointId>> {
+        self.fault("dynamodb")?;
+        Ok(vec![])
+    }
+}
+
+impl RequestBus for Fake<'_> {
+    async fn put(&self, requests: &[ConnectionRequest]) -> PortResult<()> {
+        self.fault("eventbridge")?;
+        self.0.put.lock().unwrap().extend_from_slice(requests);
+        Ok(())
+    }
+}
+
+fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+    Deps {
+        connections: Fake(w),
+        allowlist: Fake(w),
+        bus: Fake(w),
+        owed: Fake(w),
+        config: Config {
+            bus_name: "bus".into(),
+            allowlist_table: "a".into(),
+            decisions_table: "d".into(),
+            managed: [ServiceId::parse(SVC).unwrap()].into(),
+            revoke: false,
+            home_region: Region::parse("us-east-1").unwrap(),
+            sweep_interval_s: 300,
+        },
+    }
+}
+
+fn pending(endpoint: &str) -> Connection {
+    Connection {
+        service_id: ServiceId::parse(SVC).unwrap(),
+        endpoint_id: EndpointId::parse(endpoint).unwrap(),
+        owner: AccountId::parse(OWNER).unwrap(),
+        state: ConnectionState::PendingAcceptance,
+        region: None,
+        created_at_ms: 1_000,
+    }
+}
+
+/// A sample event as the runtime reads it: JSON into the handler's event type.
+fn event(json: &str) -> LambdaEvent<ReconcileEvent> {
+    LambdaEvent::new(serde_json::from_str(json).unwrap(), Context::default())
+}
+
+const SCHEDULE: &str = include_str!("../../../events/schedule/sweep.json");
+
+#[tokio::test]
+async fn when_the_schedule_fires_should_request_every_pending_connection() {
+    let w = World { conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")], ..Default::default() };
+    let response = handle(&deps(&w), event(SCHEDULE)).await.unwrap();
+    assert_eq!(response, ReconcileResponse::Sweep { requests: 1 });
+    let put = w.put.lock().unwrap();
+    assert_eq!(put[0].trigger, Trigger::Sweep);
+}
+
+#[tokio::test]
+async fn when_a_sweep_fails_should_report_its_kind_as_the_error_type() {
+    for (port, kind) in [("ec2", ErrorKind::Retryable), ("eventbridge", ErrorKind::Uncertain)] {
+        let w =
+            World { conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")], fails: Some((port, kind)), ..Default::default() };
+        let err = handle(&deps(&w), event(SCHEDULE)).await.unwrap_err();
+        let diagnostic = Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, kind.as_str(), "{port}");
+        assert!(diagnostic.error_message.contains("ServiceUnavailable"), "{}", diagnostic.error_message);
+    }
+}
