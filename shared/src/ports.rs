@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::domain::record::{DecisionRecord, Kind, Notification, Status};
+use crate::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use crate::domain::{AccountId, Connection, ConnectionRequest, EndpointId, ItemFailure, Rules, ServiceId};
 
 /// How the runtime should treat a failure.
@@ -119,7 +119,7 @@ pub trait OwedDecisions: Send + Sync {
 }
 
 pub trait Notifier: Send + Sync {
-    fn notify(&self, n: &Notification) -> impl Future<Output = PortResult<()>> + Send;
+    fn notify(&self, n: &Announcement) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// Where producers put Connection Request events.

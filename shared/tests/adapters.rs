@@ -267,11 +267,11 @@ fn sns_answering(
 #[tokio::test]
 async fn a_publish_whose_answer_was_lost_is_not_retried_and_is_uncertain() {
     use shared::adapters::sns::SnsNotifier;
-    use shared::domain::record::Notification;
+    use shared::domain::record::Announcement;
     use shared::ports::Notifier;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    let n = Notification::for_record(&record());
+    let n = Announcement::for_record(&record());
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
     let sns = SnsNotifier::new(sns_answering(|| Err(()), calls.clone()), "arn:aws:sns:us-east-1:111111111111:t");
     let err = sns.notify(&n).await.unwrap_err();

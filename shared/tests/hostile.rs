@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use shared::domain::allowlist::{Attr, Item, parse_item};
-use shared::domain::notification::parse_notification;
+use shared::domain::notice::parse_notice;
 use shared::domain::request::parse_event;
 
 fn arb_json() -> impl Strategy<Value = Value> {
@@ -82,7 +82,7 @@ proptest! {
     #[test]
     fn arbitrary_text_is_never_an_event(s in ".{0,300}") {
         let _ = parse_event(&s);
-        let h = parse_notification(&s);
+        let h = parse_notice(&s);
         if let Some(e) = h.endpoint {
             prop_assert!(s.contains(e.as_str()));
         }
@@ -91,7 +91,7 @@ proptest! {
     #[test]
     fn notifications_never_panic_and_name_only_ids_they_contain(v in arb_json()) {
         let text = v.to_string();
-        let h = parse_notification(&text);
+        let h = parse_notice(&text);
         if let Some(s) = h.service {
             prop_assert!(text.contains(s.as_str()));
         }

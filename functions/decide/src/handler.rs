@@ -9,7 +9,7 @@ use lambda_runtime::LambdaEvent;
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
 use shared::domain::protocol::{Skip, Step, next_step};
 use shared::domain::quota::{Seen, take_slot};
-use shared::domain::record::{DecisionRecord, Kind, Notification, Status};
+use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
@@ -565,7 +565,7 @@ where
                 return self.fail(failed, &record.endpoint_id, &e);
             }
         }
-        if let Err(e) = self.deps.notifier.notify(&Notification::for_record(&record)).await {
+        if let Err(e) = self.deps.notifier.notify(&Announcement::for_record(&record)).await {
             if e.kind == ErrorKind::Uncertain {
                 // It may have gone out: publishing again could send it twice. The record stays
                 // `notifying` (never published again); the miss, if it was one, is counted and alarmed.

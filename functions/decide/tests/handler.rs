@@ -10,7 +10,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use decide::config::Config;
 use decide::handler::{Deps, decide_batch, handle};
 use shared::domain::quota::Slots;
-use shared::domain::record::{DecisionRecord, Kind, Notification, Status};
+use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
@@ -52,7 +52,7 @@ struct World {
     conns: Mutex<HashMap<String, Connection>>,
     records: Mutex<HashMap<String, DecisionRecord>>,
     revocations: Mutex<HashMap<String, DecisionRecord>>,
-    sent: Mutex<Vec<Notification>>,
+    sent: Mutex<Vec<Announcement>>,
     accept_calls: Mutex<usize>,
     reject_calls: Mutex<usize>,
     faults: Mutex<Faults>,
@@ -202,7 +202,7 @@ impl QuotaLedger for Fake<'_> {
 }
 
 impl Notifier for Fake<'_> {
-    async fn notify(&self, n: &Notification) -> PortResult<()> {
+    async fn notify(&self, n: &Announcement) -> PortResult<()> {
         if self.0.faults.lock().unwrap().notify {
             return Err(throttled("sns"));
         }

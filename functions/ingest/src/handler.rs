@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use aws_lambda_events::event::sns::SnsEvent;
 use lambda_runtime::LambdaEvent;
-use shared::domain::notification::{ConnectionEvent, parse_notification};
+use shared::domain::notice::{ConnectionEvent, parse_notice};
 use shared::domain::time::now_ms;
 use shared::domain::{ConnectionRequest, ServiceId, Trigger};
 use shared::ports::{ConnectionFilter, Connections, RequestBus};
@@ -55,19 +55,19 @@ pub async fn ingest<C: Connections, B: RequestBus>(
     let mut requests: Vec<ConnectionRequest> = Vec::new();
     let mut rescan: BTreeSet<ServiceId> = BTreeSet::new();
     for record in &event.records {
-        let hint = parse_notification(&record.sns.message);
-        metrics.incr(metric(&hint.event));
+        let notice = parse_notice(&record.sns.message);
+        metrics.incr(metric(&notice.event));
         info!(
             message_id = %record.sns.message_id,
-            event = hint.event.as_str(),
-            service_id = hint.service.as_ref().map(ToString::to_string),
-            endpoint_id = hint.endpoint.as_ref().map(ToString::to_string),
+            event = notice.event.as_str(),
+            service_id = notice.service.as_ref().map(ToString::to_string),
+            endpoint_id = notice.endpoint.as_ref().map(ToString::to_string),
             "connection notification"
         );
-        if !hint.event.needs_decision() {
+        if !notice.event.needs_decision() {
             continue;
         }
-        match (hint.service, hint.endpoint) {
+        match (notice.service, notice.endpoint) {
             (Some(service), _) if !managed.contains(&service) => {
                 info!(service_id = %service, "service is not managed by Gatekeeper; ignored");
                 metrics.incr("Unmanaged");

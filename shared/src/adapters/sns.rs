@@ -6,7 +6,7 @@ use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 
 use super::classify;
-use crate::domain::record::Notification;
+use crate::domain::record::Announcement;
 use crate::ports::{Notifier, PortResult};
 
 #[derive(Clone, Debug)]
@@ -46,7 +46,7 @@ impl ClassifyRetry for NoRetryWhenUncertain {
 }
 
 impl Notifier for SnsNotifier {
-    async fn notify(&self, n: &Notification) -> PortResult<()> {
+    async fn notify(&self, n: &Announcement) -> PortResult<()> {
         let mut req = self.client.publish().topic_arn(&self.topic_arn).subject(&n.subject).message(&n.body);
         for (name, value) in &n.attributes {
             let attr = MessageAttributeValue::builder()

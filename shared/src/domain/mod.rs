@@ -3,7 +3,7 @@
 pub mod allowlist;
 pub mod connection;
 pub mod ids;
-pub mod notification;
+pub mod notice;
 pub mod policy;
 pub mod principal;
 pub mod protocol;

@@ -140,7 +140,7 @@ impl DecisionRecord {
 
 /// The SNS message for a decision: a readable subject, a JSON body and filterable attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
+pub struct Announcement {
     pub subject: String,
     pub body: String,
     /// (name, value) pairs sent as String message attributes.
@@ -162,7 +162,7 @@ struct Body<'a> {
     connection_created: String,
 }
 
-impl Notification {
+impl Announcement {
     pub fn for_record(r: &DecisionRecord) -> Self {
         let decision = r.decision();
         let subject = match r.outcome {

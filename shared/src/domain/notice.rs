@@ -54,7 +54,7 @@ impl ConnectionEvent {
 
 /// What a notification tells, at best.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hint {
+pub struct ConnectionNotice {
     pub event: ConnectionEvent,
     /// The one service the message names, if exactly one.
     pub service: Option<ServiceId>,
@@ -101,7 +101,7 @@ fn only<T>(mut v: Vec<T>) -> Option<T> {
 }
 
 /// Reads a notification message (the SNS `Message` string).
-pub fn parse_notification(message: &str) -> Hint {
+pub fn parse_notice(message: &str) -> ConnectionNotice {
     let text = if message.len() > MAX_MESSAGE_BYTES { "" } else { message };
     let mut event = ConnectionEvent::Unnamed;
     let mut pairs = Vec::new();
@@ -123,7 +123,7 @@ pub fn parse_notification(message: &str) -> Hint {
     let service = only(ids_in(&haystack, |t| ServiceId::parse(t).ok()));
     let endpoint =
         only(ids_in(&haystack, |t| if t.starts_with("vpce-svc-") { None } else { EndpointId::parse(t).ok() }));
-    Hint { event, service, endpoint }
+    ConnectionNotice { event, service, endpoint }
 }
 
 #[cfg(test)]
@@ -135,7 +135,7 @@ mod tests {
         let sns = include_str!("../../../events/sns/connect-notification.json");
         let v: Value = serde_json::from_str(sns).unwrap();
         let msg = v["Records"][0]["Sns"]["Message"].as_str().unwrap();
-        let h = parse_notification(msg);
+        let h = parse_notice(msg);
         assert_eq!(h.event, ConnectionEvent::Connect);
         assert_eq!(h.service.unwrap().as_str(), "vpce-svc-0123456789abcdef0");
         assert_eq!(h.endpoint.unwrap().as_str(), "vpce-0aaaaaaaaaaaaaaa1");
@@ -145,22 +145,22 @@ mod tests {
     fn tolerates_other_shapes() {
         let nested =
             r#"{"detail":{"ids":["vpce-svc-0123456789abcdef0","vpce-0aaaaaaaaaaaaaaa1"]},"EventType":"Accept","x":1}"#;
-        let h = parse_notification(nested);
+        let h = parse_notice(nested);
         assert_eq!(h.event, ConnectionEvent::Accept);
         assert!(h.service.is_some() && h.endpoint.is_some());
         assert!(!h.event.needs_decision());
 
         let text = "Endpoint vpce-0aaaaaaaaaaaaaaa1 connected to vpce-svc-0123456789abcdef0.";
-        let h = parse_notification(text);
+        let h = parse_notice(text);
         assert_eq!(h.event, ConnectionEvent::Unnamed);
         assert!(h.event.needs_decision());
         assert_eq!(h.endpoint.unwrap().as_str(), "vpce-0aaaaaaaaaaaaaaa1");
 
         let ambiguous = r#"{"a":"vpce-0aaaaaaaaaaaaaaa1","b":"vpce-0bbbbbbbbbbbbbbb2","connectionEvent":"Connect"}"#;
-        assert_eq!(parse_notification(ambiguous).endpoint, None);
-        assert_eq!(parse_notification("not json at all").service, None);
-        assert_eq!(parse_notification(r#"{"vpcEndpointId":"VPCE-0AAAAAAAAAAAAAAA1"}"#).endpoint, None);
+        assert_eq!(parse_notice(ambiguous).endpoint, None);
+        assert_eq!(parse_notice("not json at all").service, None);
+        assert_eq!(parse_notice(r#"{"vpcEndpointId":"VPCE-0AAAAAAAAAAAAAAA1"}"#).endpoint, None);
         let deep = format!("{}\"vpce-0aaaaaaaaaaaaaaa1\"{}", "[".repeat(100), "]".repeat(100));
-        assert_eq!(parse_notification(&deep).endpoint, None);
+        assert_eq!(parse_notice(&deep).endpoint, None);
     }
 }
