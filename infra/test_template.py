@@ -306,3 +306,69 @@ def test_no_output_is_named_like_a_parameter():
     # SAM CLI resolves Outputs with the parameters in its symbol table: an output named like a list
     # parameter makes `sam build` fail (TypeError: unhashable type: 'list').
     assert not set(TEMPLATE["Outputs"]) & set(PARAMETERS)
+
+
+# ---------------------------------------------------------------------------------------------- metric names
+TELEMETRY = Path(__file__).resolve().parent.parent / "shared" / "src" / "telemetry.rs"
+
+
+def metric_names_in_code(source=None):
+    """The metric names the code defines: `pub const X: &str = "Name";` inside `pub mod names { ... }`."""
+    source = TELEMETRY.read_text() if source is None else source
+    block = re.search(r"pub mod names \{(.*?)\n\}", source, re.S)
+    assert block, "shared/src/telemetry.rs has no `pub mod names`"
+    names = re.findall(r'pub const [A-Z0-9_]+: &str = "([A-Za-z0-9]+)";', block.group(1))
+    assert names, "`names` defines no metric"
+    return set(names)
+
+
+def gatekeeper_metrics_in_template(template=TEMPLATE):
+    """Every metric of the Gatekeeper namespace that an alarm or the dashboard names: (where, name)."""
+    import json
+
+    used = []
+    resources = expand_foreach(template["Resources"])
+    for key, res in resources.items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::CloudWatch::Alarm":
+            if props.get("Namespace") == "Gatekeeper":
+                used.append((key, props["MetricName"]))
+            for query in props.get("Metrics", []):
+                stat = query.get("MetricStat", {}).get("Metric", {})
+                if stat.get("Namespace") == "Gatekeeper":
+                    used.append((key, stat["MetricName"]))
+        elif res["Type"] == "AWS::CloudWatch::Dashboard":
+            body = props["DashboardBody"]
+            body = body["Fn::Sub"] if isinstance(body, dict) else body
+            body = body[0] if isinstance(body, list) else body
+            for widget in json.loads(body)["widgets"]:
+                for metric in widget.get("properties", {}).get("metrics", []):
+                    if metric and metric[0] == "Gatekeeper":
+                        used.append((key, metric[1]))
+    return used
+
+
+def unknown_metrics(template=TEMPLATE, defined=None):
+    defined = metric_names_in_code() if defined is None else defined
+    return sorted({f"{where}: {name}" for where, name in gatekeeper_metrics_in_template(template) if name not in defined})
+
+
+def test_every_gatekeeper_metric_the_alarms_and_dashboard_name_is_one_the_code_defines():
+    used = {where for where, _ in gatekeeper_metrics_in_template()}
+    assert "Dashboard" in used and len(used) > 1, f"the dashboard and some alarm name Gatekeeper metrics: {used}"
+    unknown = unknown_metrics()
+    assert not unknown, f"named in the template but not defined in shared/src/telemetry.rs `names`: {unknown}"
+
+
+def test_the_metric_check_fails_on_a_name_the_code_does_not_define():
+    import copy
+
+    template = copy.deepcopy(TEMPLATE)
+    alarms = [r for r in template["Resources"].values() if isinstance(r, dict) and r["Type"] == "AWS::CloudWatch::Alarm"]
+    alarm = next(a for a in alarms if a["Properties"].get("Namespace") == "Gatekeeper")
+    alarm["Properties"]["MetricName"] = "PendingOverdu"
+    assert unknown_metrics(template) == [f"{k}: PendingOverdu" for k, r in template["Resources"].items() if r is alarm]
+    # and one the code stops defining
+    assert unknown_metrics(defined=metric_names_in_code() - {"InvalidRules"})
+    source = 'pub mod names {\n    pub const A: &str = "Accepted";\n}\n'
+    assert metric_names_in_code(source) == {"Accepted"}

@@ -113,6 +113,21 @@ pub mod names {
     pub const OLDEST_PENDING_SECONDS: &str = "OldestPendingSeconds";
     /// Connections pending longer than three sweeps (alarmed on).
     pub const PENDING_OVERDUE: &str = "PendingOverdue";
+    /// Connection Requests a producer (ingest, reconcile) put on the bus.
+    pub const REQUESTS_EMITTED: &str = "RequestsEmitted";
+    /// Pending connections a sweep found.
+    pub const PENDING_FOUND: &str = "PendingFound";
+    /// Accepted connections a sweep found the allowlist no longer accepts (revocation on).
+    pub const REVOCATIONS_FOUND: &str = "RevocationsFound";
+    /// Connection notifications ingest read, by the event they name.
+    pub const CONNECT_NOTIFICATIONS: &str = "ConnectNotifications";
+    pub const ACCEPT_NOTIFICATIONS: &str = "AcceptNotifications";
+    pub const REJECT_NOTIFICATIONS: &str = "RejectNotifications";
+    pub const DELETE_NOTIFICATIONS: &str = "DeleteNotifications";
+    /// A notification naming an event other than the four documented ones, or none.
+    pub const UNKNOWN_NOTIFICATIONS: &str = "UnknownNotifications";
+    /// A notification naming no usable ID: every managed service is re-examined.
+    pub const UNUSABLE_NOTIFICATIONS: &str = "UnusableNotifications";
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use shared::ports::{
     Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, QuotaLedger,
     Written,
 };
+use shared::telemetry::names;
 
 const SVC: &str = "vpce-svc-0123456789abcdef0";
 const ALLOWED: &str = "222222222222";
@@ -288,7 +289,7 @@ async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one
     assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("available", "rejected"));
     assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1));
     assert_eq!(w.sent.lock().unwrap().len(), 2);
-    assert_eq!(out.metrics.get("Duplicates"), 1);
+    assert_eq!(out.metrics.get(names::DUPLICATES), 1);
 }
 
 #[tokio::test]
@@ -381,7 +382,7 @@ async fn when_a_publish_may_have_gone_out_should_never_publish_it_again() {
     w.faults.lock().unwrap().notify_answer_lost = true;
     let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "nothing a retry could do without risking a second message");
-    assert_eq!(out.metrics.get("NotifyUncertain"), 1);
+    assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 1);
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
     w.faults.lock().unwrap().notify_answer_lost = false;
     let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
@@ -418,8 +419,8 @@ async fn when_events_are_malformed_or_unmanaged_should_act_on_nothing() {
     ev.records.push(unmanaged);
     let out = decide_batch(&deps(&w), ev, "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"], "malformed is kept for the DLQ; unmanaged is dropped");
-    assert_eq!(out.metrics.get("InvalidEvents"), 1);
-    assert_eq!(out.metrics.get("Unmanaged"), 1);
+    assert_eq!(out.metrics.get(names::INVALID_EVENTS), 1);
+    assert_eq!(out.metrics.get(names::UNMANAGED), 1);
     assert_eq!(state(&w, A), "pendingAcceptance");
 }
 
@@ -444,13 +445,13 @@ async fn when_ec2_does_not_show_the_connection_yet_should_ask_again_then_retry_t
     w.lag.lock().unwrap().insert(B.into(), 100);
     let out = decide_batch(&deps(&w), received(event(&[B]), 1), "inv-2", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"], "not visible yet: the message is retried");
-    assert_eq!(out.metrics.get("NotVisibleYet"), 1);
+    assert_eq!(out.metrics.get(names::NOT_VISIBLE_YET), 1);
     let ctx = lambda_runtime::Context::default();
     let res = handle(&deps(&w), lambda_runtime::LambdaEvent::new(received(event(&[B]), 1), ctx)).await;
     assert!(res.is_ok(), "a connection EC2 does not show yet is not an error of the function");
     let out = decide_batch(&deps(&w), received(event(&[B]), 3), "inv-3", 10_000).await;
     assert!(out.failed_messages.is_empty(), "after its receives, the request is left to the sweep");
-    assert_eq!(out.metrics.get("NotPending"), 1);
+    assert_eq!(out.metrics.get(names::NOT_PENDING), 1);
     assert_eq!(state(&w, B), "pendingAcceptance");
     assert_eq!(*w.reject_calls.lock().unwrap(), 0);
 }
@@ -466,7 +467,7 @@ async fn when_a_person_accepts_just_before_the_reject_should_not_reject_it() {
     assert_eq!(*w.reject_calls.lock().unwrap(), 0);
     assert_eq!(w.records.lock().unwrap()[B].status, Status::Superseded);
     assert!(w.sent.lock().unwrap().is_empty(), "no decision was applied: nothing to announce");
-    assert_eq!(out.metrics.get("Superseded"), 1);
+    assert_eq!(out.metrics.get(names::SUPERSEDED), 1);
 }
 
 fn triggered(mut ev: SqsEvent, trigger: &str) -> SqsEvent {
@@ -488,11 +489,11 @@ async fn when_a_connection_is_held_should_back_off_on_sweeps_and_reannounce_dail
     assert_eq!(w.sent.lock().unwrap().len(), 1, "held and announced");
     // Sweeps within the day: not evaluated again, not announced again.
     let out = decide_batch(&d, triggered(event(&[B]), "sweep"), "inv-2", 10_000 + day / 2).await;
-    assert_eq!(out.metrics.get("HeldWaiting"), 1);
+    assert_eq!(out.metrics.get(names::HELD_WAITING), 1);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
     // An allowlist change re-evaluates at once; still held: nothing new to announce.
     let out = decide_batch(&d, triggered(event(&[B]), "allowlist_change"), "inv-3", 10_000 + day / 2).await;
-    assert_eq!(out.metrics.get("HeldWaiting"), 0);
+    assert_eq!(out.metrics.get(names::HELD_WAITING), 0);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
     // A day on, the sweep re-evaluates and announces the hold again.
     let out = decide_batch(&d, triggered(event(&[B]), "sweep"), "inv-4", 20_000 + day).await;

@@ -11,7 +11,7 @@ use shared::domain::time::now_ms;
 use shared::domain::{ConnectionRequest, ServiceId, Trigger};
 use shared::ports::{ConnectionFilter, Connections, RequestBus};
 use shared::producers::requests_for;
-use shared::telemetry::Metrics;
+use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, info, warn};
 
 use crate::config::Config;
@@ -38,11 +38,11 @@ pub async fn handle<C: Connections, B: RequestBus>(
 
 fn metric(event: &ConnectionEvent) -> &'static str {
     match event {
-        ConnectionEvent::Connect => "ConnectNotifications",
-        ConnectionEvent::Accept => "AcceptNotifications",
-        ConnectionEvent::Reject => "RejectNotifications",
-        ConnectionEvent::Delete => "DeleteNotifications",
-        ConnectionEvent::Other(_) | ConnectionEvent::Unnamed => "UnknownNotifications",
+        ConnectionEvent::Connect => names::CONNECT_NOTIFICATIONS,
+        ConnectionEvent::Accept => names::ACCEPT_NOTIFICATIONS,
+        ConnectionEvent::Reject => names::REJECT_NOTIFICATIONS,
+        ConnectionEvent::Delete => names::DELETE_NOTIFICATIONS,
+        ConnectionEvent::Other(_) | ConnectionEvent::Unnamed => names::UNKNOWN_NOTIFICATIONS,
     }
 }
 
@@ -70,7 +70,7 @@ pub async fn ingest<C: Connections, B: RequestBus>(
         match (notice.service, notice.endpoint) {
             (Some(service), _) if !managed.contains(&service) => {
                 info!(service_id = %service, "service is not managed by Gatekeeper; ignored");
-                metrics.incr("Unmanaged");
+                metrics.incr(names::UNMANAGED);
             }
             (Some(service_id), Some(endpoint_id)) => requests.push(ConnectionRequest {
                 service_id,
@@ -98,7 +98,7 @@ pub async fn ingest<C: Connections, B: RequestBus>(
             }
             (None, None) => {
                 warn!(message_id = %record.sns.message_id, "notification names no usable ID; re-examining every managed service");
-                metrics.incr("UnusableNotifications");
+                metrics.incr(names::UNUSABLE_NOTIFICATIONS);
                 rescan.extend(managed.iter().cloned());
             }
         }
@@ -111,6 +111,6 @@ pub async fn ingest<C: Connections, B: RequestBus>(
     requests.sort_by(|a, b| (&a.service_id, &a.endpoint_id).cmp(&(&b.service_id, &b.endpoint_id)));
     requests.dedup_by(|a, b| a.service_id == b.service_id && a.endpoint_id == b.endpoint_id);
     deps.bus.put(&requests).await?;
-    metrics.add("RequestsEmitted", requests.len() as u64);
+    metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
     Ok(requests)
 }

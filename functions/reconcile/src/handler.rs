@@ -68,7 +68,7 @@ pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions
         let overdue =
             pending.iter().filter(|c| now - c.created_at_ms > 3 * deps.config.sweep_interval_s * 1000).count();
         metrics.add(names::PENDING_OVERDUE, overdue as u64);
-        metrics.add("PendingFound", pending.len() as u64);
+        metrics.add(names::PENDING_FOUND, pending.len() as u64);
         requests.extend(pending.into_iter().map(|c| ConnectionRequest {
             service_id: c.service_id,
             endpoint_id: c.endpoint_id,
@@ -88,13 +88,13 @@ pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions
         }));
         if deps.config.revoke {
             let revocable = revocable(deps, service).await?;
-            metrics.add("RevocationsFound", revocable.len() as u64);
+            metrics.add(names::REVOCATIONS_FOUND, revocable.len() as u64);
             requests.extend(revocable);
         }
     }
     deps.bus.put(&requests).await?;
     info!(requests = requests.len(), "sweep emitted Connection Requests");
-    metrics.add("RequestsEmitted", requests.len() as u64);
+    metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
     Ok(requests.len())
 }
 
@@ -196,13 +196,13 @@ pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecis
         };
         if let Err(e) = put {
             error!(event_id = %record.event_id, error = %e, "could not emit requests for this change; it will be retried");
-            metrics.incr("Errors");
+            metrics.incr(names::ERRORS);
             let mut f = DynamoDbBatchItemFailure::default();
             f.item_identifier = record.change.sequence_number.clone();
             response.batch_item_failures.push(f);
             break;
         }
-        metrics.add("RequestsEmitted", requests.len() as u64);
+        metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
     }
     response
 }
