@@ -267,13 +267,14 @@ impl Wiring {
         Ok(stats)
     }
 
-    /// The schedule: one `reconcile` invocation with a Scheduled Event.
+    /// The schedule: one `reconcile` invocation with a Scheduled Event (`events/schedule/sweep.json`).
     pub async fn sweep(&self) -> Result<Value> {
-        let event = json!({
-            "version": "0", "id": "local-sweep", "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": self.info.provider_account, "time": shared::domain::time::rfc3339_ms(shared::domain::time::now_ms()),
-            "region": self.info.region, "resources": [], "detail": {}
-        });
+        // The sample schedule event, for this stack's account and Region, now.
+        let mut event: Value = serde_json::from_str(include_str!("../../events/schedule/sweep.json"))?;
+        event["id"] = json!("local-sweep");
+        event["account"] = json!(self.info.provider_account);
+        event["region"] = json!(self.info.region);
+        event["time"] = json!(shared::domain::time::rfc3339_ms(shared::domain::time::now_ms()));
         let event: ReconcileEvent = serde_json::from_value(event)?;
         let response = reconcile::handler::handle(
             &self.reconcile,

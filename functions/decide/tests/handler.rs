@@ -501,3 +501,34 @@ async fn when_a_connection_is_held_should_back_off_on_sweeps_and_reannounce_dail
     assert_eq!(w.sent.lock().unwrap().len(), 2, "re-announced after a day");
     assert_eq!(state(&w, B), "pendingAcceptance");
 }
+
+/// Every SQS sample in `events/sqs/` is a batch Lambda could deliver: it reads as an `SqsEvent` whose
+/// bodies are Connection Requests.
+#[test]
+fn the_sqs_samples_are_sqs_batches_of_connection_requests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/sqs");
+    let mut n = 0;
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let path = file.unwrap().path();
+        let event: SqsEvent = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(!event.records.is_empty(), "{path:?}");
+        for r in &event.records {
+            assert_eq!(r.event_source.as_deref(), Some("aws:sqs"), "{path:?}");
+            shared::domain::request::parse_event(r.body.as_deref().unwrap()).unwrap();
+        }
+        n += 1;
+    }
+    assert!(n > 0, "no sample in {dir:?}");
+}
+
+#[tokio::test]
+async fn when_the_sample_sqs_batch_arrives_should_decide_its_connection() {
+    let event: SqsEvent = serde_json::from_str(include_str!("../../../events/sqs/connection-requests.json")).unwrap();
+    let w = World::default();
+    connect(&w, "vpce-0123456789abcdef0", ALLOWED);
+    let response =
+        handle(&deps(&w), lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default())).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(state(&w, "vpce-0123456789abcdef0"), "available");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+}

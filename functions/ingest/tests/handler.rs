@@ -105,3 +105,17 @@ async fn when_the_bus_fails_should_report_its_kind_as_the_error_type() {
         assert!(diagnostic.error_message.contains("ThrottlingException"), "{}", diagnostic.error_message);
     }
 }
+
+/// Every SNS sample in `events/sns/` reads as the `SnsEvent` Lambda delivers.
+#[test]
+fn the_sns_samples_are_sns_events() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/sns");
+    let mut n = 0;
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let path = file.unwrap().path();
+        let event: SnsEvent = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(!event.records.is_empty(), "{path:?}");
+        n += 1;
+    }
+    assert!(n > 0, "no sample in {dir:?}");
+}

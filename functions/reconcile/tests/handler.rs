@@ -144,3 +144,54 @@ async fn when_a_sweep_fails_should_report_its_kind_as_the_error_type() {
         assert!(diagnostic.error_message.contains("ServiceUnavailable"), "{}", diagnostic.error_message);
     }
 }
+
+/// Every sample in `events/dynamodb/` and `events/schedule/` reads as the event `reconcile` takes, of
+/// the kind its folder says.
+#[test]
+fn the_stream_and_schedule_samples_are_reconcile_events() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    for (folder, is_stream) in [("dynamodb", true), ("schedule", false)] {
+        let mut n = 0;
+        for file in std::fs::read_dir(root.join(folder)).unwrap() {
+            let path = file.unwrap().path();
+            let event: ReconcileEvent = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            assert_eq!(matches!(event, ReconcileEvent::Stream(_)), is_stream, "{path:?}");
+            n += 1;
+        }
+        assert!(n > 0, "no sample in events/{folder}");
+    }
+}
+
+#[tokio::test]
+async fn when_the_sample_allowlist_changes_arrive_should_request_the_accounts_pending_connections() {
+    for sample in [
+        include_str!("../../../events/dynamodb/allowlist-insert.json"),
+        include_str!("../../../events/dynamodb/allowlist-remove.json"),
+    ] {
+        let mut other = pending("vpce-0bbbbbbbbbbbbbbb2");
+        other.owner = AccountId::parse("333333333333").unwrap();
+        let w = World { conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1"), other], ..Default::default() };
+        let ReconcileResponse::Stream(response) = handle(&deps(&w), event(sample)).await.unwrap() else {
+            panic!("a stream batch is answered with its failures")
+        };
+        assert!(response.batch_item_failures.is_empty());
+        let put = w.put.lock().unwrap();
+        assert_eq!(put.iter().map(|r| r.endpoint_id.as_str()).collect::<Vec<_>>(), ["vpce-0aaaaaaaaaaaaaaa1"]);
+        assert_eq!(put[0].trigger, Trigger::AllowlistChange);
+    }
+}
+
+#[tokio::test]
+async fn when_the_bus_fails_on_a_stream_batch_should_report_the_record_as_failed() {
+    let w = World {
+        conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")],
+        fails: Some(("eventbridge", ErrorKind::Retryable)),
+        ..Default::default()
+    };
+    let sample = include_str!("../../../events/dynamodb/allowlist-insert.json");
+    let ReconcileResponse::Stream(response) = handle(&deps(&w), event(sample)).await.unwrap() else {
+        panic!("a stream batch is answered with its failures")
+    };
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed, [Some("111100000000000000000001".to_owned())]);
+}
