@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 use shared::domain::allowlist::{Attr, Item, parse_item};
 use shared::domain::notice::parse_notice;
 use shared::domain::request::parse_event;
+use shared::domain::{EndpointId, ServiceId};
+
+const SAMPLE: &str = include_str!("../../events/eventbridge/connection-request.json");
 
 fn arb_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -81,10 +84,34 @@ proptest! {
 
     #[test]
     fn arbitrary_text_is_never_an_event(s in ".{0,300}") {
-        let _ = parse_event(&s);
+        prop_assert!(parse_event(&s).is_err(), "{:?} was taken for a Connection Request", s);
         let h = parse_notice(&s);
         if let Some(e) = h.endpoint {
             prop_assert!(s.contains(e.as_str()));
+        }
+    }
+
+    /// The sample event with a stretch of it replaced by arbitrary text: refused, or a request from the
+    /// gatekeeper source whose IDs are well-formed and which reads back the same once written again.
+    #[test]
+    fn text_near_an_event_is_refused_or_a_well_formed_request(
+        at in 0usize..SAMPLE.len(),
+        len in 0usize..12,
+        with in prop_oneof![".{0,12}", "[a-z0-9\\-\"]{0,12}"],
+    ) {
+        let mut body = SAMPLE.chars().collect::<Vec<_>>();
+        let at = at.min(body.len());
+        let end = (at + len).min(body.len());
+        body.splice(at..end, with.chars());
+        let body: String = body.into_iter().collect();
+        if let Ok(r) = parse_event(&body) {
+            let envelope: Value = serde_json::from_str(&body).unwrap();
+            prop_assert_eq!(&envelope["source"], "gatekeeper");
+            prop_assert_eq!(&envelope["detail-type"], "Connection Request");
+            prop_assert_eq!(&ServiceId::parse(r.service_id.as_str()).unwrap(), &r.service_id);
+            prop_assert_eq!(&EndpointId::parse(r.endpoint_id.as_str()).unwrap(), &r.endpoint_id);
+            let again = json!({"source": "gatekeeper", "detail-type": "Connection Request", "detail": r});
+            prop_assert_eq!(parse_event(&again.to_string()).unwrap(), r);
         }
     }
 
