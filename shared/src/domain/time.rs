@@ -1,38 +1,20 @@
-//! Epoch arithmetic without a calendar crate: RFC 3339 rendering for records and notifications.
+//! Instants as text: RFC 3339 rendering for records and notifications, and the durations and dates the
+//! CLI reads. The calendar is `jiff`'s.
 
-/// Renders epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+use jiff::SignedDuration;
+use jiff::civil::DateTime;
+
+/// The Unix epoch as a civil (UTC) date-time. The arithmetic is civil, not `jiff::Timestamp`, so the
+/// whole of the years 0000..=9999 is in range (a timestamp stops a day short of 9999-12-31).
+const EPOCH: DateTime = DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
+
+/// Renders epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). An instant outside the years
+/// -9999..=9999 (jiff's range; no record holds one) renders as its number of milliseconds.
 pub fn rfc3339_ms(epoch_ms: i64) -> String {
-    let secs = epoch_ms.div_euclid(1000);
-    let ms = epoch_ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", sod / 3600, sod % 3600 / 60, sod % 60)
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    match EPOCH.checked_add(SignedDuration::from_millis(epoch_ms)) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        Err(_) => format!("{epoch_ms} ms after 1970-01-01T00:00:00Z"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,26 +49,27 @@ pub fn parse_date(s: &str) -> Result<i64, TimeError> {
         return Err(err());
     }
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(err());
-    }
-    let (m, d) = (u32::try_from(m).map_err(|_| err())?, u32::try_from(d).map_err(|_| err())?);
-    let days = days_from_civil(y, m, d);
-    if civil_from_days(days) != (y, m, d) {
-        return Err(err());
-    }
-    let mut secs = days * 86_400;
-    if b.len() > 10 {
+    let (hh, mm, ss) = if b.len() > 10 {
         if b.len() != 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
             return Err(err());
         }
-        let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if hh > 23 || mm > 59 || ss > 59 {
-            return Err(err());
-        }
-        secs += hh * 3600 + mm * 60 + ss;
-    }
-    Ok(secs)
+        (num(11..13)?, num(14..16)?, num(17..19)?)
+    } else {
+        (0, 0, 0)
+    };
+    let small = |v: i64| i8::try_from(v).map_err(|_| err());
+    // jiff refuses a day the month does not have (2026-02-30), hour 24 and second 60.
+    let at = DateTime::new(
+        i16::try_from(y).map_err(|_| err())?,
+        small(m)?,
+        small(d)?,
+        small(hh)?,
+        small(mm)?,
+        small(ss)?,
+        0,
+    )
+    .map_err(|_| err())?;
+    Ok(at.duration_since(EPOCH).as_secs())
 }
 
 /// A point in time given as a duration from `now` (epoch seconds) or as a date.
@@ -116,17 +99,30 @@ mod tests {
         assert!(parse_duration("0d").is_err() && parse_duration("d").is_err() && parse_duration("5y").is_err());
         assert_eq!(parse_date("2026-11-23"), Ok(1_795_392_000));
         assert_eq!(parse_date("2026-11-23T12:00:00Z"), Ok(1_795_435_200));
-        for bad in ["2026-02-30", "2026-13-01", "26-11-23", "2026-11-23T25:00:00Z", "2026-11-23 12:00"] {
+        assert_eq!(parse_date("2024-02-29"), Ok(1_709_164_800));
+        for bad in [
+            "2026-02-30",
+            "2025-02-29",
+            "2026-13-01",
+            "26-11-23",
+            "2026-11-23T25:00:00Z",
+            "2026-11-23T23:59:60Z",
+            "2026-11-23 12:00",
+            "2026-11-23T12:00:00+01:00",
+            "+02026-11-23",
+        ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_when("1d", 100, false), Ok(100 - 86_400));
     }
 
     proptest::proptest! {
+        /// What `rfc3339_ms` renders (to the second), `parse_date` reads back, for years 0000 to 9999.
         #[test]
-        fn civil_round_trips(days in -1_000_000i64..1_000_000) {
-            let (y, m, d) = civil_from_days(days);
-            proptest::prop_assert_eq!(days_from_civil(y, m, d), days);
+        fn rendered_instants_read_back(secs in -62_167_219_200i64..253_402_300_800) {
+            let text = rfc3339_ms(secs * 1000);
+            let whole = format!("{}Z", &text[..19]);
+            proptest::prop_assert_eq!(parse_date(&whole), Ok(secs), "{}", text);
         }
     }
 
@@ -135,5 +131,7 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339_ms(1_795_435_200_000), "2026-11-23T12:00:00.000Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert!(rfc3339_ms(i64::MAX).starts_with("9223372036854775807 ms"));
     }
 }
