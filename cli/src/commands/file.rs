@@ -55,7 +55,7 @@ fn to_file_entry(e: &AllowlistEntry) -> FileEntry {
 /// Validates a whole file: every entry or none.
 pub fn parse_file(text: &str, now: i64) -> R<Vec<AllowlistEntry>> {
     let file: AllowlistFile =
-        serde_yaml::from_str(text).map_err(|e| usage(format!("the file is not a valid allowlist: {e}")))?;
+        serde_norway::from_str(text).map_err(|e| usage(format!("the file is not a valid allowlist: {e}")))?;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for (i, f) in file.entries.iter().enumerate() {
@@ -98,7 +98,7 @@ pub async fn export<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, for
     let file = AllowlistFile { entries };
     let text = match format {
         FileFormat::Json => serde_json::to_string_pretty(&file).map_err(|e| CliError::Other(e.to_string()))?,
-        FileFormat::Yaml => serde_yaml::to_string(&file).map_err(|e| CliError::Other(e.to_string()))?,
+        FileFormat::Yaml => serde_norway::to_string(&file).map_err(|e| CliError::Other(e.to_string()))?,
     };
     out.line(text.trim_end())
 }
