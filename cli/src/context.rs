@@ -56,6 +56,7 @@ struct LocalStack {
     decisions_table: String,
     bus_name: String,
     service_id: String,
+    default_action: DefaultAction,
 }
 
 pub struct Ctx {
@@ -64,6 +65,9 @@ pub struct Ctx {
     pub decisions_table: Option<String>,
     pub bus_name: Option<String>,
     pub managed: BTreeSet<ServiceId>,
+    /// What `pending` and `explain` evaluate with when no rule applies: the deployed stack's
+    /// `DefaultAction` (or the local stack's), unless `GATEKEEPER_DEFAULT_ACTION` says otherwise.
+    pub default_action: DefaultAction,
 }
 
 impl Ctx {
@@ -91,7 +95,7 @@ impl Ctx {
             None => Err("no AWS Region: pass --region or set AWS_REGION".to_owned()),
             Some(r) => shared::domain::Region::parse(r.as_ref()).map_err(|e| e.to_string()),
         };
-        Settings { managed: self.managed.clone(), region, default_action: default_action(), now }
+        Settings { managed: self.managed.clone(), region, default_action: self.default_action, now }
     }
 
     /// The caller's ARN (STS GetCallerIdentity), for `created_by`.
@@ -103,9 +107,12 @@ impl Ctx {
     }
 }
 
-/// The action `pending` and `explain` evaluate with when no rule applies (`GATEKEEPER_DEFAULT_ACTION`).
-fn default_action() -> DefaultAction {
-    std::env::var("GATEKEEPER_DEFAULT_ACTION").ok().and_then(|v| v.parse().ok()).unwrap_or(DefaultAction::Reject)
+/// `GATEKEEPER_DEFAULT_ACTION`, when set: it overrides what the stack says (a malformed value is an error).
+fn default_action_override() -> Result<Option<DefaultAction>, CliError> {
+    match std::env::var("GATEKEEPER_DEFAULT_ACTION") {
+        Err(_) => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|e| CliError::Config(format!("GATEKEEPER_DEFAULT_ACTION: {e}"))),
+    }
 }
 
 /// What the commands read from the configuration beside the ports, each checked where a command needs
@@ -193,13 +200,23 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
     let mut decisions_table = t.decisions_table.clone().or_else(|| local.as_ref().map(|l| l.decisions_table.clone()));
     let mut bus_name = t.bus_name.clone().or_else(|| local.as_ref().map(|l| l.bus_name.clone()));
     let mut managed_raw = t.managed_services.clone().or_else(|| local.as_ref().map(|l| l.service_id.clone()));
+    let mut default_action = match default_action_override()? {
+        Some(a) => Some(a),
+        None => local.as_ref().map(|l| l.default_action),
+    };
     if let Some(stack) = &t.stack_name {
-        let outputs = stack_outputs(&aws, stack).await?;
+        let (outputs, parameters) = stack_outputs(&aws, stack).await?;
         let get = |k: &str| outputs.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
         allowlist_table = allowlist_table.or_else(|| get("AllowlistTableName"));
         decisions_table = decisions_table.or_else(|| get("DecisionsTableName"));
         bus_name = bus_name.or_else(|| get("BusName"));
         managed_raw = managed_raw.or_else(|| get("ManagedServices"));
+        if default_action.is_none() {
+            let deployed = parameters.iter().find(|(k, _)| k == "DefaultAction").map(|(_, v)| v.clone());
+            default_action = deployed
+                .map(|v| v.parse().map_err(|e| CliError::Config(format!("stack {stack} parameter DefaultAction: {e}"))))
+                .transpose()?;
+        }
     }
     let managed = match managed_raw {
         Some(raw) => managed_services(&raw).map_err(|e| CliError::Config(e.to_string()))?,
@@ -210,11 +227,15 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
         decisions_table,
         bus_name,
         managed,
+        default_action: default_action.unwrap_or(DefaultAction::Reject),
         aws,
     })
 }
 
-async fn stack_outputs(aws: &SdkConfig, stack: &str) -> Result<Vec<(String, String)>, CliError> {
+type Pairs = Vec<(String, String)>;
+
+/// The stack's outputs and its parameters (DescribeStacks).
+async fn stack_outputs(aws: &SdkConfig, stack: &str) -> Result<(Pairs, Pairs), CliError> {
     let out =
         aws_sdk_cloudformation::Client::new(aws).describe_stacks().stack_name(stack).send().await.map_err(|e| {
             CliError::Config(format!(
@@ -223,5 +244,12 @@ async fn stack_outputs(aws: &SdkConfig, stack: &str) -> Result<Vec<(String, Stri
             ))
         })?;
     let s = out.stacks().first().ok_or_else(|| CliError::Config(format!("no stack named {stack}")))?;
-    Ok(s.outputs().iter().filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned()))).collect())
+    let outputs =
+        s.outputs().iter().filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned()))).collect();
+    let parameters = s
+        .parameters()
+        .iter()
+        .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value()?.to_owned())))
+        .collect();
+    Ok((outputs, parameters))
 }

@@ -228,6 +228,11 @@ def _statements(session: _Session):
 #             SQSResponse._determine_resource derives it, without needing the queue to exist)
 #   STS       AssumeRole: the role ARN; GetCallerIdentity: always allowed (not checked at all)
 
+_SQS_BATCH = {
+    "DeleteMessageBatch": "DeleteMessage",
+    "SendMessageBatch": "SendMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
 _TRANSACT_WRITE = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
 _NO_RESOURCE = {"dynamodb": {"ListStreams", "ListTables", "DescribeLimits", "DescribeEndpoints", "ListBackups", "ListGlobalTables"}}
 
@@ -258,6 +263,11 @@ def authorization_requests(service: str, action: str, params: dict, region: str,
             return [("events:PutEvents", b) for b in buses]
         return [(f"events:{action}", "*")]
     if service == "sqs":
+        # The batch actions are authorized by their single-message action (SQS developer guide, "Amazon
+        # SQS API permissions: Actions and resource reference": DeleteMessageBatch needs
+        # sqs:DeleteMessage, SendMessageBatch sqs:SendMessage, ChangeMessageVisibilityBatch
+        # sqs:ChangeMessageVisibility).
+        action = _SQS_BATCH.get(action, action)
         url = params.get("QueueUrl")
         if url:
             return [(f"sqs:{action}", _queue_arn(url, region, account, partition))]

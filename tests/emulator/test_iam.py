@@ -425,6 +425,9 @@ def test_resource_arns_per_service():
     def reqs(service, action, params):
         return gk_iam.authorization_requests(service, action, params, "eu-west-1", "999999999999")
 
+    q = "https://sqs.eu-west-1.amazonaws.com/999999999999/q"
+    assert reqs("sqs", "DeleteMessageBatch", {"QueueUrl": q}) == [("sqs:DeleteMessage", "arn:aws:sqs:eu-west-1:999999999999:q")]
+    assert reqs("sqs", "SendMessageBatch", {"QueueUrl": q}) == [("sqs:SendMessage", "arn:aws:sqs:eu-west-1:999999999999:q")]
     table = "arn:aws:dynamodb:eu-west-1:999999999999:table"
     for action in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"):
         assert reqs("dynamodb", action, {"TableName": "t"}) == [(f"dynamodb:{action}", f"{table}/t")]

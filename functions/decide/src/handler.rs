@@ -262,7 +262,12 @@ where
                         Skip::HeldRecently => names::HELD_WAITING,
                         _ => names::DUPLICATES,
                     });
-                    if why.retry() {
+                    // A stale read can hide an accepted connection a revocation is asked for: ask again
+                    // once EC2 has caught up (bounded like a connection it does not show yet).
+                    let stale = why == Skip::StaleRead
+                        && self.deps.config.revoke
+                        && requests.get(&conn.endpoint_id).is_some_and(|w| w.receives < NOT_VISIBLE_RECEIVES);
+                    if why.retry() || stale {
                         failed.insert(conn.endpoint_id.clone());
                     }
                     continue;

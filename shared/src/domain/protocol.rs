@@ -42,6 +42,10 @@ pub enum Skip {
     ClaimedElsewhere,
     /// Held and announced less than a day ago; the sweep backs off (allowlist changes still re-evaluate).
     HeldRecently,
+    /// The record says EC2 accepted it, but Describe still shows `pendingAcceptance`: a stale read (EC2
+    /// is eventually consistent; an accepted connection never waits for acceptance again). Whatever is
+    /// asked (a revocation) is asked again once EC2 has caught up.
+    StaleRead,
 }
 
 impl Skip {
@@ -62,6 +66,7 @@ impl Skip {
             Self::AlreadyRevoked => "already revoked",
             Self::ClaimedElsewhere => "claimed by another invocation",
             Self::HeldRecently => "held, announced less than a day ago; re-evaluated on allowlist changes",
+            Self::StaleRead => "accepted, but EC2 does not show it yet",
         }
     }
 }
@@ -119,6 +124,11 @@ pub fn next_step(kind: Kind, conn: &Connection, rec: Option<DecisionRecord>, tri
         // A dead claim: EC2 tells whether its action took effect.
         Status::Claimed if took_effect(&r, &conn.state) => Step::Notify(Box::new(r)),
         Status::Claimed => Step::Close(Box::new(r)),
+        Status::Notifying | Status::Notified
+            if kind == Kind::Decision && actionable && r.outcome == Outcome::Accept =>
+        {
+            Step::Skip(Skip::StaleRead)
+        }
         Status::Notifying | Status::Notified if kind == Kind::Decision && actionable && r.outcome == Outcome::Hold => {
             let sweep = trigger == Trigger::Sweep;
             if sweep && now.saturating_sub(r.decided_at_ms) < HOLD_REANNOUNCE_MS {
@@ -208,6 +218,16 @@ mod tests {
         assert_eq!(
             next_step(Kind::Decision, &c, Some(held), Trigger::Sweep, 1_000 + HOLD_REANNOUNCE_MS),
             Step::Decide { previous: Some(1), previous_hold: false }
+        );
+    }
+
+    #[test]
+    fn an_accepted_connection_that_describe_shows_waiting_is_a_stale_read() {
+        let accepted = record(Kind::Decision, Outcome::Accept, Status::Notified, 0, 1_000);
+        let c = conn(ConnectionState::PendingAcceptance);
+        assert_eq!(
+            next_step(Kind::Decision, &c, Some(accepted), Trigger::AllowlistChange, 2_000),
+            Step::Skip(Skip::StaleRead)
         );
     }
 
