@@ -158,7 +158,12 @@ async fn shows_pending_explains_reevaluates_and_lists_decisions() -> Result<()> 
     let out = l.ok(&["reevaluate", &id]);
     assert!(out.contains("1 connection"), "{out}");
     l.settle(&wiring).await?;
-    assert_eq!(l.json(&["pending"]).as_array().unwrap().len(), 0);
+    // Describe shows the accept once EC2 has caught up (eventually consistent): wait for it, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !l.json(&["pending"]).as_array().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the accepted connection still shows as pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let explained = l.json(&["explain", &id]);
     assert_eq!(explained[0]["decision"], "accepted");
     assert_eq!(explained[0]["trigger"], "manual");

@@ -30,8 +30,14 @@ async fn when_a_notification_has_an_unknown_shape_should_reexamine_the_service()
     // the notification can get the endpoint decided.
     w.settle(SETTLE).await?;
     let id = w.endpoint(A).await?;
-    // Lose the real notification, then deliver one that names nothing usable.
+    // Lose the real notification, then deliver one that names nothing usable, once EC2 shows the
+    // connection (before that, re-examining the service cannot find it: the sweep would).
     w.wiring.drop_notifications().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while w.pending_count().await? == 0 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "EC2 never showed the new connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     w.sns
         .publish()
         .topic_arn(&w.info.notifications_topic_arn)
