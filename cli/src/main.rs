@@ -96,6 +96,17 @@ pub struct RuleArgs {
     /// Accept at most this many of the account's connections to the service.
     #[arg(long)]
     pub max_endpoints: Option<u32>,
+    /// Register an endpoint (vpce-…) the account owns; repeat or comma-separate for several. A connection
+    /// from a registered endpoint that EC2 reports under another account is rejected (owner_mismatch).
+    #[arg(long = "endpoint", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Accept only the registered endpoints (`--endpoint`); any other endpoint of the account gets the
+    /// default action (endpoint_not_registered).
+    #[arg(long)]
+    pub registered_only: bool,
+    /// Who the account is (at most 64 characters): shown in records, notifications and `connections`.
+    #[arg(long)]
+    pub tenant: Option<String>,
     #[arg(long)]
     pub note: Option<String>,
     /// Overwrite an existing entry for the same service and principal (still refused if someone else
@@ -139,6 +150,9 @@ pub enum Command {
         service: Option<String>,
         #[arg(long, value_enum)]
         decision: Option<DecisionWord>,
+        /// Only decisions about this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Ask Gatekeeper to decide again (puts Connection Request events on the bus).
     Reevaluate {

@@ -188,6 +188,7 @@ fn record() -> DecisionRecord {
         matched_rule: None,
         detail: "x".into(),
         max_endpoints: None,
+        tenant: Some("ACME Corp".into()),
     };
     DecisionRecord::claim(Kind::Decision, &conn, &d, Trigger::Sweep, 10, "inv", 1000, None)
 }
@@ -309,4 +310,16 @@ async fn a_claim_whose_answer_was_lost_is_recognised_as_ours_by_the_item_that_st
     let log = DynamoDecisionLog::new(ddb(&[&ours, &theirs]), "decisions");
     assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Yes, "our own write, answered late");
     assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Lost);
+}
+
+#[test]
+fn a_decision_record_round_trips_through_its_item_with_its_tenant() {
+    use shared::adapters::dynamodb::{item_to_record, record_to_item};
+    let r = record();
+    let item = record_to_item(&r);
+    assert_eq!(item.get("tenant").and_then(|v| v.as_s().ok()).map(String::as_str), Some("ACME Corp"));
+    assert_eq!(item_to_record(&item).unwrap(), r);
+    let untenanted = DecisionRecord { tenant: None, ..record() };
+    assert!(!record_to_item(&untenanted).contains_key("tenant"));
+    assert_eq!(item_to_record(&record_to_item(&untenanted)).unwrap(), untenanted);
 }

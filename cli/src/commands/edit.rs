@@ -5,7 +5,7 @@ use std::io::Write;
 use serde_json::json;
 use shared::domain::allowlist::{AllowlistEntry, Effect, Scope, parse_item};
 use shared::domain::principal::normalise;
-use shared::domain::{AccountId, Region};
+use shared::domain::{AccountId, EndpointId, Region};
 use shared::ports::{AllowlistAdmin, Expect, ItemKey, Written};
 
 use super::{Out, R, scope_of, usage};
@@ -21,6 +21,9 @@ pub struct Draft<'a> {
     pub expires_at: Option<i64>,
     pub regions: &'a [String],
     pub max_endpoints: Option<u32>,
+    pub endpoints: &'a [String],
+    pub registered_only: bool,
+    pub tenant: Option<String>,
     pub note: Option<String>,
     /// Epoch seconds.
     pub now: i64,
@@ -31,6 +34,22 @@ impl Draft<'_> {
         let account = normalise(self.principal).map_err(usage)?;
         if self.effect == Effect::Deny && self.max_endpoints.is_some() {
             return Err(usage("--max-endpoints applies to an allow, not a deny"));
+        }
+        if self.effect == Effect::Deny && self.registered_only {
+            return Err(usage("--registered-only applies to an allow, not a deny"));
+        }
+        if self.registered_only && self.endpoints.is_empty() {
+            return Err(usage("--registered-only needs at least one --endpoint"));
+        }
+        let mut endpoints = Vec::new();
+        for raw in self.endpoints {
+            let e = EndpointId::parse(raw.trim()).map_err(|e| usage(format!("--endpoint: {e}")))?;
+            if !endpoints.contains(&e) {
+                endpoints.push(e);
+            }
+        }
+        if let Some(t) = &self.tenant {
+            shared::domain::allowlist::check_tenant(t).map_err(|e| usage(e.replace("`tenant`", "--tenant")))?;
         }
         let regions = if self.regions.is_empty() {
             None
@@ -45,6 +64,9 @@ impl Draft<'_> {
             expires_at: self.expires_at,
             regions,
             max_endpoints: self.max_endpoints,
+            endpoints,
+            registered_only: self.registered_only,
+            tenant: self.tenant,
             note: self.note,
             created_by: None,
             created_at: Some(self.now),
@@ -83,6 +105,9 @@ pub fn rule(effect: Effect, a: &RuleArgs, now: i64) -> R<Rule> {
         expires_at,
         regions: &a.regions,
         max_endpoints: a.max_endpoints,
+        endpoints: &a.endpoints,
+        registered_only: a.registered_only,
+        tenant: a.tenant.clone(),
         note: a.note.clone(),
         now,
     }
@@ -184,6 +209,9 @@ mod tests {
             expires: None,
             regions: vec![],
             max_endpoints: None,
+            endpoints: vec![],
+            registered_only: false,
+            tenant: None,
             note: None,
             replace: false,
         }
@@ -255,6 +283,42 @@ mod tests {
         let err = rule(Effect::Allow, &a, NOW).err().unwrap();
         assert_eq!(err.exit_code(), 252);
         assert!(err.to_string().contains("--expires 200000000000d is more than 100 years ahead"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn when_registering_endpoints_and_a_tenant_should_store_them_and_refuse_bad_ones_naming_the_flag() {
+        let store = FakeAllowlist::default();
+        let a = RuleArgs {
+            endpoints: vec!["vpce-0123456789abcdef0".into(), "vpce-0123456789abcdef0".into(), "vpce-01234567".into()],
+            registered_only: true,
+            tenant: Some("ACME Corp".into()),
+            ..args("222222222222")
+        };
+        put(&store, a).await.unwrap();
+        let e = parse_item(&store.get(&key("222222222222")).unwrap().item).unwrap();
+        let ids: Vec<String> = e.endpoints.iter().map(ToString::to_string).collect();
+        assert_eq!(ids, ["vpce-0123456789abcdef0", "vpce-01234567"], "deduplicated, in order");
+        assert!(e.registered_only);
+        assert_eq!(e.tenant.as_deref(), Some("ACME Corp"));
+
+        let cases: Vec<(RuleArgs, &str)> = vec![
+            (
+                RuleArgs { endpoints: vec!["vpce-svc-0123456789abcdef0".into()], ..args("3") },
+                "--endpoint: invalid endpoint ID",
+            ),
+            (RuleArgs { endpoints: vec!["vpce-XYZ".into()], ..args("3") }, "--endpoint"),
+            (RuleArgs { registered_only: true, ..args("3") }, "--registered-only needs at least one --endpoint"),
+            (RuleArgs { tenant: Some("x".repeat(65)), ..args("3") }, "--tenant is 65 characters long"),
+            (RuleArgs { tenant: Some(String::new()), ..args("3") }, "--tenant is empty"),
+        ];
+        for (a, want) in cases {
+            let a = RuleArgs { principal: "333333333333".into(), ..a };
+            let err = rule(Effect::Allow, &a, NOW).err().unwrap();
+            assert_eq!(err.exit_code(), 252, "{err}");
+            assert!(err.to_string().contains(want), "{err} lacks {want}");
+        }
+        let deny = RuleArgs { registered_only: true, endpoints: vec!["vpce-01234567".into()], ..args("333333333333") };
+        assert!(rule(Effect::Deny, &deny, NOW).err().unwrap().to_string().contains("applies to an allow"));
     }
 
     #[tokio::test]

@@ -230,6 +230,7 @@ pub fn record(endpoint: &str, service: &str, outcome: Outcome, decided_at_ms: i6
         reason: "listed".into(),
         matched_rule: None,
         detail: String::new(),
+        tenant: None,
         trigger: Trigger::Sweep,
         decided_at_ms,
         status: Status::Notified,

@@ -28,6 +28,13 @@ pub struct FileEntry {
     pub regions: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_endpoints: Option<u32>,
+    /// Registered endpoint IDs (vpce-…).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub registered_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -48,6 +55,9 @@ fn to_file_entry(e: &AllowlistEntry) -> FileEntry {
         expires: e.expires_at.map(time::file_date),
         regions: e.regions.as_ref().map(|r| r.iter().map(ToString::to_string).collect()),
         max_endpoints: e.max_endpoints,
+        endpoints: e.endpoints.iter().map(ToString::to_string).collect(),
+        registered_only: e.registered_only,
+        tenant: e.tenant.clone(),
         note: e.note.clone(),
     }
 }
@@ -73,6 +83,9 @@ pub fn parse_file(text: &str, now: i64) -> R<Vec<AllowlistEntry>> {
             expires_at,
             regions: f.regions.as_deref().unwrap_or_default(),
             max_endpoints: f.max_endpoints,
+            endpoints: &f.endpoints,
+            registered_only: f.registered_only,
+            tenant: f.tenant.clone(),
             note: f.note.clone(),
             now,
         }

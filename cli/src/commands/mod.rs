@@ -86,11 +86,15 @@ pub async fn run(cli: Cli) -> R<()> {
             let (log, conns, allowlist) = (ctx.decisions()?, ctx.connections(), ctx.allowlist());
             query::explain(&log, &conns, &allowlist, &ctx.settings(now), &endpoint, &mut out).await
         }
-        Command::Decisions { since, service, decision } => {
+        Command::Decisions { since, service, decision, tenant } => {
+            if let Some(t) = &tenant {
+                shared::domain::allowlist::check_tenant(t).map_err(|e| usage(e.replace("`tenant`", "--tenant")))?;
+            }
             let q = query::DecisionQuery {
                 since_s: time::since("--since", &since, now)?,
                 service: service_filter(service.as_deref())?,
                 decision,
+                tenant,
             };
             let ctx = resolve(target).await?;
             query::decisions(&ctx.decisions()?, &mut out, &q).await

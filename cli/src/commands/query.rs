@@ -23,6 +23,9 @@ pub fn entry_json(e: &AllowlistEntry) -> Value {
         "expires_at": e.expires_at,
         "regions": e.regions.as_ref().map(|r| r.iter().map(ToString::to_string).collect::<Vec<_>>()),
         "max_endpoints": e.max_endpoints,
+        "endpoints": e.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "registered_only": e.registered_only,
+        "tenant": e.tenant,
         "note": e.note,
         "created_by": e.created_by,
         "created_at": e.created_at,
@@ -58,15 +61,24 @@ pub async fn list<A: AllowlistAdmin>(
                     Some(t) if t <= now => format!("{} (expired)", time::shown(t)),
                     Some(t) => time::shown(t),
                 };
+                let endpoints = match (e.endpoints.is_empty(), e.registered_only) {
+                    (true, _) => "-".to_owned(),
+                    (false, only) => {
+                        let list = e.endpoints.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+                        if only { format!("{list} (only)") } else { list }
+                    }
+                };
                 rows.push(vec![
                     e.scope.to_string(),
                     e.principal_key.clone(),
+                    e.tenant.clone().unwrap_or_else(|| "-".into()),
                     e.effect.as_str().into(),
                     exp,
                     e.regions
                         .as_ref()
                         .map_or("any".into(), |r| r.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
                     e.max_endpoints.map_or("-".into(), |n| n.to_string()),
+                    endpoints,
                     e.note.clone().unwrap_or_default(),
                     e.created_by.clone().unwrap_or_default(),
                 ]);
@@ -79,7 +91,9 @@ pub async fn list<A: AllowlistAdmin>(
                 rows.push(vec![
                     err.service_id.clone(),
                     err.principal.clone(),
+                    "-".into(),
                     "INVALID".into(),
+                    "-".into(),
                     "-".into(),
                     "-".into(),
                     "-".into(),
@@ -92,8 +106,21 @@ pub async fn list<A: AllowlistAdmin>(
     }
     match out.format {
         Output::Json => out.json(&json_rows),
-        Output::Table => out
-            .line(table(&["SERVICE", "PRINCIPAL", "EFFECT", "EXPIRES", "REGIONS", "MAX", "NOTE", "CREATED BY"], &rows)),
+        Output::Table => out.line(table(
+            &[
+                "SERVICE",
+                "PRINCIPAL",
+                "TENANT",
+                "EFFECT",
+                "EXPIRES",
+                "REGIONS",
+                "MAX",
+                "ENDPOINTS",
+                "NOTE",
+                "CREATED BY",
+            ],
+            &rows,
+        )),
     }
 }
 
@@ -133,6 +160,7 @@ pub async fn pending<C: Connections, A: Allowlist>(
                 "service_id": c.service_id, "endpoint_id": c.endpoint_id, "owner": c.owner,
                 "region": c.region, "created": rfc3339_ms(c.created_at_ms),
                 "would": d.outcome.as_str(), "reason": d.reason.code(), "detail": d.detail, "matched_rule": d.matched_rule,
+                "tenant": d.tenant,
             }));
         }
     }
@@ -149,7 +177,7 @@ fn record_json(r: &DecisionRecord) -> Value {
     json!({
         "endpoint_id": r.endpoint_id, "service_id": r.service_id, "owner": r.owner, "region": r.region,
         "decision": r.decision(), "reason": r.reason, "detail": r.detail, "matched_rule": r.matched_rule,
-        "trigger": r.trigger.as_str(), "decided_at": rfc3339_ms(r.decided_at_ms),
+        "tenant": r.tenant, "trigger": r.trigger.as_str(), "decided_at": rfc3339_ms(r.decided_at_ms),
         "connection_created": rfc3339_ms(r.created_at_ms), "status": r.status.as_str(),
     })
 }
@@ -182,6 +210,7 @@ pub async fn explain<D: DecisionQueries, C: Connections, A: Allowlist>(
                     out.line(format!("{} {} from {} on {}", r.endpoint_id, r.decision(), r.owner, r.service_id))?;
                     out.line(format!("  reason:       {} — {}", r.reason, r.detail))?;
                     out.line(format!("  matched rule: {}", r.matched_rule.as_deref().unwrap_or("none")))?;
+                    out.line(format!("  tenant:       {}", r.tenant.as_deref().unwrap_or("-")))?;
                     out.line(format!("  trigger:      {}", r.trigger.as_str()))?;
                     out.line(format!(
                         "  decided at:   {}   (status {})",
@@ -230,6 +259,7 @@ pub struct DecisionQuery {
     pub since_s: i64,
     pub service: Option<ServiceId>,
     pub decision: Option<DecisionWord>,
+    pub tenant: Option<String>,
 }
 
 pub async fn decisions<D: DecisionQueries>(log: &D, out: &mut Out<impl Write>, q: &DecisionQuery) -> R<()> {
@@ -239,6 +269,7 @@ pub async fn decisions<D: DecisionQueries>(log: &D, out: &mut Out<impl Write>, q
         .into_iter()
         .filter(|r| q.service.as_ref().is_none_or(|s| &r.service_id == s))
         .filter(|r| q.decision.is_none_or(|d| r.decision() == d.as_str()))
+        .filter(|r| q.tenant.as_ref().is_none_or(|t| r.tenant.as_ref() == Some(t)))
         .collect();
     match out.format {
         Output::Json => out.json(&records.iter().map(record_json).collect::<Vec<_>>()),
@@ -251,13 +282,17 @@ pub async fn decisions<D: DecisionQueries>(log: &D, out: &mut Out<impl Write>, q
                         r.decision().into(),
                         r.endpoint_id.to_string(),
                         r.owner.to_string(),
+                        r.tenant.clone().unwrap_or_else(|| "-".into()),
                         r.service_id.to_string(),
                         r.reason.clone(),
                         r.trigger.as_str().into(),
                     ]
                 })
                 .collect();
-            out.line(table(&["DECIDED", "DECISION", "ENDPOINT", "OWNER", "SERVICE", "REASON", "TRIGGER"], &rows))
+            out.line(table(
+                &["DECIDED", "DECISION", "ENDPOINT", "OWNER", "TENANT", "SERVICE", "REASON", "TRIGGER"],
+                &rows,
+            ))
         }
     }
 }
@@ -337,11 +372,27 @@ mod tests {
             record("vpce-0123456789abcdef1", SVC, Outcome::Reject, NOW * 1000),
             record("vpce-0123456789abcdef2", SVC, Outcome::Accept, (NOW - 7200) * 1000),
         ]);
-        let q = DecisionQuery { since_s: NOW - 3600, service: None, decision: Some(DecisionWord::Accepted) };
+        let q =
+            DecisionQuery { since_s: NOW - 3600, service: None, decision: Some(DecisionWord::Accepted), tenant: None };
         let mut o = out(Output::Json);
         decisions(&log, &mut o, &q).await.unwrap();
         let rows: Value = serde_json::from_str(&o.text()).unwrap();
         assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
         assert_eq!((rows[0]["endpoint_id"].clone(), rows[0]["trigger"].clone()), (json!(EP), json!(Trigger::Sweep)));
+    }
+
+    #[tokio::test]
+    async fn when_filtering_decisions_by_tenant_should_keep_only_that_tenants() {
+        let mut acme = record(EP, SVC, Outcome::Accept, NOW * 1000);
+        acme.tenant = Some("ACME Corp".into());
+        let mut other = record("vpce-0123456789abcdef1", SVC, Outcome::Accept, NOW * 1000);
+        other.tenant = Some("ACME".into());
+        let log = FakeDecisions(vec![acme, other, record("vpce-0123456789abcdef2", SVC, Outcome::Accept, NOW * 1000)]);
+        let q = DecisionQuery { since_s: NOW - 3600, service: None, decision: None, tenant: Some("ACME Corp".into()) };
+        let mut o = out(Output::Table);
+        decisions(&log, &mut o, &q).await.unwrap();
+        let text = o.text();
+        assert!(text.contains(EP) && text.contains("ACME Corp"), "{text}");
+        assert!(!text.contains("vpce-0123456789abcdef1") && !text.contains("vpce-0123456789abcdef2"), "{text}");
     }
 }

@@ -2,11 +2,33 @@
 
 use std::collections::BTreeMap;
 
-use super::ids::{AccountId, Region, ServiceId};
+use super::ids::{AccountId, EndpointId, Region, ServiceId};
 use super::principal::{self, PrincipalError};
 
 /// The partition-key value that makes an entry apply to every managed service.
 pub const ALL_SERVICES: &str = "*";
+
+/// The longest tenant name: it travels as an SNS message attribute, a DynamoDB attribute and an
+/// nginx map value, and a person reads it in a table.
+pub const TENANT_MAX_CHARS: usize = 64;
+
+/// Checks a tenant name: 1 to 64 characters, no surrounding spaces, no control characters.
+pub fn check_tenant(raw: &str) -> Result<(), String> {
+    let n = raw.chars().count();
+    if n == 0 {
+        return Err("`tenant` is empty: omit it for no tenant".into());
+    }
+    if n > TENANT_MAX_CHARS {
+        return Err(format!("`tenant` is {n} characters long; at most {TENANT_MAX_CHARS} are allowed"));
+    }
+    if raw.trim() != raw {
+        return Err(format!("`tenant` {:?} has leading or trailing spaces", clip(raw)));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err("`tenant` holds a control character".into());
+    }
+    Ok(())
+}
 
 /// Which services an entry covers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,6 +93,13 @@ pub struct AllowlistEntry {
     /// Consumer Regions an allow is limited to; `None` means any Region.
     pub regions: Option<Vec<Region>>,
     pub max_endpoints: Option<u32>,
+    /// Registered endpoints: endpoint IDs the account told the provider it owns. Another account's
+    /// connection from one of them is rejected (`owner_mismatch`).
+    pub endpoints: Vec<EndpointId>,
+    /// An allow that accepts only the registered `endpoints`.
+    pub registered_only: bool,
+    /// Who the account is, for people: in records, notifications and `connections`.
+    pub tenant: Option<String>,
     pub note: Option<String>,
     pub created_by: Option<String>,
     pub created_at: Option<i64>,
@@ -83,6 +112,16 @@ impl AllowlistEntry {
 
     pub fn allows_region(&self, region: &Region) -> bool {
         self.regions.as_ref().is_none_or(|rs| rs.contains(region))
+    }
+
+    /// Whether the account registered this endpoint with this entry.
+    pub fn registers(&self, endpoint: &EndpointId) -> bool {
+        self.endpoints.contains(endpoint)
+    }
+
+    /// Whether this entry's allow may accept `endpoint`: any endpoint, or only a registered one.
+    pub fn allows_endpoint(&self, endpoint: &EndpointId) -> bool {
+        !self.registered_only || self.registers(endpoint)
     }
 
     /// The table item for this entry (what `parse_item` reads back).
@@ -100,7 +139,13 @@ impl AllowlistEntry {
         if let Some(n) = self.max_endpoints {
             item.insert("max_endpoints".into(), Attr::N(n.to_string()));
         }
-        for (k, v) in [("note", &self.note), ("created_by", &self.created_by)] {
+        if !self.endpoints.is_empty() {
+            item.insert("endpoints".into(), Attr::Ss(self.endpoints.iter().map(|e| e.to_string()).collect()));
+        }
+        if self.registered_only {
+            item.insert("registered_only".into(), Attr::Bool(true));
+        }
+        for (k, v) in [("tenant", &self.tenant), ("note", &self.note), ("created_by", &self.created_by)] {
             if let Some(v) = v {
                 item.insert(k.into(), Attr::S(v.clone()));
             }
@@ -269,6 +314,35 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
             Some(other) => Err(fail(format!("`{name}` must be a string, found {}", other.type_name()))),
         }
     };
+    let endpoints = match item.get("endpoints") {
+        None | Some(Attr::Null) => Vec::new(),
+        Some(Attr::Ss(list)) => list.iter().map(String::as_str).collect(),
+        Some(Attr::L(list)) => list
+            .iter()
+            .map(|a| match a {
+                Attr::S(s) => Ok(s.as_str()),
+                other => Err(fail(format!("`endpoints` must hold strings, found {}", other.type_name()))),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err(fail(format!("`endpoints` must be a string set or list, found {}", other.type_name())));
+        }
+    }
+    .into_iter()
+    .map(|e| EndpointId::parse(e).map_err(|err| fail(format!("`endpoints`: {err}"))))
+    .collect::<Result<Vec<_>, _>>()?;
+    let registered_only = match item.get("registered_only") {
+        None | Some(Attr::Null) => false,
+        Some(Attr::Bool(b)) => *b,
+        Some(other) => return Err(fail(format!("`registered_only` must be a boolean, found {}", other.type_name()))),
+    };
+    if registered_only && effect == Effect::Deny {
+        return Err(fail("`registered_only` applies to an allow, not a deny".into()));
+    }
+    let tenant = text("tenant")?;
+    if let Some(t) = &tenant {
+        check_tenant(t).map_err(&fail)?;
+    }
     Ok(AllowlistEntry {
         scope,
         account,
@@ -277,6 +351,9 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
         expires_at,
         regions,
         max_endpoints,
+        endpoints,
+        registered_only,
+        tenant,
         note: text("note")?,
         created_by: text("created_by")?,
         created_at,
@@ -331,6 +408,8 @@ mod tests {
             ("expires_at", Attr::N("1900000000".into())),
             ("regions", Attr::Ss(vec!["eu-west-1".into(), "us-east-1".into()])),
             ("max_endpoints", Attr::N("2".into())),
+            ("endpoints", Attr::Ss(vec!["vpce-0123456789abcdef0".into()])),
+            ("tenant", s("ACME Corp")),
             ("note", s("n")),
             ("created_by", s("arn:aws:iam::111111111111:user/alice")),
             ("created_at", Attr::N("5".into())),
@@ -373,6 +452,19 @@ mod tests {
             (vec![("principal", s("*"))], "cannot be listed"),
             (vec![("principal", s("arn:aws:iam::111122223333:group/x"))], "not an IAM ARN"),
             (vec![("service_id", s("svc-1"))], "service ID"),
+            (
+                vec![("endpoints", Attr::Ss(vec!["vpce-svc-0123456789abcdef0".into()]))],
+                "`endpoints`: invalid endpoint ID",
+            ),
+            (vec![("endpoints", Attr::Ss(vec!["vpce-XYZ".into()]))], "`endpoints`"),
+            (vec![("endpoints", s("vpce-0123456789abcdef0"))], "`endpoints` must be a string set"),
+            (vec![("registered_only", s("yes"))], "`registered_only` must be a boolean"),
+            (vec![("registered_only", Attr::Bool(true)), ("effect", s("deny"))], "applies to an allow"),
+            (vec![("tenant", s(&"x".repeat(65)))], "`tenant` is 65 characters long"),
+            (vec![("tenant", s(""))], "`tenant` is empty"),
+            (vec![("tenant", s(" ACME"))], "`tenant`"),
+            (vec![("tenant", s("AC\nME"))], "control character"),
+            (vec![("tenant", Attr::N("1".into()))], "`tenant` must be a string"),
         ];
         for (overrides, want) in cases {
             let mut it = item(&base);

@@ -167,6 +167,7 @@ mod tests {
             matched_rule: None,
             detail: String::new(),
             max_endpoints: None,
+            tenant: None,
         };
         let mut r = DecisionRecord::claim(
             kind,

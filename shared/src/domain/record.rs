@@ -77,6 +77,8 @@ pub struct DecisionRecord {
     pub reason: String,
     pub matched_rule: Option<String>,
     pub detail: String,
+    /// The owner's tenant, as the allowlist named it when this was decided.
+    pub tenant: Option<String>,
     pub trigger: Trigger,
     pub decided_at_ms: i64,
     pub status: Status,
@@ -112,6 +114,7 @@ impl DecisionRecord {
             reason: decision.reason.code().to_owned(),
             matched_rule: decision.matched_rule.clone(),
             detail: decision.detail.clone(),
+            tenant: decision.tenant.clone(),
             trigger,
             decided_at_ms: now_ms,
             status: Status::Claimed,
@@ -153,6 +156,7 @@ struct Body<'a> {
     reason: &'a str,
     detail: &'a str,
     matched_rule: Option<&'a str>,
+    tenant: Option<&'a str>,
     owner: &'a str,
     endpoint_id: &'a str,
     service_id: &'a str,
@@ -174,6 +178,7 @@ impl Announcement {
             reason: &r.reason,
             detail: &r.detail,
             matched_rule: r.matched_rule.as_deref(),
+            tenant: r.tenant.as_deref(),
             owner: r.owner.as_str(),
             endpoint_id: r.endpoint_id.as_str(),
             service_id: r.service_id.as_str(),
@@ -182,16 +187,62 @@ impl Announcement {
             time: super::time::rfc3339_ms(r.decided_at_ms),
             connection_created: super::time::rfc3339_ms(r.created_at_ms),
         };
+        let mut attributes = vec![
+            ("decision", decision.to_owned()),
+            ("reason", r.reason.clone()),
+            ("service_id", r.service_id.to_string()),
+            ("owner", r.owner.to_string()),
+        ];
+        // An SNS String attribute cannot be empty: a connection with no tenant has no `tenant` attribute,
+        // so a subscription filtering on one tenant never matches it.
+        if let Some(t) = r.tenant.as_ref().filter(|t| !t.is_empty()) {
+            attributes.push(("tenant", t.clone()));
+        }
         Self {
             // SNS subjects: ASCII, no line breaks, at most 100 characters; every part here is a validated ID.
             subject: subject.chars().take(100).collect(),
             body: serde_json::to_string_pretty(&body).unwrap_or_default(),
-            attributes: vec![
-                ("decision", decision.to_owned()),
-                ("reason", r.reason.clone()),
-                ("service_id", r.service_id.to_string()),
-                ("owner", r.owner.to_string()),
-            ],
+            attributes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::connection::ConnectionState;
+    use crate::domain::policy::Reason;
+
+    fn record(tenant: Option<&str>) -> DecisionRecord {
+        let conn = Connection {
+            service_id: ServiceId::parse("vpce-svc-0123456789abcdef0").unwrap(),
+            endpoint_id: EndpointId::parse("vpce-0123456789abcdef0").unwrap(),
+            owner: AccountId::parse("222222222222").unwrap(),
+            state: ConnectionState::PendingAcceptance,
+            region: None,
+            created_at_ms: 5,
+        };
+        let d = Decision {
+            outcome: Outcome::Reject,
+            reason: Reason::OwnerMismatch,
+            matched_rule: None,
+            detail: "x".into(),
+            max_endpoints: None,
+            tenant: tenant.map(str::to_owned),
+        };
+        DecisionRecord::claim(Kind::Decision, &conn, &d, Trigger::Sweep, 10, "inv", 1000, None)
+    }
+
+    #[test]
+    fn an_announcement_names_the_tenant_in_its_body_and_as_a_filterable_attribute() {
+        let a = Announcement::for_record(&record(Some("ACME Corp")));
+        let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert_eq!((body["tenant"].as_str(), body["reason"].as_str()), (Some("ACME Corp"), Some("owner_mismatch")));
+        assert!(a.attributes.contains(&("tenant", "ACME Corp".to_owned())), "{:?}", a.attributes);
+
+        let a = Announcement::for_record(&record(None));
+        let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+        assert!(body["tenant"].is_null());
+        assert!(a.attributes.iter().all(|(k, _)| *k != "tenant"), "no empty attribute: {:?}", a.attributes);
     }
 }

@@ -60,6 +60,9 @@ pub fn record_to_item(r: &DecisionRecord) -> HashMap<String, AttributeValue> {
     if let Some(rule) = &r.matched_rule {
         m.insert("matched_rule".into(), s(rule));
     }
+    if let Some(tenant) = &r.tenant {
+        m.insert("tenant".into(), s(tenant));
+    }
     if let Some(t) = r.expires_at {
         m.insert("expires_at".into(), n(t));
     }
@@ -104,6 +107,7 @@ pub fn item_to_record(m: &HashMap<String, AttributeValue>) -> Result<DecisionRec
         reason: get_s("reason")?.clone(),
         matched_rule: m.get("matched_rule").and_then(|v| v.as_s().ok()).cloned(),
         detail: get_s("detail")?.clone(),
+        tenant: m.get("tenant").and_then(|v| v.as_s().ok()).cloned(),
         trigger,
         decided_at_ms: get_n("decided_at_ms")?,
         status: Status::parse(get_s("status")?).ok_or("`status` unknown")?,
