@@ -13,6 +13,7 @@ FUZZ_SECONDS      ?= 300
 FUZZ_SECONDS_TEST ?= 10
 
 CARGO_LAMBDA_VERSION := 1.9.2
+CARGO_DENY_VERSION   := 0.18.9
 LAMBDA_FUNCTIONS     := IngestFunction DecideFunction ReconcileFunction
 
 .PHONY: help setup build up demo test lint fmt clean bench fuzz package
@@ -35,6 +36,7 @@ $(SAMVENV)/.installed: infra/requirements-sam.txt
 setup: $(VENV)/.installed $(SAMVENV)/.installed ## Install what the local AWS, the tests and the lint need (Python venvs; cargo-nextest, cargo-fuzz if missing)
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz@0.13.2
+	@command -v cargo-deny >/dev/null || $(CARGO) install --locked cargo-deny@$(CARGO_DENY_VERSION)
 
 # One build of every target with the test features, so the SDK crates compile once for tests and `up`.
 build: ## Build every crate (debug) with the features the tests use
@@ -50,10 +52,17 @@ demo: setup build ## Start `up` in the background and play a story with four con
 	  if [ ! -f $(STATE) ]; then echo "local AWS did not come up; see .local/up.log"; kill $$(cat .local/up.pid); exit 1; fi
 	@$(LOCAL_BIN) demo --state $(STATE); rc=$$?; kill -INT $$(cat .local/up.pid) 2>/dev/null; wait; exit $$rc
 
-lint: setup ## fmt check, clippy -D warnings, cfn-lint and sam validate --lint of the template
+lint: setup ## fmt check, clippy -D warnings, cargo deny (deny.toml), cfn-lint and sam validate --lint of the template
 	$(CARGO) fmt --all --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) deny --offline check --hide-inclusion-graph licenses bans sources
+	@# Advisories need the RustSec database from GitHub: checked wherever it can be fetched, and said
+	@# loudly where it cannot (a machine that reaches only the package registries).
+	@out=$$($(CARGO) deny check advisories 2>&1); rc=$$?; \
+	  if [ $$rc -ne 0 ] && grep -q "failed to fetch advisory database" <<< "$$out"; then \
+	    echo "cargo deny check advisories: NOT CHECKED, the RustSec advisory database (github.com) is unreachable here"; \
+	  else echo "$$out" | tail -n 20; exit $$rc; fi
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	cd infra && SAM_CLI_TELEMETRY=0 ../$(SAMVENV)/bin/sam validate --lint --template template.yaml
 
