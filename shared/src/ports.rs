@@ -218,3 +218,33 @@ pub trait QuotaLedger: Send + Sync {
         expected: Option<u64>,
     ) -> impl Future<Output = PortResult<Written>> + Send;
 }
+
+/// An endpoint service's allowed principals (EC2 `DescribeVpcEndpointServicePermissions` and
+/// `ModifyVpcEndpointServicePermissions`).
+pub trait ServicePermissions: Send + Sync {
+    /// The principals EC2 shows as allowed (eventually consistent: a change may take seconds to show).
+    fn allowed_principals(&self, service: &ServiceId) -> impl Future<Output = PortResult<Vec<String>>> + Send;
+    /// Adds and removes principals in one call.
+    fn change_principals(
+        &self,
+        service: &ServiceId,
+        add: &[String],
+        remove: &[String],
+    ) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// The principals Gatekeeper added to each service (`domain::principals`), written whole and conditionally.
+pub trait PrincipalLedger: Send + Sync {
+    /// The principals with when each was claimed, and the ledger's version (`None`: no ledger yet).
+    fn managed(
+        &self,
+        service: &ServiceId,
+    ) -> impl Future<Output = PortResult<(crate::domain::principals::Ledger, Option<u64>)>> + Send;
+    /// Writes the ledger if it is still at `expected`. `Lost`: another invocation wrote first.
+    fn set_managed(
+        &self,
+        service: &ServiceId,
+        principals: &crate::domain::principals::Ledger,
+        expected: Option<u64>,
+    ) -> impl Future<Output = PortResult<Written>> + Send;
+}

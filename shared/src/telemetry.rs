@@ -119,6 +119,9 @@ pub mod names {
     pub const PENDING_FOUND: &str = "PendingFound";
     /// Accepted connections a sweep found the allowlist no longer accepts (revocation on).
     pub const REVOCATIONS_FOUND: &str = "RevocationsFound";
+    /// Allowed principals a sweep added or removed (`ManageAllowedPrincipals`): drift, or allows that
+    /// expired since the last sweep.
+    pub const PRINCIPALS_DRIFT: &str = "AllowedPrincipalsDrift";
     /// Connection notifications ingest read, by the event they name.
     pub const CONNECT_NOTIFICATIONS: &str = "ConnectNotifications";
     pub const ACCEPT_NOTIFICATIONS: &str = "AcceptNotifications";

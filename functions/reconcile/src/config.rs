@@ -22,6 +22,8 @@ pub struct Config {
     pub home_region: Region,
     /// `SWEEP_INTERVAL_MINUTES` (default 5): a connection pending longer than three sweeps is overdue.
     pub sweep_interval_s: i64,
+    /// `MANAGE_ALLOWED_PRINCIPALS` (default false): the services' allowed principals follow the allowlist.
+    pub manage_principals: bool,
 }
 
 impl Config {
@@ -36,6 +38,7 @@ impl Config {
             decisions_table: required(&get, "DECISIONS_TABLE")?,
             managed: managed_services(&required(&get, "MANAGED_SERVICES")?)?,
             revoke: flag(&get, "REVOKE_ON_REMOVAL", false)?,
+            manage_principals: flag(&get, "MANAGE_ALLOWED_PRINCIPALS", false)?,
             home_region: Region::parse(&required(&get, "AWS_REGION")?)
                 .map_err(|e| ConfigError(format!("AWS_REGION: {e}")))?,
             sweep_interval_s: match get("SWEEP_INTERVAL_MINUTES").as_deref().map(str::trim) {
@@ -85,10 +88,15 @@ mod tests {
         assert_eq!(c.managed.len(), 1);
         assert_eq!(c.home_region.to_string(), "eu-west-1");
         assert!(!c.revoke, "revocation is off by default");
+        assert!(!c.manage_principals, "principal sync is off by default");
         assert_eq!(c.sweep_interval_s, 300);
-        let c = Config::from_lookup(env(&with(&[("REVOKE_ON_REMOVAL", "true"), ("SWEEP_INTERVAL_MINUTES", "15")])))
-            .unwrap();
-        assert!(c.revoke);
+        let c = Config::from_lookup(env(&with(&[
+            ("REVOKE_ON_REMOVAL", "true"),
+            ("SWEEP_INTERVAL_MINUTES", "15"),
+            ("MANAGE_ALLOWED_PRINCIPALS", "true"),
+        ])))
+        .unwrap();
+        assert!(c.revoke && c.manage_principals);
         assert_eq!(c.sweep_interval_s, 900);
     }
 
@@ -108,6 +116,7 @@ mod tests {
             ("AWS_REGION", bad_region),
             ("MANAGED_SERVICES", bad_services),
             ("REVOKE_ON_REMOVAL", with(&[("REVOKE_ON_REMOVAL", "yes")])),
+            ("MANAGE_ALLOWED_PRINCIPALS", with(&[("MANAGE_ALLOWED_PRINCIPALS", "1")])),
             ("SWEEP_INTERVAL_MINUTES", with(&[("SWEEP_INTERVAL_MINUTES", "0")])),
             ("SWEEP_INTERVAL_MINUTES", with(&[("SWEEP_INTERVAL_MINUTES", "1441")])),
             ("SWEEP_INTERVAL_MINUTES", with(&[("SWEEP_INTERVAL_MINUTES", "five")])),

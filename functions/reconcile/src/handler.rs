@@ -8,11 +8,15 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::LambdaEvent;
 use shared::domain::allowlist::Scope;
 use shared::domain::principal::account_hint;
+use shared::domain::principals::{self, partition_of};
 use shared::domain::time::now_ms;
 use shared::domain::{
     AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, Reason, ServiceId, Trigger, evaluate,
 };
-use shared::ports::{Allowlist, ConnectionFilter, Connections, OwedDecisions, PortError, RequestBus};
+use shared::ports::{
+    Allowlist, ConnectionFilter, Connections, ErrorKind, OwedDecisions, PortError, PrincipalLedger, RequestBus,
+    ServicePermissions, Written,
+};
 use shared::producers::requests_for;
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
@@ -21,19 +25,30 @@ use crate::config::Config;
 use crate::error::ReconcileError;
 use crate::event::{DynamoDbStream, ReconcileEvent, ReconcileResponse};
 
-pub struct Deps<C, A, B, O> {
+pub struct Deps<C, A, B, O, P, L> {
     pub connections: C,
     pub allowlist: A,
     pub bus: B,
     /// Decisions still owed their action or notification, which the sweep re-requests.
     pub owed: O,
+    /// The services' allowed principals, which follow the allowlist when `manage_principals` is on.
+    pub permissions: P,
+    /// What Gatekeeper added to the allowed principals.
+    pub ledger: L,
     pub config: Config,
 }
 
 /// One invocation: a stream batch answers with its partial failures; a sweep fails as a whole (the
 /// schedule runs again anyway).
-pub async fn handle<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
-    deps: &Deps<C, A, B, O>,
+pub async fn handle<
+    C: Connections,
+    A: Allowlist,
+    B: RequestBus,
+    O: OwedDecisions,
+    P: ServicePermissions,
+    L: PrincipalLedger,
+>(
+    deps: &Deps<C, A, B, O, P, L>,
     event: LambdaEvent<ReconcileEvent>,
 ) -> Result<ReconcileResponse, ReconcileError> {
     let span = tracing::info_span!("reconcile", request_id = %event.context.request_id);
@@ -54,8 +69,15 @@ pub async fn handle<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecision
 
 /// The scheduled sweep: every pending connection of every managed service; with revocation on, every
 /// `available` connection that the allowlist, evaluated now, does not accept.
-pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
-    deps: &Deps<C, A, B, O>,
+pub async fn sweep<
+    C: Connections,
+    A: Allowlist,
+    B: RequestBus,
+    O: OwedDecisions,
+    P: ServicePermissions,
+    L: PrincipalLedger,
+>(
+    deps: &Deps<C, A, B, O, P, L>,
     metrics: &mut Metrics,
 ) -> Result<usize, PortError> {
     let mut requests = Vec::new();
@@ -95,13 +117,76 @@ pub async fn sweep<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions
     deps.bus.put(&requests).await?;
     info!(requests = requests.len(), "sweep emitted Connection Requests");
     metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
+    if deps.config.manage_principals {
+        let mut changed = 0;
+        for service in &deps.config.managed {
+            changed += sync_principals(deps, service).await?;
+        }
+        // The stream applies every edit at once: what a sweep still has to change is drift (a principal
+        // edited by hand, a failed stream batch) or an allow that expired since the last sweep.
+        metrics.add(names::PRINCIPALS_DRIFT, changed as u64);
+    }
     Ok(requests.len())
+}
+
+/// Brings `service`'s allowed principals to what the allowlist wants (`domain::principals`): the ledger
+/// claims an add before EC2 makes it, and is settled after. Returns how many principals changed.
+pub async fn sync_principals<
+    C: Connections,
+    A: Allowlist,
+    B: RequestBus,
+    O: OwedDecisions,
+    P: ServicePermissions,
+    L: PrincipalLedger,
+>(
+    deps: &Deps<C, A, B, O, P, L>,
+    service: &ServiceId,
+) -> Result<usize, PortError> {
+    let rules = deps.allowlist.rules_for(service).await?;
+    let partition = partition_of(&deps.config.home_region);
+    for _ in 0..3 {
+        let now = now_ms();
+        let wanted = principals::wanted(&rules, service, now / 1000, partition);
+        let current: BTreeSet<String> = deps.permissions.allowed_principals(service).await?.into_iter().collect();
+        let (managed, mut version) = deps.ledger.managed(service).await?;
+        let plan = principals::plan(&wanted, &current, &managed, now);
+        if plan.claimed != managed {
+            if deps.ledger.set_managed(service, &plan.claimed, version).await? == Written::Lost {
+                continue;
+            }
+            version = Some(version.map_or(1, |v| v + 1));
+        }
+        if !plan.is_empty() {
+            deps.permissions.change_principals(service, &plan.add, &plan.remove).await?;
+            info!(%service, added = ?plan.add, removed = ?plan.remove, "allowed principals follow the allowlist");
+        }
+        if plan.settled != plan.claimed
+            && deps.ledger.set_managed(service, &plan.settled, version).await? == Written::Lost
+        {
+            continue;
+        }
+        return Ok(plan.add.len() + plan.remove.len());
+    }
+    Err(PortError {
+        service: "dynamodb",
+        operation: "PutItem",
+        kind: ErrorKind::Retryable,
+        code: "LedgerContention".into(),
+        message: format!("the allowed-principal ledger of {service} kept changing under this invocation"),
+    })
 }
 
 /// Accepted (`available`, or `pending` on its way there) connections of `service` the allowlist does not
 /// accept now (expired by time included).
-async fn revocable<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
-    deps: &Deps<C, A, B, O>,
+async fn revocable<
+    C: Connections,
+    A: Allowlist,
+    B: RequestBus,
+    O: OwedDecisions,
+    P: ServicePermissions,
+    L: PrincipalLedger,
+>(
+    deps: &Deps<C, A, B, O, P, L>,
     service: &ServiceId,
 ) -> Result<Vec<ConnectionRequest>, PortError> {
     let filter =
@@ -156,8 +241,15 @@ fn scope_of(
 /// on, its accepted ones, `available` or `pending` (it may now be removed, denied or expired). `decide`
 /// evaluates each.
 /// Records are handled in order; the first failure is reported and the rest left for the retry.
-pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions>(
-    deps: &Deps<C, A, B, O>,
+pub async fn on_stream<
+    C: Connections,
+    A: Allowlist,
+    B: RequestBus,
+    O: OwedDecisions,
+    P: ServicePermissions,
+    L: PrincipalLedger,
+>(
+    deps: &Deps<C, A, B, O, P, L>,
     stream: &StreamEvent,
     metrics: &mut Metrics,
 ) -> DynamoDbEventResponse {
@@ -190,10 +282,18 @@ pub async fn on_stream<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecis
                 }
             }
         }
-        let put = match failed {
+        let mut put = match failed {
             Some(e) => Err(e),
             None => deps.bus.put(&requests).await,
         };
+        if put.is_ok() && deps.config.manage_principals {
+            for service in &services {
+                if let Err(e) = sync_principals(deps, service).await {
+                    put = Err(e);
+                    break;
+                }
+            }
+        }
         if let Err(e) = put {
             error!(event_id = %record.event_id, error = %e, "could not emit requests for this change; it will be retried");
             metrics.incr(names::ERRORS);

@@ -4,20 +4,25 @@ use aws_config::SdkConfig;
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::eventbridge::EventBridgeBus;
+use shared::adapters::quota::DynamoPrincipalLedger;
 
 use crate::config::Config;
 use crate::handler::Deps;
 
 /// `reconcile` over AWS.
-pub type AwsDeps = Deps<Ec2Connections, DynamoAllowlist, EventBridgeBus, DynamoDecisionLog>;
+pub type AwsDeps =
+    Deps<Ec2Connections, DynamoAllowlist, EventBridgeBus, DynamoDecisionLog, Ec2Connections, DynamoPrincipalLedger>;
 
 pub fn deps(aws: &SdkConfig, config: Config) -> AwsDeps {
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let ec2 = Ec2Connections::new(aws_sdk_ec2::Client::new(aws));
     Deps {
-        connections: Ec2Connections::new(aws_sdk_ec2::Client::new(aws)),
+        connections: ec2.clone(),
         allowlist: DynamoAllowlist::new(dynamodb.clone(), &config.allowlist_table),
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(aws), &config.bus_name),
-        owed: DynamoDecisionLog::new(dynamodb, &config.decisions_table),
+        owed: DynamoDecisionLog::new(dynamodb.clone(), &config.decisions_table),
+        permissions: ec2,
+        ledger: DynamoPrincipalLedger::new(dynamodb, &config.decisions_table),
         config,
     }
 }

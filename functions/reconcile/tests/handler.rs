@@ -2,17 +2,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use reconcile::config::Config;
 use reconcile::event::{ReconcileEvent, ReconcileResponse};
 use reconcile::handler::{Deps, handle};
+use shared::domain::Item;
+use shared::domain::allowlist::Attr;
+use shared::domain::principals::Ledger;
 use shared::domain::{
     AccountId, Connection, ConnectionRequest, ConnectionState, EndpointId, Region, Rules, ServiceId, Trigger,
 };
 use shared::ports::{
-    Allowlist, ConnectionFilter, Connections, ErrorKind, OwedDecisions, PortError, PortResult, RequestBus,
+    Allowlist, ConnectionFilter, Connections, ErrorKind, OwedDecisions, PortError, PortResult, PrincipalLedger,
+    RequestBus, ServicePermissions, Written,
 };
 
 const SVC: &str = "vpce-svc-0123456789abcdef0";
@@ -24,6 +29,13 @@ struct World {
     put: Mutex<Vec<ConnectionRequest>>,
     /// Every call of the named port fails with this kind.
     fails: Option<(&'static str, ErrorKind)>,
+    rules: Vec<Item>,
+    manage: bool,
+    /// The service's allowed principals, as EC2 holds them.
+    principals: Mutex<BTreeSet<String>>,
+    /// (add, remove) of each ModifyVpcEndpointServicePermissions.
+    changes: Mutex<Vec<(Vec<String>, Vec<String>)>>,
+    ledger: Mutex<(Ledger, Option<u64>)>,
 }
 
 struct Fake<'a>(&'a World);
@@ -69,7 +81,39 @@ impl Connections for Fake<'_> {
 impl Allowlist for Fake<'_> {
     async fn rules_for(&self, _: &ServiceId) -> PortResult<Rules> {
         self.fault("dynamodb")?;
-        Ok(Rules::default())
+        Ok(Rules::from_items(&self.0.rules))
+    }
+}
+
+impl ServicePermissions for Fake<'_> {
+    async fn allowed_principals(&self, _: &ServiceId) -> PortResult<Vec<String>> {
+        self.fault("ec2")?;
+        Ok(self.0.principals.lock().unwrap().iter().cloned().collect())
+    }
+
+    async fn change_principals(&self, _: &ServiceId, add: &[String], remove: &[String]) -> PortResult<()> {
+        self.fault("ec2-modify")?;
+        self.0.changes.lock().unwrap().push((add.to_vec(), remove.to_vec()));
+        let mut p = self.0.principals.lock().unwrap();
+        p.extend(add.iter().cloned());
+        p.retain(|x| !remove.contains(x));
+        Ok(())
+    }
+}
+
+impl PrincipalLedger for Fake<'_> {
+    async fn managed(&self, _: &ServiceId) -> PortResult<(Ledger, Option<u64>)> {
+        self.fault("dynamodb")?;
+        Ok(self.0.ledger.lock().unwrap().clone())
+    }
+
+    async fn set_managed(&self, _: &ServiceId, principals: &Ledger, expected: Option<u64>) -> PortResult<Written> {
+        let mut l = self.0.ledger.lock().unwrap();
+        if l.1 != expected {
+            return Ok(Written::Lost);
+        }
+        *l = (principals.clone(), Some(expected.map_or(1, |v| v + 1)));
+        Ok(Written::Yes)
     }
 }
 
@@ -88,12 +132,14 @@ impl RequestBus for Fake<'_> {
     }
 }
 
-fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
     Deps {
         connections: Fake(w),
         allowlist: Fake(w),
         bus: Fake(w),
         owed: Fake(w),
+        permissions: Fake(w),
+        ledger: Fake(w),
         config: Config {
             bus_name: "bus".into(),
             allowlist_table: "a".into(),
@@ -102,6 +148,7 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
             revoke: false,
             home_region: Region::parse("us-east-1").unwrap(),
             sweep_interval_s: 300,
+            manage_principals: w.manage,
         },
     }
 }
@@ -194,4 +241,79 @@ async fn when_the_bus_fails_on_a_stream_batch_should_report_the_record_as_failed
     };
     let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
     assert_eq!(failed, [Some("111100000000000000000001".to_owned())]);
+}
+
+const ROOT: &str = "arn:aws:iam::222222222222:root";
+const GONE: &str = "arn:aws:iam::333333333333:root";
+const HAND: &str = "arn:aws:iam::444444444444:root";
+
+fn allow(principal: &str) -> Item {
+    [("service_id", "*"), ("principal", principal), ("effect", "allow")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Attr::S(v.to_owned())))
+        .collect()
+}
+
+fn set(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn when_principals_are_managed_a_sweep_should_make_them_follow_the_allowlist_and_leave_hand_added_ones() {
+    let w = World {
+        rules: vec![allow(OWNER)],
+        manage: true,
+        principals: Mutex::new(set(&[GONE, HAND])),
+        ledger: Mutex::new(([(GONE.to_owned(), 1)].into(), Some(4))),
+        ..Default::default()
+    };
+    handle(&deps(&w), event(SCHEDULE)).await.unwrap();
+    assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT, HAND]));
+    assert_eq!(*w.changes.lock().unwrap(), [(vec![ROOT.to_owned()], vec![GONE.to_owned()])], "one call");
+    let (ledger, version) = w.ledger.lock().unwrap().clone();
+    assert_eq!(
+        (ledger.keys().cloned().collect::<BTreeSet<_>>(), version),
+        (set(&[ROOT]), Some(6)),
+        "claimed, then settled"
+    );
+
+    // In sync: the next sweep changes nothing.
+    handle(&deps(&w), event(SCHEDULE)).await.unwrap();
+    assert_eq!(w.changes.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_principals_are_not_managed_nothing_should_touch_them() {
+    let w = World { rules: vec![allow(OWNER)], principals: Mutex::new(set(&[GONE])), ..Default::default() };
+    handle(&deps(&w), event(SCHEDULE)).await.unwrap();
+    handle(&deps(&w), event(include_str!("../../../events/dynamodb/allowlist-insert.json"))).await.unwrap();
+    assert!(w.changes.lock().unwrap().is_empty());
+    assert_eq!(*w.principals.lock().unwrap(), set(&[GONE]));
+}
+
+#[tokio::test]
+async fn when_an_allowlist_change_arrives_its_services_principals_should_follow_at_once() {
+    let w = World { rules: vec![allow(OWNER)], manage: true, ..Default::default() };
+    let sample = include_str!("../../../events/dynamodb/allowlist-insert.json");
+    let ReconcileResponse::Stream(response) = handle(&deps(&w), event(sample)).await.unwrap() else { panic!() };
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]));
+}
+
+#[tokio::test]
+async fn when_ec2_refuses_the_change_the_record_should_be_retried_and_the_claim_kept() {
+    let w = World {
+        rules: vec![allow(OWNER)],
+        manage: true,
+        fails: Some(("ec2-modify", ErrorKind::Retryable)),
+        ..Default::default()
+    };
+    let sample = include_str!("../../../events/dynamodb/allowlist-insert.json");
+    let ReconcileResponse::Stream(response) = handle(&deps(&w), event(sample)).await.unwrap() else { panic!() };
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert!(w.principals.lock().unwrap().is_empty());
+    assert!(
+        w.ledger.lock().unwrap().0.contains_key(ROOT),
+        "claimed before EC2 was asked: never mistaken for a hand-added one"
+    );
 }

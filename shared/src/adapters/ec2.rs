@@ -118,3 +118,40 @@ impl Connections for Ec2Connections {
         Ok(to_failures(out.unsuccessful()))
     }
 }
+
+impl crate::ports::ServicePermissions for Ec2Connections {
+    async fn allowed_principals(&self, service: &ServiceId) -> PortResult<Vec<String>> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .describe_vpc_endpoint_service_permissions()
+            .service_id(service.as_str())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("ec2", "DescribeVpcEndpointServicePermissions", e))?;
+            out.extend(page.allowed_principals().iter().filter_map(|p| p.principal().map(str::to_owned)));
+        }
+        Ok(out)
+    }
+
+    async fn change_principals(&self, service: &ServiceId, add: &[String], remove: &[String]) -> PortResult<()> {
+        let mut req = self.client.modify_vpc_endpoint_service_permissions().service_id(service.as_str());
+        if !add.is_empty() {
+            req = req.set_add_allowed_principals(Some(add.to_vec()));
+        }
+        if !remove.is_empty() {
+            req = req.set_remove_allowed_principals(Some(remove.to_vec()));
+        }
+        let out = req.send().await.map_err(|e| classify("ec2", "ModifyVpcEndpointServicePermissions", e))?;
+        // `ReturnValue` false: EC2 says the change did not happen; the caller retries from a new read.
+        if out.return_value() == Some(false) {
+            return Err(bad_data(
+                "ec2",
+                "ModifyVpcEndpointServicePermissions",
+                format!("EC2 answered ReturnValue false for {service}"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,16 +1,18 @@
-//! The `max_endpoints` ledgers, one item per (service, account) in the decisions table
-//! (`endpoint_id` = `quota#<service>#<account>`, `created` = `quota`), written with a version condition.
+//! The ledgers in the decisions table, each item written whole with a version condition: the
+//! `max_endpoints` ledger of each (service, account) (`endpoint_id` = `quota#<service>#<account>`,
+//! `created` = `quota`) and the allowed principals Gatekeeper added to each service.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::classify;
+use crate::domain::principals::Ledger;
 use crate::domain::quota::Slots;
 use crate::domain::{AccountId, ServiceId};
-use crate::ports::{PortResult, QuotaLedger, Written};
+use crate::ports::{PortResult, PrincipalLedger, QuotaLedger, Written};
 
 #[derive(Clone, Debug)]
 pub struct DynamoQuotaLedger {
@@ -44,12 +46,7 @@ impl QuotaLedger for DynamoQuotaLedger {
             .map_err(|e| classify("dynamodb", "GetItem", e))?;
         let Some(item) = out.item() else { return Ok((Slots::new(), None)) };
         let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
-        let slots = item
-            .get("slots")
-            .and_then(|v| v.as_m().ok())
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse::<i64>().ok()?))).collect())
-            .unwrap_or_default();
-        Ok((slots, version))
+        Ok((numbers(item.get("slots")), version))
     }
 
     async fn write(
@@ -60,24 +57,93 @@ impl QuotaLedger for DynamoQuotaLedger {
         expected: Option<u64>,
     ) -> PortResult<Written> {
         let mut item = key(service, owner);
-        item.insert(
-            "slots".into(),
-            AttributeValue::M(slots.iter().map(|(k, v)| (k.clone(), AttributeValue::N(v.to_string()))).collect()),
-        );
-        item.insert("version".into(), AttributeValue::N(expected.map_or(1, |v| v + 1).to_string()));
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(item));
-        req = match expected {
-            None => req.condition_expression("attribute_not_exists(endpoint_id)"),
-            Some(v) => req
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-        };
-        match req.send().await {
-            Ok(_) => Ok(Written::Yes),
-            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                Ok(Written::Lost)
-            }
-            Err(e) => Err(classify("dynamodb", "PutItem", e)),
+        item.insert("slots".into(), number_map(slots));
+        put_versioned(&self.client, &self.table, item, expected).await
+    }
+}
+
+/// A map attribute of numbers, as both ledgers hold them (name → epoch ms); unreadable entries are skipped.
+fn numbers(attr: Option<&AttributeValue>) -> BTreeMap<String, i64> {
+    attr.and_then(|v| v.as_m().ok())
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_n().ok()?.parse::<i64>().ok()?))).collect())
+        .unwrap_or_default()
+}
+
+fn number_map<'a>(m: impl IntoIterator<Item = (&'a String, &'a i64)>) -> AttributeValue {
+    AttributeValue::M(m.into_iter().map(|(k, v)| (k.clone(), AttributeValue::N(v.to_string()))).collect())
+}
+
+/// Puts a whole ledger item (`endpoint_id`, `created` and its fields) at the version after `expected`,
+/// only if it is still at `expected` (`None`: only if there is none). `Lost` when another writer was first.
+pub(crate) async fn put_versioned(
+    client: &Client,
+    table: &str,
+    mut item: HashMap<String, AttributeValue>,
+    expected: Option<u64>,
+) -> PortResult<Written> {
+    item.insert("version".into(), AttributeValue::N(expected.map_or(1, |v| v + 1).to_string()));
+    let mut req = client.put_item().table_name(table).set_item(Some(item));
+    req = match expected {
+        None => req.condition_expression("attribute_not_exists(endpoint_id)"),
+        Some(v) => {
+            req.condition_expression("version = :v").expression_attribute_values(":v", AttributeValue::N(v.to_string()))
         }
+    };
+    match req.send().await {
+        Ok(_) => Ok(Written::Yes),
+        Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+            Ok(Written::Lost)
+        }
+        Err(e) => Err(classify("dynamodb", "PutItem", e)),
+    }
+}
+
+/// The principals Gatekeeper added to each service's allowed principals, one item per service in the
+/// decisions table (`endpoint_id` = `principals#<service>`, `created` = `principals`), written whole
+/// with a version condition.
+#[derive(Clone, Debug)]
+pub struct DynamoPrincipalLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoPrincipalLedger {
+    pub fn new(client: Client, table: &str) -> Self {
+        Self { client, table: table.to_owned() }
+    }
+
+    fn key(service: &ServiceId) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("endpoint_id".to_owned(), AttributeValue::S(format!("principals#{service}"))),
+            ("created".to_owned(), AttributeValue::S("principals".to_owned())),
+        ])
+    }
+}
+
+impl PrincipalLedger for DynamoPrincipalLedger {
+    async fn managed(&self, service: &ServiceId) -> PortResult<(Ledger, Option<u64>)> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(service)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("dynamodb", "GetItem", e))?;
+        let Some(item) = out.item() else { return Ok((Ledger::new(), None)) };
+        let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+        Ok((numbers(item.get("principals")), version))
+    }
+
+    async fn set_managed(
+        &self,
+        service: &ServiceId,
+        principals: &Ledger,
+        expected: Option<u64>,
+    ) -> PortResult<Written> {
+        let mut item = Self::key(service);
+        item.insert("principals".into(), number_map(principals));
+        put_versioned(&self.client, &self.table, item, expected).await
     }
 }

@@ -6,6 +6,7 @@ pub mod ids;
 pub mod notice;
 pub mod policy;
 pub mod principal;
+pub mod principals;
 pub mod protocol;
 pub mod quota;
 pub mod record;
