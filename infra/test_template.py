@@ -47,8 +47,14 @@ EXPECTED = {
         (("events:PutEvents",), "GetAtt:Bus.Arn"),
         (("sqs:SendMessage",), "GetAtt:ReconcileDeadLetterQueue.Arn"),
         (("kms:Decrypt",), "GetAtt:Key.Arn"),
+        (("ec2:DescribeVpcEndpointServiceConfigurations",), "*"),
+        # ManageAllowedPrincipals: read the principals; the ledger items, and only those (condition below)
+        (("ec2:DescribeVpcEndpointServicePermissions",), "*"),
+        (("dynamodb:GetItem", "dynamodb:PutItem"), "GetAtt:DecisionsTable.Arn"),
     },
 }
+# Read-only EC2 actions that take no resource-level permission (Service Authorization Reference).
+DESCRIBE_STAR = DESCRIBE + ("ec2:DescribeVpcEndpointServiceConfigurations", "ec2:DescribeVpcEndpointServicePermissions")
 # Accept/reject: per managed service, on exactly its ARN.
 SERVICE_POLICY = {
     (
@@ -87,10 +93,15 @@ def role_statements(role):
     assert "ManagedPolicyArns" not in props, f"{role} has managed policies"
     out = set()
     for p in props["Policies"]:
-        if "Fn::If" in p:  # the optional KMS policy
+        if "Fn::If" in p:  # the optional KMS and principal-sync policies
             p = p["Fn::If"][1]
         out |= statements_of(p["PolicyDocument"])
     return out
+
+
+def conditional_policy(role, condition):
+    (p,) = [p["Fn::If"][1] for p in RESOURCES[role]["Properties"]["Policies"] if "Fn::If" in p and p["Fn::If"][0] == condition]
+    return p
 
 
 def test_each_role_has_exactly_the_expected_statements():
@@ -113,7 +124,26 @@ def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires_them
         for actions, resource in role_statements(role):
             assert all(not a.endswith("*") for a in actions), (role, actions)
             if resource == "*":
-                assert set(actions) <= set(DESCRIBE + XRAY), (role, actions)
+                assert set(actions) <= set(DESCRIBE_STAR + XRAY), (role, actions)
+
+
+def test_the_principal_sync_may_change_only_managed_services_and_write_only_its_ledger():
+    policy = conditional_policy("ReconcileRole", "ManagePrincipals")
+    (ledger,) = [st for st in policy["PolicyDocument"]["Statement"] if st["Sid"] == "PrincipalLedger"]
+    assert ledger["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["principals#*"]}}
+    (key,) = [k for k in RESOURCES if k.startswith("Fn::ForEach::ReconcilePrincipals")]
+    loop_var, collection, body = RESOURCES[key]
+    assert loop_var == "ServiceId" and collection == {"Ref": "ManagedServiceIds"}
+    (rp,) = body.values()
+    assert rp["Condition"] == "ManagePrincipals" and rp["Properties"]["RoleName"] == {"Ref": "ReconcileRole"}
+    assert statements_of(rp["Properties"]["PolicyDocument"]) == {
+        (
+            ("ec2:ModifyVpcEndpointServicePermissions",),
+            "Sub:arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-endpoint-service/${ServiceId}",
+        )
+    }
+    assert TEMPLATE["Conditions"]["ManagePrincipals"] == {"Fn::Equals": [{"Ref": "ManageAllowedPrincipals"}, "true"]}
+    assert TEMPLATE["Parameters"]["ManageAllowedPrincipals"]["Default"] == "false"
 
 
 def test_every_function_has_its_own_role_and_the_stated_runtime():
@@ -241,8 +271,11 @@ def test_each_managed_service_gets_a_notification_and_its_own_accept_reject_poli
     notifications = of_type("AWS::EC2::VPCEndpointConnectionNotification").values()
     assert sorted(n["Properties"]["ServiceId"] for n in notifications) == services
     policies = of_type("AWS::IAM::RolePolicy").values()
-    arns = sorted(st["Resource"]["Fn::Sub"] for p in policies for st in p["Properties"]["PolicyDocument"]["Statement"])
-    assert arns == [f"arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:vpc-endpoint-service/{s}" for s in services]
+    expected = [f"arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:vpc-endpoint-service/{s}" for s in services]
+    for role in ("DecideRole", "ReconcileRole"):
+        mine = [p for p in policies if p["Properties"]["RoleName"] == {"Ref": role}]
+        arns = sorted(st["Resource"]["Fn::Sub"] for p in mine for st in p["Properties"]["PolicyDocument"]["Statement"])
+        assert arns == expected, role
 
 
 # ---------------------------------------------------------------------------------------------- decide and its queue

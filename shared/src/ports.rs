@@ -219,9 +219,15 @@ pub trait QuotaLedger: Send + Sync {
     ) -> impl Future<Output = PortResult<Written>> + Send;
 }
 
-/// An endpoint service's allowed principals (EC2 `DescribeVpcEndpointServicePermissions` and
-/// `ModifyVpcEndpointServicePermissions`).
-pub trait ServicePermissions: Send + Sync {
+/// The provider's endpoint services themselves: their configuration (EC2
+/// `DescribeVpcEndpointServiceConfigurations`) and allowed principals
+/// (`DescribeVpcEndpointServicePermissions`, `ModifyVpcEndpointServicePermissions`).
+pub trait EndpointServices: Send + Sync {
+    /// Each service's configuration: acceptance, private DNS and its verification, Regions.
+    fn configurations(
+        &self,
+        services: &[ServiceId],
+    ) -> impl Future<Output = PortResult<Vec<crate::domain::service::ServiceHealth>>> + Send;
     /// The principals EC2 shows as allowed (eventually consistent: a change may take seconds to show).
     fn allowed_principals(&self, service: &ServiceId) -> impl Future<Output = PortResult<Vec<String>>> + Send;
     /// Adds and removes principals in one call.

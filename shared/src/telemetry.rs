@@ -122,6 +122,10 @@ pub mod names {
     /// Allowed principals a sweep added or removed (`ManageAllowedPrincipals`): drift, or allows that
     /// expired since the last sweep.
     pub const PRINCIPALS_DRIFT: &str = "AllowedPrincipalsDrift";
+    /// Managed services that do not require acceptance, or that EC2 does not show (alarmed on).
+    pub const ACCEPTANCE_NOT_REQUIRED: &str = "AcceptanceNotRequired";
+    /// Managed services whose private DNS name is not verified (alarmed on).
+    pub const PRIVATE_DNS_UNVERIFIED: &str = "PrivateDnsUnverified";
     /// Connection notifications ingest read, by the event they name.
     pub const CONNECT_NOTIFICATIONS: &str = "ConnectNotifications";
     pub const ACCEPT_NOTIFICATIONS: &str = "AcceptNotifications";

@@ -14,8 +14,8 @@ use shared::domain::{
     AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, Reason, ServiceId, Trigger, evaluate,
 };
 use shared::ports::{
-    Allowlist, ConnectionFilter, Connections, ErrorKind, OwedDecisions, PortError, PrincipalLedger, RequestBus,
-    ServicePermissions, Written,
+    Allowlist, ConnectionFilter, Connections, EndpointServices, ErrorKind, OwedDecisions, PortError, PrincipalLedger,
+    RequestBus, Written,
 };
 use shared::producers::requests_for;
 use shared::telemetry::{Metrics, names};
@@ -31,8 +31,9 @@ pub struct Deps<C, A, B, O, P, L> {
     pub bus: B,
     /// Decisions still owed their action or notification, which the sweep re-requests.
     pub owed: O,
-    /// The services' allowed principals, which follow the allowlist when `manage_principals` is on.
-    pub permissions: P,
+    /// The endpoint services themselves: their health, and their allowed principals, which follow the
+    /// allowlist when `manage_principals` is on.
+    pub services: P,
     /// What Gatekeeper added to the allowed principals.
     pub ledger: L,
     pub config: Config,
@@ -45,7 +46,7 @@ pub async fn handle<
     A: Allowlist,
     B: RequestBus,
     O: OwedDecisions,
-    P: ServicePermissions,
+    P: EndpointServices,
     L: PrincipalLedger,
 >(
     deps: &Deps<C, A, B, O, P, L>,
@@ -74,13 +75,14 @@ pub async fn sweep<
     A: Allowlist,
     B: RequestBus,
     O: OwedDecisions,
-    P: ServicePermissions,
+    P: EndpointServices,
     L: PrincipalLedger,
 >(
     deps: &Deps<C, A, B, O, P, L>,
     metrics: &mut Metrics,
 ) -> Result<usize, PortError> {
     let mut requests = Vec::new();
+    service_health(deps, metrics).await?;
     for service in &deps.config.managed {
         let filter = ConnectionFilter { states: vec!["pendingAcceptance".into()], ..Default::default() };
         let pending = deps.connections.describe(service, &filter).await?;
@@ -129,6 +131,45 @@ pub async fn sweep<
     Ok(requests.len())
 }
 
+/// Each managed service's own health, as metrics (alarmed on): a service that does not require acceptance
+/// (Gatekeeper gates nothing there), and a private DNS name whose domain is not verified.
+async fn service_health<
+    C: Connections,
+    A: Allowlist,
+    B: RequestBus,
+    O: OwedDecisions,
+    P: EndpointServices,
+    L: PrincipalLedger,
+>(
+    deps: &Deps<C, A, B, O, P, L>,
+    metrics: &mut Metrics,
+) -> Result<(), PortError> {
+    let managed: Vec<ServiceId> = deps.config.managed.iter().cloned().collect();
+    let health = deps.services.configurations(&managed).await?;
+    let mut acceptance_off = 0;
+    let mut unverified = 0;
+    for service in &managed {
+        match health.iter().find(|h| &h.service_id == service) {
+            None => {
+                warn!(%service, "EC2 does not show this managed service's configuration");
+                acceptance_off += 1;
+            }
+            Some(h) if !h.acceptance_required => {
+                warn!(%service, "acceptance is not required: EC2 accepts every allowed principal's endpoint at once, and Gatekeeper gates nothing");
+                acceptance_off += 1;
+            }
+            Some(_) => {}
+        }
+        if health.iter().any(|h| &h.service_id == service && h.private_dns_unverified()) {
+            warn!(%service, "the private DNS name is not verified");
+            unverified += 1;
+        }
+    }
+    metrics.gauge(names::ACCEPTANCE_NOT_REQUIRED, acceptance_off, "Count");
+    metrics.gauge(names::PRIVATE_DNS_UNVERIFIED, unverified, "Count");
+    Ok(())
+}
+
 /// Brings `service`'s allowed principals to what the allowlist wants (`domain::principals`): the ledger
 /// claims an add before EC2 makes it, and is settled after. Returns how many principals changed.
 pub async fn sync_principals<
@@ -136,7 +177,7 @@ pub async fn sync_principals<
     A: Allowlist,
     B: RequestBus,
     O: OwedDecisions,
-    P: ServicePermissions,
+    P: EndpointServices,
     L: PrincipalLedger,
 >(
     deps: &Deps<C, A, B, O, P, L>,
@@ -147,7 +188,7 @@ pub async fn sync_principals<
     for _ in 0..3 {
         let now = now_ms();
         let wanted = principals::wanted(&rules, service, now / 1000, partition);
-        let current: BTreeSet<String> = deps.permissions.allowed_principals(service).await?.into_iter().collect();
+        let current: BTreeSet<String> = deps.services.allowed_principals(service).await?.into_iter().collect();
         let (managed, mut version) = deps.ledger.managed(service).await?;
         let plan = principals::plan(&wanted, &current, &managed, now);
         if plan.claimed != managed {
@@ -157,7 +198,7 @@ pub async fn sync_principals<
             version = Some(version.map_or(1, |v| v + 1));
         }
         if !plan.is_empty() {
-            deps.permissions.change_principals(service, &plan.add, &plan.remove).await?;
+            deps.services.change_principals(service, &plan.add, &plan.remove).await?;
             info!(%service, added = ?plan.add, removed = ?plan.remove, "allowed principals follow the allowlist");
         }
         if plan.settled != plan.claimed
@@ -183,7 +224,7 @@ async fn revocable<
     A: Allowlist,
     B: RequestBus,
     O: OwedDecisions,
-    P: ServicePermissions,
+    P: EndpointServices,
     L: PrincipalLedger,
 >(
     deps: &Deps<C, A, B, O, P, L>,
@@ -246,7 +287,7 @@ pub async fn on_stream<
     A: Allowlist,
     B: RequestBus,
     O: OwedDecisions,
-    P: ServicePermissions,
+    P: EndpointServices,
     L: PrincipalLedger,
 >(
     deps: &Deps<C, A, B, O, P, L>,

@@ -21,7 +21,7 @@ pub fn deps(aws: &SdkConfig, config: Config) -> AwsDeps {
         allowlist: DynamoAllowlist::new(dynamodb.clone(), &config.allowlist_table),
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(aws), &config.bus_name),
         owed: DynamoDecisionLog::new(dynamodb.clone(), &config.decisions_table),
-        permissions: ec2,
+        services: ec2,
         ledger: DynamoPrincipalLedger::new(dynamodb, &config.decisions_table),
         config,
     }

@@ -12,12 +12,13 @@ use reconcile::handler::{Deps, handle};
 use shared::domain::Item;
 use shared::domain::allowlist::Attr;
 use shared::domain::principals::Ledger;
+use shared::domain::service::ServiceHealth;
 use shared::domain::{
     AccountId, Connection, ConnectionRequest, ConnectionState, EndpointId, Region, Rules, ServiceId, Trigger,
 };
 use shared::ports::{
-    Allowlist, ConnectionFilter, Connections, ErrorKind, OwedDecisions, PortError, PortResult, PrincipalLedger,
-    RequestBus, ServicePermissions, Written,
+    Allowlist, ConnectionFilter, Connections, EndpointServices, ErrorKind, OwedDecisions, PortError, PortResult,
+    PrincipalLedger, RequestBus, Written,
 };
 
 const SVC: &str = "vpce-svc-0123456789abcdef0";
@@ -36,6 +37,8 @@ struct World {
     /// (add, remove) of each ModifyVpcEndpointServicePermissions.
     changes: Mutex<Vec<(Vec<String>, Vec<String>)>>,
     ledger: Mutex<(Ledger, Option<u64>)>,
+    /// `None`: a healthy service.
+    health: Mutex<Option<ServiceHealth>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -85,7 +88,13 @@ impl Allowlist for Fake<'_> {
     }
 }
 
-impl ServicePermissions for Fake<'_> {
+impl EndpointServices for Fake<'_> {
+    async fn configurations(&self, services: &[ServiceId]) -> PortResult<Vec<ServiceHealth>> {
+        self.fault("ec2")?;
+        let health = self.0.health.lock().unwrap().clone().unwrap_or_else(|| healthy());
+        Ok([health].into_iter().filter(|h| services.contains(&h.service_id)).collect())
+    }
+
     async fn allowed_principals(&self, _: &ServiceId) -> PortResult<Vec<String>> {
         self.fault("ec2")?;
         Ok(self.0.principals.lock().unwrap().iter().cloned().collect())
@@ -138,7 +147,7 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fak
         allowlist: Fake(w),
         bus: Fake(w),
         owed: Fake(w),
-        permissions: Fake(w),
+        services: Fake(w),
         ledger: Fake(w),
         config: Config {
             bus_name: "bus".into(),
@@ -316,4 +325,38 @@ async fn when_ec2_refuses_the_change_the_record_should_be_retried_and_the_claim_
         w.ledger.lock().unwrap().0.contains_key(ROOT),
         "claimed before EC2 was asked: never mistaken for a hand-added one"
     );
+}
+
+fn healthy() -> ServiceHealth {
+    ServiceHealth {
+        service_id: ServiceId::parse(SVC).unwrap(),
+        state: "Available".into(),
+        acceptance_required: true,
+        private_dns_name: None,
+        private_dns_state: None,
+        regions: vec![],
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_should_report_a_service_that_gates_nothing_or_has_an_unverified_private_dns_name() {
+    use shared::telemetry::{Metrics, names};
+    let gauges = |h: ServiceHealth| async move {
+        let w = World { health: Mutex::new(Some(h)), ..Default::default() };
+        let mut m = Metrics::default();
+        reconcile::handler::sweep(&deps(&w), &mut m).await.unwrap();
+        let doc = m.emf("reconcile", 0);
+        (doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), doc[names::PRIVATE_DNS_UNVERIFIED].as_u64())
+    };
+    assert_eq!(gauges(healthy()).await, (Some(0), Some(0)));
+    assert_eq!(gauges(ServiceHealth { acceptance_required: false, ..healthy() }).await, (Some(1), Some(0)));
+    let dns = |state: &str| ServiceHealth {
+        private_dns_name: Some("api.example.com".into()),
+        private_dns_state: Some(state.into()),
+        ..healthy()
+    };
+    assert_eq!(gauges(dns("pendingVerification")).await, (Some(0), Some(1)));
+    assert_eq!(gauges(dns("verified")).await, (Some(0), Some(0)));
+    let gone = ServiceHealth { service_id: ServiceId::parse("vpce-svc-0fedcba987654321f").unwrap(), ..healthy() };
+    assert_eq!(gauges(gone).await.0, Some(1), "a managed service EC2 does not show is not gated either");
 }

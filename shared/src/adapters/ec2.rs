@@ -4,6 +4,7 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, UnsuccessfulItem, VpcEndpointConnection};
 
 use super::{bad_data, classify};
+use crate::domain::service::ServiceHealth;
 use crate::domain::{AccountId, Connection, ConnectionState, EndpointId, ItemFailure, Region, ServiceId};
 use crate::ports::{ConnectionFilter, Connections, PortResult};
 
@@ -119,7 +120,50 @@ impl Connections for Ec2Connections {
     }
 }
 
-impl crate::ports::ServicePermissions for Ec2Connections {
+impl crate::ports::EndpointServices for Ec2Connections {
+    async fn configurations(&self, services: &[ServiceId]) -> PortResult<Vec<ServiceHealth>> {
+        let mut out = Vec::new();
+        for chunk in services.chunks(MAX_IDS_PER_CALL) {
+            let mut pages = self
+                .client
+                .describe_vpc_endpoint_service_configurations()
+                .set_service_ids(Some(chunk.iter().map(ToString::to_string).collect()))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| classify("ec2", "DescribeVpcEndpointServiceConfigurations", e))?;
+                for c in page.service_configurations() {
+                    let Ok(service_id) = ServiceId::parse(c.service_id().unwrap_or_default()) else {
+                        tracing::warn!(id = ?c.service_id(), "EC2 sent a service configuration without a usable ID");
+                        continue;
+                    };
+                    out.push(ServiceHealth {
+                        service_id,
+                        state: c.service_state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                        // Not sent: read as off, so a missing answer raises the warning rather than hides it.
+                        acceptance_required: c.acceptance_required().unwrap_or(false),
+                        private_dns_name: c.private_dns_name().filter(|n| !n.is_empty()).map(str::to_owned),
+                        private_dns_state: c
+                            .private_dns_name_configuration()
+                            .and_then(|p| p.state())
+                            .map(|s| s.as_str().to_owned()),
+                        regions: c
+                            .supported_regions()
+                            .iter()
+                            .map(|r| {
+                                (
+                                    r.region().unwrap_or_default().to_owned(),
+                                    r.service_state().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn allowed_principals(&self, service: &ServiceId) -> PortResult<Vec<String>> {
         let mut out = Vec::new();
         let mut pages = self

@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod quota;
 pub mod record;
 pub mod request;
+pub mod service;
 pub mod time;
 
 pub use allowlist::{AllowlistEntry, Attr, Effect, EntryError, Item, Rules, Scope};
