@@ -248,7 +248,13 @@ def authorization_requests(service: str, action: str, params: dict, region: str,
             return [("sns:Publish", arn)]
         return [(f"sns:{action}", params.get("TopicArn") or "*")]
     if service == "ec2":
-        if action in ("AcceptVpcEndpointConnections", "RejectVpcEndpointConnections"):
+        # Each takes the vpc-endpoint-service resource type (Service Authorization Reference, EC2).
+        if action in (
+            "AcceptVpcEndpointConnections",
+            "RejectVpcEndpointConnections",
+            "ModifyVpcEndpointServicePermissions",
+            "ModifyVpcEndpointServiceConfiguration",
+        ):
             sid = params.get("ServiceId") or "*"
             return [(f"ec2:{action}", f"arn:{partition}:ec2:{region}:{account}:vpc-endpoint-service/{sid}")]
         return [(f"ec2:{action}", "*")]
