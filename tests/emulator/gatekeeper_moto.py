@@ -3,18 +3,23 @@
 Added or replaced, typed after the EC2 API reference:
   DescribeVpcEndpointConnections   filters service-id, vpc-endpoint-id, vpc-endpoint-owner, vpc-endpoint-state,
                                    ip-address-type, vpc-endpoint-region (a Region, or `cross-region`);
-                                   MaxResults/NextToken; each connection with Tags, IpAddressType and
-                                   VpcEndpointRegion of its endpoint
+                                   MaxResults/NextToken; each connection with its VpcEndpointConnectionId
+                                   (vpce-con-, stable per connection) and its own Tags (CreateTags on that
+                                   ID), and the IpAddressType and VpcEndpointRegion of its endpoint
   AcceptVpcEndpointConnections     per-ID failures in Unsuccessful[], never a failed call for them
   RejectVpcEndpointConnections     also revokes an `available` connection
   Create/Describe/DeleteVpcEndpointConnectionNotification
   ModifyVpcEndpointServicePermissions / DescribeVpcEndpointServicePermissions
                                    AllowedPrincipals[] with PrincipalType, Principal, ServicePermissionId,
-                                   ServiceId, Tags; AddedPrincipals[] and ReturnValue; filters principal,
+                                   ServiceId, Tags (CreateTags on the vpce-svc-perm- ID), PermissionType;
+                                   AddedPrincipals[] and ReturnValue; filters permission-type, principal,
                                    principal-type; MaxResults/NextToken
   CreateVpcEndpoint (to an endpoint service)
                                    only for a caller the service's allowed principals admit (a new service
                                    admits nobody); ServiceRegion for a cross-Region endpoint; IpAddressType
+  Create/Describe/ModifyVpcEndpointServiceConfiguration, StartVpcEndpointServicePrivateDnsVerification,
+  CreateTags/DeleteTags/DescribeTags on PrivateLink IDs
+                                   in gk_endpoint_services (its docstring lists them)
 
 Behaviour, each cited where it is implemented:
 - An interface endpoint created (from any account, through STS AssumeRole) to a service that requires
@@ -51,6 +56,12 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
   GET  /_gatekeeper/connection-state/<vpce-id>   the connection's true state (tests' assertions only)
   POST /_gatekeeper/consistency   {"lag_ms": N} sets the eventual-consistency lag (GATEKEEPER_EMU_LAG_MS at
                              start; default 0, i.e. off); an empty body only reads it
+  POST /_gatekeeper/private-dns-verification  {"service_id": "vpce-svc-...", "state": "verified" | "failed" |
+                             "pendingVerification"} says what the DNS check of a service's private DNS name
+                             found (the emulator has no DNS, so a name stays pendingVerification until then);
+                             no "state" only reads. Answers 200 {"service_id", "private_dns_name", "state",
+                             "type", "name", "value"}; 404 {"error"} for an unknown service, 409 for a service
+                             with no private DNS name, 400 for another state (gk_endpoint_services)
 
 Run: python gatekeeper_moto.py --port 4566   (binds 127.0.0.1 only)
 """
@@ -75,6 +86,7 @@ from moto.ec2.responses import EC2Response
 
 # The extension's other parts, each in a module of its own (imported for their patches of moto):
 import gk_cloudformation  # CloudFormation resource types moto lacks, SNS-to-Lambda delivery, inert mappings
+import gk_endpoint_services  # service configurations, private DNS name verification, tags on PrivateLink IDs
 import gk_iam  # IAM enforced for the functions' role credentials
 
 # After an accept, a connection is `pending` this long before it is `available` (as EC2 does).
@@ -186,7 +198,8 @@ def _connections_of(provider: EC2Backend):
 # all AWS accounts"); "If you remove permissions, it does not affect existing connections". EC2 API
 # reference, ModifyVpcEndpointServicePermissions (AddAllowedPrincipals, RemoveAllowedPrincipals; answers
 # ReturnValue and AddedPrincipals[]) and DescribeVpcEndpointServicePermissions (AllowedPrincipals[] of
-# PrincipalType, Principal, ServicePermissionId, ServiceId, Tags; filters principal, principal-type;
+# PrincipalType, Principal, ServicePermissionId, ServiceId, Tags, PermissionType; filters permission-type,
+# principal, principal-type;
 # "Principal ARNs with path components aren't supported"). moto 5.2.1 keeps the principals as bare strings,
 # answers only Principal, never enforces them, and has no filters or pages: replaced here.
 PRINCIPAL_TYPES = ("All", "Service", "OrganizationUnit", "Account", "User", "Role")
@@ -508,6 +521,9 @@ def _create_vpc_endpoint(self, *args, **kwargs):
     ep = _orig_create(self, *args, **kwargs)
     if svc is not None:
         ep._gk_service = svc
+        # EC2 API reference, VpcEndpointConnection: vpcEndpointConnectionId, "The ID of the VPC endpoint
+        # connection" (vpce-con-, a resource of its own: the Service Authorization Reference's
+        # vpc-endpoint-connection). One per connection, made with it and never changed.
         ep._gk_connection_id = f"vpce-con-{_rand_hex()}"
         # EC2 API reference, CreateVpcEndpoint IpAddressType (ipv4 | dualstack | ipv6); with IPv4 subnets
         # (the only ones the emulator's callers make) an endpoint is ipv4 unless asked otherwise.
@@ -626,7 +642,9 @@ def describe_vpc_endpoint_connections(self) -> ActionResult:
                     "GatewayLoadBalancerArns": list(svc.gateway_load_balancer_arns),
                     "IpAddressType": getattr(ep, "_gk_ip_address_type", "ipv4"),
                     "VpcEndpointConnectionId": ep._gk_connection_id,
-                    "Tags": _tags(ep.ec2_backend, ep.id),
+                    # The connection's own tags (CreateTags on its vpce-con- ID, by the service's owner: see
+                    # gk_endpoint_services), never the consumer's tags on its endpoint.
+                    "Tags": _tags(svc.ec2_backend, ep._gk_connection_id),
                     "VpcEndpointRegion": ep.ec2_backend.region_name,
                 }
             )
@@ -691,15 +709,31 @@ def _own_service(self, service_id):
     return svc
 
 
+# EC2 API reference, ModifyVpcEndpointServicePermissions PermissionType: vpc-endpoint ("Principals can create
+# VPC endpoints that connect to the endpoint service") | transit-gateway-attachment (Gateway Load Balancer
+# services only); "Default: vpc-endpoint". AllowedPrincipal and AddedPrincipal carry permissionType. Only
+# vpc-endpoint permissions are emulated. RemoveAllowedPrincipals naming a principal that is not allowed: AWS
+# documents nothing; the emulator leaves the others alone and answers ReturnValue true (the removal's
+# outcome, that principal not being allowed, holds).
+def _permission_type(resp: EC2Response) -> str:
+    ptype = resp._get_param("PermissionType") or "vpc-endpoint"
+    if ptype == "transit-gateway-attachment":
+        raise _Error("InvalidParameterValue", "transit-gateway-attachment permissions are not emulated")
+    if ptype != "vpc-endpoint":
+        raise _Error("InvalidParameterValue", f"Invalid PermissionType {ptype}")
+    return ptype
+
+
 def modify_vpc_endpoint_service_permissions(self) -> ActionResult:
     svc = _own_service(self, self._get_param("ServiceId"))
+    ptype = _permission_type(self)
     added = self.ec2_backend.modify_vpc_endpoint_service_permissions(
         svc.id, self._get_param("AddAllowedPrincipals", []) or [], self._get_param("RemoveAllowedPrincipals", []) or []
     )
     return ActionResult(
         {
             "AddedPrincipals": [
-                {"PrincipalType": v["type"], "Principal": p, "ServicePermissionId": v["id"], "ServiceId": svc.id}
+                {"PrincipalType": v["type"], "Principal": p, "ServicePermissionId": v["id"], "ServiceId": svc.id, "PermissionType": ptype}
                 for p, v in added or []
             ],
             "ReturnValue": True,
@@ -708,6 +742,7 @@ def modify_vpc_endpoint_service_permissions(self) -> ActionResult:
 
 
 _PERM_FILTERS = {
+    "permission-type": lambda p, v: "vpc-endpoint",
     "principal": lambda p, v: p,
     "principal-type": lambda p, v: v["type"],
 }
@@ -722,7 +757,9 @@ def describe_vpc_endpoint_service_permissions(self) -> ActionResult:
             "Principal": p,
             "ServicePermissionId": v["id"],
             "ServiceId": svc.id,
+            # The permission's own tags: CreateTags on its vpce-svc-perm- ID (see gk_endpoint_services).
             "Tags": _tags(self.ec2_backend, v["id"]),
+            "PermissionType": "vpc-endpoint",
         }
         for p, v in _visible_perms(svc)
         if all(_PERM_FILTERS[k](p, v) in vals for k, vals in filters.items())
@@ -1054,7 +1091,7 @@ class GatekeeperLayer:
             body = json.dumps({"rules": _FAULTS}).encode()
         else:
             body = None
-            for part in (gk_cloudformation, gk_iam):
+            for part in (gk_cloudformation, gk_endpoint_services, gk_iam):
                 body = part.control(path, environ)
                 if body is not None:
                     break

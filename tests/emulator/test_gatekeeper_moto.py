@@ -1,17 +1,20 @@
 """Tests of the EC2 endpoint-connection extension against the running server, through boto3 (the real
 wire protocol), checked against the EC2 API reference and the PrivateLink guide: states, Unsuccessful items,
 filters, pagination, connection fields, allowed principals, connection notifications (and when AWS sends
-none), throttling per API, account and Region, and eventual consistency.
+none), throttling per API, account and Region, eventual consistency, endpoint service configurations and
+their private DNS name verification, and tags on connections and service permissions.
 
 Nothing here waits a fixed time to synchronise: every wait is a poll with a deadline that fails loudly.
 Error codes AWS does not document are never asserted."""
 
 import functools
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -64,7 +67,8 @@ def endpoint():
     # Setup creates many services and endpoints per account: lift those actions' buckets (the throttling
     # tests use Accept, Reject and DescribeVpcEndpointConnections, whose buckets stay as EC2's).
     setup = ("CreateVpcEndpoint", "CreateVpcEndpointServiceConfiguration", "ModifyVpcEndpointServicePermissions",
-             "CreateVpcEndpointConnectionNotification")
+             "CreateVpcEndpointConnectionNotification", "ModifyVpcEndpointServiceConfiguration",
+             "StartVpcEndpointServicePrivateDnsVerification")
     control(url, "/_gatekeeper/ec2-throttle", {"enabled": True, "limits": {a: [1000, 1000] for a in setup}})
     yield url
     proc.terminate()
@@ -94,6 +98,14 @@ def control(url, path, body=None):
         return json.loads(r.read())
 
 
+def control_status(url, path, body):
+    """(HTTP status, JSON body) of a control call that may be refused."""
+    try:
+        return 200, control(url, path, body)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def calls(url):
     return control(url, "/_gatekeeper/calls")
 
@@ -118,7 +130,7 @@ def topic_policy(topic_arn, **kw):
     return json.dumps({"Version": "2012-10-17", "Statement": [vpce_statement(topic_arn, "SNS:Publish", **kw)]})
 
 
-def make_service(url, *, principals=("*",), policy="documented", kms_key=None, gateway=False, supported_regions=None):
+def make_service(url, *, principals=("*",), policy="documented", kms_key=None, gateway=False, supported_regions=None, **create):
     """A provider's endpoint service with a connection notification to a topic that an SQS queue reads.
     `policy`: "documented" (the guide's topic policy), None (the topic's default policy), or a policy JSON."""
     ec2 = client(url, PROVIDER, "ec2")
@@ -130,7 +142,7 @@ def make_service(url, *, principals=("*",), policy="documented", kms_key=None, g
     kw = {"GatewayLoadBalancerArns": [arn]} if gateway else {"NetworkLoadBalancerArns": [arn]}
     if supported_regions:
         kw["SupportedRegions"] = list(supported_regions)
-    svc = ec2.create_vpc_endpoint_service_configuration(AcceptanceRequired=True, **kw)["ServiceConfiguration"]
+    svc = ec2.create_vpc_endpoint_service_configuration(AcceptanceRequired=True, **kw, **create)["ServiceConfiguration"]
     if principals:
         ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc["ServiceId"], AddAllowedPrincipals=list(principals))
     sns = client(url, PROVIDER, "sns")
@@ -291,10 +303,16 @@ def test_delete_notifies_and_shows_deleted(world):
     assert events(world, 1) == ["Delete"]
 
 
-def test_connection_has_the_endpoints_tags_ip_address_type_and_region(world):
-    _, vpce = create_endpoint(world, CONSUMER_A, TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": [{"Key": "team", "Value": "payments"}]}])
+def test_connection_has_its_own_tags_ip_address_type_and_region(world):
+    consumer, vpce = create_endpoint(world, CONSUMER_A, TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": [{"Key": "team", "Value": "payments"}]}])
     (conn,) = connections(world, vpc_endpoint_id=[vpce])
-    assert conn["Tags"] == [{"Key": "team", "Value": "payments"}]
+    # The connection's tags are the vpc-endpoint-connection's own, kept by the provider: the consumer's tags on
+    # its endpoint stay the consumer's.
+    assert conn["Tags"] == []
+    assert consumer.describe_vpc_endpoints(VpcEndpointIds=[vpce])["VpcEndpoints"][0]["Tags"] == [{"Key": "team", "Value": "payments"}]
+    world["ec2"].create_tags(Resources=[conn["VpcEndpointConnectionId"]], Tags=[{"Key": "customer", "Value": "acme"}])
+    (conn,) = connections(world, vpc_endpoint_id=[vpce])
+    assert conn["Tags"] == [{"Key": "customer", "Value": "acme"}]
     assert conn["IpAddressType"] == "ipv4"
     assert conn["VpcEndpointRegion"] == REGION
     assert [c["VpcEndpointId"] for c in connections(world, vpc_endpoint_id=[vpce], ip_address_type=["ipv4"])] == [vpce]
@@ -319,6 +337,36 @@ def test_cross_region_endpoint_shows_with_its_region(endpoint):
     assert [c["VpcEndpointId"] for c in connections(w, service_id=[sid], vpc_endpoint_region=[OTHER_REGION])] == [remote]
 
 
+def test_connection_id_is_stable_per_connection(world):
+    _, first = create_endpoint(world, CONSUMER_A)
+    _, second = create_endpoint(world, CONSUMER_B)
+    ids = {c["VpcEndpointId"]: c["VpcEndpointConnectionId"] for c in connections(world, vpc_endpoint_id=[first, second])}
+    assert set(ids) == {first, second}
+    assert all(re.fullmatch(r"vpce-con-[0-9a-f]{17}", i) for i in ids.values()), ids
+    assert ids[first] != ids[second]
+    world["ec2"].accept_vpc_endpoint_connections(ServiceId=world["svc"]["ServiceId"], VpcEndpointIds=[first])
+    wait_state(world, first, "available")
+    assert {c["VpcEndpointId"]: c["VpcEndpointConnectionId"] for c in connections(world, vpc_endpoint_id=[first, second])} == ids
+
+
+def test_connection_tags_are_tagged_and_untagged_by_the_provider_only(world):
+    consumer, vpce = create_endpoint(world, CONSUMER_B)
+    (conn,) = connections(world, vpc_endpoint_id=[vpce])
+    con_id, ec2 = conn["VpcEndpointConnectionId"], world["ec2"]
+    ec2.create_tags(Resources=[con_id], Tags=[{"Key": "decision", "Value": "allowed"}, {"Key": "rule", "Value": "r1"}])
+    (tag, _) = sorted(ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [con_id]}])["Tags"], key=lambda t: t["Key"])
+    assert tag == {"Key": "decision", "ResourceId": con_id, "ResourceType": "vpc-endpoint-connection", "Value": "allowed"}
+    typed = ec2.describe_tags(Filters=[{"Name": "resource-type", "Values": ["vpc-endpoint-connection"]}, {"Name": "key", "Values": ["rule"]}])
+    assert con_id in {t["ResourceId"] for t in typed["Tags"]}
+    ec2.delete_tags(Resources=[con_id], Tags=[{"Key": "rule"}])
+    (conn,) = connections(world, vpc_endpoint_id=[vpce])
+    assert conn["Tags"] == [{"Key": "decision", "Value": "allowed"}]
+    # The connection is the service owner's resource: the consumer's account has no such ID.
+    with pytest.raises(botocore.exceptions.ClientError):
+        consumer.create_tags(Resources=[con_id], Tags=[{"Key": "x", "Value": "y"}])
+    assert connections(world, vpc_endpoint_id=[vpce])[0]["Tags"] == [{"Key": "decision", "Value": "allowed"}]
+
+
 # ----------------------------------------------------------------------------- allowed principals
 
 
@@ -336,7 +384,10 @@ def test_a_new_service_admits_nobody_until_principals_are_allowed(endpoint):
     assert out["ReturnValue"] is True
     (added,) = out["AddedPrincipals"]
     assert added["Principal"] == f"arn:aws:iam::{CONSUMER_A}:root" and added["PrincipalType"] == "Account"
-    assert added["ServiceId"] == svc and added["ServicePermissionId"]
+    assert added["ServiceId"] == svc and added["ServicePermissionId"].startswith("vpce-svc-perm-")
+    assert added["PermissionType"] == "vpc-endpoint"  # the documented default
+    (listed,) = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"]
+    assert (listed["ServicePermissionId"], listed["PermissionType"]) == (added["ServicePermissionId"], "vpc-endpoint")
     _, vpce = create_endpoint(w, CONSUMER_A)  # the account's root admits every principal of the account
     with pytest.raises(botocore.exceptions.ClientError):
         create_endpoint(w, CONSUMER_B)
@@ -357,6 +408,11 @@ def test_a_new_service_admits_nobody_until_principals_are_allowed(endpoint):
     assert all(p["ServiceId"] == svc and p["ServicePermissionId"].startswith("vpce-svc-perm-") for p in listed)
     roles = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc, Filters=[{"Name": "principal-type", "Values": ["Role"]}])
     assert len(roles["AllowedPrincipals"]) == 2
+    typed = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc, Filters=[{"Name": "permission-type", "Values": ["vpc-endpoint"]}])
+    assert len(typed["AllowedPrincipals"]) == 3
+    assert ec2.describe_vpc_endpoint_service_permissions(
+        ServiceId=svc, Filters=[{"Name": "permission-type", "Values": ["transit-gateway-attachment"]}]
+    )["AllowedPrincipals"] == []
 
     # Removing a principal refuses new endpoints and leaves existing connections alone.
     ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc, RemoveAllowedPrincipals=[f"arn:aws:iam::{CONSUMER_A}:root"])
@@ -369,6 +425,197 @@ def test_a_new_service_admits_nobody_until_principals_are_allowed(endpoint):
     create_endpoint(w, "444444444444")
     (star,) = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc, Filters=[{"Name": "principal", "Values": ["*"]}])["AllowedPrincipals"]
     assert star["PrincipalType"] == "All"
+
+
+def test_removing_a_principal_that_is_not_allowed_changes_nothing(endpoint):
+    # AWS documents nothing for it; the emulator answers ReturnValue true and leaves the others alone.
+    w = make_service(endpoint, principals=(f"arn:aws:iam::{CONSUMER_A}:root",))
+    ec2, svc = w["ec2"], w["svc"]["ServiceId"]
+    before = ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"]
+    out = ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc, RemoveAllowedPrincipals=[f"arn:aws:iam::{CONSUMER_B}:root"])
+    assert out["ReturnValue"] is True and out.get("AddedPrincipals", []) == []
+    assert ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"] == before
+    create_endpoint(w, CONSUMER_A)
+    with pytest.raises(botocore.exceptions.ClientError):
+        create_endpoint(w, CONSUMER_B)
+
+
+def test_service_permission_tags_show_in_allowed_principals(endpoint):
+    w = make_service(endpoint, principals=(f"arn:aws:iam::{CONSUMER_A}:root", f"arn:aws:iam::{CONSUMER_B}:root"))
+    ec2, svc = w["ec2"], w["svc"]["ServiceId"]
+    perms = {p["Principal"]: p for p in ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"]}
+    a = perms[f"arn:aws:iam::{CONSUMER_A}:root"]["ServicePermissionId"]
+    ec2.create_tags(Resources=[a], Tags=[{"Key": "allowlist-rule", "Value": "vpce-svc/222222222222"}])
+    perms = {p["Principal"]: p for p in ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"]}
+    assert perms[f"arn:aws:iam::{CONSUMER_A}:root"]["Tags"] == [{"Key": "allowlist-rule", "Value": "vpce-svc/222222222222"}]
+    assert perms[f"arn:aws:iam::{CONSUMER_B}:root"]["Tags"] == []
+    (tag,) = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [a]}])["Tags"]
+    assert tag["ResourceType"] == "vpc-endpoint-service-permission"
+    ec2.delete_tags(Resources=[a], Tags=[{"Key": "allowlist-rule"}])
+    assert all(p["Tags"] == [] for p in ec2.describe_vpc_endpoint_service_permissions(ServiceId=svc)["AllowedPrincipals"])
+    # Another account cannot tag the provider's permission.
+    with pytest.raises(botocore.exceptions.ClientError):
+        client(endpoint, CONSUMER_A, "ec2").create_tags(Resources=[a], Tags=[{"Key": "x", "Value": "y"}])
+
+
+@pytest.mark.parametrize(
+    "resource_id, documented",
+    [
+        ("vpce-0000000000000dead", "InvalidVpcEndpointId.NotFound"),
+        ("vpce-svc-0000000000000dead", "InvalidVpcEndpointServiceId.NotFound"),
+        ("vpce-con-0000000000000dead", None),  # AWS documents no code: the emulator answers InvalidID
+        ("vpce-svc-perm-0000000000000dead", None),
+    ],
+)
+def test_create_tags_on_an_id_that_does_not_exist_fails(world, resource_id, documented):
+    ec2 = world["ec2"]
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.create_tags(Resources=[resource_id], Tags=[{"Key": "k", "Value": "v"}])
+    code = e.value.response["Error"]["Code"]
+    assert code == documented if documented else (code == "InvalidID" or code.endswith(".NotFound")), code
+    assert ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [resource_id]}])["Tags"] == []
+
+
+# ------------------------------------------------------------------------- service configurations
+
+
+def service_configuration(w):
+    (config,) = w["ec2"].describe_vpc_endpoint_service_configurations(ServiceIds=[w["svc"]["ServiceId"]])["ServiceConfigurations"]
+    return config
+
+
+def test_service_configuration_has_the_api_references_fields_and_wire_names(endpoint):
+    w = make_service(endpoint, supported_regions=[OTHER_REGION], PrivateDnsName="api.example.com",
+                     TagSpecifications=[{"ResourceType": "vpc-endpoint-service", "Tags": [{"Key": "product", "Value": "gk"}]}])
+    raw = []
+    w["ec2"].meta.events.register("after-call.ec2.DescribeVpcEndpointServiceConfigurations", lambda http_response, **_: raw.append(http_response.content.decode()))
+    c = service_configuration(w)
+    sid = w["svc"]["ServiceId"]
+    assert c["ServiceId"] == sid and c["ServiceName"] == f"com.amazonaws.vpce.{REGION}.{sid}"
+    assert c["ServiceState"] == "Available" and c["ServiceType"] == [{"ServiceType": "Interface"}]
+    assert c["AcceptanceRequired"] is True and c["ManagesVpcEndpoints"] is False
+    assert len(c["NetworkLoadBalancerArns"]) == 1 and c["NetworkLoadBalancerArns"][0].startswith("arn:aws:elasticloadbalancing:")
+    assert c["PrivateDnsName"] == "api.example.com"
+    dns = c["PrivateDnsNameConfiguration"]
+    assert dns["State"] == "pendingVerification" and dns["Type"] == "TXT"  # a newly set name is not verified
+    assert dns["Name"].startswith("_") and dns["Value"].startswith("vpce:")
+    assert c["SupportedRegions"] == [{"Region": OTHER_REGION, "ServiceState": "Available"}]
+    assert c["RemoteAccessEnabled"] is True  # consumers in another Region may connect
+    assert c["SupportedIpAddressTypes"] == ["ipv4"]
+    assert c["Tags"] == [{"Key": "product", "Value": "gk"}]
+    # The EC2 query protocol's element names, as botocore's (and the Rust SDK's) model reads them.
+    for element in ("<serviceConfigurationSet><item>", "<privateDnsNameConfiguration><state>pendingVerification</state><type>TXT</type>",
+                    f"<supportedRegionSet><item><region>{OTHER_REGION}</region><serviceState>Available</serviceState></item></supportedRegionSet>",
+                    "<supportedIpAddressTypeSet><item>ipv4</item></supportedIpAddressTypeSet>", "<acceptanceRequired>true</acceptanceRequired>",
+                    "<tagSet><item><key>product</key><value>gk</value></item></tagSet>"):
+        assert element in raw[-1], element
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        w["ec2"].describe_vpc_endpoint_service_configurations(ServiceIds=["vpce-svc-0000000000000dead"])
+    assert e.value.response["Error"]["Code"] == "InvalidVpcEndpointServiceId.NotFound"
+    g = make_service(endpoint, gateway=True)
+    gateway = service_configuration(g)
+    assert gateway["ServiceType"] == [{"ServiceType": "GatewayLoadBalancer"}] and gateway["GatewayLoadBalancerArns"]
+    assert "NetworkLoadBalancerArns" not in gateway and gateway["RemoteAccessEnabled"] is False
+    with pytest.raises(botocore.exceptions.ClientError):  # no private DNS names for Gateway Load Balancer services
+        g["ec2"].modify_vpc_endpoint_service_configuration(ServiceId=g["svc"]["ServiceId"], PrivateDnsName="gw.example.com")
+    assert "PrivateDnsName" not in service_configuration(g)
+
+
+def test_service_configurations_filters_and_pages(endpoint):
+    made = [make_service(endpoint, TagSpecifications=[{"ResourceType": "vpc-endpoint-service", "Tags": [{"Key": "batch", "Value": "filters"}]}])
+            for _ in range(6)]
+    ec2, ids = made[0]["ec2"], [m["svc"]["ServiceId"] for m in made]
+    by_tag = ec2.describe_vpc_endpoint_service_configurations(Filters=[{"Name": "tag:batch", "Values": ["filters"]}])["ServiceConfigurations"]
+    assert sorted(c["ServiceId"] for c in by_tag) == sorted(ids)
+    one = ec2.describe_vpc_endpoint_service_configurations(Filters=[{"Name": "service-id", "Values": [ids[2]]}])["ServiceConfigurations"]
+    assert [c["ServiceId"] for c in one] == [ids[2]]
+    seen, token = [], None
+    while True:
+        page = ec2.describe_vpc_endpoint_service_configurations(MaxResults=5, Filters=[{"Name": "tag-key", "Values": ["batch"]}], **({"NextToken": token} if token else {}))
+        seen += [c["ServiceId"] for c in page["ServiceConfigurations"]]
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.describe_vpc_endpoint_service_configurations(Filters=[{"Name": "bogus", "Values": ["x"]}])
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValue"
+
+
+def test_modified_configuration_shows_in_describe_and_takes_effect(endpoint):
+    w = make_service(endpoint)
+    ec2, sid = w["ec2"], w["svc"]["ServiceId"]
+    assert ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, AcceptanceRequired=False)["Return"] is True
+    assert service_configuration(w)["AcceptanceRequired"] is False
+    _, auto = create_endpoint(w, CONSUMER_A)
+    assert state_of(w, auto) == "available"  # no acceptance needed any more
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, AcceptanceRequired=True)
+    assert service_configuration(w)["AcceptanceRequired"] is True
+    _, held = create_endpoint(w, CONSUMER_A)
+    assert state_of(w, held) == "pendingAcceptance"
+
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, AddSupportedRegions=[OTHER_REGION, "eu-west-1"])
+    c = service_configuration(w)
+    assert c["SupportedRegions"] == [{"Region": OTHER_REGION, "ServiceState": "Available"}, {"Region": "eu-west-1", "ServiceState": "Available"}]
+    create_endpoint(w, CONSUMER_A, region="eu-west-1", ServiceRegion=REGION)
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, RemoveSupportedRegions=["eu-west-1"])
+    assert service_configuration(w)["SupportedRegions"] == [{"Region": OTHER_REGION, "ServiceState": "Available"}]
+    with pytest.raises(botocore.exceptions.ClientError):  # that Region can no longer reach the service
+        create_endpoint(w, CONSUMER_A, region="eu-west-1", ServiceRegion=REGION)
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, RemoveSupportedRegions=[OTHER_REGION])
+    c = service_configuration(w)
+    assert c.get("SupportedRegions", []) == [] and c["RemoteAccessEnabled"] is False
+
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, AddSupportedIpAddressTypes=["ipv6"])
+    assert service_configuration(w)["SupportedIpAddressTypes"] == ["ipv4", "ipv6"]
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, RemoveSupportedIpAddressTypes=["ipv4"])
+    assert service_configuration(w)["SupportedIpAddressTypes"] == ["ipv6"]
+    six = ec2.describe_vpc_endpoint_service_configurations(Filters=[{"Name": "supported-ip-address-types", "Values": ["ipv6"]}])
+    assert sid in {c["ServiceId"] for c in six["ServiceConfigurations"]}
+
+
+def test_private_dns_name_verification(endpoint):
+    w = make_service(endpoint)
+    ec2, sid, url = w["ec2"], w["svc"]["ServiceId"], w["url"]
+    c = service_configuration(w)
+    assert "PrivateDnsName" not in c and "PrivateDnsNameConfiguration" not in c
+    with pytest.raises(botocore.exceptions.ClientError):  # nothing to verify (the code is not documented)
+        ec2.start_vpc_endpoint_service_private_dns_verification(ServiceId=sid)
+    assert control_status(url, "/_gatekeeper/private-dns-verification", {"service_id": sid, "state": "verified"})[0] == 409
+
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, PrivateDnsName="api.example.com")
+    first = service_configuration(w)["PrivateDnsNameConfiguration"]
+    assert first["State"] == "pendingVerification"
+    assert ec2.start_vpc_endpoint_service_private_dns_verification(ServiceId=sid)["ReturnValue"] is True
+    # The emulator has no DNS: the check finds nothing until a test says what it found.
+    assert service_configuration(w)["PrivateDnsNameConfiguration"] == first
+    said = control(url, "/_gatekeeper/private-dns-verification", {"service_id": sid, "state": "verified"})
+    assert said == {"service_id": sid, "private_dns_name": "api.example.com", "state": "verified", "type": "TXT",
+                    "name": first["Name"], "value": first["Value"]}
+    assert service_configuration(w)["PrivateDnsNameConfiguration"]["State"] == "verified"
+
+    # A new name must be proven again, with a new record.
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, PrivateDnsName="api2.example.com")
+    second = service_configuration(w)
+    assert second["PrivateDnsName"] == "api2.example.com"
+    assert second["PrivateDnsNameConfiguration"]["State"] == "pendingVerification"
+    assert second["PrivateDnsNameConfiguration"]["Value"] != first["Value"]
+    control(url, "/_gatekeeper/private-dns-verification", {"service_id": sid, "state": "failed"})
+    assert service_configuration(w)["PrivateDnsNameConfiguration"]["State"] == "failed"
+    ec2.start_vpc_endpoint_service_private_dns_verification(ServiceId=sid)  # a retry after a failure
+    assert service_configuration(w)["PrivateDnsNameConfiguration"]["State"] == "pendingVerification"
+
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, RemovePrivateDnsName=True)
+    c = service_configuration(w)
+    assert "PrivateDnsName" not in c and "PrivateDnsNameConfiguration" not in c
+
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        ec2.start_vpc_endpoint_service_private_dns_verification(ServiceId="vpce-svc-0000000000000dead")
+    assert e.value.response["Error"]["Code"] == "InvalidVpcEndpointServiceId.NotFound"
+    assert control_status(url, "/_gatekeeper/private-dns-verification", {"service_id": "vpce-svc-0000000000000dead", "state": "verified"})[0] == 404
+    ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, PrivateDnsName="api.example.com")
+    assert control_status(url, "/_gatekeeper/private-dns-verification", {"service_id": sid, "state": "done"})[0] == 400
+    assert control(url, "/_gatekeeper/private-dns-verification", {"service_id": sid})["state"] == "pendingVerification"
 
 
 # ---------------------------------------------------------------------------- notifications
