@@ -10,6 +10,7 @@ use serde::Deserialize;
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::eventbridge::EventBridgeBus;
+use shared::adapters::quota::DynamoPrincipalLedger;
 use shared::config::managed_services;
 use shared::domain::{DefaultAction, ServiceId};
 use shared::ports::PortError;
@@ -57,6 +58,8 @@ struct LocalStack {
     bus_name: String,
     service_id: String,
     default_action: DefaultAction,
+    #[serde(default)]
+    manage_principals: bool,
 }
 
 pub struct Ctx {
@@ -68,6 +71,8 @@ pub struct Ctx {
     /// What `pending` and `explain` evaluate with when no rule applies: the deployed stack's
     /// `DefaultAction` (or the local stack's), unless `GATEKEEPER_DEFAULT_ACTION` says otherwise.
     pub default_action: DefaultAction,
+    /// The stack's `ManageAllowedPrincipals` (the local stack's choice), for `status`.
+    pub manage_principals: bool,
 }
 
 impl Ctx {
@@ -82,6 +87,12 @@ impl Ctx {
 
     pub fn connections(&self) -> Ec2Connections {
         Ec2Connections::new(aws_sdk_ec2::Client::new(&self.aws))
+    }
+
+    /// The ledger of allowed principals Gatekeeper added (in the decisions table).
+    pub fn principal_ledger(&self) -> Result<DynamoPrincipalLedger, CliError> {
+        let table = self.decisions_table.as_ref().ok_or_else(|| missing("the decisions table", "--decisions-table"))?;
+        Ok(DynamoPrincipalLedger::new(aws_sdk_dynamodb::Client::new(&self.aws), table))
     }
 
     pub fn bus(&self) -> Result<EventBridgeBus, CliError> {
@@ -200,6 +211,7 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
     let mut decisions_table = t.decisions_table.clone().or_else(|| local.as_ref().map(|l| l.decisions_table.clone()));
     let mut bus_name = t.bus_name.clone().or_else(|| local.as_ref().map(|l| l.bus_name.clone()));
     let mut managed_raw = t.managed_services.clone().or_else(|| local.as_ref().map(|l| l.service_id.clone()));
+    let mut manage_principals = local.as_ref().is_some_and(|l| l.manage_principals);
     let mut default_action = match default_action_override()? {
         Some(a) => Some(a),
         None => local.as_ref().map(|l| l.default_action),
@@ -211,6 +223,7 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
         decisions_table = decisions_table.or_else(|| get("DecisionsTableName"));
         bus_name = bus_name.or_else(|| get("BusName"));
         managed_raw = managed_raw.or_else(|| get("ManagedServices"));
+        manage_principals = parameters.iter().any(|(k, v)| k == "ManageAllowedPrincipals" && v == "true");
         if default_action.is_none() {
             let deployed = parameters.iter().find(|(k, _)| k == "DefaultAction").map(|(_, v)| v.clone());
             default_action = deployed
@@ -228,6 +241,7 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
         bus_name,
         managed,
         default_action: default_action.unwrap_or(DefaultAction::Reject),
+        manage_principals,
         aws,
     })
 }

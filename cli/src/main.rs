@@ -39,6 +39,10 @@ pub struct Cli {
 pub enum Output {
     Table,
     Json,
+    /// `connections` only.
+    Csv,
+    /// `connections` only: an nginx `map` from the Proxy Protocol VPC endpoint ID to the tenant.
+    NginxMap,
 }
 
 /// Where Gatekeeper is: flags and environment first, then `--local`'s file, then the stack's outputs.
@@ -154,6 +158,17 @@ pub enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Accepted connections: endpoint, account, tenant, Region (--output table|json|csv|nginx-map).
+    Connections {
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this tenant's connections.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Each managed service's health: acceptance, allowed principals, pending and accepted connections,
+    /// private DNS and Regions.
+    Status,
     /// Ask Gatekeeper to decide again (puts Connection Request events on the bus).
     Reevaluate {
         endpoint_id: Option<String>,

@@ -73,7 +73,20 @@ impl Local {
                 }
             }
         }
-        Ok(())
+        anyhow::bail!("the wiring did not settle within 20 rounds")
+    }
+
+    /// Runs `args` (JSON output) until `done` holds for what it prints, bounded: EC2's answers lag.
+    async fn json_until(&self, args: &[&str], done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.json(args);
+            if done(&v) {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "{args:?} never showed what was expected: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -252,5 +265,57 @@ async fn bounds_the_times_it_accepts_and_shows_any_stored_expiry() -> Result<()>
     assert_eq!(l.json(&["list"])[0]["expires_at"], i64::MAX);
     let exported = l.ok(&["export"]);
     assert!(exported.contains(&format!("expires: '{}'", i64::MAX)), "{exported}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn onboards_a_tenant_and_shows_its_connections_and_each_services_health() -> Result<()> {
+    let l = Local::new(DefaultAction::Reject).await?;
+    let wiring = Wiring::new(l.info.clone()).await?;
+    l.ok(&["allow", "444444444444", "--tenant", "ACME Corp"]);
+    let (_, id) = create_endpoint(&l.info.endpoint_url, "444444444444", &l.info.service_name).await?;
+    l.settle(&wiring).await?;
+
+    let rows = l.json_until(&["connections"], |v| v.as_array().is_some_and(|a| !a.is_empty())).await;
+    assert_eq!((rows[0]["endpoint_id"].as_str(), rows[0]["tenant"].as_str()), (Some(id.as_str()), Some("ACME Corp")));
+    assert_eq!(rows[0]["account"], "444444444444");
+    let csv = l.ok(&["connections", "--output", "csv"]);
+    assert!(csv.contains(&format!("{id},444444444444,ACME Corp,{},{}", l.info.region, l.info.service_id)), "{csv}");
+    let map = l.ok(&["connections", "--output", "nginx-map"]);
+    assert!(map.contains(&format!("    {id} \"ACME Corp\";")), "{map}");
+    assert!(l.json(&["connections", "--tenant", "Someone Else"]).as_array().unwrap().is_empty());
+    let decided = l.json(&["decisions", "--tenant", "ACME Corp"]);
+    assert_eq!(decided[0]["tenant"], "ACME Corp");
+
+    let status = l.ok(&["status"]);
+    for want in
+        ["acceptance:         required", "allowed principals: * (everyone", "accepted:           1 (ACME Corp 1)"]
+    {
+        assert!(status.contains(want), "{want} missing:\n{status}");
+    }
+    let health = l.json(&["status"]);
+    assert_eq!(
+        (health[0]["gates"].clone(), health[0]["principals_setup"].clone()),
+        (Value::Bool(true), "everyone".into())
+    );
+
+    // The provider turns acceptance off: Gatekeeper gates nothing, and says so.
+    let provider = aws_sdk_ec2::Client::new(&account_config(&l.info.endpoint_url, &l.info.provider_account).await?);
+    provider
+        .modify_vpc_endpoint_service_configuration()
+        .service_id(&l.info.service_id)
+        .acceptance_required(false)
+        .send()
+        .await?;
+    let status = l.ok(&["status"]);
+    assert!(status.contains("WARNING: NOT REQUIRED") && status.contains("Gatekeeper gates nothing"), "{status}");
+
+    // Bad input: named, exit 252, nothing sent.
+    assert!(l.fails(&["list", "--output", "csv"], 252).contains("apply to `connections` only"));
+    assert!(
+        l.fails(&["allow", "555555555555", "--tenant", &"x".repeat(65)], 252).contains("--tenant is 65 characters")
+    );
+    assert!(l.fails(&["allow", "555555555555", "--endpoint", "vpce-nothex"], 252).contains("--endpoint"));
+    assert!(l.fails(&["allow", "arn:aws-cn:iam::555555555555:root"], 252).contains("partition"));
     Ok(())
 }

@@ -13,6 +13,7 @@ use shared::domain::DefaultAction;
 
 mod decide;
 mod faults;
+mod onboarding;
 mod races;
 mod reconcile;
 

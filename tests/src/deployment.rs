@@ -125,13 +125,16 @@ impl Deployment {
 pub struct Options {
     pub default_action: DefaultAction,
     pub revoke: bool,
+    /// `ManageAllowedPrincipals`: the service starts with no allowed principals (as a new service does) and
+    /// Gatekeeper keeps them; off, the service allows `*` and Gatekeeper's accept/reject is the gate.
+    pub manage_principals: bool,
     /// The template to deploy (default `infra/template.yaml`).
     pub template: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { default_action: DefaultAction::Reject, revoke: false, template: None }
+        Self { default_action: DefaultAction::Reject, revoke: false, manage_principals: false, template: None }
     }
 }
 
@@ -155,6 +158,9 @@ pub struct StackInfo {
     pub service_name: String,
     pub default_action: DefaultAction,
     pub revoke: bool,
+    /// `ManageAllowedPrincipals`, as deployed.
+    #[serde(default)]
+    pub manage_principals: bool,
     pub deployment: Deployment,
 }
 
@@ -182,18 +188,21 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
         .context("service configuration")?;
     let service_id = svc.service_id().context("service id")?.to_owned();
     // A new service allows no one to connect (PrivateLink guide, "Manage permissions"); with `*`,
-    // acceptance is the gate, which is the setup the README recommends.
-    ec2.modify_vpc_endpoint_service_permissions()
-        .service_id(&service_id)
-        .add_allowed_principals("*")
-        .send()
-        .await
-        .context("allowing every principal to connect")?;
+    // acceptance is the gate. With ManageAllowedPrincipals, Gatekeeper adds each allowed account.
+    if !options.manage_principals {
+        ec2.modify_vpc_endpoint_service_permissions()
+            .service_id(&service_id)
+            .add_allowed_principals("*")
+            .send()
+            .await
+            .context("allowing every principal to connect")?;
+    }
 
     let mut params: Vec<(String, String)> = vec![
         ("ManagedServiceIds".into(), service_id.clone()),
         ("DefaultAction".into(), if options.default_action == DefaultAction::Hold { "hold" } else { "reject" }.into()),
         ("RevokeOnRemoval".into(), options.revoke.to_string()),
+        ("ManageAllowedPrincipals".into(), options.manage_principals.to_string()),
     ];
     params.extend(LOCAL_PARAMETERS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let stack_name = format!("gatekeeper-{suffix}");
@@ -236,6 +245,7 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
         service_id,
         default_action: decide.default_action,
         revoke: decide.revoke,
+        manage_principals: options.manage_principals,
         deployment,
     })
 }

@@ -34,6 +34,9 @@ enum Cmd {
         /// How often the scheduled sweep runs.
         #[arg(long, default_value_t = 60)]
         sweep_seconds: u64,
+        /// Start the service with no allowed principals and let Gatekeeper keep them (ManageAllowedPrincipals).
+        #[arg(long)]
+        manage_allowed_principals: bool,
     },
     /// Create one more stack's resources on a running local AWS and write its JSON (no wiring runs).
     Provision {
@@ -59,14 +62,21 @@ enum Cmd {
 async fn main() -> Result<()> {
     shared::telemetry::init();
     match Cli::parse().command {
-        Cmd::Up { port, state, default_action, revoke, sweep_seconds } => {
-            let options =
-                Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke, template: None };
+        Cmd::Up { port, state, default_action, revoke, sweep_seconds, manage_allowed_principals } => {
+            let options = Options {
+                default_action: default_action.parse().map_err(anyhow::Error::msg)?,
+                revoke,
+                manage_principals: manage_allowed_principals,
+                ..Options::default()
+            };
             up(port, state, options, Duration::from_secs(sweep_seconds.max(1))).await
         }
         Cmd::Provision { endpoint, suffix, state, default_action, revoke } => {
-            let options =
-                Options { default_action: default_action.parse().map_err(anyhow::Error::msg)?, revoke, template: None };
+            let options = Options {
+                default_action: default_action.parse().map_err(anyhow::Error::msg)?,
+                revoke,
+                ..Options::default()
+            };
             let info = provision(&endpoint, &suffix, options).await?;
             std::fs::write(&state, serde_json::to_string_pretty(&info)?)?;
             println!("{}", state.display());

@@ -75,6 +75,17 @@ impl Draft<'_> {
     }
 }
 
+/// An ARN principal must be of the stack's partition (`arn:aws-cn:…` means nothing to a stack in `aws`).
+pub fn check_partition(principal: &str, region: &Region) -> R<()> {
+    let want = shared::domain::principals::partition_of(region);
+    match principal.strip_prefix("arn:").and_then(|rest| rest.split(':').next()) {
+        Some(p) if p != want => Err(usage(format!(
+            "principal {principal} is of partition {p}, but the stack runs in {region} (partition {want})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub fn key_of(e: &AllowlistEntry) -> ItemKey {
     ItemKey { service_id: e.scope.key().to_owned(), principal: e.principal_key.clone() }
 }
@@ -138,7 +149,7 @@ pub async fn put_rule<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r
     }
     match out.format {
         Output::Json => out.json(&super::query::entry_json(&entry)),
-        Output::Table => {
+        Output::Table | Output::Csv | Output::NginxMap => {
             let verb = if entry.effect == Effect::Allow { "allowed" } else { "denied" };
             let until = entry.expires_at.map(|t| format!(" until {}", time::shown(t))).unwrap_or_default();
             out.line(format!("{verb} {} on {}{until}", entry.account, entry.scope))
@@ -187,7 +198,7 @@ pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: 
     }
     match out.format {
         Output::Json => out.json(&json!({"removed": {"service": key.service_id, "principal": key.principal}})),
-        Output::Table => out.line(format!("removed {} on {}", key.principal, r.scope)),
+        Output::Table | Output::Csv | Output::NginxMap => out.line(format!("removed {} on {}", key.principal, r.scope)),
     }
 }
 

@@ -170,7 +170,7 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
     if plan.dry_run {
         return match out.format {
             Output::Json => out.json(&json!({"dry_run": true, "changes": lines})),
-            Output::Table => out.line("(dry run: nothing written)"),
+            Output::Table | Output::Csv | Output::NginxMap => out.line("(dry run: nothing written)"),
         };
     }
     if changes.len() > MAX_CHANGES {
@@ -186,7 +186,7 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
     }
     match out.format {
         Output::Json => out.json(&json!({"applied": lines})),
-        Output::Table => out.line(format!("applied {} change(s)", lines.len())),
+        Output::Table | Output::Csv | Output::NginxMap => out.line(format!("applied {} change(s)", lines.len())),
     }
 }
 

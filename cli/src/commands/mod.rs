@@ -7,6 +7,7 @@ mod edit;
 mod file;
 mod query;
 mod reevaluate;
+mod service;
 
 #[cfg(test)]
 mod fakes;
@@ -63,6 +64,9 @@ pub async fn run(cli: Cli) -> R<()> {
     let now = now_ms() / 1000;
     let mut out = Out::new(cli.output, std::io::stdout());
     let target = &cli.target;
+    if matches!(cli.output, Output::Csv | Output::NginxMap) && !matches!(cli.command, Command::Connections { .. }) {
+        return Err(usage("--output csv and nginx-map apply to `connections` only"));
+    }
     match cli.command {
         Command::Allow(a) => put_rule(target, &mut out, Effect::Allow, &a, now).await,
         Command::Deny(a) => put_rule(target, &mut out, Effect::Deny, &a, now).await,
@@ -99,6 +103,21 @@ pub async fn run(cli: Cli) -> R<()> {
             let ctx = resolve(target).await?;
             query::decisions(&ctx.decisions()?, &mut out, &q).await
         }
+        Command::Connections { service, tenant } => {
+            if let Some(t) = &tenant {
+                shared::domain::allowlist::check_tenant(t).map_err(|e| usage(e.replace("`tenant`", "--tenant")))?;
+            }
+            let q = service::ConnectionQuery { service: service_filter(service.as_deref())?, tenant };
+            let ctx = resolve(target).await?;
+            service::connections(&ctx.connections(), &ctx.allowlist(), &ctx.settings(now), &q, &mut out).await
+        }
+        Command::Status => {
+            let ctx = resolve(target).await?;
+            let (ec2, ledger) = (ctx.connections(), ctx.principal_ledger()?);
+            let ports =
+                service::StatusPorts { services: &ec2, ledger: &ledger, manage_principals: ctx.manage_principals };
+            service::status(&ec2, &ctx.allowlist(), &ports, &ctx.settings(now), &mut out).await
+        }
         Command::Reevaluate { endpoint_id, service, all } => {
             let which = reevaluate::which(endpoint_id.as_deref(), service.as_deref(), all)?;
             let ctx = resolve(target).await?;
@@ -124,5 +143,9 @@ pub async fn run(cli: Cli) -> R<()> {
 async fn put_rule(target: &Target, out: &mut Out<impl Write>, effect: Effect, a: &RuleArgs, now: i64) -> R<()> {
     let rule = edit::rule(effect, a, now)?;
     let ctx = resolve(target).await?;
+    // The Region is known only now; nothing has been written yet.
+    if let Ok(region) = ctx.settings(now).region() {
+        edit::check_partition(&a.principal, region)?;
+    }
     edit::put_rule(&ctx.allowlist(), out, rule.by(ctx.caller().await?)).await
 }

@@ -106,7 +106,7 @@ pub async fn list<A: AllowlistAdmin>(
     }
     match out.format {
         Output::Json => out.json(&json_rows),
-        Output::Table => out.line(table(
+        Output::Table | Output::Csv | Output::NginxMap => out.line(table(
             &[
                 "SERVICE",
                 "PRINCIPAL",
@@ -166,8 +166,10 @@ pub async fn pending<C: Connections, A: Allowlist>(
     }
     match out.format {
         Output::Json => out.json(&json_rows),
-        Output::Table if rows.is_empty() => out.line("no connections are waiting for acceptance"),
-        Output::Table => {
+        Output::Table | Output::Csv | Output::NginxMap if rows.is_empty() => {
+            out.line("no connections are waiting for acceptance")
+        }
+        Output::Table | Output::Csv | Output::NginxMap => {
             out.line(table(&["SERVICE", "ENDPOINT", "OWNER", "REGION", "CREATED", "WOULD", "REASON", "DETAIL"], &rows))
         }
     }
@@ -205,7 +207,7 @@ pub async fn explain<D: DecisionQueries, C: Connections, A: Allowlist>(
     if !records.is_empty() {
         return match out.format {
             Output::Json => out.json(&records.iter().map(record_json).collect::<Vec<_>>()),
-            Output::Table => {
+            Output::Table | Output::Csv | Output::NginxMap => {
                 for r in &records {
                     out.line(format!("{} {} from {} on {}", r.endpoint_id, r.decision(), r.owner, r.service_id))?;
                     out.line(format!("  reason:       {} — {}", r.reason, r.detail))?;
@@ -235,7 +237,7 @@ pub async fn explain<D: DecisionQueries, C: Connections, A: Allowlist>(
             "recorded": false, "would": d.outcome.as_str(), "reason": d.reason.code(), "detail": d.detail,
             "matched_rule": d.matched_rule,
         })),
-        Output::Table => {
+        Output::Table | Output::Csv | Output::NginxMap => {
             out.line(format!(
                 "{} from {} on {} is {}; no decision is recorded.",
                 c.endpoint_id,
@@ -273,7 +275,7 @@ pub async fn decisions<D: DecisionQueries>(log: &D, out: &mut Out<impl Write>, q
         .collect();
     match out.format {
         Output::Json => out.json(&records.iter().map(record_json).collect::<Vec<_>>()),
-        Output::Table => {
+        Output::Table | Output::Csv | Output::NginxMap => {
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {

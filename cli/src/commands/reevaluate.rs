@@ -66,7 +66,9 @@ pub async fn reevaluate<C: Connections, B: RequestBus>(
         Output::Json => {
             out.json(&json!({"requested": requests.iter().map(|r| r.endpoint_id.to_string()).collect::<Vec<_>>()}))
         }
-        Output::Table => out.line(format!("asked Gatekeeper to decide {} connection(s) again", requests.len())),
+        Output::Table | Output::Csv | Output::NginxMap => {
+            out.line(format!("asked Gatekeeper to decide {} connection(s) again", requests.len()))
+        }
     }
 }
 

@@ -1,0 +1,162 @@
+//! The provider's onboarding: allowed principals that follow the allowlist, registered endpoints and
+//! tenants, through the template-deployed stack and the real SDK.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_sdk_dynamodb::types::AttributeValue as V;
+use gatekeeper_local::Options;
+
+use crate::World;
+
+const A: &str = "222222222222";
+const B: &str = "444444444444";
+const HAND: &str = "arn:aws:iam::555555555555:root";
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn root(account: &str) -> String {
+    format!("arn:aws:iam::{account}:root")
+}
+
+impl World {
+    /// The service's allowed principals, as EC2 shows them to the provider.
+    async fn principals(&self) -> Result<BTreeSet<String>> {
+        let out = self.ec2.describe_vpc_endpoint_service_permissions().service_id(&self.info.service_id).send().await?;
+        Ok(out.allowed_principals().iter().filter_map(|p| p.principal().map(str::to_owned)).collect())
+    }
+
+    /// Waits, bounded, for EC2 to show `want` (its answers may lag a change).
+    async fn principals_become(&self, want: &[&str]) -> Result<()> {
+        let want: BTreeSet<String> = want.iter().map(|s| (*s).to_owned()).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.principals().await?;
+            if got == want {
+                return Ok(());
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "allowed principals are {got:?}, not {want:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn when_principals_are_managed_an_allow_should_let_its_account_connect_and_removal_take_that_away() -> Result<()>
+{
+    let w = World::with(Options { manage_principals: true, ..Options::default() }).await?;
+    // A principal the provider added by hand: Gatekeeper never removes it.
+    w.ec2
+        .modify_vpc_endpoint_service_permissions()
+        .service_id(&w.info.service_id)
+        .add_allowed_principals(HAND)
+        .send()
+        .await?;
+    // A new service allows no one: A cannot even create an endpoint.
+    let refused = w.endpoint(A).await.expect_err("a principal the service does not allow cannot connect");
+    assert!(format!("{refused:?}").contains("InvalidServiceName"), "{refused:?}");
+
+    w.rule("*", A, "allow", &[]).await?;
+    w.rule("SVC", B, "deny", &[]).await?;
+    w.settle(SETTLE).await?;
+    w.principals_become(&[&root(A), HAND]).await?;
+    let id = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+
+    // In sync: a sweep changes nothing.
+    w.wiring.sweep().await?;
+    w.principals_become(&[&root(A), HAND]).await?;
+
+    w.remove_rule("*", A).await?;
+    w.settle(SETTLE).await?;
+    w.principals_become(&[HAND]).await?;
+    assert!(w.endpoint(A).await.is_err(), "removed: A can no longer create endpoints");
+    assert_eq!(w.state(&id).await?, "available", "removing a principal does not affect existing connections");
+
+    // The provider removes its own principal: Gatekeeper does not put it back; allowing A again does.
+    w.ec2
+        .modify_vpc_endpoint_service_permissions()
+        .service_id(&w.info.service_id)
+        .remove_allowed_principals(HAND)
+        .send()
+        .await?;
+    w.principals_become(&[]).await?;
+    w.rule("*", A, "allow", &[]).await?;
+    w.settle(SETTLE).await?;
+    w.principals_become(&[&root(A)]).await?;
+    // Drift: A's principal removed by hand while A is allowed; the sweep repairs it.
+    w.ec2
+        .modify_vpc_endpoint_service_permissions()
+        .service_id(&w.info.service_id)
+        .remove_allowed_principals(root(A))
+        .send()
+        .await?;
+    w.principals_become(&[]).await?;
+    w.wiring.sweep().await?;
+    w.principals_become(&[&root(A)]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_principals_are_not_managed_the_stack_should_never_touch_them() -> Result<()> {
+    let w = World::with(Options::default()).await?;
+    w.rule("*", A, "allow", &[]).await?;
+    w.settle(SETTLE).await?;
+    w.wiring.sweep().await?;
+    w.principals_become(&["*"]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_registered_endpoint_used_by_another_account_should_be_rejected_and_the_tenant_announced() -> Result<()> {
+    let w = World::with(Options::default()).await?;
+    let tenant = [("tenant", V::S("ACME Corp".into()))];
+    w.rule(
+        "*",
+        A,
+        "allow",
+        &[
+            ("registered_only", V::Bool(true)),
+            ("endpoints", V::Ss(vec!["vpce-0123456789abcdef0".into()])),
+            tenant[0].clone(),
+        ],
+    )
+    .await?;
+    w.rule("*", B, "allow", &[("tenant", V::S("Beta Ltd".into()))]).await?;
+    w.settle(SETTLE).await?;
+    // A's endpoints get new IDs it could not register in advance: A's allow accepts only the registered
+    // one, so this one gets the default action.
+    let a_ep = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&a_ep).await?, "rejected");
+    // Register the ID EC2 gave A's endpoint, and also claim B's next endpoint for A.
+    let b_ep = w.endpoint(B).await?;
+    w.rule(
+        "*",
+        A,
+        "allow",
+        &[
+            ("registered_only", V::Bool(true)),
+            ("endpoints", V::Ss(vec![b_ep.clone(), a_ep.clone()])),
+            tenant[0].clone(),
+        ],
+    )
+    .await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&b_ep).await?, "rejected", "registered to A, owned by B");
+    let records = w.records(&b_ep).await?;
+    assert_eq!(records[0].get("reason"), Some(&V::S("owner_mismatch".into())), "{records:?}");
+    assert_eq!(records[0].get("tenant"), Some(&V::S("Beta Ltd".into())), "the owner's tenant");
+    let inbox = w.inbox().await?;
+    let b_msg = inbox.iter().find(|m| m.body["endpoint_id"] == b_ep.as_str()).expect("B's rejection announced");
+    assert_eq!(b_msg.body["reason"], "owner_mismatch");
+    assert!(b_msg.body["detail"].as_str().unwrap().contains("registered to account 222222222222 (tenant ACME Corp)"));
+    assert_eq!(b_msg.attributes["tenant"]["Value"], "Beta Ltd", "{:?}", b_msg.attributes);
+    let a_msg = inbox.iter().find(|m| m.body["endpoint_id"] == a_ep.as_str()).expect("A's rejection announced");
+    assert_eq!(
+        (a_msg.body["reason"].as_str(), a_msg.body["tenant"].as_str()),
+        (Some("endpoint_not_registered"), Some("ACME Corp"))
+    );
+    Ok(())
+}
