@@ -30,13 +30,26 @@ keys and consumer accounts' sts:AssumeRole sessions, is never checked):
   https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html).
   sts:GetCallerIdentity is always allowed, as in AWS ("No permissions are required to perform this
   operation": https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html).
+  Condition blocks made only of the condition key dynamodb:LeadingKeys (the partition key value(s) of the
+  request) under StringEquals, StringNotEquals, StringLike or StringNotLike, bare or with ForAllValues: /
+  ForAnyValue:, ANDed as IAM does -- for the DynamoDB item calls whose partition key values the emulator
+  reads: GetItem, PutItem, UpdateItem, DeleteItem, BatchGetItem and BatchWriteItem (per table),
+  TransactWriteItems and TransactGetItems (per item), and Query on a table (the key's name from the table's
+  key schema in moto). See the conditions section below for the rules and their sources. An Allow whose
+  condition is false does not apply (the denial's reason is the implicit deny); a Deny whose condition is
+  false does not apply either.
 
 Not evaluated (AWS would):
-  * Condition blocks. Fail closed: a statement with a Condition is taken as NOT matching when it allows and
-    as matching when it denies, so the emulator never allows a call AWS might deny (it may deny one AWS
+  * Any other Condition: another condition key or operator (IfExists, IgnoreCase, Null, Bool, ARN, numeric,
+    date, IP...), a policy variable in a condition value, a bare (no ForAllValues:/ForAnyValue:) operator
+    when the request has several partition keys, or dynamodb:LeadingKeys for a call whose
+    partition key values the emulator does not read (Scan, a Query on an index or whose key condition it
+    cannot read, every other action). Fail closed: such a statement is taken as NOT matching when it allows
+    and as matching when it denies, so the emulator never allows a call AWS might deny (it may deny one AWS
     would allow: the denial's reason says "conditional", look there first).
   * Resource-based policies (topic, queue, bus, key policies), permissions boundaries, session policies,
-    SCPs/RCPs, policy variables (${aws:username} is matched literally).
+    SCPs/RCPs, policy variables (${aws:username} is matched literally in Resource; a Condition value holding
+    one is not evaluated, as above).
   * Signatures, session tokens and expiry of the issued credentials (moto checks none of them either).
   * Resource ARNs are derived for the calls the functions make (see `authorization_requests`); any other
     call of a role session is checked against Resource "*", like the actions that have no resource-level
@@ -134,8 +147,109 @@ def _wildcard(patterns, ignore_case: bool):
     return re.compile("^(?:" + "|".join(parts) + ")$", re.IGNORECASE if ignore_case else 0) if parts else None
 
 
+# ------------------------------------------------------------------------------ conditions
+# Evaluated: the condition key dynamodb:LeadingKeys, under the string operators StringEquals, StringNotEquals,
+# StringLike and StringNotLike, each bare or qualified by ForAllValues: / ForAnyValue:. Any other key or
+# operator (IfExists, IgnoreCase, Null, Bool, ARN, ...) makes the whole Condition block unknown (fail closed).
+#
+#   dynamodb:LeadingKeys  "Represents the first key attribute of a table -- in other words, the partition key.
+#       The key name LeadingKeys is plural, even if the key is used with single-item actions": the partition
+#       key value(s) of the items a request names (Amazon DynamoDB Developer Guide, "Using IAM policy
+#       conditions for fine-grained access control",
+#       https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/specifying-conditions.html). The
+#       Service Authorization Reference lists it for BatchGetItem, BatchWriteItem, ConditionCheckItem,
+#       DeleteItem, GetItem, PutItem, Query, UpdateItem and Scan
+#       (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html). The
+#       emulator knows its values for the item actions, for Query on a table (not on an index) whose partition
+#       key value it can read, and per item of TransactWriteItems/TransactGetItems (each item is authorized as
+#       its underlying item action: transaction-apis-iam.html); for every other call it does not know the key
+#       (not even whether AWS would call it absent, as for Scan), so a condition on it stays unknown.
+#       Key names are matched exactly as "dynamodb:LeadingKeys": the IAM User Guide calls condition key names
+#       case-insensitive (reference_policies_elements_condition.html) while the DynamoDB guide calls them
+#       case-sensitive, so any other spelling is left unknown rather than guessed.
+#   Operators (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html):
+#       StringEquals exact and case-sensitive; StringLike case-sensitive with the multi-character wildcard *
+#       and the single-character wildcard ? anywhere in the value; StringNotEquals/StringNotLike negated. "If
+#       the key that you specify in a policy condition is not present in the request context, the values do
+#       not match and the condition is false"; for a negated operator it is true.
+#   Several values for one key are ORed, NORed under a negated operator; several keys under one operator,
+#       and several operators, are ANDed
+#       (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-logic-multiple-context-keys-or-values.html).
+#   Set operators (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html,
+#       https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_multi-value-conditions.html):
+#       ForAllValues: true when every value in the request matches (one of) the policy values, "It also returns
+#       true if there are no context keys in the request" / the values "resolve to an empty data set";
+#       ForAnyValue: true when at least one request value matches; false for no values. A bare operator on a
+#       key with several values in the request is not decided here (AWS says to use a set operator): unknown.
+#   Policy variables (${...}) in condition values are not substituted: such a condition is unknown.
+
+LEADING_KEYS = "dynamodb:LeadingKeys"
+_CONDITION_KEYS = {LEADING_KEYS}
+# operator -> (wildcards, negated)
+_STRING_OPERATORS = {
+    "StringEquals": (False, False),
+    "StringNotEquals": (False, True),
+    "StringLike": (True, False),
+    "StringNotLike": (True, True),
+}
+_SET_QUALIFIERS = ("ForAllValues", "ForAnyValue")
+
+
+class _Clause:
+    """One condition key under one operator, e.g. ForAllValues:StringLike {dynamodb:LeadingKeys: [...]}."""
+
+    __slots__ = ("key", "qualifier", "negated", "pattern")
+
+    def __init__(self, key: str, qualifier: str | None, wildcards: bool, negated: bool, values: list[str]):
+        self.key, self.qualifier, self.negated = key, qualifier, negated
+        if wildcards:
+            parts = ["".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in v) for v in values]
+        else:
+            parts = [re.escape(v) for v in values]
+        self.pattern = re.compile("(?:" + "|".join(parts) + ")", re.DOTALL)
+
+    def holds(self, context: dict):
+        """True, False, or None (the request's values for the key are not known)."""
+        values = context.get(self.key)
+        if values is None:
+            return None
+
+        def test(v: str) -> bool:  # matches one of the policy values (OR); negated: none of them (NOR)
+            return (self.pattern.fullmatch(v) is not None) != self.negated
+
+        if self.qualifier == "ForAllValues":
+            return all(test(v) for v in values)  # True for no values
+        if self.qualifier == "ForAnyValue":
+            return any(test(v) for v in values)  # False for no values
+        if not values:
+            return self.negated  # the key is absent: false, true for a negated operator
+        if len(values) == 1:
+            return test(values[0])
+        return None  # a multivalued key without a set operator: not decided here
+
+
+def _compile_condition(block):
+    """[_Clause] (ANDed), or None when the block holds anything this emulator does not evaluate."""
+    if not isinstance(block, dict):
+        return None
+    clauses = []
+    for operator, keys in block.items():
+        qualifier, _, base = operator.rpartition(":")
+        if (qualifier and qualifier not in _SET_QUALIFIERS) or base not in _STRING_OPERATORS or not isinstance(keys, dict) or not keys:
+            return None
+        wildcards, negated = _STRING_OPERATORS[base]
+        for key, values in keys.items():
+            values = [values] if isinstance(values, str) else values
+            if key not in _CONDITION_KEYS or not isinstance(values, list) or not values:
+                return None
+            if not all(isinstance(v, str) and "${" not in v for v in values):
+                return None  # not a string, or a policy variable
+            clauses.append(_Clause(key, qualifier or None, wildcards, negated, values))
+    return clauses
+
+
 class _Statement:
-    __slots__ = ("allow", "not_action", "action", "not_resource", "resource", "conditional")
+    __slots__ = ("allow", "not_action", "action", "not_resource", "resource", "conditional", "condition")
 
     def __init__(self, s: dict):
         self.allow = s.get("Effect") == "Allow"
@@ -144,11 +258,21 @@ class _Statement:
         self.not_resource = "NotResource" in s
         self.resource = _wildcard(s.get("NotResource" if self.not_resource else "Resource", []), False)
         self.conditional = bool(s.get("Condition"))
+        self.condition = _compile_condition(s["Condition"]) if self.conditional else []
 
     def applies(self, action: str, resource: str) -> bool:
         a = self.action is not None and self.action.match(action) is not None
         r = self.resource is not None and self.resource.match(resource) is not None
         return (a != self.not_action) and (r != self.not_resource)
+
+    def condition_holds(self, context: dict):
+        """True (no Condition, or it holds), False (it does not), None (the emulator cannot tell)."""
+        if self.condition is None:
+            return None
+        verdicts = [c.holds(context) for c in self.condition]
+        if None in verdicts:
+            return None
+        return all(verdicts)
 
 
 def compile_policy(document) -> list[_Statement]:
@@ -159,17 +283,24 @@ def compile_policy(document) -> list[_Statement]:
     return [_Statement(s) for s in statements]
 
 
-def evaluate(statements, action: str, resource: str) -> str:
-    """ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, or CONDITIONAL (only a conditional Allow would have allowed)."""
+def evaluate(statements, action: str, resource: str, context: dict | None = None) -> str:
+    """ALLOW, EXPLICIT_DENY, IMPLICIT_DENY, or CONDITIONAL (only an Allow whose condition the emulator cannot
+    evaluate would have allowed). `context`: the request's condition keys the emulator knows, e.g.
+    {"dynamodb:LeadingKeys": ["principals#vpce-svc-1"]} (see `authorization_requests`); a key missing from it
+    is unknown."""
+    context = context or {}
     allowed = conditional = False
     for st in statements:
         if not st.applies(action, resource):
             continue
+        holds = st.condition_holds(context)
         if not st.allow:
-            return EXPLICIT_DENY  # a conditional Deny counts as matching (fail closed)
-        if st.conditional:
-            conditional = True  # a conditional Allow does not allow (fail closed)
-        else:
+            if holds is not False:
+                return EXPLICIT_DENY  # a Deny whose condition cannot be evaluated counts as matching (fail closed)
+            continue
+        if holds is None:
+            conditional = True  # an Allow whose condition cannot be evaluated does not allow (fail closed)
+        elif holds:
             allowed = True
     return ALLOW if allowed else CONDITIONAL if conditional else IMPLICIT_DENY
 
@@ -237,11 +368,31 @@ _TRANSACT_WRITE = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteIt
 _NO_RESOURCE = {"dynamodb": {"ListStreams", "ListTables", "DescribeLimits", "DescribeEndpoints", "ListBackups", "ListGlobalTables"}}
 
 
-def authorization_requests(service: str, action: str, params: dict, region: str, account: str, partition: str = "aws"):
-    """[(IAM action, resource ARN)] that must all be allowed for this call."""
-    prefix = service
+def authorization_requests(
+    service: str, action: str, params: dict, region: str, account: str, partition: str = "aws", *, context: bool = False, key_schema=None
+):
+    """[(IAM action, resource ARN)] that must all be allowed for this call; with context=True,
+    [(IAM action, resource ARN, condition context)], the context holding the condition keys the emulator knows
+    for that request ({"dynamodb:LeadingKeys": [...]} for DynamoDB item calls, see `_dynamodb`; else {}).
+    key_schema(table name or ARN) -> the table's KeySchema ([{"AttributeName", "KeyType"}]) or None; by default
+    the table's in moto's DynamoDB backend of that account and Region."""
     if service == "dynamodb":
-        return _dynamodb(action, params, region, account, partition)
+        if context:
+            schema_of = key_schema or _moto_key_schema(region, account)
+        else:
+            schema_of = lambda _table: None  # noqa: E731 - the pairs need no key schema
+        requests = _dynamodb(action, params, region, account, partition, schema_of)
+    else:
+        requests = [(a, r, {}) for a, r in _requests(service, action, params, region, account, partition)]
+    out = []
+    for req in requests if context else [(a, r) for a, r, _ in requests]:
+        if req not in out:
+            out.append(req)
+    return out
+
+
+def _requests(service: str, action: str, params: dict, region: str, account: str, partition: str):
+    prefix = service
     if service == "sns":
         if action in ("Publish", "PublishBatch"):
             arn = params.get("TopicArn") or params.get("TargetArn") or "*"  # "*": SMS to a PhoneNumber
@@ -289,43 +440,141 @@ def _table(name: str, region, account, partition) -> str:
     return name if name.startswith("arn:") else f"arn:{partition}:dynamodb:{region}:{account}:table/{name}"
 
 
-def _dynamodb(action, params, region, account, partition):
+def _attr_string(value):
+    """The string form of a key attribute value in the wire JSON: {"S": "x"} -> "x", {"N": "5"} -> "5"; None
+    for any other type (a binary partition key is not matched against policy strings here)."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, v),) = value.items()
+        if kind in ("S", "N") and isinstance(v, str):
+            return v
+    return None
+
+
+def _hash_key(schema) -> str | None:
+    for elem in schema or []:
+        if isinstance(elem, dict) and elem.get("KeyType") == "HASH":
+            return elem.get("AttributeName")
+    return None
+
+
+def _moto_key_schema(region: str, account: str):
+    """Table name or ARN -> its KeySchema in moto's DynamoDB (the account and Region of an ARN, else the
+    caller's), or None when moto has no such table."""
+
+    def lookup(table: str):
+        try:
+            from moto.dynamodb.models import dynamodb_backends
+
+            r, a, name = region, account, table
+            if table.startswith("arn:"):
+                _, _, _, r, a, rest = table.split(":", 5)  # arn:aws:dynamodb:<region>:<account>:table/<name>
+                name = rest.split("/", 1)[1]
+            return list(dynamodb_backends[a][r].get_table(name).schema)
+        except Exception:  # noqa: BLE001 - no such table (or backend): the key stays unknown
+            return None
+
+    return lookup
+
+
+def _leading_keys(schema_of, table: str, items) -> dict:
+    """{"dynamodb:LeadingKeys": [the partition key values of these keys/items]}, or {} (unknown) when the
+    table's key schema or any item's partition key value cannot be read."""
+    hash_key = _hash_key(schema_of(table))
+    values = []
+    for item in items:
+        v = _attr_string(item.get(hash_key)) if hash_key and isinstance(item, dict) else None
+        if v is None:
+            return {}
+        if v not in values:
+            values.append(v)
+    return {LEADING_KEYS: values} if values else {}
+
+
+def _query_leading_keys(schema_of, params) -> dict:
+    """The partition key value a Query names, from KeyConditionExpression (parsed with moto's own parser,
+    against the table's key schema) or the legacy KeyConditions (EQ); {} (unknown) otherwise, and for a
+    Query on an index (whose partition key is not the table's)."""
+    table = params.get("TableName") or ""
+    schema = schema_of(table)
+    hash_key = _hash_key(schema)
+    if not hash_key or params.get("IndexName"):
+        return {}
+    try:
+        if params.get("KeyConditionExpression"):
+            from moto.dynamodb.parsing.key_condition_expression import parse_expression
+
+            hashes, _, _ = parse_expression(
+                key_condition_expression=params["KeyConditionExpression"],
+                expression_attribute_values=params.get("ExpressionAttributeValues") or {},
+                expression_attribute_names=params.get("ExpressionAttributeNames") or {},
+                schema=schema,
+            )
+            values = [_attr_string(v) for name, v in hashes if name == hash_key]
+        else:
+            cond = (params.get("KeyConditions") or {}).get(hash_key) or {}
+            listed = cond.get("AttributeValueList") or []
+            values = [_attr_string(listed[0])] if cond.get("ComparisonOperator") == "EQ" and len(listed) == 1 else []
+    except Exception:  # noqa: BLE001 - unreadable: unknown (moto answers the malformed request itself)
+        return {}
+    return {LEADING_KEYS: values} if len(values) == 1 and values[0] is not None else {}
+
+
+def _dynamodb(action, params, region, account, partition, schema_of):
+    """[(IAM action, resource ARN, condition context)]; the context carries dynamodb:LeadingKeys where the
+    emulator can read it (see the conditions section above)."""
     a = f"dynamodb:{action}"
     if action in _NO_RESOURCE["dynamodb"]:
-        return [(a, "*")]
+        return [(a, "*", {})]
     if action in ("BatchGetItem", "BatchWriteItem"):
-        return [(a, _table(t, region, account, partition)) for t in (params.get("RequestItems") or {})] or [(a, "*")]
+        out = []
+        for t, req in (params.get("RequestItems") or {}).items():
+            if action == "BatchGetItem":
+                items = (req.get("Keys") if isinstance(req, dict) else None) or [None]
+            else:  # [{"PutRequest": {"Item"}} | {"DeleteRequest": {"Key"}}]
+                items = [
+                    ((w.get("PutRequest") or {}).get("Item") or (w.get("DeleteRequest") or {}).get("Key")) if isinstance(w, dict) else None
+                    for w in (req if isinstance(req, list) else [None])
+                ] or [None]
+            out.append((a, _table(t, region, account, partition), _leading_keys(schema_of, t, items)))
+        return out or [(a, "*", {})]
     if action == "TransactWriteItems":
         out = []
         for item in params.get("TransactItems") or []:
             for kind, sub in item.items():
                 if kind in _TRANSACT_WRITE and isinstance(sub, dict):
-                    req = (f"dynamodb:{_TRANSACT_WRITE[kind]}", _table(sub.get("TableName", ""), region, account, partition))
-                    if req not in out:
-                        out.append(req)
-        return out or [(a, "*")]
+                    t = sub.get("TableName", "")
+                    key = sub.get("Item") if kind == "Put" else sub.get("Key")
+                    ctx = _leading_keys(schema_of, t, [key])
+                    out.append((f"dynamodb:{_TRANSACT_WRITE[kind]}", _table(t, region, account, partition), ctx))
+        return out or [(a, "*", {})]
     if action == "TransactGetItems":
         out = []
         for item in params.get("TransactItems") or []:
             get = item.get("Get") or {}
-            req = ("dynamodb:GetItem", _table(get.get("TableName", ""), region, account, partition))
-            if req not in out:
-                out.append(req)
-        return out or [(a, "*")]
+            t = get.get("TableName", "")
+            out.append(("dynamodb:GetItem", _table(t, region, account, partition), _leading_keys(schema_of, t, [get.get("Key")])))
+        return out or [(a, "*", {})]
     # DynamoDB Streams (signing name "dynamodb", IAM prefix "dynamodb").
     if action in ("DescribeStream", "GetShardIterator"):
-        return [(a, params.get("StreamArn") or "*")]
+        return [(a, params.get("StreamArn") or "*", {})]
     if action == "GetRecords":
         # Shard iterators (AWS's and moto's alike) begin with the stream ARN: "<stream arn>|1|<opaque>".
         it = params.get("ShardIterator") or ""
-        return [(a, it.split("|", 1)[0] if it.startswith("arn:") else "*")]
+        return [(a, it.split("|", 1)[0] if it.startswith("arn:") else "*", {})]
     name = params.get("TableName")
     if name:
         arn = _table(name, region, account, partition)
         if params.get("IndexName") and action in ("Query", "Scan"):
             arn = f"{arn}/index/{params['IndexName']}"
-        return [(a, arn)]
-    return [(a, "*")]
+        ctx = {}
+        if action in ("GetItem", "DeleteItem", "UpdateItem"):
+            ctx = _leading_keys(schema_of, name, [params.get("Key")])
+        elif action == "PutItem":
+            ctx = _leading_keys(schema_of, name, [params.get("Item")])
+        elif action == "Query":
+            ctx = _query_leading_keys(schema_of, params)
+        return [(a, arn, ctx)]
+    return [(a, "*", {})]
 
 
 def _queue_arn(url: str, region: str, account: str, partition: str) -> str:
@@ -386,16 +635,19 @@ def check(environ, service: str, action: str, key: str, body: bytes):
     if service == "sts" and action == "GetCallerIdentity":
         return None
     statements = _statements(session)
-    requests = authorization_requests(service, action, _params(environ, body), _region(environ), session.account, session.partition)
-    for iam_action, resource in requests:
-        verdict = EXPLICIT_DENY if statements is None else evaluate(statements, iam_action, resource)
+    requests = authorization_requests(
+        service, action, _params(environ, body), _region(environ), session.account, session.partition, context=True
+    )
+    for iam_action, resource, context in requests:
+        verdict = EXPLICIT_DENY if statements is None else evaluate(statements, iam_action, resource, context)
         if verdict == ALLOW:
             continue
         reason = {
             EXPLICIT_DENY: "with an explicit deny in an identity-based policy",
             IMPLICIT_DENY: f"because no identity-based policy allows the {iam_action} action",
             CONDITIONAL: f"because no identity-based policy allows the {iam_action} action "
-            "(a conditional Allow matched: the emulator does not evaluate conditions)",
+            "(a conditional Allow matched: the emulator does not evaluate conditions other than dynamodb:LeadingKeys "
+            "on the DynamoDB item calls)",
         }[verdict]
         if statements is None:
             reason = "because the role no longer exists"

@@ -5,7 +5,9 @@ role trusting only lambda.amazonaws.com, with an inline policy modelled on the t
 actions on exact ARNs) and a second inline policy like the per-service AWS::IAM::RolePolicy
 (DecideConnections). Allowed calls work; the same calls on other resources, and actions the policies do not
 name, get each service's own AccessDenied error; other credentials are never checked.
-Plus unit tests of the resource ARNs derived per call and of the policy evaluation.
+Conditions on dynamodb:LeadingKeys (the template's ReconcileRole PrincipalLedger statement) are evaluated;
+any other condition keeps the fail-closed "conditional" denial. Plus unit tests of the resource ARNs and
+leading keys derived per call and of the policy evaluation.
 """
 
 import json
@@ -364,6 +366,152 @@ def test_a_conditional_allow_does_not_allow(world):
         w["iam"].delete_role_policy(RoleName="decide", PolicyName="conditional")
 
 
+# ----------------------------------------------------------------------------------- dynamodb:LeadingKeys
+
+
+def ledger_key(endpoint_id):
+    """A key of the decisions table's shape (endpoint_id HASH, created RANGE), as the principal ledger writes it."""
+    return {"endpoint_id": {"S": endpoint_id}, "created": {"S": "principals"}}
+
+
+@pytest.fixture(scope="module")
+def ledger(world):
+    """Two tables keyed like the template's DecisionsTable: "ledger" (the statement's Resource) and "ledger-other"."""
+    ddb = world["setup"].client("dynamodb", endpoint_url=world["url"])
+    arns = {}
+    for name in ("ledger", "ledger-other"):
+        arns[name] = ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "endpoint_id", "KeyType": "HASH"}, {"AttributeName": "created", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "endpoint_id", "AttributeType": "S"}, {"AttributeName": "created", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )["TableDescription"]["TableArn"]
+    return arns
+
+
+def leading_keys_role(w, name, statements):
+    """A role with exactly these statements; its session's DynamoDB client."""
+    iam = w["iam"]
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    return role_session(w["url"], arn, f"{name}-fn").client("dynamodb", endpoint_url=w["url"])
+
+
+def principal_ledger(arn, condition=None):
+    """The template's ReconcileRole PrincipalLedger statement, on `arn`."""
+    return {
+        "Sid": "PrincipalLedger",
+        "Effect": "Allow",
+        "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
+        "Resource": arn,
+        "Condition": condition or {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["principals#*"]}},
+    }
+
+
+def test_the_principal_ledger_statement_allows_only_principals_items(world, ledger):
+    w = world
+    ddb = leading_keys_role(w, "reconcile", [principal_ledger(ledger["ledger"])])
+    before = len(denials(w))
+    ddb.put_item(TableName="ledger", Item={**ledger_key("principals#vpce-svc-0123"), "version": {"N": "1"}})
+    assert ddb.get_item(TableName="ledger", Key=ledger_key("principals#vpce-svc-0123"), ConsistentRead=True)["Item"]["version"] == {"N": "1"}
+    ddb.put_item(TableName=ledger["ledger"], Item=ledger_key("principals#x"))  # the table's ARN as TableName
+    assert len(denials(w)) == before
+    # Another partition of the same table: the condition is false, so the Allow does not apply (implicit deny).
+    for call in (
+        lambda: ddb.put_item(TableName="ledger", Item=ledger_key("quota#x")),
+        lambda: ddb.get_item(TableName="ledger", Key=ledger_key("quota#x")),
+        lambda: ddb.put_item(TableName="ledger", Item=ledger_key("Principals#x")),  # StringLike is case-sensitive
+    ):
+        msg = denied(call, "AccessDeniedException", 400)
+        assert f"on resource: {ledger['ledger']} because no identity-based policy allows" in msg
+        assert "conditional" not in msg
+        assert denials(w)[-1]["reason"] == "implicit deny"
+    setup = w["setup"].client("dynamodb", endpoint_url=w["url"])
+    assert "Item" not in setup.get_item(TableName="ledger", Key=ledger_key("quota#x"))
+    # The right partition, but a table the statement does not name.
+    denied(lambda: ddb.put_item(TableName="ledger-other", Item=ledger_key("principals#x")), "AccessDeniedException", 400)
+    assert (denials(w)[-1]["resource"], denials(w)[-1]["reason"]) == (ledger["ledger-other"], "implicit deny")
+    assert "Item" not in setup.get_item(TableName="ledger-other", Key=ledger_key("principals#x"))
+    # Actions the statement does not name stay denied, whatever the key.
+    denied(lambda: ddb.delete_item(TableName="ledger", Key=ledger_key("principals#x")), "AccessDeniedException", 400)
+
+
+def test_for_all_values_needs_every_leading_key_and_for_any_value_one(world, ledger):
+    w = world
+    setup = w["setup"].client("dynamodb", endpoint_url=w["url"])
+    for key in ("principals#a", "principals#b", "quota#c"):
+        setup.put_item(TableName="ledger", Item=ledger_key(key))
+    mixed = {"ledger": {"Keys": [ledger_key("principals#a"), ledger_key("quota#c")]}}
+    principals = {"ledger": {"Keys": [ledger_key("principals#a"), ledger_key("principals#b")]}}
+    quota = {"ledger": {"Keys": [ledger_key("quota#c")]}}
+
+    def role(name, qualifier):
+        condition = {f"{qualifier}:StringLike": {"dynamodb:LeadingKeys": ["principals#?", "principals#z*"]}}
+        statement = {**principal_ledger(ledger["ledger"], condition), "Action": ["dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem"]}
+        return leading_keys_role(w, name, [statement])
+
+    every = role("leading-all", "ForAllValues")
+    assert len(every.batch_get_item(RequestItems=principals)["Responses"]["ledger"]) == 2
+    denied(lambda: every.batch_get_item(RequestItems=mixed), "AccessDeniedException", 400)  # quota#c matches no value
+    denied(lambda: every.batch_get_item(RequestItems=quota), "AccessDeniedException", 400)
+    assert denials(w)[-1]["reason"] == "implicit deny"
+    # Query: the partition key value from the key condition (through an attribute name placeholder too).
+    out = every.query(
+        TableName="ledger",
+        KeyConditionExpression="#e = :p AND created = :c",
+        ExpressionAttributeNames={"#e": "endpoint_id"},
+        ExpressionAttributeValues={":p": {"S": "principals#a"}, ":c": {"S": "principals"}},
+    )
+    assert out["Count"] == 1
+    for partition_key in ("quota#c", "principals#ab"):  # ? is exactly one character
+        query = {"KeyConditionExpression": "endpoint_id = :p", "ExpressionAttributeValues": {":p": {"S": partition_key}}}
+        denied(lambda: every.query(TableName="ledger", **query), "AccessDeniedException", 400)
+
+    anyone = role("leading-any", "ForAnyValue")
+    assert len(anyone.batch_get_item(RequestItems=mixed)["Responses"]["ledger"]) == 2  # principals#a matches
+    assert len(anyone.batch_get_item(RequestItems=principals)["Responses"]["ledger"]) == 2
+    denied(lambda: anyone.batch_get_item(RequestItems=quota), "AccessDeniedException", 400)
+    # A transaction is authorized per item, each with its own leading key: the quota# item is not allowed.
+    put = lambda key: {"Put": {"TableName": "ledger", "Item": ledger_key(key)}}  # noqa: E731
+    anyone.transact_write_items(TransactItems=[put("principals#a"), put("principals#zz")])
+    denied(lambda: anyone.transact_write_items(TransactItems=[put("principals#a"), put("quota#d")]), "AccessDeniedException", 400)
+    assert (denials(w)[-1]["action"], denials(w)[-1]["reason"]) == ("dynamodb:PutItem", "implicit deny")
+    assert "Item" not in setup.get_item(TableName="ledger", Key=ledger_key("quota#d"))
+
+
+def test_a_condition_the_emulator_cannot_evaluate_stays_denied(world, ledger):
+    w = world
+    leading = {"dynamodb:LeadingKeys": ["principals#*"]}
+    cases = {
+        # Another condition key beside dynamodb:LeadingKeys (ANDed: the whole block is unknown).
+        "unknown-key": {"ForAllValues:StringLike": leading, "StringEquals": {"aws:RequestedRegion": REGION}},
+        # Another operator on the key.
+        "unknown-operator": {"ForAllValues:StringLikeIfExists": leading},
+        # A policy variable in the value.
+        "policy-variable": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["principals#${aws:username}*"]}},
+    }
+    for name, condition in cases.items():
+        ddb = leading_keys_role(w, f"cond-{name}", [principal_ledger(ledger["ledger"], condition)])
+        msg = denied(lambda: ddb.get_item(TableName="ledger", Key=ledger_key("principals#a")), "AccessDeniedException", 400)
+        assert "does not evaluate conditions" in msg, name
+        assert denials(w)[-1]["reason"] == "conditional", name
+    # A call whose leading keys the emulator does not read: Scan.
+    scan = {**principal_ledger(ledger["ledger"]), "Action": "dynamodb:Scan"}
+    ddb = leading_keys_role(w, "cond-scan", [scan])
+    denied(lambda: ddb.scan(TableName="ledger"), "AccessDeniedException", 400)
+    assert denials(w)[-1]["reason"] == "conditional"
+
+
+def test_a_deny_on_leading_keys_applies_only_to_its_partitions(world, ledger):
+    w = world
+    allow = {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": ledger["ledger"]}
+    deny = {**allow, "Effect": "Deny", "Condition": {"ForAnyValue:StringEquals": {"dynamodb:LeadingKeys": ["quota#c"]}}}
+    ddb = leading_keys_role(w, "deny-quota", [allow, deny])
+    ddb.get_item(TableName="ledger", Key=ledger_key("principals#a"))
+    msg = denied(lambda: ddb.get_item(TableName="ledger", Key=ledger_key("quota#c")), "AccessDeniedException", 400)
+    assert "explicit deny" in msg
+
+
 def test_describe_connections_needs_resource_star(world):
     w = world
     iam = w["iam"]
@@ -508,3 +656,142 @@ def test_policy_evaluation():
     assert verdict([allow, {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"Bool": {"x": "y"}}}], "dynamodb:GetItem", t) == gk_iam.EXPLICIT_DENY
     assert verdict([{"Effect": "Allow", "Action": ["sns:Publish"], "Resource": ["a", "b"]}], "sns:Publish", "b") == gk_iam.ALLOW
     assert gk_iam.evaluate(gk_iam.compile_policy('{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}'), "x:Y", "z") == gk_iam.ALLOW
+
+
+def test_leading_keys_condition_evaluation():
+    t = "arn:aws:dynamodb:us-east-1:1:table/t"
+
+    def verdict(condition, keys, effect="Allow"):
+        statement = {"Effect": effect, "Action": "dynamodb:GetItem", "Resource": t, "Condition": condition}
+        context = {} if keys is None else {"dynamodb:LeadingKeys": keys}
+        return gk_iam.evaluate(gk_iam.compile_policy({"Statement": [statement]}), "dynamodb:GetItem", t, context)
+
+    ALLOW, DENY, UNKNOWN = gk_iam.ALLOW, gk_iam.IMPLICIT_DENY, gk_iam.CONDITIONAL
+    like = lambda op, *v: {op: {"dynamodb:LeadingKeys": list(v)}}  # noqa: E731
+    # ForAllValues: every request value matches one policy value; true for no values (AWS: "also returns true
+    # if there are no context keys in the request").
+    assert verdict(like("ForAllValues:StringLike", "principals#*"), ["principals#a", "principals#b"]) == ALLOW
+    assert verdict(like("ForAllValues:StringLike", "principals#*"), ["principals#a", "quota#b"]) == DENY
+    assert verdict(like("ForAllValues:StringLike", "a*", "b*"), ["a1", "b2"]) == ALLOW  # values ORed
+    assert verdict(like("ForAllValues:StringLike", "principals#*"), []) == ALLOW
+    # ForAnyValue: at least one; false for no values.
+    assert verdict(like("ForAnyValue:StringLike", "principals#*"), ["principals#a", "quota#b"]) == ALLOW
+    assert verdict(like("ForAnyValue:StringLike", "principals#*"), ["quota#b"]) == DENY
+    assert verdict(like("ForAnyValue:StringLike", "principals#*"), []) == DENY
+    # Bare operators: one request value; the key absent is false (true when negated); several values: unknown.
+    assert verdict(like("StringEquals", "k1", "k2"), ["k2"]) == ALLOW
+    assert verdict(like("StringEquals", "k1"), ["K1"]) == DENY  # case-sensitive
+    assert verdict(like("StringEquals", "k*"), ["k1"]) == DENY  # no wildcards in StringEquals
+    assert verdict(like("StringEquals", "k*"), ["k*"]) == ALLOW
+    assert verdict(like("StringLike", "k?"), ["k1"]) == ALLOW
+    assert verdict(like("StringLike", "k?"), ["k12"]) == DENY  # ? is exactly one character
+    assert verdict(like("StringLike", "k.*"), ["kx"]) == DENY  # . is literal
+    assert verdict(like("StringLike", "k*"), ["k\nx"]) == ALLOW
+    assert verdict(like("StringEquals", "k1"), []) == DENY
+    assert verdict(like("StringNotEquals", "k1"), []) == ALLOW
+    assert verdict(like("StringEquals", "k1"), ["k1", "k1x"]) == UNKNOWN
+    # Negated operators: none of the policy values (NOR), per request value.
+    assert verdict(like("StringNotLike", "quota#*", "x"), ["principals#a"]) == ALLOW
+    assert verdict(like("StringNotLike", "quota#*", "x"), ["x"]) == DENY
+    assert verdict(like("ForAllValues:StringNotLike", "quota#*"), ["principals#a", "quota#b"]) == DENY
+    assert verdict(like("ForAnyValue:StringNotLike", "quota#*"), ["principals#a", "quota#b"]) == ALLOW
+    assert verdict(like("ForAllValues:StringNotEquals", "quota#b"), ["principals#a"]) == ALLOW
+    # Several operators (and keys) are ANDed.
+    both = {**like("ForAllValues:StringLike", "p*"), **like("ForAnyValue:StringEquals", "p2")}
+    assert verdict(both, ["p1", "p2"]) == ALLOW
+    assert verdict(both, ["p1"]) == DENY
+    # Unknown: the key's values (not in the context), another key or operator anywhere in the block, a policy
+    # variable, a non-string value.
+    assert verdict(like("ForAllValues:StringLike", "principals#*"), None) == UNKNOWN
+    assert verdict({**like("ForAllValues:StringLike", "p*"), "StringEquals": {"aws:RequestedRegion": "us-east-1"}}, ["p1"]) == UNKNOWN
+    assert verdict({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": "p*", "dynamodb:Attributes": "a"}}, ["p1"]) == UNKNOWN
+    for operator in ("StringLikeIfExists", "ForAllValues:StringEqualsIgnoreCase", "Null", "ForSomeValues:StringLike", "ArnLike"):
+        assert verdict(like(operator, "p*"), ["p1"]) == UNKNOWN, operator
+    assert verdict({"ForAllValues:StringLike": {"dynamodb:leadingkeys": "p*"}}, ["p1"]) == UNKNOWN
+    assert verdict(like("ForAllValues:StringEquals", "${aws:userid}"), ["${aws:userid}"]) == UNKNOWN
+    assert verdict(like("ForAllValues:StringEquals", 5), ["5"]) == UNKNOWN
+    assert verdict({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": []}}, ["p1"]) == UNKNOWN
+    # A Deny applies when its condition holds or is unknown, not when it is false.
+    deny = like("ForAnyValue:StringLike", "quota#*")
+    allow_all = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    statements = gk_iam.compile_policy({"Statement": [allow_all, {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": deny}]})
+    assert gk_iam.evaluate(statements, "dynamodb:GetItem", t, {"dynamodb:LeadingKeys": ["quota#1"]}) == gk_iam.EXPLICIT_DENY
+    assert gk_iam.evaluate(statements, "dynamodb:GetItem", t, {"dynamodb:LeadingKeys": ["principals#1"]}) == ALLOW
+    assert gk_iam.evaluate(statements, "dynamodb:GetItem", t) == gk_iam.EXPLICIT_DENY
+    # A false conditional Allow beside an unknown one: still "conditional" (the unknown one might allow).
+    statements = gk_iam.compile_policy(
+        {"Statement": [{**allow_all, "Condition": like("StringEquals", "a")}, {**allow_all, "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]}
+    )
+    assert gk_iam.evaluate(statements, "dynamodb:GetItem", t, {"dynamodb:LeadingKeys": ["b"]}) == UNKNOWN
+
+
+def test_leading_keys_of_each_dynamodb_call():
+    schemas = {"ledger": [{"AttributeName": "endpoint_id", "KeyType": "HASH"}, {"AttributeName": "created", "KeyType": "RANGE"}]}
+    table = "arn:aws:dynamodb:eu-west-1:999999999999:table"
+
+    def contexts(action, params):
+        out = gk_iam.authorization_requests(
+            "dynamodb", action, params, "eu-west-1", "999999999999", context=True, key_schema=lambda t: schemas.get(t.rsplit("/", 1)[-1])
+        )
+        return [(a, r.removeprefix(f"{table}/"), c.get("dynamodb:LeadingKeys")) for a, r, c in out]
+
+    def key(v, kind="S"):
+        return {"endpoint_id": {kind: v}, "created": {"S": "c"}}
+
+    assert contexts("GetItem", {"TableName": "ledger", "Key": key("principals#a")}) == [("dynamodb:GetItem", "ledger", ["principals#a"])]
+    assert contexts("GetItem", {"TableName": f"{table}/ledger", "Key": key("7", "N")}) == [("dynamodb:GetItem", "ledger", ["7"])]
+    assert contexts("DeleteItem", {"TableName": "ledger", "Key": key("a")}) == [("dynamodb:DeleteItem", "ledger", ["a"])]
+    assert contexts("UpdateItem", {"TableName": "ledger", "Key": key("a")}) == [("dynamodb:UpdateItem", "ledger", ["a"])]
+    assert contexts("PutItem", {"TableName": "ledger", "Item": {**key("a"), "n": {"N": "1"}}}) == [("dynamodb:PutItem", "ledger", ["a"])]
+    # Unknown: a table moto does not know, a binary partition key, an item without its partition key.
+    assert contexts("GetItem", {"TableName": "gone", "Key": key("a")}) == [("dynamodb:GetItem", "gone", None)]
+    assert contexts("GetItem", {"TableName": "ledger", "Key": key("AAA=", "B")}) == [("dynamodb:GetItem", "ledger", None)]
+    assert contexts("PutItem", {"TableName": "ledger", "Item": {"created": {"S": "c"}}}) == [("dynamodb:PutItem", "ledger", None)]
+    # Batches: per table, every key's partition value.
+    batch = {"RequestItems": {"ledger": {"Keys": [key("a"), key("b"), key("a")]}, "gone": {"Keys": [key("a")]}}}
+    assert contexts("BatchGetItem", batch) == [("dynamodb:BatchGetItem", "ledger", ["a", "b"]), ("dynamodb:BatchGetItem", "gone", None)]
+    writes = {"RequestItems": {"ledger": [{"PutRequest": {"Item": key("a")}}, {"DeleteRequest": {"Key": key("b")}}]}}
+    assert contexts("BatchWriteItem", writes) == [("dynamodb:BatchWriteItem", "ledger", ["a", "b"])]
+    # Transactions: per item, as its underlying action.
+    items = [
+        {"Put": {"TableName": "ledger", "Item": key("a")}},
+        {"Update": {"TableName": "ledger", "Key": key("b")}},
+        {"ConditionCheck": {"TableName": "ledger", "Key": key("c")}},
+        {"Put": {"TableName": "ledger", "Item": key("a")}},
+        {"Put": {"TableName": "ledger", "Item": key("d")}},
+    ]
+    assert contexts("TransactWriteItems", {"TransactItems": items}) == [
+        ("dynamodb:PutItem", "ledger", ["a"]),
+        ("dynamodb:UpdateItem", "ledger", ["b"]),
+        ("dynamodb:ConditionCheckItem", "ledger", ["c"]),
+        ("dynamodb:PutItem", "ledger", ["d"]),
+    ]
+    assert contexts("TransactGetItems", {"TransactItems": [{"Get": {"TableName": "ledger", "Key": key("e")}}]}) == [("dynamodb:GetItem", "ledger", ["e"])]
+    # Query: the partition key value of the key condition, or KeyConditions' EQ.
+    q = {"TableName": "ledger", "KeyConditionExpression": "#e = :p AND begins_with(created, :c)"}
+    q |= {"ExpressionAttributeNames": {"#e": "endpoint_id"}, "ExpressionAttributeValues": {":p": {"S": "principals#q"}, ":c": {"S": "2"}}}
+    assert contexts("Query", q) == [("dynamodb:Query", "ledger", ["principals#q"])]
+    legacy = {"endpoint_id": {"AttributeValueList": [{"S": "k"}], "ComparisonOperator": "EQ"}}
+    assert contexts("Query", {"TableName": "ledger", "KeyConditions": legacy}) == [("dynamodb:Query", "ledger", ["k"])]
+    unreadable = [
+        {"TableName": "ledger", "KeyConditionExpression": "created = :c", "ExpressionAttributeValues": {":c": {"S": "x"}}},
+        {"TableName": "ledger", "KeyConditionExpression": "endpoint_id = :missing"},
+        {"TableName": "ledger", "KeyConditions": {"endpoint_id": {"AttributeValueList": [{"S": "k"}], "ComparisonOperator": "BEGINS_WITH"}}},
+        {"TableName": "ledger"},
+    ]
+    for params in unreadable:
+        assert contexts("Query", params) == [("dynamodb:Query", "ledger", None)], params
+    on_index = {**q, "IndexName": "owed"}
+    assert contexts("Query", on_index) == [("dynamodb:Query", "ledger/index/owed", None)]
+    # Every other call: unknown (Scan included: the emulator does not decide what AWS puts there).
+    assert contexts("Scan", {"TableName": "ledger"}) == [("dynamodb:Scan", "ledger", None)]
+    assert contexts("DescribeTable", {"TableName": "ledger"}) == [("dynamodb:DescribeTable", "ledger", None)]
+    assert gk_iam.authorization_requests("sns", "Publish", {"TopicArn": "arn:aws:sns:eu-west-1:1:t"}, "eu-west-1", "1", context=True) == [
+        ("sns:Publish", "arn:aws:sns:eu-west-1:1:t", {})
+    ]
+    # Without context=True: the (action, resource) pairs as before, one per distinct pair.
+    assert gk_iam.authorization_requests("dynamodb", "TransactWriteItems", {"TransactItems": items}, "eu-west-1", "999999999999") == [
+        ("dynamodb:PutItem", f"{table}/ledger"),
+        ("dynamodb:UpdateItem", f"{table}/ledger"),
+        ("dynamodb:ConditionCheckItem", f"{table}/ledger"),
+    ]
