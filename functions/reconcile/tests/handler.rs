@@ -91,7 +91,7 @@ impl Allowlist for Fake<'_> {
 impl EndpointServices for Fake<'_> {
     async fn configurations(&self, services: &[ServiceId]) -> PortResult<Vec<ServiceHealth>> {
         self.fault("ec2")?;
-        let health = self.0.health.lock().unwrap().clone().unwrap_or_else(|| healthy());
+        let health = self.0.health.lock().unwrap().clone().unwrap_or_else(healthy);
         Ok([health].into_iter().filter(|h| services.contains(&h.service_id)).collect())
     }
 
