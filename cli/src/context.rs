@@ -10,7 +10,7 @@ use serde::Deserialize;
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::eventbridge::EventBridgeBus;
-use shared::adapters::quota::DynamoPrincipalLedger;
+use shared::adapters::ledgers::DynamoPrincipalLedger;
 use shared::config::managed_services;
 use shared::domain::{DefaultAction, ServiceId};
 use shared::ports::PortError;

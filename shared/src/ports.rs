@@ -74,6 +74,18 @@ pub struct ConnectionFilter {
     pub states: Vec<String>,
 }
 
+impl ConnectionFilter {
+    /// Connections waiting for the provider.
+    pub fn pending() -> Self {
+        Self { states: vec![crate::domain::ConnectionState::PendingAcceptance.as_str().to_owned()], ..Self::default() }
+    }
+
+    /// Connections the provider has accepted (`ConnectionState::ACCEPTED`).
+    pub fn accepted() -> Self {
+        Self { states: crate::domain::ConnectionState::ACCEPTED.map(String::from).to_vec(), ..Self::default() }
+    }
+}
+
 /// The provider's allowlist.
 pub trait Allowlist: Send + Sync {
     /// Every item that can apply to `service`: its own partition and the `*` partition.
@@ -86,6 +98,11 @@ pub enum Written {
     Yes,
     /// The condition failed: someone else got there first.
     Lost,
+}
+
+/// The version a versioned item is at after a write conditioned on `expected` (`None`: on its absence).
+pub fn next_version(expected: Option<u64>) -> u64 {
+    expected.map_or(1, |v| v + 1)
 }
 
 /// The decisions table.

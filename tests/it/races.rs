@@ -13,7 +13,7 @@ use decide::handler::{BatchOutcome, Deps, decide_batch};
 use gatekeeper_local::{Options, decide_deps};
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
-use shared::adapters::quota::DynamoQuotaLedger;
+use shared::adapters::ledgers::DynamoQuotaLedger;
 use shared::adapters::sns::SnsNotifier;
 use shared::domain::record::{DecisionRecord, Kind, Status};
 use shared::domain::time::now_ms;

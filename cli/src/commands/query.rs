@@ -138,8 +138,7 @@ pub async fn pending<C: Connections, A: Allowlist>(
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     for service in settings.managed()? {
-        let filter = ConnectionFilter { states: vec!["pendingAcceptance".into()], ..Default::default() };
-        let pending = conns.describe(service, &filter).await?;
+        let pending = conns.describe(service, &ConnectionFilter::pending()).await?;
         if pending.is_empty() {
             continue;
         }

@@ -388,8 +388,7 @@ where
         }
         let filter = ConnectionFilter {
             endpoints: decisions.iter().map(|r| r.endpoint_id.clone()).collect(),
-            states: vec![ConnectionState::PendingAcceptance.as_str().to_owned()],
-            ..Default::default()
+            ..ConnectionFilter::pending()
         };
         let pending: BTreeSet<EndpointId> = match self.deps.connections.describe(self.service, &filter).await {
             Ok(c) => c.into_iter().map(|c| c.endpoint_id).collect(),
@@ -430,11 +429,7 @@ where
     async fn take_quota_slot(&self, conn: &Connection, cap: u32) -> Result<Option<u32>, PortError> {
         for _ in 0..5 {
             let (slots, version) = self.deps.quota.read(self.service, &conn.owner).await?;
-            let accepted = ConnectionFilter {
-                owner: Some(conn.owner.clone()),
-                states: ConnectionState::ACCEPTED.map(String::from).to_vec(),
-                ..Default::default()
-            };
+            let accepted = ConnectionFilter { owner: Some(conn.owner.clone()), ..ConnectionFilter::accepted() };
             let mut seen = Seen {
                 accepted: self
                     .deps

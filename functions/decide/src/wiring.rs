@@ -4,7 +4,7 @@
 use aws_config::SdkConfig;
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
-use shared::adapters::quota::DynamoQuotaLedger;
+use shared::adapters::ledgers::DynamoQuotaLedger;
 use shared::adapters::sns::SnsNotifier;
 
 use crate::config::Config;

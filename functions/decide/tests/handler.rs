@@ -197,7 +197,7 @@ impl QuotaLedger for Fake<'_> {
         if ledgers.get(&key).map(|(_, v)| *v) != expected {
             return Ok(Written::Lost);
         }
-        ledgers.insert(key, (slots.clone(), expected.map_or(1, |v| v + 1)));
+        ledgers.insert(key, (slots.clone(), shared::ports::next_version(expected)));
         Ok(Written::Yes)
     }
 }

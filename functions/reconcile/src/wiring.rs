@@ -4,7 +4,7 @@ use aws_config::SdkConfig;
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::eventbridge::EventBridgeBus;
-use shared::adapters::quota::DynamoPrincipalLedger;
+use shared::adapters::ledgers::DynamoPrincipalLedger;
 
 use crate::config::Config;
 use crate::handler::Deps;

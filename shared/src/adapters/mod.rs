@@ -3,7 +3,7 @@
 pub mod dynamodb;
 pub mod ec2;
 pub mod eventbridge;
-pub mod quota;
+pub mod ledgers;
 pub mod sns;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;

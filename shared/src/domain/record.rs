@@ -120,7 +120,7 @@ impl DecisionRecord {
             status: Status::Claimed,
             claim: claim.to_owned(),
             lease_until_ms: now_ms + lease_ms,
-            version: previous_version.map_or(1, |v| v + 1),
+            version: crate::ports::next_version(previous_version),
             expires_at: None,
         }
     }

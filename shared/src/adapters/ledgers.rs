@@ -12,7 +12,7 @@ use super::classify;
 use crate::domain::principals::Ledger;
 use crate::domain::quota::Slots;
 use crate::domain::{AccountId, ServiceId};
-use crate::ports::{PortResult, PrincipalLedger, QuotaLedger, Written};
+use crate::ports::{PortResult, PrincipalLedger, QuotaLedger, Written, next_version};
 
 #[derive(Clone, Debug)]
 pub struct DynamoQuotaLedger {
@@ -81,7 +81,7 @@ pub(crate) async fn put_versioned(
     mut item: HashMap<String, AttributeValue>,
     expected: Option<u64>,
 ) -> PortResult<Written> {
-    item.insert("version".into(), AttributeValue::N(expected.map_or(1, |v| v + 1).to_string()));
+    item.insert("version".into(), AttributeValue::N(next_version(expected).to_string()));
     let mut req = client.put_item().table_name(table).set_item(Some(item));
     req = match expected {
         None => req.condition_expression("attribute_not_exists(endpoint_id)"),
