@@ -49,7 +49,7 @@ impl Draft<'_> {
             }
         }
         if let Some(t) = &self.tenant {
-            shared::domain::allowlist::check_tenant(t).map_err(|e| usage(e.replace("`tenant`", "--tenant")))?;
+            super::tenant_flag(t)?;
         }
         let regions = if self.regions.is_empty() {
             None

@@ -35,6 +35,11 @@ pub fn scope_of(service: Option<&str>) -> R<Scope> {
     }
 }
 
+/// `--tenant`, checked as an item's `tenant` is, the error naming the flag.
+pub fn tenant_flag(t: &str) -> R<()> {
+    shared::domain::allowlist::check_tenant(t).map_err(|e| usage(e.replace("`tenant`", "--tenant")))
+}
+
 fn service_filter(service: Option<&str>) -> R<Option<ServiceId>> {
     service.map(|s| ServiceId::parse(s).map_err(usage)).transpose()
 }
@@ -92,7 +97,7 @@ pub async fn run(cli: Cli) -> R<()> {
         }
         Command::Decisions { since, service, decision, tenant } => {
             if let Some(t) = &tenant {
-                shared::domain::allowlist::check_tenant(t).map_err(|e| usage(e.replace("`tenant`", "--tenant")))?;
+                tenant_flag(t)?;
             }
             let q = query::DecisionQuery {
                 since_s: time::since("--since", &since, now)?,
@@ -105,7 +110,7 @@ pub async fn run(cli: Cli) -> R<()> {
         }
         Command::Connections { service, tenant } => {
             if let Some(t) = &tenant {
-                shared::domain::allowlist::check_tenant(t).map_err(|e| usage(e.replace("`tenant`", "--tenant")))?;
+                tenant_flag(t)?;
             }
             let q = service::ConnectionQuery { service: service_filter(service.as_deref())?, tenant };
             let ctx = resolve(target).await?;

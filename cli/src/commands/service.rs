@@ -7,7 +7,7 @@ use std::io::Write;
 use serde_json::json;
 use shared::domain::principals::{self, partition_of};
 use shared::domain::time::rfc3339_ms;
-use shared::domain::{Connection, ConnectionState, ServiceId};
+use shared::domain::{Connection, Rules, ServiceId};
 use shared::ports::{Allowlist, ConnectionFilter, Connections, EndpointServices, PrincipalLedger};
 
 use super::{Out, R};
@@ -28,24 +28,13 @@ struct Row {
     region: String,
 }
 
-async fn accepted<C: Connections, A: Allowlist>(
-    conns: &C,
-    allowlist: &A,
-    settings: &Settings,
-    service: &ServiceId,
-) -> R<Vec<Row>> {
-    let filter =
-        ConnectionFilter { states: ConnectionState::ACCEPTED.map(String::from).to_vec(), ..Default::default() };
-    let found = conns.describe(service, &filter).await?;
-    if found.is_empty() {
-        return Ok(vec![]);
-    }
-    let rules = allowlist.rules_for(service).await?;
+/// Accepted connections with their tenant, as `rules` (the service's allowlist) name it.
+fn rows(found: Vec<Connection>, rules: &Rules, settings: &Settings) -> R<Vec<Row>> {
     let home = settings.region()?;
     Ok(found
         .into_iter()
         .map(|c| {
-            let d = shared::domain::evaluate(&c, &rules, home, settings.now, settings.default_action);
+            let d = shared::domain::evaluate(&c, rules, home, settings.now, settings.default_action);
             let region = c.region.as_ref().unwrap_or(home).to_string();
             Row { conn: c, tenant: d.tenant, region }
         })
@@ -77,7 +66,10 @@ pub async fn connections<C: Connections, A: Allowlist>(
         if q.service.as_ref().is_some_and(|s| s != service) {
             continue;
         }
-        rows.extend(accepted(conns, allowlist, settings, service).await?);
+        let found = conns.describe(service, &ConnectionFilter::accepted()).await?;
+        if !found.is_empty() {
+            rows.extend(self::rows(found, &allowlist.rules_for(service).await?, settings)?);
+        }
     }
     rows.retain(|r| q.tenant.as_ref().is_none_or(|t| r.tenant.as_ref() == Some(t)));
     rows.sort_by(|a, b| (&a.conn.service_id, &a.conn.endpoint_id).cmp(&(&b.conn.service_id, &b.conn.endpoint_id)));
@@ -223,10 +215,9 @@ pub async fn status<C: Connections, A: Allowlist, E: EndpointServices, L: Princi
                 PrincipalSetup::Drifted { missing, extra }
             }
         };
-        let pending_filter = ConnectionFilter { states: vec!["pendingAcceptance".into()], ..Default::default() };
-        let pending = conns.describe(service, &pending_filter).await?;
+        let pending = conns.describe(service, &ConnectionFilter::pending()).await?;
         let oldest = pending.iter().min_by_key(|c| c.created_at_ms);
-        let accepted = accepted(conns, allowlist, settings, service).await?;
+        let accepted = rows(conns.describe(service, &ConnectionFilter::accepted()).await?, &rules, settings)?;
         let mut by_tenant: BTreeMap<String, usize> = BTreeMap::new();
         for r in &accepted {
             *by_tenant.entry(r.tenant.clone().unwrap_or_else(|| "(no tenant)".into())).or_default() += 1;
@@ -301,6 +292,7 @@ mod tests {
 
     use super::*;
     use crate::commands::fakes::{FakeAllowlist, FakeConnections, allow_item, connection, out, settings};
+    use shared::domain::ConnectionState;
     use shared::domain::allowlist::Attr;
 
     const NOW: i64 = 1_790_000_000;

@@ -9,13 +9,14 @@ use lambda_runtime::LambdaEvent;
 use shared::domain::allowlist::Scope;
 use shared::domain::principal::account_hint;
 use shared::domain::principals::{self, partition_of};
+use shared::domain::service::ServiceHealth;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, Reason, ServiceId, Trigger, evaluate,
+    AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, Reason, Region, ServiceId, Trigger, evaluate,
 };
 use shared::ports::{
     Allowlist, ConnectionFilter, Connections, EndpointServices, ErrorKind, OwedDecisions, PortError, PrincipalLedger,
-    RequestBus, Written,
+    RequestBus, Written, next_version,
 };
 use shared::producers::requests_for;
 use shared::telemetry::{Metrics, names};
@@ -82,10 +83,9 @@ pub async fn sweep<
     metrics: &mut Metrics,
 ) -> Result<usize, PortError> {
     let mut requests = Vec::new();
-    service_health(deps, metrics).await?;
+    service_health(&deps.services, &deps.config.managed, metrics).await?;
     for service in &deps.config.managed {
-        let filter = ConnectionFilter { states: vec!["pendingAcceptance".into()], ..Default::default() };
-        let pending = deps.connections.describe(service, &filter).await?;
+        let pending = deps.connections.describe(service, &ConnectionFilter::pending()).await?;
         let now = now_ms();
         let oldest = pending.iter().map(|c| now.saturating_sub(c.created_at_ms) / 1000).max().unwrap_or(0);
         metrics.gauge(names::OLDEST_PENDING_SECONDS, u64::try_from(oldest).unwrap_or(0), "Seconds");
@@ -111,7 +111,7 @@ pub async fn sweep<
             requested_at: now,
         }));
         if deps.config.revoke {
-            let revocable = revocable(deps, service).await?;
+            let revocable = revocable(&deps.connections, &deps.allowlist, &deps.config.home_region, service).await?;
             metrics.add(names::REVOCATIONS_FOUND, revocable.len() as u64);
             requests.extend(revocable);
         }
@@ -133,23 +133,18 @@ pub async fn sweep<
 
 /// Each managed service's own health, as metrics (alarmed on): a service that does not require acceptance
 /// (Gatekeeper gates nothing there), and a private DNS name whose domain is not verified.
-async fn service_health<
-    C: Connections,
-    A: Allowlist,
-    B: RequestBus,
-    O: OwedDecisions,
-    P: EndpointServices,
-    L: PrincipalLedger,
->(
-    deps: &Deps<C, A, B, O, P, L>,
+async fn service_health(
+    services: &impl EndpointServices,
+    managed: &BTreeSet<ServiceId>,
     metrics: &mut Metrics,
 ) -> Result<(), PortError> {
-    let managed: Vec<ServiceId> = deps.config.managed.iter().cloned().collect();
-    let health = deps.services.configurations(&managed).await?;
+    let managed: Vec<ServiceId> = managed.iter().cloned().collect();
+    let health = services.configurations(&managed).await?;
     let mut acceptance_off = 0;
     let mut unverified = 0;
     for service in &managed {
-        match health.iter().find(|h| &h.service_id == service) {
+        let h = health.iter().find(|h| &h.service_id == service);
+        match h {
             None => {
                 warn!(%service, "EC2 does not show this managed service's configuration");
                 acceptance_off += 1;
@@ -160,7 +155,7 @@ async fn service_health<
             }
             Some(_) => {}
         }
-        if health.iter().any(|h| &h.service_id == service && h.private_dns_unverified()) {
+        if h.is_some_and(ServiceHealth::private_dns_unverified) {
             warn!(%service, "the private DNS name is not verified");
             unverified += 1;
         }
@@ -172,7 +167,7 @@ async fn service_health<
 
 /// Brings `service`'s allowed principals to what the allowlist wants (`domain::principals`): the ledger
 /// claims an add before EC2 makes it, and is settled after. Returns how many principals changed.
-pub async fn sync_principals<
+async fn sync_principals<
     C: Connections,
     A: Allowlist,
     B: RequestBus,
@@ -195,7 +190,7 @@ pub async fn sync_principals<
             if deps.ledger.set_managed(service, &plan.claimed, version).await? == Written::Lost {
                 continue;
             }
-            version = Some(version.map_or(1, |v| v + 1));
+            version = Some(next_version(version));
         }
         if !plan.is_empty() {
             deps.services.change_principals(service, &plan.add, &plan.remove).await?;
@@ -219,29 +214,22 @@ pub async fn sync_principals<
 
 /// Accepted (`available`, or `pending` on its way there) connections of `service` the allowlist does not
 /// accept now (expired by time included).
-async fn revocable<
-    C: Connections,
-    A: Allowlist,
-    B: RequestBus,
-    O: OwedDecisions,
-    P: EndpointServices,
-    L: PrincipalLedger,
->(
-    deps: &Deps<C, A, B, O, P, L>,
+async fn revocable(
+    connections: &impl Connections,
+    allowlist: &impl Allowlist,
+    home_region: &Region,
     service: &ServiceId,
 ) -> Result<Vec<ConnectionRequest>, PortError> {
-    let filter =
-        ConnectionFilter { states: ConnectionState::ACCEPTED.map(String::from).to_vec(), ..Default::default() };
-    let available = deps.connections.describe(service, &filter).await?;
+    let available = connections.describe(service, &ConnectionFilter::accepted()).await?;
     if available.is_empty() {
         return Ok(vec![]);
     }
-    let rules = deps.allowlist.rules_for(service).await?;
+    let rules = allowlist.rules_for(service).await?;
     let now = now_ms();
     Ok(available
         .into_iter()
         .filter(|c| {
-            let d = evaluate(c, &rules, &deps.config.home_region, now / 1000, DefaultAction::Reject);
+            let d = evaluate(c, &rules, home_region, now / 1000, DefaultAction::Reject);
             d.outcome != Outcome::Accept && d.reason != Reason::InvalidRuleUnscoped
         })
         .map(|c| ConnectionRequest {
@@ -280,7 +268,9 @@ fn scope_of(
 
 /// An allowlist change: the account's pending connections (it may now be allowed) and, with revocation
 /// on, its accepted ones, `available` or `pending` (it may now be removed, denied or expired). `decide`
-/// evaluates each.
+/// evaluates each. With `manage_principals`, each service it covers has its allowed principals brought to
+/// the allowlist, once per batch: a sync reads the table as it is now, which already holds every later
+/// record of the batch.
 /// Records are handled in order; the first failure is reported and the rest left for the retry.
 pub async fn on_stream<
     C: Connections,
@@ -295,10 +285,7 @@ pub async fn on_stream<
     metrics: &mut Metrics,
 ) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
-    let mut states = vec!["pendingAcceptance"];
-    if deps.config.revoke {
-        states.extend(ConnectionState::ACCEPTED);
-    }
+    let mut synced = BTreeSet::new();
     for record in &stream.records {
         let (account, services) = match scope_of(record, &deps.config.managed) {
             Ok(x) => x,
@@ -310,40 +297,53 @@ pub async fn on_stream<
         };
         let about = account.as_ref().map_or_else(|| "every account".to_owned(), ToString::to_string);
         info!(event = %record.event_name, account = %about, services = services.len(), "allowlist changed");
-        // An item about no readable account blocks new accepts for everyone; it never revokes.
-        let states: &[&str] = if account.is_some() { &states } else { &["pendingAcceptance"] };
-        let mut requests = Vec::new();
-        let mut failed = None;
-        for service in &services {
-            match requests_for(&deps.connections, service, account.as_ref(), states, Trigger::AllowlistChange).await {
-                Ok(r) => requests.extend(r),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        match on_change(deps, account.as_ref(), &services, &mut synced).await {
+            Ok(emitted) => metrics.add(names::REQUESTS_EMITTED, emitted as u64),
+            Err(e) => {
+                error!(event_id = %record.event_id, error = %e, "could not apply this change; it will be retried");
+                metrics.incr(names::ERRORS);
+                let mut f = DynamoDbBatchItemFailure::default();
+                f.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(f);
+                break;
             }
         }
-        let mut put = match failed {
-            Some(e) => Err(e),
-            None => deps.bus.put(&requests).await,
-        };
-        if put.is_ok() && deps.config.manage_principals {
-            for service in &services {
-                if let Err(e) = sync_principals(deps, service).await {
-                    put = Err(e);
-                    break;
-                }
-            }
-        }
-        if let Err(e) = put {
-            error!(event_id = %record.event_id, error = %e, "could not emit requests for this change; it will be retried");
-            metrics.incr(names::ERRORS);
-            let mut f = DynamoDbBatchItemFailure::default();
-            f.item_identifier = record.change.sequence_number.clone();
-            response.batch_item_failures.push(f);
-            break;
-        }
-        metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
     }
     response
+}
+
+/// One allowlist change about `account` (`None`: an invalid item about no readable account, which blocks
+/// new accepts for everyone and never revokes) covering `services`. Returns the requests emitted.
+async fn on_change<
+    C: Connections,
+    A: Allowlist,
+    B: RequestBus,
+    O: OwedDecisions,
+    P: EndpointServices,
+    L: PrincipalLedger,
+>(
+    deps: &Deps<C, A, B, O, P, L>,
+    account: Option<&AccountId>,
+    services: &[ServiceId],
+    synced: &mut BTreeSet<ServiceId>,
+) -> Result<usize, PortError> {
+    let pending = ConnectionState::PendingAcceptance.as_str();
+    let states: Vec<&str> = match account {
+        Some(_) if deps.config.revoke => [pending].into_iter().chain(ConnectionState::ACCEPTED).collect(),
+        _ => vec![pending],
+    };
+    let mut requests = Vec::new();
+    for service in services {
+        requests.extend(requests_for(&deps.connections, service, account, &states, Trigger::AllowlistChange).await?);
+    }
+    deps.bus.put(&requests).await?;
+    if deps.config.manage_principals {
+        for service in services {
+            if !synced.contains(service) {
+                sync_principals(deps, service).await?;
+                synced.insert(service.clone());
+            }
+        }
+    }
+    Ok(requests.len())
 }

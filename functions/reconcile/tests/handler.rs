@@ -39,6 +39,8 @@ struct World {
     ledger: Mutex<(Ledger, Option<u64>)>,
     /// `None`: a healthy service.
     health: Mutex<Option<ServiceHealth>>,
+    /// DescribeVpcEndpointServicePermissions calls.
+    principal_reads: Mutex<usize>,
 }
 
 struct Fake<'a>(&'a World);
@@ -97,6 +99,7 @@ impl EndpointServices for Fake<'_> {
 
     async fn allowed_principals(&self, _: &ServiceId) -> PortResult<Vec<String>> {
         self.fault("ec2")?;
+        *self.0.principal_reads.lock().unwrap() += 1;
         Ok(self.0.principals.lock().unwrap().iter().cloned().collect())
     }
 
@@ -121,7 +124,7 @@ impl PrincipalLedger for Fake<'_> {
         if l.1 != expected {
             return Ok(Written::Lost);
         }
-        *l = (principals.clone(), Some(expected.map_or(1, |v| v + 1)));
+        *l = (principals.clone(), Some(shared::ports::next_version(expected)));
         Ok(Written::Yes)
     }
 }
@@ -307,6 +310,21 @@ async fn when_an_allowlist_change_arrives_its_services_principals_should_follow_
     let ReconcileResponse::Stream(response) = handle(&deps(&w), event(sample)).await.unwrap() else { panic!() };
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]));
+}
+
+#[tokio::test]
+async fn a_stream_batch_should_sync_each_service_once_however_many_records_cover_it() {
+    let w = World { rules: vec![allow(OWNER)], manage: true, ..Default::default() };
+    let mut batch: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/dynamodb/allowlist-insert.json")).unwrap();
+    let record = batch["Records"][0].clone();
+    batch["Records"].as_array_mut().unwrap().push(record);
+    let ReconcileResponse::Stream(response) = handle(&deps(&w), event(&batch.to_string())).await.unwrap() else {
+        panic!()
+    };
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]));
+    assert_eq!(*w.principal_reads.lock().unwrap(), 1, "the sync reads the table as it is now: once is enough");
 }
 
 #[tokio::test]

@@ -214,11 +214,16 @@ impl EntryError {
     /// (`{principal: "*", effect: deny}`, a garbled ARN) blocks every account of every service it could
     /// cover. An invalid allow never blocks more than its own account: it can only ever have granted.
     pub fn blocks(&self, owner: &AccountId, service: &ServiceId) -> bool {
-        self.scope.as_ref().is_none_or(|s| s.covers(service))
+        self.could_cover(service)
             && match &self.account {
                 Some(a) => a == owner,
                 None => self.may_deny,
             }
+    }
+
+    /// Whether the item could be about `service`: its scope, or any service when that does not parse.
+    pub fn could_cover(&self, service: &ServiceId) -> bool {
+        self.scope.as_ref().is_none_or(|s| s.covers(service))
     }
 
     /// Whether it blocks a whole scope rather than one named account.

@@ -53,7 +53,7 @@ pub fn wanted(rules: &Rules, service: &ServiceId, now: i64, partition: &str) -> 
     };
     let denied = live(Effect::Deny);
     let mut w = Wanted::default();
-    for bad in rules.invalid.iter().filter(|e| e.scope.as_ref().is_none_or(|s| s.covers(service))) {
+    for bad in rules.invalid.iter().filter(|e| e.could_cover(service)) {
         match &bad.account {
             Some(a) => {
                 w.frozen.insert(root(partition, a));
