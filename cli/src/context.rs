@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use serde::Deserialize;
@@ -167,7 +167,7 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
             Some(serde_json::from_str(&text).map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?)
         }
     };
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = shared::adapters::sdk_defaults();
     if let Some(p) = &t.profile {
         loader = loader.profile_name(p);
     }

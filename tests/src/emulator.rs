@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
@@ -118,7 +118,7 @@ fn base(endpoint: &str, creds: Credentials) -> aws_config::ConfigLoader {
     let retry = aws_config::retry::RetryConfig::standard()
         .with_initial_backoff(Duration::from_millis(20))
         .with_max_backoff(Duration::from_millis(500));
-    aws_config::defaults(BehaviorVersion::latest())
+    shared::adapters::sdk_defaults()
         .region(Region::new(REGION))
         .endpoint_url(endpoint)
         .retry_config(retry)

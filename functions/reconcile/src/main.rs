@@ -8,7 +8,7 @@ use reconcile::handler::handle;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = shared::adapters::sdk_defaults().load().await;
     let deps = reconcile::wiring::deps(&aws, config);
     lambda_runtime::run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await
 }

@@ -6,11 +6,25 @@ pub mod eventbridge;
 pub mod ledgers;
 pub mod sns;
 
+use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response;
 
 use crate::ports::{ErrorKind, PortError};
+
+/// The HTTPS client of every SDK client here: rustls with ring. The SDK crates are built without their
+/// default client (`default-https-client`, which brings aws-lc), so a loader must be given this one.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+/// `aws_config::defaults` with [`https_client`]: where every SDK configuration starts (functions, CLI, tests).
+pub fn sdk_defaults() -> ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https_client())
+}
 
 /// Error codes that mean "slow down", across the services used.
 const THROTTLING: &[&str] = &[
