@@ -30,6 +30,8 @@ EXPECTED = {
         (("dynamodb:Query",), "GetAtt:AllowlistTable.Arn"),
         (("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"), "GetAtt:DecisionsTable.Arn"),
         (("sns:Publish",), "Ref:DecisionsTopic"),
+        # the tenant tag on accepted connections (its tag-key condition is checked below)
+        (("ec2:CreateTags",), "Sub:arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-endpoint-connection/*"),
         # the SQS event source's needs (AWSLambdaSQSQueueExecutionRole); decide makes no SQS call itself
         (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), "GetAtt:RequestsQueue.Arn"),
         (("kms:Decrypt", "kms:GenerateDataKey"), "GetAtt:Key.Arn"),
@@ -125,6 +127,12 @@ def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires_them
             assert all(not a.endswith("*") for a in actions), (role, actions)
             if resource == "*":
                 assert set(actions) <= set(DESCRIBE_STAR + XRAY), (role, actions)
+
+
+def test_decide_may_tag_only_connections_and_only_with_the_tenant_key():
+    (policy,) = [p for p in RESOURCES["DecideRole"]["Properties"]["Policies"] if "PolicyName" in p and p["PolicyName"] == "decide"]
+    (tag,) = [st for st in policy["PolicyDocument"]["Statement"] if st["Action"] == "ec2:CreateTags"]
+    assert tag["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["gatekeeper:tenant"]}}
 
 
 def test_the_principal_sync_may_change_only_managed_services_and_write_only_its_ledger():

@@ -64,6 +64,8 @@ pub trait Connections: Send + Sync {
         service: &ServiceId,
         ids: &[EndpointId],
     ) -> impl Future<Output = PortResult<Vec<ItemFailure>>> + Send;
+    /// Tags connections (`vpce-con-…` IDs, the provider's own resources) with one key and value, in one call.
+    fn tag(&self, connection_ids: &[String], key: &str, value: &str) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 #[derive(Debug, Clone, Default)]

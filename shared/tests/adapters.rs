@@ -67,6 +67,7 @@ fn connection_of(owner: &str, state: &str) -> VpcEndpointConnection {
         .vpc_endpoint_state(State::from(state))
         .creation_timestamp(DateTime::from_millis(1_700_000_000_123))
         .vpc_endpoint_region("eu-west-1")
+        .vpc_endpoint_connection_id("vpce-con-0123456789abcdef0")
         .build()
 }
 
@@ -81,7 +82,7 @@ fn svc() -> ServiceId {
 }
 
 #[tokio::test]
-async fn describe_reads_camel_case_states_owner_region_and_creation_time() {
+async fn describe_reads_camel_case_states_owner_region_creation_time_and_connection_id() {
     let rule = mock!(aws_sdk_ec2::Client::describe_vpc_endpoint_connections)
         .match_requests(|r| r.filters().iter().any(|f| f.name() == Some("service-id") && f.values() == [SVC]))
         .then_output(|| {
@@ -102,6 +103,7 @@ async fn describe_reads_camel_case_states_owner_region_and_creation_time() {
             state: ConnectionState::PendingAcceptance,
             region: Some(shared::domain::Region::parse("eu-west-1").unwrap()),
             created_at_ms: 1_700_000_000_123,
+            connection_id: Some("vpce-con-0123456789abcdef0".into()),
         }]
     );
     assert_eq!(rule.num_calls(), 1);
@@ -181,6 +183,7 @@ fn record() -> DecisionRecord {
         state: ConnectionState::PendingAcceptance,
         region: None,
         created_at_ms: 5,
+        connection_id: None,
     };
     let d = Decision {
         outcome: Outcome::Reject,

@@ -183,8 +183,14 @@ def _wildcard(patterns, ignore_case: bool):
 #       key with several values in the request is not decided here (AWS says to use a set operator): unknown.
 #   Policy variables (${...}) in condition values are not substituted: such a condition is unknown.
 
+#   aws:TagKeys  "the tag keys in a request" (IAM User Guide, reference_policies_condition-keys.html#condition-keys-tagkeys),
+#       multivalued; the emulator knows it for EC2 CreateTags and DeleteTags (the Tag.N.Key parameters; the
+#       Service Authorization Reference lists aws:TagKeys for both). Tag keys are case-sensitive in EC2 and
+#       are compared as written.
+
 LEADING_KEYS = "dynamodb:LeadingKeys"
-_CONDITION_KEYS = {LEADING_KEYS}
+TAG_KEYS = "aws:TagKeys"
+_CONDITION_KEYS = {LEADING_KEYS, TAG_KEYS}
 # operator -> (wildcards, negated)
 _STRING_OPERATORS = {
     "StringEquals": (False, False),
@@ -351,6 +357,11 @@ def _statements(session: _Session):
 #   EC2       https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html
 #             vpc-endpoint-service  arn:${Partition}:ec2:${Region}:${Account}:vpc-endpoint-service/${VpcEndpointServiceId}
 #             (Accept/RejectVpcEndpointConnections); DescribeVpcEndpointConnections has no resource type: "*"
+#             CreateTags/DeleteTags: each ResourceId.N by its type; the PrivateLink ones are modelled:
+#             vpc-endpoint-connection  ...:vpc-endpoint-connection/${VpcEndpointConnectionId}
+#             vpc-endpoint-service-permission  ...:vpc-endpoint-service-permission/${VpcEndpointServicePermissionId}
+#             vpc-endpoint  ...:vpc-endpoint/${VpcEndpointId}; vpc-endpoint-service as above. Any other ID is
+#             not modelled and is authorized against "*" (only a Resource "*" statement matches it).
 #   EventBridge https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoneventbridge.html
 #             event-bus  arn:${Partition}:events:${Region}:${Account}:event-bus/${EventBusName}; PutEvents checks
 #             each entry's bus (a name or an ARN; the account's "default" bus when absent)
@@ -382,12 +393,47 @@ def authorization_requests(
         else:
             schema_of = lambda _table: None  # noqa: E731 - the pairs need no key schema
         requests = _dynamodb(action, params, region, account, partition, schema_of)
+    elif service == "ec2" and action in ("CreateTags", "DeleteTags"):
+        requests = _ec2_tags(action, params, region, account, partition)
     else:
         requests = [(a, r, {}) for a, r in _requests(service, action, params, region, account, partition)]
     out = []
     for req in requests if context else [(a, r) for a, r, _ in requests]:
         if req not in out:
             out.append(req)
+    return out
+
+
+_TAGGABLE = (
+    (re.compile(r"vpce-svc-perm-[0-9a-f]+"), "vpc-endpoint-service-permission"),
+    (re.compile(r"vpce-con-[0-9a-f]+"), "vpc-endpoint-connection"),
+    (re.compile(r"vpce-svc-[0-9a-f]+"), "vpc-endpoint-service"),
+    (re.compile(r"vpce-[0-9a-f]+"), "vpc-endpoint"),
+)
+
+
+def _indexed(params: dict, prefix: str) -> list[str]:
+    """The values of a query-protocol list (`ResourceId.1`, `ResourceId.2`, ...; `Tag.1.Key`, ...) in order."""
+    pattern = re.compile(re.escape(prefix).replace(r"\#", r"(\d+)"))
+    found = []
+    for k, v in params.items():
+        m = pattern.fullmatch(k)
+        if m:
+            found.append((int(m.group(1)), v))
+    return [v for _, v in sorted(found)]
+
+
+def _ec2_tags(action, params, region, account, partition):
+    """CreateTags/DeleteTags: one (ec2:<action>, resource ARN, {aws:TagKeys}) per resource ID."""
+    keys = _indexed(params, "Tag.#.Key")
+    out = []
+    for rid in _indexed(params, "ResourceId.#") or ["*"]:
+        arn = "*"
+        for pattern, kind in _TAGGABLE:
+            if pattern.fullmatch(rid):
+                arn = f"arn:{partition}:ec2:{region}:{account}:{kind}/{rid}"
+                break
+        out.append((f"ec2:{action}", arn, {TAG_KEYS: keys}))
     return out
 
 

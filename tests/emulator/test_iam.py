@@ -795,3 +795,36 @@ def test_leading_keys_of_each_dynamodb_call():
         ("dynamodb:UpdateItem", f"{table}/ledger"),
         ("dynamodb:ConditionCheckItem", f"{table}/ledger"),
     ]
+
+
+def test_create_tags_is_authorized_per_resource_with_its_tag_keys():
+    def reqs(action, params):
+        return gk_iam.authorization_requests("ec2", action, params, "eu-west-1", "999999999999", context=True)
+
+    arn = "arn:aws:ec2:eu-west-1:999999999999"
+    params = {"ResourceId.2": "vpce-svc-perm-0a", "ResourceId.1": "vpce-con-0b", "ResourceId.3": "i-0c", "Tag.1.Key": "gatekeeper:tenant", "Tag.1.Value": "ACME"}
+    keys = {"aws:TagKeys": ["gatekeeper:tenant"]}
+    assert reqs("CreateTags", params) == [
+        ("ec2:CreateTags", f"{arn}:vpc-endpoint-connection/vpce-con-0b", keys),
+        ("ec2:CreateTags", f"{arn}:vpc-endpoint-service-permission/vpce-svc-perm-0a", keys),
+        ("ec2:CreateTags", "*", keys),  # not a PrivateLink ID: not modelled, only Resource "*" matches
+    ]
+    two = {"ResourceId.1": "vpce-0d", "Tag.2.Key": "b", "Tag.1.Key": "a"}
+    assert reqs("DeleteTags", two) == [("ec2:DeleteTags", f"{arn}:vpc-endpoint/vpce-0d", {"aws:TagKeys": ["a", "b"]})]
+
+    # The template's statement: CreateTags on connections, only the tenant tag key.
+    statement = {
+        "Effect": "Allow",
+        "Action": "ec2:CreateTags",
+        "Resource": f"{arn}:vpc-endpoint-connection/*",
+        "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["gatekeeper:tenant"]}},
+    }
+    policy = gk_iam.compile_policy({"Statement": [statement]})
+
+    def verdict(params):
+        return [gk_iam.evaluate(policy, a, r, c) for a, r, c in reqs("CreateTags", params)]
+
+    assert verdict({"ResourceId.1": "vpce-con-0b", "Tag.1.Key": "gatekeeper:tenant"}) == [gk_iam.ALLOW]
+    assert verdict({"ResourceId.1": "vpce-con-0b", "Tag.1.Key": "gatekeeper:tenant", "Tag.2.Key": "Name"}) == [gk_iam.IMPLICIT_DENY]
+    assert verdict({"ResourceId.1": "vpce-con-0b", "Tag.1.Key": "Gatekeeper:Tenant"}) == [gk_iam.IMPLICIT_DENY]
+    assert verdict({"ResourceId.1": "vpce-0d", "Tag.1.Key": "gatekeeper:tenant"}) == [gk_iam.IMPLICIT_DENY]

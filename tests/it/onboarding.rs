@@ -160,3 +160,47 @@ async fn a_registered_endpoint_used_by_another_account_should_be_rejected_and_th
     );
     Ok(())
 }
+
+impl World {
+    /// The tags on the connection of `endpoint` (the provider's own, on its `vpce-con-` ID).
+    async fn connection_tags(&self, endpoint: &str) -> Result<Vec<(String, String)>> {
+        let out = self
+            .ec2
+            .describe_vpc_endpoint_connections()
+            .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-endpoint-id").values(endpoint).build())
+            .send()
+            .await?;
+        let conn = out.vpc_endpoint_connections().first().ok_or_else(|| anyhow::anyhow!("no connection {endpoint}"))?;
+        anyhow::ensure!(conn.vpc_endpoint_connection_id().is_some_and(|id| id.starts_with("vpce-con-")), "{conn:?}");
+        Ok(conn.tags().iter().map(|t| (t.key().unwrap_or("").to_owned(), t.value().unwrap_or("").to_owned())).collect())
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_connection_should_be_tagged_with_its_tenant_and_a_rejected_one_not() -> Result<()> {
+    let w = World::with(Options::default()).await?;
+    w.rule("*", A, "allow", &[("tenant", V::S("ACME Corp".into()))]).await?;
+    w.rule("*", B, "deny", &[("tenant", V::S("Beta Ltd".into()))]).await?;
+    w.settle(SETTLE).await?;
+    let a_ep = w.endpoint(A).await?;
+    let b_ep = w.endpoint(B).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(
+        (w.settled_state(&a_ep).await?.as_str(), w.settled_state(&b_ep).await?.as_str()),
+        ("available", "rejected")
+    );
+    // The tag is put after the notification, in the same invocation: wait for it, bounded.
+    let want = vec![("gatekeeper:tenant".to_owned(), "ACME Corp".to_owned())];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = w.connection_tags(&a_ep).await?;
+        if got == want {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "A's connection has tags {got:?}, not {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // decide ran with its template role under the local IAM: the tag shows the role may tag connections.
+    assert_eq!(w.connection_tags(&b_ep).await?, vec![], "a rejected connection is not tagged");
+    Ok(())
+}

@@ -252,6 +252,7 @@ pub fn connection(endpoint: &str, service: &str, owner: &str) -> Connection {
         state: ConnectionState::PendingAcceptance,
         region: None,
         created_at_ms: 1_790_000_000_000,
+        connection_id: None,
     }
 }
 
@@ -274,6 +275,10 @@ impl Connections for FakeConnections {
 
     async fn reject(&self, _: &ServiceId, _: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
         unreachable!("the CLI never rejects")
+    }
+
+    async fn tag(&self, _: &[String], _: &str, _: &str) -> PortResult<()> {
+        unreachable!("the CLI never tags")
     }
 }
 

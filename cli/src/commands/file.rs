@@ -5,10 +5,11 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shared::domain::Region;
 use shared::domain::allowlist::{AllowlistEntry, Attr, Effect, parse_item};
 use shared::ports::{AllowlistAdmin, Change, Expect, ItemKey, MAX_CHANGES, StoredItem, Written};
 
-use super::edit::{Draft, key_of};
+use super::edit::{self, Draft, key_of};
 use super::{Out, R, scope_of, usage};
 use crate::context::CliError;
 use crate::{FileFormat, Output, time};
@@ -137,6 +138,19 @@ fn stored_key(s: &StoredItem) -> Option<ItemKey> {
     }
 }
 
+/// Every ARN principal of a file [`parse_file`] accepted must be of the stack's partition (as `allow`/`deny`
+/// check it; the parsed entries keep only the account, so this reads the principals as written). The error
+/// names the entry; nothing is written.
+pub fn check_partitions(text: &str, region: &Region) -> R<()> {
+    let file: AllowlistFile =
+        serde_norway::from_str(text).map_err(|e| usage(format!("the file is not a valid allowlist: {e}")))?;
+    for (i, f) in file.entries.iter().enumerate() {
+        edit::check_partition(&f.principal, region)
+            .map_err(|err| usage(format!("entry {} ({} {}): {err}", i + 1, f.service, f.principal)))?;
+    }
+    Ok(())
+}
+
 pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, plan: &Import) -> R<()> {
     let current: BTreeMap<ItemKey, StoredItem> =
         store.items().await?.into_iter().filter_map(|s| Some((stored_key(&s)?, s))).collect();
@@ -225,6 +239,17 @@ mod tests {
             assert_eq!(err.exit_code(), 252);
             assert!(err.to_string().contains(why), "{err} lacks {why}");
         }
+    }
+
+    #[test]
+    fn a_file_principal_of_another_partition_is_refused_naming_its_entry() {
+        let text = "entries:\n  - {service: '*', principal: '333333333333', effect: deny}\n  - {service: '*', principal: 'arn:aws-cn:iam::222222222222:root', effect: allow}\n";
+        parse_file(text, NOW).unwrap();
+        let err = check_partitions(text, &Region::parse("eu-west-1").unwrap()).unwrap_err();
+        assert_eq!(err.exit_code(), 252);
+        assert!(err.to_string().starts_with("entry 2 (* arn:aws-cn:iam::222222222222:root): "), "{err}");
+        assert!(err.to_string().contains("partition aws-cn"), "{err}");
+        check_partitions(text, &Region::parse("cn-north-1").unwrap()).unwrap();
     }
 
     fn plan(text: &str, prune: bool) -> Import {

@@ -134,6 +134,10 @@ pub async fn run(cli: Cli) -> R<()> {
                 std::fs::read_to_string(&path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
             let wanted = file::parse_file(&text, now)?;
             let ctx = resolve(target).await?;
+            // The Region is known only now; nothing has been written yet.
+            if let Ok(region) = ctx.settings(now).region() {
+                file::check_partitions(&text, region)?;
+            }
             let created_by = if dry_run { None } else { Some(ctx.caller().await?) };
             let plan = file::Import { source: path.display().to_string(), wanted, created_by, dry_run, prune };
             file::import(&ctx.allowlist(), &mut out, &plan).await

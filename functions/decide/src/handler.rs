@@ -13,7 +13,8 @@ use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, Trigger, apply_quota, evaluate,
+    Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, TENANT_TAG, Trigger, apply_quota,
+    evaluate,
 };
 use shared::ports::{
     Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, QuotaLedger, Written,
@@ -357,6 +358,8 @@ where
         // One accept and one reject call per service per batch (chunked for very large batches).
         let (mut holds, mut acts): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|r| r.outcome == Outcome::Hold);
         to_notify.append(&mut holds);
+        // Tenant → the connection IDs accepted for it: tagged once the notifications are out.
+        let mut to_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for outcome in [Outcome::Accept, Outcome::Reject] {
             let mut batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
             if outcome == Outcome::Reject {
@@ -364,13 +367,35 @@ where
             }
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
                 let acted = self.act(outcome, chunk, &mut failed).await;
+                for r in acted.iter().filter(|r| r.outcome == Outcome::Accept) {
+                    let id =
+                        conns.iter().find(|c| c.endpoint_id == r.endpoint_id).and_then(|c| c.connection_id.clone());
+                    if let (Some(tenant), Some(id)) = (r.tenant.clone(), id) {
+                        to_tag.entry(tenant).or_default().push(id);
+                    }
+                }
                 to_notify.extend(acted);
             }
         }
         for record in to_notify {
             self.finish(record, &mut failed).await;
         }
+        self.tag_tenants(to_tag).await;
         failed
+    }
+
+    /// Tags accepted connections with their tenant (`gatekeeper:tenant`), one CreateTags per tenant. Best
+    /// effort: the accept and its notification stand without it, so a failure is logged and counted
+    /// (`TenantTagFailed`), never retried through the message (a retry would find the decision done).
+    async fn tag_tenants(&mut self, to_tag: BTreeMap<String, Vec<String>>) {
+        for (tenant, ids) in to_tag {
+            for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+                if let Err(e) = self.deps.connections.tag(chunk, TENANT_TAG, &tenant).await {
+                    warn!(service_id = %self.service, tenant, connections = ?chunk, error = %e, "could not tag accepted connections with their tenant");
+                    self.metrics.add(names::TENANT_TAG_FAILED, chunk.len() as u64);
+                }
+            }
+        }
     }
 
     /// EC2's Reject also revokes an accepted connection, so a reject decided on a `pendingAcceptance`

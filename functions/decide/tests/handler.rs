@@ -46,6 +46,7 @@ struct Faults {
     refuse: Option<&'static str>,
     /// A person accepts the connection by hand right after decide claims it.
     accept_by_hand_on_claim: bool,
+    tag: bool,
 }
 
 #[derive(Default)]
@@ -61,6 +62,8 @@ struct World {
     lag: Mutex<HashMap<String, usize>>,
     /// The quota ledgers, by "service/owner": (slots, version).
     ledgers: Mutex<HashMap<String, (Slots, u64)>>,
+    /// CreateTags calls: (connection IDs, key, value).
+    tags: Mutex<Vec<(Vec<String>, String, String)>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -92,6 +95,13 @@ impl Connections for Fake<'_> {
         *self.0.reject_calls.lock().unwrap() += 1;
         self.act(ids, ConnectionState::Rejected)
     }
+    async fn tag(&self, ids: &[String], key: &str, value: &str) -> PortResult<()> {
+        if self.0.faults.lock().unwrap().tag {
+            return Err(throttled("ec2"));
+        }
+        self.0.tags.lock().unwrap().push((ids.to_vec(), key.into(), value.into()));
+        Ok(())
+    }
 }
 
 impl Fake<'_> {
@@ -121,7 +131,7 @@ impl Allowlist for Fake<'_> {
         if self.0.faults.lock().unwrap().allowlist {
             return Err(throttled("dynamodb"));
         }
-        let item = [("service_id", SVC), ("principal", ALLOWED), ("effect", "allow")]
+        let item = [("service_id", SVC), ("principal", ALLOWED), ("effect", "allow"), ("tenant", "ACME Corp")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), Attr::S(v.into())))
             .collect();
@@ -252,6 +262,7 @@ fn connect(w: &World, endpoint: &str, owner: &str) {
             state: ConnectionState::PendingAcceptance,
             region: None,
             created_at_ms: 1_000,
+            connection_id: Some(format!("vpce-con-{}", endpoint.trim_start_matches("vpce-"))),
         },
     );
 }
@@ -290,6 +301,37 @@ async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one
     assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1));
     assert_eq!(w.sent.lock().unwrap().len(), 2);
     assert_eq!(out.metrics.get(names::DUPLICATES), 1);
+}
+
+#[tokio::test]
+async fn when_a_connection_is_accepted_should_tag_it_with_its_tenant_after_the_notification() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    let out = decide_batch(&deps(&w), event(&[A, B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty());
+    let tags = w.tags.lock().unwrap().clone();
+    let accepted_id = format!("vpce-con-{}", A.trim_start_matches("vpce-"));
+    assert_eq!(
+        tags,
+        vec![(vec![accepted_id], "gatekeeper:tenant".to_owned(), "ACME Corp".to_owned())],
+        "only the accepted one"
+    );
+    assert_eq!(w.sent.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn when_the_tenant_tag_fails_should_keep_the_accept_and_its_notification_and_count_it() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().tag = true;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "a tag is not worth a retry: the decision is done");
+    assert_eq!(out.metrics.get(names::TENANT_TAG_FAILED), 1);
+    assert_eq!(out.metrics.get(names::ERRORS), 0);
+    assert_eq!(state(&w, A), "available");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
 }
 
 #[tokio::test]

@@ -43,6 +43,10 @@ impl Connections for Fake<'_> {
     async fn reject(&self, _: &ServiceId, _: &[EndpointId]) -> PortResult<Vec<shared::domain::ItemFailure>> {
         unreachable!("ingest never acts")
     }
+
+    async fn tag(&self, _: &[String], _: &str, _: &str) -> PortResult<()> {
+        unreachable!("ingest never tags")
+    }
 }
 
 impl RequestBus for Fake<'_> {
@@ -77,6 +81,7 @@ fn pending(endpoint: &str) -> Connection {
         state: ConnectionState::PendingAcceptance,
         region: None,
         created_at_ms: 1_000,
+        connection_id: None,
     }
 }
 

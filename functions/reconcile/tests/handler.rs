@@ -81,6 +81,10 @@ impl Connections for Fake<'_> {
     async fn reject(&self, _: &ServiceId, _: &[EndpointId]) -> PortResult<Vec<shared::domain::ItemFailure>> {
         unreachable!("reconcile never acts")
     }
+
+    async fn tag(&self, _: &[String], _: &str, _: &str) -> PortResult<()> {
+        unreachable!("reconcile never tags")
+    }
 }
 
 impl Allowlist for Fake<'_> {
@@ -173,6 +177,7 @@ fn pending(endpoint: &str) -> Connection {
         state: ConnectionState::PendingAcceptance,
         region: None,
         created_at_ms: 1_000,
+        connection_id: None,
     }
 }
 

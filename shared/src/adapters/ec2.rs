@@ -1,7 +1,7 @@
 //! EC2: `DescribeVpcEndpointConnections` (the truth), `Accept/RejectVpcEndpointConnections` (the actions).
 
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{Filter, UnsuccessfulItem, VpcEndpointConnection};
+use aws_sdk_ec2::types::{Filter, Tag, UnsuccessfulItem, VpcEndpointConnection};
 
 use super::{bad_data, classify};
 use crate::domain::service::ServiceHealth;
@@ -40,7 +40,8 @@ fn to_connection(c: &VpcEndpointConnection) -> Result<Connection, String> {
     };
     let created = c.creation_timestamp().ok_or("no CreationTimestamp")?;
     let created_at_ms = created.to_millis().map_err(|e| e.to_string())?;
-    Ok(Connection { service_id, endpoint_id, owner, state, region, created_at_ms })
+    let connection_id = c.vpc_endpoint_connection_id().filter(|id| !id.is_empty()).map(str::to_owned);
+    Ok(Connection { service_id, endpoint_id, owner, state, region, created_at_ms, connection_id })
 }
 
 fn to_failures(items: &[UnsuccessfulItem]) -> Vec<ItemFailure> {
@@ -117,6 +118,17 @@ impl Connections for Ec2Connections {
             .await
             .map_err(|e| classify("ec2", "RejectVpcEndpointConnections", e))?;
         Ok(to_failures(out.unsuccessful()))
+    }
+
+    async fn tag(&self, connection_ids: &[String], key: &str, value: &str) -> PortResult<()> {
+        self.client
+            .create_tags()
+            .set_resources(Some(connection_ids.to_vec()))
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map_err(|e| classify("ec2", "CreateTags", e))?;
+        Ok(())
     }
 }
 

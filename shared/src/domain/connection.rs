@@ -66,7 +66,13 @@ pub struct Connection {
     pub region: Option<Region>,
     /// `CreationTimestamp`, epoch milliseconds: with the endpoint ID it keys the decision record.
     pub created_at_ms: i64,
+    /// `VpcEndpointConnectionId` (`vpce-con-…`): the connection as a taggable resource of the provider's
+    /// account. `None` when EC2 does not send it.
+    pub connection_id: Option<String>,
 }
+
+/// The tag key Gatekeeper puts on an accepted connection: the tenant of the allowlist entry that accepted it.
+pub const TENANT_TAG: &str = "gatekeeper:tenant";
 
 /// One ID that EC2 refused in an accept/reject call (`Unsuccessful[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]

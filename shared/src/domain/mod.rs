@@ -15,7 +15,7 @@ pub mod service;
 pub mod time;
 
 pub use allowlist::{AllowlistEntry, Attr, Effect, EntryError, Item, Rules, Scope};
-pub use connection::{Connection, ConnectionState, ItemFailure};
+pub use connection::{Connection, ConnectionState, ItemFailure, TENANT_TAG};
 pub use ids::{AccountId, EndpointId, IdError, Region, ServiceId};
 pub use policy::{Decision, DefaultAction, Outcome, Reason, apply_quota, evaluate};
 pub use request::{ConnectionRequest, Trigger};

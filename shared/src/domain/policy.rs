@@ -289,6 +289,7 @@ mod tests {
             state: ConnectionState::PendingAcceptance,
             region: region.map(|r| Region::parse(r).unwrap()),
             created_at_ms: 0,
+            connection_id: None,
         }
     }
 

@@ -157,6 +157,7 @@ mod tests {
             state,
             region: None,
             created_at_ms: 1,
+            connection_id: None,
         }
     }
 

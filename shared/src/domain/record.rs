@@ -221,6 +221,7 @@ mod tests {
             state: ConnectionState::PendingAcceptance,
             region: None,
             created_at_ms: 5,
+            connection_id: None,
         };
         let d = Decision {
             outcome: Outcome::Reject,
