@@ -28,7 +28,7 @@ EXPECTED = {
         (XRAY, "*"),
         (DESCRIBE, "*"),
         (("dynamodb:Query",), "GetAtt:AllowlistTable.Arn"),
-        (("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"), "GetAtt:DecisionsTable.Arn"),
+        (("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), "GetAtt:DecisionsTable.Arn"),
         (("sns:Publish",), "Ref:DecisionsTopic"),
         # the tenant tag on accepted connections (its tag-key condition is checked below)
         (("ec2:CreateTags",), "Sub:arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-endpoint-connection/*"),

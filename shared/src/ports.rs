@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::domain::record::{Announcement, DecisionRecord, Kind, Status};
+use crate::domain::record::{Announcement, DecisionRecord, Status};
 use crate::domain::{AccountId, Connection, ConnectionRequest, EndpointId, ItemFailure, Rules, ServiceId};
 
 /// How the runtime should treat a failure.
@@ -109,13 +109,9 @@ pub fn next_version(expected: Option<u64>) -> u64 {
 
 /// The decisions table.
 pub trait DecisionLog: Send + Sync {
-    /// The record of a connection's decision, or of its revocation.
-    fn get(
-        &self,
-        kind: Kind,
-        endpoint: &EndpointId,
-        created_at_ms: i64,
-    ) -> impl Future<Output = PortResult<Option<DecisionRecord>>> + Send;
+    /// Every record of an endpoint (its decision and its revocation, for each creation time), read
+    /// consistently. Keyed by the endpoint alone, so it needs nothing from EC2 and can be read alongside it.
+    fn records(&self, endpoint: &EndpointId) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
     /// Writes a claim if there is no record (`expected_version` None) or the record is still at
     /// `expected_version`.
     fn claim(

@@ -15,7 +15,7 @@ use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::ledgers::DynamoQuotaLedger;
 use shared::adapters::sns::SnsNotifier;
-use shared::domain::record::{DecisionRecord, Kind, Status};
+use shared::domain::record::{DecisionRecord, Status};
 use shared::domain::time::now_ms;
 use shared::domain::{DefaultAction, EndpointId, Rules, ServiceId};
 use shared::ports::{Allowlist, DecisionLog, PortResult, Written};
@@ -68,8 +68,8 @@ impl<T: Allowlist> Allowlist for Racing<'_, T> {
 
 /// Fires after a successful claim: the other actor comes while this invocation holds the connection.
 impl<T: DecisionLog> DecisionLog for Racing<'_, T> {
-    async fn get(&self, kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> PortResult<Option<DecisionRecord>> {
-        self.inner.get(kind, endpoint, created_at_ms).await
+    async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        self.inner.records(endpoint).await
     }
 
     async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Written> {

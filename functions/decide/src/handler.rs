@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use futures_util::stream::{self, StreamExt};
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
@@ -13,11 +15,11 @@ use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, TENANT_TAG, Trigger, apply_quota,
-    evaluate,
+    Connection, ConnectionState, EndpointId, Outcome, Reason, ServiceId, TENANT_TAG, Trigger, apply_quota, evaluate,
 };
 use shared::ports::{
-    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, QuotaLedger, Written,
+    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, QuotaLedger,
+    Written,
 };
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
@@ -98,6 +100,10 @@ struct Work {
 /// sweep. EC2 is eventually consistent: a connection named by a Connect notification may not be visible
 /// to Describe at once (docs/aws-facts.md, "The truth about connections").
 pub const NOT_VISIBLE_RECEIVES: u32 = 3;
+/// How many calls of one kind (record reads, claims, the notification steps) one invocation has in flight
+/// at once: enough to hide the round trips of a 100-message batch, few enough for DynamoDB's and SNS's
+/// per-partition and per-account rates.
+pub const IN_FLIGHT: usize = 16;
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
@@ -185,10 +191,22 @@ where
     }
 
     /// Returns the endpoints whose messages must be retried.
+    ///
+    /// Round trips: the reads (Describe, the allowlist, every endpoint's records) go out together; then
+    /// the claims, all at once (at most [`IN_FLIGHT`] calls in flight); one Accept and one Reject call;
+    /// then each record's notifying write, publish and notified write, the records side by side.
     async fn run(mut self, requests: &ServiceWork) -> BTreeSet<EndpointId> {
         let mut failed = BTreeSet::new();
-        let filter = ConnectionFilter { endpoints: requests.keys().cloned().collect(), ..Default::default() };
-        let conns = match self.deps.connections.describe(self.service, &filter).await {
+        let endpoints: Vec<EndpointId> = requests.keys().cloned().collect();
+        let filter = ConnectionFilter { endpoints: endpoints.clone(), ..Default::default() };
+        // None of these reads depends on another. Every write that follows is conditional on the version
+        // read here, so the order in which they are answered cannot matter.
+        let (described, rules, records) = tokio::join!(
+            self.deps.connections.describe(self.service, &filter),
+            self.deps.allowlist.rules_for(self.service),
+            self.records_of(&endpoints),
+        );
+        let mut conns = match described {
             Ok(c) => c,
             Err(e) => {
                 for endpoint in requests.keys() {
@@ -197,7 +215,6 @@ where
                 return failed;
             }
         };
-        let mut conns = conns;
         let missing = |conns: &[Connection]| -> Vec<EndpointId> {
             requests.keys().filter(|e| !conns.iter().any(|c| &c.endpoint_id == *e)).cloned().collect()
         };
@@ -228,32 +245,35 @@ where
                 self.metrics.incr(names::NOT_PENDING);
             }
         }
+        if let Ok(r) = &rules {
+            for bad in &r.invalid {
+                error!(error = %bad, "invalid allowlist item skipped; it never accepts");
+            }
+            self.metrics.add(names::INVALID_RULES, r.invalid.len() as u64);
+        }
 
-        let mut rules: Option<Rules> = None;
-        let mut claimed: Vec<DecisionRecord> = Vec::new();
+        let mut claims: Vec<(DecisionRecord, Option<u64>)> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
             let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
-            let rec = match self.deps.log.get(Kind::Decision, &conn.endpoint_id, conn.created_at_ms).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.fail(&mut failed, &conn.endpoint_id, &e);
+            let stored = match records.get(&conn.endpoint_id) {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    self.fail(&mut failed, &conn.endpoint_id, e);
                     continue;
                 }
+                // Describe answers only for the endpoints asked about, whose records were all read.
+                None => continue,
             };
+            let record_of =
+                |kind: Kind| stored.iter().find(|r| r.kind == kind && r.created_at_ms == conn.created_at_ms).cloned();
             let mut kind = Kind::Decision;
-            let mut step = next_step(Kind::Decision, conn, rec, trigger, self.now);
+            let mut step = next_step(Kind::Decision, conn, record_of(Kind::Decision), trigger, self.now);
             let revocable = conn.state.is_accepted() || conn.state == ConnectionState::Rejected;
             // A decided (or never decided) connection that is no longer pending may be due a revocation.
             if matches!(step, Step::Skip(why) if why.may_revoke()) && self.deps.config.revoke && revocable {
                 kind = Kind::Revocation;
-                step = match self.deps.log.get(Kind::Revocation, &conn.endpoint_id, conn.created_at_ms).await {
-                    Ok(r) => next_step(Kind::Revocation, conn, r, trigger, self.now),
-                    Err(e) => {
-                        self.fail(&mut failed, &conn.endpoint_id, &e);
-                        continue;
-                    }
-                };
+                step = next_step(Kind::Revocation, conn, record_of(Kind::Revocation), trigger, self.now);
             }
             let (previous, previous_hold) = match step {
                 Step::Skip(why) => {
@@ -292,22 +312,13 @@ where
                 }
                 Step::Decide { previous, previous_hold } => (previous, previous_hold),
             };
-            if rules.is_none() {
-                match self.deps.allowlist.rules_for(self.service).await {
-                    Ok(r) => {
-                        for bad in &r.invalid {
-                            error!(error = %bad, "invalid allowlist item skipped; it never accepts");
-                        }
-                        self.metrics.add(names::INVALID_RULES, r.invalid.len() as u64);
-                        rules = Some(r);
-                    }
-                    Err(e) => {
-                        self.fail(&mut failed, &conn.endpoint_id, &e);
-                        continue;
-                    }
+            let rules = match &rules {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fail(&mut failed, &conn.endpoint_id, e);
+                    continue;
                 }
-            }
-            let Some(rules) = rules.as_ref() else { continue };
+            };
             let cfg = &self.deps.config;
             let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
             if kind == Kind::Revocation {
@@ -324,6 +335,7 @@ where
             } else if decision.outcome == Outcome::Accept
                 && let Some(cap) = decision.max_endpoints
             {
+                // One at a time: slots of one owner's ledger are taken in turn.
                 match self.take_quota_slot(conn, cap).await {
                     Ok(None) => {}
                     Ok(Some(used)) => decision = apply_quota(decision, used, cfg.default_action),
@@ -341,24 +353,41 @@ where
             let mut record =
                 DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
             record.expires_at = Some(self.now / 1000 + cfg.retention_s);
-            match self.deps.log.claim(&record, previous).await {
+            claims.push((record, previous));
+        }
+
+        // Each claim is a conditional put of its own item: they go out side by side.
+        let log = &self.deps.log;
+        let claimed: Vec<(DecisionRecord, PortResult<Written>)> = stream::iter(claims)
+            .map(|(record, previous)| async move {
+                let written = log.claim(&record, previous).await;
+                (record, written)
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        let mut acts: Vec<DecisionRecord> = Vec::new();
+        for (record, written) in claimed {
+            match written {
                 Ok(Written::Yes) => {
-                    info!(endpoint_id = %conn.endpoint_id, owner = %conn.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
-                    claimed.push(record);
+                    info!(endpoint_id = %record.endpoint_id, owner = %record.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
+                    if record.outcome == Outcome::Hold {
+                        to_notify.push(record);
+                    } else {
+                        acts.push(record);
+                    }
                 }
                 Ok(Written::Lost) => {
-                    info!(endpoint_id = %conn.endpoint_id, "another invocation claimed this connection first; retried later");
+                    info!(endpoint_id = %record.endpoint_id, "another invocation claimed this connection first; retried later");
                     self.metrics.incr(names::DUPLICATES);
-                    failed.insert(conn.endpoint_id.clone());
+                    failed.insert(record.endpoint_id.clone());
                 }
-                Err(e) => self.fail(&mut failed, &conn.endpoint_id, &e),
+                Err(e) => self.fail(&mut failed, &record.endpoint_id, &e),
             }
         }
 
         // One accept and one reject call per service per batch (chunked for very large batches).
-        let (mut holds, mut acts): (Vec<_>, Vec<_>) = claimed.into_iter().partition(|r| r.outcome == Outcome::Hold);
-        to_notify.append(&mut holds);
-        // Tenant → the connection IDs accepted for it: tagged once the notifications are out.
+        // Tenant → the connection IDs accepted for it: tagged alongside the notifications.
         let mut to_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for outcome in [Outcome::Accept, Outcome::Reject] {
             let mut batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
@@ -377,25 +406,50 @@ where
                 to_notify.extend(acted);
             }
         }
-        for record in to_notify {
-            self.finish(record, &mut failed).await;
+        let this = &self;
+        let finishing = stream::iter(to_notify).map(|r| this.finish(r)).buffered(IN_FLIGHT).collect::<Vec<_>>();
+        let (finished, untagged) = tokio::join!(finishing, this.tag_tenants(to_tag));
+        self.metrics.add(names::TENANT_TAG_FAILED, untagged);
+        for f in finished {
+            for name in f.counters {
+                self.metrics.incr(name);
+            }
+            if let Some(e) = f.error {
+                self.fail(&mut failed, &f.endpoint_id, &e);
+            }
         }
-        self.tag_tenants(to_tag).await;
         failed
+    }
+
+    /// Every record of each endpoint (both kinds), read side by side; by endpoint.
+    async fn records_of(&self, endpoints: &[EndpointId]) -> HashMap<EndpointId, PortResult<Vec<DecisionRecord>>> {
+        let log = &self.deps.log;
+        // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
+        stream::iter(endpoints.to_vec())
+            .map(|e| async move {
+                let records = log.records(&e).await;
+                (e, records)
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await
     }
 
     /// Tags accepted connections with their tenant (`gatekeeper:tenant`), one CreateTags per tenant. Best
     /// effort: the accept and its notification stand without it, so a failure is logged and counted
-    /// (`TenantTagFailed`), never retried through the message (a retry would find the decision done).
-    async fn tag_tenants(&mut self, to_tag: BTreeMap<String, Vec<String>>) {
+    /// (`TenantTagFailed`; the connections not tagged are returned), never retried through the message (a
+    /// retry would find the decision done).
+    async fn tag_tenants(&self, to_tag: BTreeMap<String, Vec<String>>) -> u64 {
+        let mut untagged = 0;
         for (tenant, ids) in to_tag {
             for chunk in ids.chunks(MAX_IDS_PER_CALL) {
                 if let Err(e) = self.deps.connections.tag(chunk, TENANT_TAG, &tenant).await {
                     warn!(service_id = %self.service, tenant, connections = ?chunk, error = %e, "could not tag accepted connections with their tenant");
-                    self.metrics.add(names::TENANT_TAG_FAILED, chunk.len() as u64);
+                    untagged += chunk.len() as u64;
                 }
             }
         }
+        untagged
     }
 
     /// EC2's Reject also revokes an accepted connection, so a reject decided on a `pendingAcceptance`
@@ -563,12 +617,14 @@ where
 
     /// Records that EC2 has been told and the notification is going out (one write), publishes once,
     /// then records that too. The record is marked `notifying` before the publish so that a retry never
-    /// publishes twice (publish and write are not atomic).
-    async fn finish(&mut self, record: DecisionRecord, failed: &mut BTreeSet<EndpointId>) {
+    /// publishes twice (publish and write are not atomic). Takes `&self` only: records are finished side by
+    /// side, and what each came to is merged afterwards.
+    async fn finish(&self, record: DecisionRecord) -> Finished {
+        let mut done = Finished { endpoint_id: record.endpoint_id.clone(), counters: Vec::new(), error: None };
         match self.deps.log.advance(&record, Status::Notifying).await {
             Ok(Written::Yes) => {
                 if record.status == Status::Claimed {
-                    self.metrics.incr(match (record.kind, record.outcome) {
+                    done.counters.push(match (record.kind, record.outcome) {
                         (Kind::Revocation, _) => names::REVOKED,
                         (_, Outcome::Accept) => names::ACCEPTED,
                         (_, Outcome::Reject) => names::REJECTED,
@@ -578,7 +634,7 @@ where
             }
             Ok(Written::Lost) => {
                 info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
-                return;
+                return done;
             }
             Err(e) => {
                 if record.status == Status::Claimed {
@@ -587,7 +643,8 @@ where
                         warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
                     }
                 }
-                return self.fail(failed, &record.endpoint_id, &e);
+                done.error = Some(e);
+                return done;
             }
         }
         if let Err(e) = self.deps.notifier.notify(&Announcement::for_record(&record)).await {
@@ -595,22 +652,31 @@ where
                 // It may have gone out: publishing again could send it twice. The record stays
                 // `notifying` (never published again); the miss, if it was one, is counted and alarmed.
                 error!(endpoint_id = %record.endpoint_id, error = %e, "notification may or may not have been published; not repeated");
-                self.metrics.incr(names::NOTIFY_UNCERTAIN);
-                return;
+                done.counters.push(names::NOTIFY_UNCERTAIN);
+                return done;
             }
             // Not published, for certain: mark it owed, so the retry publishes. This write is all that
             // stands between a refused publish and a lost notification (a record left `notifying` is
             // never published again), so it is tried harder than the SDK's own retries.
             if let Err(revert) = self.owe_notification(&record).await {
                 error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
-                self.metrics.incr(names::NOTIFY_UNCERTAIN);
+                done.counters.push(names::NOTIFY_UNCERTAIN);
             }
-            return self.fail(failed, &record.endpoint_id, &e);
+            done.error = Some(e);
+            return done;
         }
-        self.metrics.incr(names::NOTIFIED);
+        done.counters.push(names::NOTIFIED);
         if let Err(e) = self.deps.log.advance(&record, Status::Notified).await {
             // Published; the record stays `notifying`, which is never published again.
             warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
         }
+        done
     }
+}
+
+/// What finishing one record came to: the counters to add, and the error that fails its message.
+struct Finished {
+    endpoint_id: EndpointId,
+    counters: Vec<&'static str>,
+    error: Option<PortError>,
 }

@@ -149,8 +149,12 @@ impl World {
 }
 
 impl DecisionLog for Fake<'_> {
-    async fn get(&self, kind: Kind, endpoint: &EndpointId, _: i64) -> PortResult<Option<DecisionRecord>> {
-        Ok(self.0.log(kind).lock().unwrap().get(endpoint.as_str()).cloned())
+    async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        let mut out: Vec<DecisionRecord> = Vec::new();
+        for kind in [Kind::Decision, Kind::Revocation] {
+            out.extend(self.0.log(kind).lock().unwrap().get(endpoint.as_str()).cloned());
+        }
+        Ok(out)
     }
     async fn claim(&self, r: &DecisionRecord, expected: Option<u64>) -> PortResult<Written> {
         if self.0.faults.lock().unwrap().claim {

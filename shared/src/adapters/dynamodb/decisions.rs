@@ -204,19 +204,26 @@ impl OwedDecisions for DynamoDecisionLog {
 }
 
 impl DecisionLog for DynamoDecisionLog {
-    async fn get(&self, kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> PortResult<Option<DecisionRecord>> {
-        let out = self
+    async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        let mut pages = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .set_key(Some(key(kind, endpoint, created_at_ms)))
+            .key_condition_expression("endpoint_id = :e")
+            .expression_attribute_values(":e", s(endpoint.as_str()))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb", "GetItem", e))?;
-        out.item().map(item_to_record).transpose().map_err(|why| {
-            bad_data("dynamodb", "GetItem", format!("decision record of {endpoint} is unreadable: {why}"))
-        })
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify("dynamodb", "Query", e))?;
+            for item in page.items() {
+                out.push(item_to_record(item).map_err(|why| {
+                    bad_data("dynamodb", "Query", format!("decision record of {endpoint} is unreadable: {why}"))
+                })?);
+            }
+        }
+        Ok(out)
     }
 
     /// A claim whose answer was lost is retried by the SDK and then fails its own condition; the item
