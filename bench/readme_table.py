@@ -62,13 +62,13 @@ def markdown(r: dict) -> str:
                    f"batches of {s.get('batch', '?')} to one execution environment, one invocation at a time, EC2 "
                    f"throttling Accept/Reject at 10 then 1/s; the reference stopped after {_n(s.get('reference_cap'), 0)} s.")
         out.append("")
-        out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | round trips / decision | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for impl in ("gatekeeper", "reference"):
             w = r.get("warm", {}).get(impl, {})
             x = b.get(impl, {})
             decided = f"{x['decided']}/{x['endpoints']}" + (" (stopped)" if x.get("stopped_at_cap") else "") if x else "–"
-            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('aws_calls_per_decision'))} | {decided} | "
+            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('aws_calls_per_decision'))} | {_n(w.get('round_trips_per_decision'))} | {decided} | "
                        f"{_n(x.get('seconds'))} | {_n(x.get('ec2_calls'))} | {_n(x.get('throttled'))} | {_n(x.get('wrong'))} | {_n(x.get('doubled'))} | {_n(x.get('recorded_not_acted'))} |")
         out.append("")
     if "burst_services" in r:
@@ -109,6 +109,7 @@ def markdown(r: dict) -> str:
         parts = []
         for key, label, suffix in (("init", "init", ""), ("rss", "peak RSS", ""), ("warm_p50", "warm p50", ""), ("warm_p99", "p99", ""),
                                    ("aws_calls_per_decision", "AWS calls per decision", ""),
+                                   ("round_trips_per_decision", "round trips per decision", ""),
                                    ("burst_decisions_per_second", "burst decisions per second", "×"),
                                    ("burst_services_decisions_per_second", "burst over services decisions per second", "×")):
             if key in ra:

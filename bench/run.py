@@ -266,6 +266,9 @@ class Emulator:
     def calls(self):
         return self.control("/_gatekeeper/calls")
 
+    def timeline(self):
+        return self.control("/_gatekeeper/timeline")
+
     def close(self):
         self.proc.terminate()
         try:
@@ -279,6 +282,20 @@ class Emulator:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def round_trips(timeline, start, end):
+    """The round trips of the calls that began in [start, end]: calls that overlap in time count once
+    (they were in flight together), so this is the length of the invocation's chain of waits on AWS."""
+    spans = sorted((s, e) for _, s, e in timeline if start <= s <= end)
+    trips, reach = 0, None
+    for s, e in spans:
+        if reach is None or s > reach:
+            trips += 1
+            reach = e
+        else:
+            reach = max(reach, e)
+    return trips
 
 
 def aws_calls(calls):
@@ -634,17 +651,28 @@ def warm(impl, accounts, allowed, n):
             proc.invoke(sqs_event(stack, endpoints[:1]))  # a warm environment has served a request before
             emu.control("/_gatekeeper/reset")
             emu.control("/_gatekeeper/ec2-throttle", {"enabled": False})  # handler latency, not EC2's rate limit
-            lat, failed = [], 0
+            lat, failed, windows = [], 0, []
             for ep in endpoints[1:]:
                 event = sqs_event(stack, [ep])
                 done = proc.invoke(event)
                 failed += len(batch_failures(done, event["Records"]))
                 lat.append((done["finished"] - done["served"]) * 1000)
+                windows.append((done["served_wall"], done["finished_wall"]))
             calls = emu.calls()
+            timeline = [c for c in emu.timeline() if not c[0].startswith(NOT_CALLS)]
         finally:
             proc.close()
         by_action = {k: v for k, v in calls.items() if not k.startswith(NOT_CALLS)}
-        return {**p50_p99(lat), "aws_calls_per_decision": round(aws_calls(calls) / n, 2), "decisions": n, "failed": failed, "calls": by_action}
+        trips = [round_trips(timeline, a, b) for a, b in windows]
+        return {
+            **p50_p99(lat),
+            "aws_calls_per_decision": round(aws_calls(calls) / n, 2),
+            "round_trips_per_decision": statistics.median(trips) if trips else None,
+            "round_trips_max": max(trips) if trips else None,
+            "decisions": n,
+            "failed": failed,
+            "calls": by_action,
+        }
 
 
 def burst(impl, accounts, allowed, per_account, cap_s, batch_size):
@@ -998,6 +1026,7 @@ def main():
         ratios["warm_p50"] = ratio(w[g]["p50_ms"], w[r]["p50_ms"])
         ratios["warm_p99"] = ratio(w[g]["p99_ms"], w[r]["p99_ms"])
         ratios["aws_calls_per_decision"] = ratio(w[g]["aws_calls_per_decision"], w[r]["aws_calls_per_decision"])
+        ratios["round_trips_per_decision"] = ratio(w[g].get("round_trips_per_decision"), w[r].get("round_trips_per_decision"))
     for row in ("burst", "burst_services"):
         if row in results:
             ratios[f"{row}_decisions_per_second"] = ratio(rate(results[row][g]), rate(results[row][r]))

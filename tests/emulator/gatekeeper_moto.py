@@ -42,7 +42,8 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
                              "notification:suppressed:<reason>" (reasons: topic-policy, kms-key-policy,
                              topic-not-found, gateway-load-balancer-endpoint), "ec2:principal-not-allowed",
                              "fault:<kind>"
-  POST /_gatekeeper/reset    zero the counts and refill every throttling bucket
+  GET  /_gatekeeper/timeline every AWS call received, as [name, start, end] (time.time() seconds), the newest 20,000
+  POST /_gatekeeper/reset    zero the counts, clear the timeline and refill every throttling bucket
   POST /_gatekeeper/faults   {"rules": [{"match": "dynamodb:PutItem", "rate": 0.3, "kind": "throttle"}]}
                              kinds: throttle (the service's own throttling error), error500, slow (+ms),
                              drop (the connection is closed before the service sees the request),
@@ -102,6 +103,12 @@ CALLS: dict[str, int] = {}
 # The call being served by this thread: its access key (set by the WSGI layer), and CreateVpcEndpoint's
 # parameters moto's backend does not take (set around that action).
 _REQUEST = threading.local()
+
+
+# Every call received, as [name, start, end] (wall-clock seconds, time.time()), the newest _TIMELINE_MAX: how
+# the calls of one invocation overlapped, for counting its round trips (bench/run.py).
+TIMELINE: list[list] = []
+_TIMELINE_MAX = 20000
 
 
 def _count(action: str) -> None:
@@ -1002,7 +1009,18 @@ class GatekeeperLayer:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_gatekeeper/"):
             return self.control(environ, start_response, path)
+        start = time.time()
+        name = []
+        try:
+            return self._serve(environ, start_response, name)
+        finally:
+            with _LOCK:
+                TIMELINE.append([name[0] if name else "?", start, time.time()])
+                del TIMELINE[:-_TIMELINE_MAX]
+
+    def _serve(self, environ, start_response, named: list):
         service, action, key, body, region = _identify(environ)
+        named.append(f"{service}:{action}")
         name = f"{service}:{action}"
         _count(name)
         _REQUEST.key = key
@@ -1049,9 +1067,13 @@ class GatekeeperLayer:
         if path == "/_gatekeeper/calls":
             with _LOCK:
                 body = json.dumps(dict(sorted(CALLS.items()))).encode()
+        elif path == "/_gatekeeper/timeline":
+            with _LOCK:
+                body = json.dumps(TIMELINE).encode()
         elif path == "/_gatekeeper/reset":
             with _LOCK:
                 CALLS.clear()
+                TIMELINE.clear()
                 _BUCKETS.clear()
             body = b"{}"
         elif path == "/_gatekeeper/ec2-throttle":

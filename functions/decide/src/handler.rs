@@ -253,6 +253,8 @@ where
         }
 
         let mut claims: Vec<(DecisionRecord, Option<u64>)> = Vec::new();
+        // Decided rejects (not revocations): re-read just before the Reject call.
+        let mut to_reject: Vec<EndpointId> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
             let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
@@ -353,19 +355,23 @@ where
             let mut record =
                 DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
             record.expires_at = Some(self.now / 1000 + cfg.retention_s);
+            if record.kind == Kind::Decision && record.outcome == Outcome::Reject {
+                to_reject.push(record.endpoint_id.clone());
+            }
             claims.push((record, previous));
         }
 
-        // Each claim is a conditional put of its own item: they go out side by side.
+        // Each claim is a conditional put of its own item: they go out side by side, and with them the
+        // re-read of the connections about to be rejected (see `still_pending`).
         let log = &self.deps.log;
-        let claimed: Vec<(DecisionRecord, PortResult<Written>)> = stream::iter(claims)
+        let claiming = stream::iter(claims)
             .map(|(record, previous)| async move {
                 let written = log.claim(&record, previous).await;
                 (record, written)
             })
             .buffered(IN_FLIGHT)
-            .collect()
-            .await;
+            .collect::<Vec<(DecisionRecord, PortResult<Written>)>>();
+        let (claimed, pending_now) = tokio::join!(claiming, self.pending_now(&to_reject));
         let mut acts: Vec<DecisionRecord> = Vec::new();
         for (record, written) in claimed {
             match written {
@@ -392,7 +398,7 @@ where
         for outcome in [Outcome::Accept, Outcome::Reject] {
             let mut batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
             if outcome == Outcome::Reject {
-                batch = self.still_pending(batch, &mut failed).await;
+                batch = self.still_pending(batch, &pending_now, &mut failed).await;
             }
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
                 let acted = self.act(outcome, chunk, &mut failed).await;
@@ -452,28 +458,46 @@ where
         untagged
     }
 
+    /// Which of `endpoints` EC2 shows `pendingAcceptance` now (`None` when there are none to ask about).
+    async fn pending_now(&self, endpoints: &[EndpointId]) -> Option<PortResult<BTreeSet<EndpointId>>> {
+        if endpoints.is_empty() {
+            return None;
+        }
+        let filter = ConnectionFilter { endpoints: endpoints.to_vec(), ..ConnectionFilter::pending() };
+        let read = self.deps.connections.describe(self.service, &filter).await;
+        Some(read.map(|c| c.into_iter().map(|c| c.endpoint_id).collect()))
+    }
+
     /// EC2's Reject also revokes an accepted connection, so a reject decided on a `pendingAcceptance`
-    /// read is re-checked immediately before the call: a connection a person accepted (or the consumer
-    /// deleted) meanwhile is not rejected, unless revocation applies, which the retry then decides.
-    /// Revocations pass through: they are meant for accepted connections.
+    /// read is checked against a second read made alongside its claim (`pending_now`), just before the
+    /// call: a connection a person accepted (or the consumer deleted) meanwhile is not rejected, unless
+    /// revocation applies, which the retry then decides. Revocations pass through: they are meant for
+    /// accepted connections.
     async fn still_pending(
         &mut self,
         batch: Vec<DecisionRecord>,
+        pending_now: &Option<PortResult<BTreeSet<EndpointId>>>,
         failed: &mut BTreeSet<EndpointId>,
     ) -> Vec<DecisionRecord> {
         let (revocations, decisions): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| r.kind == Kind::Revocation);
         if decisions.is_empty() {
             return revocations;
         }
-        let filter = ConnectionFilter {
-            endpoints: decisions.iter().map(|r| r.endpoint_id.clone()).collect(),
-            ..ConnectionFilter::pending()
-        };
-        let pending: BTreeSet<EndpointId> = match self.deps.connections.describe(self.service, &filter).await {
-            Ok(c) => c.into_iter().map(|c| c.endpoint_id).collect(),
-            Err(e) => {
+        let pending = match pending_now {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
                 for r in &decisions {
-                    self.fail(failed, &r.endpoint_id, &e);
+                    self.fail(failed, &r.endpoint_id, e);
+                    if let Err(e) = self.deps.log.abandon(r).await {
+                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
+                    }
+                }
+                return revocations;
+            }
+            None => {
+                // Every decided reject is in `to_reject`, so this is not reached; not rejecting is the safe side.
+                for r in &decisions {
+                    failed.insert(r.endpoint_id.clone());
                     if let Err(e) = self.deps.log.abandon(r).await {
                         warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
                     }
