@@ -324,6 +324,18 @@ def test_decide_gets_its_lease_and_retention():
     assert (days["Default"], days["MinValue"], days["MaxValue"]) == (400, 1, 3650)
 
 
+def test_decide_waits_for_ec2_tokens_well_within_its_timeout_and_takes_big_batches():
+    props = RESOURCES["DecideFunction"]["Properties"]
+    patience = int(props["Environment"]["Variables"]["EC2_THROTTLE_PATIENCE_SECONDS"])
+    assert 0 < patience <= props["Timeout"] // 2, "room left for the batch's own calls"
+    source = props["Events"]["Requests"]["Properties"]
+    assert source["BatchSize"] == {"Ref": "DecideBatchSize"}
+    size = PARAMETERS["DecideBatchSize"]
+    assert (size["MinValue"], size["MaxValue"]) == (10, 1000) and size["Default"] == 1000
+    # AWS: a BatchSize over 10 needs MaximumBatchingWindowInSeconds of at least 1 (standard queues).
+    assert source["MaximumBatchingWindowInSeconds"] >= 1
+
+
 def test_tables_are_protected_and_decisions_expire():
     for table in ("AllowlistTable", "DecisionsTable"):
         r = RESOURCES[table]

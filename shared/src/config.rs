@@ -36,3 +36,18 @@ pub fn flag(get: &impl Fn(&str) -> Option<String>, key: &str, default: bool) -> 
         Some(other) => Err(ConfigError(format!("{key} must be true or false, not {other:?}"))),
     }
 }
+
+/// A whole number in `range` (absent or empty: `default`); the error names the variable and the range.
+pub fn bounded(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ConfigError> {
+    match get(key).as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(v) => v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            ConfigError(format!("{key} must be {}..={}, not {v:?}", range.start(), range.end()))
+        }),
+    }
+}

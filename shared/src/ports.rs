@@ -42,6 +42,14 @@ pub struct PortError {
     pub message: String,
 }
 
+impl PortError {
+    /// EC2 said "slow down" (`RequestLimitExceeded`: its token bucket for this API is empty, for this account
+    /// and Region). Nothing was done; the same call succeeds once a token is back.
+    pub fn is_rate_limited(&self) -> bool {
+        self.kind == ErrorKind::Retryable && self.code == "RequestLimitExceeded"
+    }
+}
+
 pub type PortResult<T> = Result<T, PortError>;
 
 /// The EC2 side of an endpoint service: the truth about connections, and the accept/reject actions.

@@ -108,6 +108,8 @@ pub mod names {
     pub const SUPERSEDED: &str = "Superseded";
     /// A notification failed and the failure could not be recorded: it may be lost (alarm on it).
     pub const NOTIFY_UNCERTAIN: &str = "NotifyUncertain";
+    /// Times an Accept/Reject call was throttled by EC2 and waited for a token instead of failing.
+    pub const EC2_THROTTLED_WAITS: &str = "Ec2ThrottledWaits";
     /// Accepted connections that could not be tagged with their tenant (best effort; the accept stands).
     pub const TENANT_TAG_FAILED: &str = "TenantTagFailed";
     /// Age of the oldest connection still pending at a sweep: alarmed on when a connection waits longer

@@ -25,6 +25,10 @@ pub struct Config {
     /// `DECISION_RETENTION_DAYS` (default 400, 1..=3650): records carry `expires_at` this far ahead, the
     /// decisions table's TTL attribute.
     pub retention_s: i64,
+    /// `EC2_THROTTLE_PATIENCE_SECONDS` (default 15, 0..=600): how long one invocation, in all, waits for
+    /// EC2's tokens when Accept/Reject answer `RequestLimitExceeded` before failing those messages back to
+    /// the queue. Keep it under the function's timeout.
+    pub ec2_patience: std::time::Duration,
 }
 
 pub use shared::config::{ConfigError, managed_services};
@@ -43,25 +47,10 @@ impl Config {
         };
         let home_region =
             Region::parse(&required("AWS_REGION")?).map_err(|e| ConfigError(format!("AWS_REGION: {e}")))?;
-        let lease_s: i64 = match get("CLAIM_LEASE_SECONDS") {
-            None => 120,
-            Some(v) => v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|s| (10..=3600).contains(s))
-                .ok_or_else(|| ConfigError(format!("CLAIM_LEASE_SECONDS must be 10..=3600, not {v:?}")))?,
-        };
+        let lease_s = shared::config::bounded(&get, "CLAIM_LEASE_SECONDS", 120, 10..=3600)?;
         let revoke = shared::config::flag(&get, "REVOKE_ON_REMOVAL", false)?;
-        let retention_days: i64 = match get("DECISION_RETENTION_DAYS") {
-            None => 400,
-            Some(v) => v
-                .trim()
-                .parse()
-                .ok()
-                .filter(|d| (1..=3650).contains(d))
-                .ok_or_else(|| ConfigError(format!("DECISION_RETENTION_DAYS must be 1..=3650, not {v:?}")))?,
-        };
+        let retention_days = shared::config::bounded(&get, "DECISION_RETENTION_DAYS", 400, 1..=3650)?;
+        let patience_s = shared::config::bounded(&get, "EC2_THROTTLE_PATIENCE_SECONDS", 15, 0..=600)?;
         Ok(Self {
             revoke,
             allowlist_table: required("ALLOWLIST_TABLE")?,
@@ -72,6 +61,7 @@ impl Config {
             home_region,
             lease_ms: lease_s * 1000,
             retention_s: retention_days * 86_400,
+            ec2_patience: std::time::Duration::from_secs(patience_s.unsigned_abs()),
         })
     }
 }

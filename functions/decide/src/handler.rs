@@ -157,8 +157,10 @@ where
         entry.messages.push(message_id);
         entry.receives = entry.receives.max(receives);
     }
+    let patience_until = tokio::time::Instant::now() + deps.config.ec2_patience;
     for (service, requests) in work {
-        let failed = ServiceRun { deps, service: &service, claim, now, metrics: &mut out.metrics }.run(&requests).await;
+        let run = ServiceRun { deps, service: &service, patience_until: &patience_until, claim, now, metrics: &mut out.metrics };
+        let failed = run.run(&requests).await;
         for endpoint in failed {
             if let Some(w) = requests.get(&endpoint) {
                 out.failed_messages.extend(w.messages.iter().cloned());
@@ -171,6 +173,8 @@ where
 struct ServiceRun<'a, C, A, D, N, Q> {
     deps: &'a Deps<C, A, D, N, Q>,
     service: &'a ServiceId,
+    /// Until when this invocation may wait for EC2's tokens (shared by all its services).
+    patience_until: &'a tokio::time::Instant,
     claim: &'a str,
     now: i64,
     metrics: &'a mut Metrics,
@@ -577,9 +581,24 @@ where
         failed: &mut BTreeSet<EndpointId>,
     ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
-        let result = match outcome {
-            Outcome::Accept => self.deps.connections.accept(self.service, &ids).await,
-            _ => self.deps.connections.reject(self.service, &ids).await,
+        // EC2 throttles Accept/Reject per API and account (docs/aws-facts.md). The claims are held, so a
+        // throttled call waits here for a token (1, 2, 4, 8 s, within the invocation's patience) rather than
+        // sending the batch back to the queue, which returns it only after the visibility timeout.
+        let mut pause = std::time::Duration::from_secs(1);
+        let result = loop {
+            let result = match outcome {
+                Outcome::Accept => self.deps.connections.accept(self.service, &ids).await,
+                _ => self.deps.connections.reject(self.service, &ids).await,
+            };
+            match result {
+                Err(e) if e.is_rate_limited() && tokio::time::Instant::now() + pause <= *self.patience_until => {
+                    info!(service_id = %self.service, pause_ms = pause.as_millis() as u64, "EC2 is throttling; waiting for a token");
+                    self.metrics.incr(names::EC2_THROTTLED_WAITS);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(8));
+                }
+                other => break other,
+            }
         };
         let item_failures = match result {
             Ok(f) => f,

@@ -47,6 +47,8 @@ struct Faults {
     /// A person accepts the connection by hand right after decide claims it.
     accept_by_hand_on_claim: bool,
     tag: bool,
+    /// The next this many Accept/Reject calls are throttled (`RequestLimitExceeded`).
+    act_throttled_times: usize,
 }
 
 #[derive(Default)]
@@ -106,8 +108,12 @@ impl Connections for Fake<'_> {
 
 impl Fake<'_> {
     fn act(&self, ids: &[EndpointId], to: ConnectionState) -> PortResult<Vec<ItemFailure>> {
-        let faults = self.0.faults.lock().unwrap();
+        let mut faults = self.0.faults.lock().unwrap();
         if faults.act {
+            return Err(throttled("ec2"));
+        }
+        if faults.act_throttled_times > 0 {
+            faults.act_throttled_times -= 1;
             return Err(throttled("ec2"));
         }
         if let Some(code) = faults.refuse {
@@ -252,6 +258,8 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
             lease_ms: 120_000,
             revoke: false,
             retention_s: 86_400,
+            // No waiting for EC2's tokens unless a test asks for it.
+            ec2_patience: std::time::Duration::ZERO,
         },
     }
 }
@@ -336,6 +344,30 @@ async fn when_the_tenant_tag_fails_should_keep_the_accept_and_its_notification_a
     assert_eq!(state(&w, A), "available");
     assert_eq!(w.sent.lock().unwrap().len(), 1);
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
+}
+
+#[tokio::test]
+async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patience_not_fail_the_batch() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_throttled_times = 2;
+    let mut d = deps(&w);
+    d.config.ec2_patience = std::time::Duration::from_secs(5);
+    let out = decide_batch(&d, event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "waited 1 s and 2 s, then accepted");
+    assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 2);
+    assert_eq!((state(&w, A).as_str(), *w.accept_calls.lock().unwrap()), ("available", 3));
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+
+    // Patience used up: the message goes back to the queue, the claim is abandoned, nothing is rejected.
+    connect(&w, B, ALLOWED);
+    w.faults.lock().unwrap().act_throttled_times = 5;
+    d.config.ec2_patience = std::time::Duration::from_secs(2);
+    let out = decide_batch(&d, event(&[B]), "inv-2", 11_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 1, "1 s fits in 2 s, 1 + 2 s does not");
+    assert_eq!(state(&w, B), "pendingAcceptance");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
 }
 
 #[tokio::test]

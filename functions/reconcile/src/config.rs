@@ -41,15 +41,7 @@ impl Config {
             manage_principals: flag(&get, "MANAGE_ALLOWED_PRINCIPALS", false)?,
             home_region: Region::parse(&required(&get, "AWS_REGION")?)
                 .map_err(|e| ConfigError(format!("AWS_REGION: {e}")))?,
-            sweep_interval_s: match get("SWEEP_INTERVAL_MINUTES").as_deref().map(str::trim) {
-                None | Some("") => 300,
-                Some(v) => v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|m| (1..=1440).contains(m))
-                    .map(|m| m * 60)
-                    .ok_or_else(|| ConfigError(format!("SWEEP_INTERVAL_MINUTES must be 1..=1440, not {v:?}")))?,
-            },
+            sweep_interval_s: shared::config::bounded(&get, "SWEEP_INTERVAL_MINUTES", 5, 1..=1440)? * 60,
         })
     }
 }
