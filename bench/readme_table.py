@@ -43,8 +43,8 @@ def markdown(r: dict) -> str:
     machine = r.get("machine", {})
     out.append(f"One run on a {machine.get('cpus', '?')}-core machine ({r.get('profile', '?')} build, "
                f"{r.get('when', '?')}, moto on loopback; each measurement on a fresh local AWS). Gatekeeper's "
-               f"functions run with their template roles' credentials (IAM enforced), the reference with the "
-               f"provider account's.")
+               f"functions run with their template roles' credentials, the reference with a role of its own (decide's "
+               f"policies plus GetItem on the allowlist); IAM enforced for both.")
     out.append("")
     if "init_ms" in r:
         out.append("| function | init ms | peak RSS MiB | binary MB |")
@@ -70,6 +70,18 @@ def markdown(r: dict) -> str:
             decided = f"{x['decided']}/{x['endpoints']}" + (" (stopped)" if x.get("stopped_at_cap") else "") if x else "–"
             out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('aws_calls_per_decision'))} | {_n(w.get('round_trips_per_decision'))} | {decided} | "
                        f"{_n(x.get('seconds'))} | {_n(x.get('ec2_calls'))} | {_n(x.get('throttled'))} | {_n(x.get('wrong'))} | {_n(x.get('doubled'))} | {_n(x.get('recorded_not_acted'))} |")
+        out.append("")
+    if "warm_with_latency" in r:
+        wl = r["warm_with_latency"]
+        out.append(f"Warm again, every AWS call answered {_n(wl.get('call_latency_ms'))} ms later (as a service in the same "
+                   f"Region is a few ms away; on loopback the emulator, one Python process, answers concurrent calls one "
+                   f"after another, so there latency follows the number of calls, here the number of round trips):")
+        out.append("")
+        out.append("| implementation | warm p50 ms | warm p99 ms | round trips / decision |")
+        out.append("|---|---|---|---|")
+        for impl in ("gatekeeper", "reference"):
+            w = wl.get(impl, {})
+            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('round_trips_per_decision'))} |")
         out.append("")
     if "burst_services" in r:
         bs = r["burst_services"]
@@ -110,6 +122,8 @@ def markdown(r: dict) -> str:
         for key, label, suffix in (("init", "init", ""), ("rss", "peak RSS", ""), ("warm_p50", "warm p50", ""), ("warm_p99", "p99", ""),
                                    ("aws_calls_per_decision", "AWS calls per decision", ""),
                                    ("round_trips_per_decision", "round trips per decision", ""),
+                                   ("warm_with_latency_p50", "warm with call latency p50", ""),
+                                   ("warm_with_latency_p99", "p99", ""),
                                    ("burst_decisions_per_second", "burst decisions per second", "×"),
                                    ("burst_services_decisions_per_second", "burst over services decisions per second", "×")):
             if key in ra:

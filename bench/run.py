@@ -20,9 +20,9 @@ Not part of `make test`.
 Each function runs as Lambda runs it: its binary started by a stand-in for the Runtime API, with its deployed
 environment (from the state file `gatekeeper-local provision` writes), AWS_REGION, AWS_ENDPOINT_URL, and its
 template role's credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, issued by the
-emulator's /_gatekeeper/role-credentials; IAM enforced). The reference keeps the provider account's
-credentials (its GetItem on the allowlist is not in decide's role). Every measurement starts on a fresh
-local AWS.
+emulator's /_gatekeeper/role-credentials; IAM enforced). The reference runs under IAM as well, with a role
+of its own: decide's deployed policies plus GetItem on the allowlist (a call decide does not make). Every
+measurement starts on a fresh local AWS.
 
 `--profile debug` (or BENCH_PROFILE=debug) runs the debug binaries, for checking the harness only: it writes
 target/bench/results-debug.json, never results.json.
@@ -434,10 +434,31 @@ class Impl:
         self.label, self.cmd, self.logical_id, self.reference = label, cmd, logical_id, reference
 
     def env(self, emu, stack):
-        if self.reference:  # decide's deployed environment, the provider's credentials
-            _, c = session(emu.url, PROVIDER)
-            return lambda_env(emu, stack, "DecideFunction", c)
+        if self.reference:  # decide's deployed environment, a role of its own under the same IAM
+            return lambda_env(emu, stack, "DecideFunction", reference_credentials(emu, stack))
         return lambda_env(emu, stack, self.logical_id, role_credentials(emu, stack, self.logical_id))
+
+
+def reference_credentials(emu, stack):
+    """The reference runs under IAM too, as Gatekeeper does (the local IAM's checks cost every call the same):
+    a role with decide's deployed policies plus the one call the reference makes that decide does not,
+    GetItem on the allowlist table."""
+    iam = client(emu.url, PROVIDER, "iam")
+    decide_role = stack["deployment"]["functions"]["DecideFunction"]["role_arn"].rsplit("/", 1)[-1]
+    name = "bench-reference-decide"
+    try:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        trust = iam.get_role(RoleName=decide_role)["Role"]["AssumeRolePolicyDocument"]
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust if isinstance(trust, str) else json.dumps(trust))["Role"]["Arn"]
+        for policy in iam.list_role_policies(RoleName=decide_role)["PolicyNames"]:
+            doc = iam.get_role_policy(RoleName=decide_role, PolicyName=policy)["PolicyDocument"]
+            iam.put_role_policy(RoleName=name, PolicyName=policy, PolicyDocument=doc if isinstance(doc, str) else json.dumps(doc))
+        table = stack["deployment"]["functions"]["DecideFunction"]["environment"]["ALLOWLIST_TABLE"]
+        extra = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": f"arn:aws:dynamodb:{REGION}:{PROVIDER}:table/{table}"}]}
+        iam.put_role_policy(RoleName=name, PolicyName="reference-allowlist-getitem", PolicyDocument=json.dumps(extra))
+    return emu.control("/_gatekeeper/role-credentials", {"role_arn": arn, "session_name": "reference-decide"})
 
 
 # ----------------------------------------------------------------------------- workload
@@ -639,8 +660,11 @@ def measure_init(emu, stack, impl, runs):
     return statistics.median(times), statistics.median(rss)
 
 
-def warm(impl, accounts, allowed, n):
-    """n single-message invocations of a warm execution environment, EC2's throttling off."""
+def warm(impl, accounts, allowed, n, latency_ms=0):
+    """n single-message invocations of a warm execution environment, EC2's throttling off. With latency_ms,
+    every AWS call is answered that much later (the emulator's `slow` fault on every call: a sleep that lets
+    other calls proceed), as an AWS service in the same Region is a few milliseconds away; on loopback the
+    emulator, one Python process, answers concurrent calls one after another."""
     with Emulator(f"warm-{impl.label}") as emu:
         stack = provision(emu, "warm")
         allow(emu, stack, allowed)
@@ -651,6 +675,8 @@ def warm(impl, accounts, allowed, n):
             proc.invoke(sqs_event(stack, endpoints[:1]))  # a warm environment has served a request before
             emu.control("/_gatekeeper/reset")
             emu.control("/_gatekeeper/ec2-throttle", {"enabled": False})  # handler latency, not EC2's rate limit
+            if latency_ms:
+                emu.control("/_gatekeeper/faults", {"rules": [{"match": "*", "rate": 1.0, "kind": "slow", "ms": latency_ms}]})
             lat, failed, windows = [], 0, []
             for ep in endpoints[1:]:
                 event = sqs_event(stack, [ep])
@@ -938,6 +964,8 @@ def main():
     p.add_argument("--only", default="init,warm,burst,burst_services,end_to_end", help="comma-separated rows to measure")
     p.add_argument("--init-runs", type=int, default=5)
     p.add_argument("--warm", type=int, default=100)
+    p.add_argument("--call-latency-ms", type=int, default=10,
+                   help="warm is measured again with every AWS call answered this much later (0: not)")
     p.add_argument("--burst", type=int, default=1000, help="endpoints in the burst, from 50 accounts")
     p.add_argument("--batch", type=int, default=100, help="messages per invocation in the burst (the template's BatchSize)")
     p.add_argument("--reference-cap", type=float, default=120.0, help="seconds the reference may spend on each burst")
@@ -964,7 +992,7 @@ def main():
 
     results = {"profile": args.profile, "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "settings": {k: v for k, v in vars(args).items() if k != "only"},
-               "credentials": {"gatekeeper": "each function's template role (IAM enforced)", "reference": "the provider account's (IAM not enforced)"},
+               "credentials": {"gatekeeper": "each function's template role (IAM enforced)", "reference": "a role with decide's policies plus GetItem on the allowlist (IAM enforced)"},
                "phase_seconds": {}}
     if args.profile != "release":
         print(f"\n**{args.profile} build: for checking the harness only; these numbers are not Gatekeeper's.**")
@@ -994,6 +1022,11 @@ def main():
         warm_accounts = accounts[:10]  # five allowed, five not, alternating
         results["warm"] = {"gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm),
                            "reference": warm(reference, warm_accounts, allowed, args.warm)}
+        if args.call_latency_ms:
+            ms = args.call_latency_ms
+            results["warm_with_latency"] = {"call_latency_ms": ms,
+                                            "gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm, ms),
+                                            "reference": warm(reference, warm_accounts, allowed, args.warm, ms)}
 
     def do_burst():
         per = max(1, args.burst // len(accounts))
@@ -1027,6 +1060,10 @@ def main():
         ratios["warm_p99"] = ratio(w[g]["p99_ms"], w[r]["p99_ms"])
         ratios["aws_calls_per_decision"] = ratio(w[g]["aws_calls_per_decision"], w[r]["aws_calls_per_decision"])
         ratios["round_trips_per_decision"] = ratio(w[g].get("round_trips_per_decision"), w[r].get("round_trips_per_decision"))
+    if "warm_with_latency" in results:
+        w = results["warm_with_latency"]
+        ratios["warm_with_latency_p50"] = ratio(w[g]["p50_ms"], w[r]["p50_ms"])
+        ratios["warm_with_latency_p99"] = ratio(w[g]["p99_ms"], w[r]["p99_ms"])
     for row in ("burst", "burst_services"):
         if row in results:
             ratios[f"{row}_decisions_per_second"] = ratio(rate(results[row][g]), rate(results[row][r]))
