@@ -86,8 +86,9 @@ package: $(SAMVENV)/.installed ## sam build of the functions (cargo-lambda, arm6
 	  wc -c < $$f | awk -v fn=$$fn -v f=$$f '{ printf "  %-18s %10d bytes  %6.1f MiB  %s\n", fn, $$1, $$1 / 1048576, f }'; \
 	done
 
-bench: setup build ## Benchmarks (release build; not part of make test): init, warm latency, a burst, vs a Python reference
-	$(CARGO) build --release --locked -p decide -p ingest -p reconcile
+bench: setup build ## Benchmarks (release build; not part of make test): init, warm latency, bursts, end to end, vs a Python reference
+	@start=$$SECONDS; $(CARGO) build --release --locked -p decide -p ingest -p reconcile && \
+	  echo "release build of decide, ingest, reconcile: $$((SECONDS - start)) s"
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 fuzz: setup ## Fuzz the event, notification, allowlist-item and principal parsers, FUZZ_SECONDS (300) each

@@ -205,25 +205,8 @@ impl OwedDecisions for DynamoDecisionLog {
 
 impl DecisionLog for DynamoDecisionLog {
     async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("endpoint_id = :e")
-            .expression_attribute_values(":e", s(endpoint.as_str()))
-            .consistent_read(true)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("dynamodb", "Query", e))?;
-            for item in page.items() {
-                out.push(item_to_record(item).map_err(|why| {
-                    bad_data("dynamodb", "Query", format!("decision record of {endpoint} is unreadable: {why}"))
-                })?);
-            }
-        }
-        Ok(out)
+        // The same consistent read the CLI's `decisions --endpoint` makes.
+        self.for_endpoint(endpoint).await
     }
 
     /// A claim whose answer was lost is retried by the SDK and then fails its own condition; the item
