@@ -972,8 +972,8 @@ def main():
     p.add_argument("--services", type=int, default=20, help="services the burst_services stack manages")
     p.add_argument("--per-service", type=int, default=50, help="endpoints per service in burst_services")
     p.add_argument("--gatekeeper-cap", type=float, default=600.0, help="seconds Gatekeeper may spend on each burst")
-    p.add_argument("--services-visibility", type=int, default=30,
-                   help="the requests queue's visibility timeout in burst_services (30: the least AWS allows with decide's 30 s timeout)")
+    p.add_argument("--services-visibility", type=int, default=60,
+                   help="the requests queue's visibility timeout in burst_services (60: the least AWS allows with decide's 60 s timeout)")
     p.add_argument("--e2e", type=int, default=50, help="endpoints timed end to end")
     p.add_argument("--e2e-interval", type=float, default=0.5, help="seconds between two consumers' CreateVpcEndpoint calls")
     args = p.parse_args()

@@ -46,8 +46,10 @@ pub fn bounded(
 ) -> Result<i64, ConfigError> {
     match get(key).as_deref().map(str::trim) {
         None | Some("") => Ok(default),
-        Some(v) => v.parse::<i64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            ConfigError(format!("{key} must be {}..={}, not {v:?}", range.start(), range.end()))
-        }),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| ConfigError(format!("{key} must be {}..={}, not {v:?}", range.start(), range.end()))),
     }
 }

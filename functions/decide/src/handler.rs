@@ -159,7 +159,14 @@ where
     }
     let patience_until = tokio::time::Instant::now() + deps.config.ec2_patience;
     for (service, requests) in work {
-        let run = ServiceRun { deps, service: &service, patience_until: &patience_until, claim, now, metrics: &mut out.metrics };
+        let run = ServiceRun {
+            deps,
+            service: &service,
+            patience_until: &patience_until,
+            claim,
+            now,
+            metrics: &mut out.metrics,
+        };
         let failed = run.run(&requests).await;
         for endpoint in failed {
             if let Some(w) = requests.get(&endpoint) {
