@@ -189,7 +189,7 @@ async fn an_accepted_connection_should_be_tagged_with_its_tenant_and_a_rejected_
         (w.settled_state(&a_ep).await?.as_str(), w.settled_state(&b_ep).await?.as_str()),
         ("available", "rejected")
     );
-    // The tag is put after the notification, in the same invocation: wait for it, bounded.
+    // The tag is put alongside the notification, in the same invocation: wait for it, bounded.
     let want = vec![("gatekeeper:tenant".to_owned(), "ACME Corp".to_owned())];
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {

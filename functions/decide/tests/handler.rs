@@ -316,7 +316,7 @@ async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one
 }
 
 #[tokio::test]
-async fn when_a_connection_is_accepted_should_tag_it_with_its_tenant_after_the_notification() {
+async fn when_a_connection_is_accepted_should_tag_it_with_its_tenant_alongside_the_notification() {
     let w = World::default();
     connect(&w, A, ALLOWED);
     connect(&w, B, OTHER);
