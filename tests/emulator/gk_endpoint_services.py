@@ -77,12 +77,9 @@ def _token(n: int) -> str:
 
 
 def _own_service(resp: EC2Response, service_id):
-    if not service_id:
-        raise _Error("MissingParameter", "The request must contain the parameter ServiceId")
-    svc = resp.ec2_backend.configurations.get(service_id)
-    if svc is None:
-        raise _Error("InvalidVpcEndpointServiceId.NotFound", f"The VpcEndpointService Id '{service_id}' does not exist")
-    return svc
+    """The caller's service configuration, or gatekeeper_moto's errors for it (MissingParameter,
+    InvalidVpcEndpointServiceId.NotFound): one check for every action that names a service."""
+    return _extension()._own_service(resp, service_id)
 
 
 # ----------------------------------------------------------------------- private DNS name verification

@@ -159,14 +159,7 @@ where
     }
     let patience_until = tokio::time::Instant::now() + deps.config.ec2_patience;
     for (service, requests) in work {
-        let run = ServiceRun {
-            deps,
-            service: &service,
-            patience_until: &patience_until,
-            claim,
-            now,
-            metrics: &mut out.metrics,
-        };
+        let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut out.metrics };
         let failed = run.run(&requests).await;
         for endpoint in failed {
             if let Some(w) = requests.get(&endpoint) {
@@ -181,7 +174,7 @@ struct ServiceRun<'a, C, A, D, N, Q> {
     deps: &'a Deps<C, A, D, N, Q>,
     service: &'a ServiceId,
     /// Until when this invocation may wait for EC2's tokens (shared by all its services).
-    patience_until: &'a tokio::time::Instant,
+    patience_until: tokio::time::Instant,
     claim: &'a str,
     now: i64,
     metrics: &'a mut Metrics,
@@ -264,8 +257,6 @@ where
         }
 
         let mut claims: Vec<(DecisionRecord, Option<u64>)> = Vec::new();
-        // Decided rejects (not revocations): re-read just before the Reject call.
-        let mut to_reject: Vec<EndpointId> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
             let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
@@ -366,14 +357,16 @@ where
             let mut record =
                 DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
             record.expires_at = Some(self.now / 1000 + cfg.retention_s);
-            if record.kind == Kind::Decision && record.outcome == Outcome::Reject {
-                to_reject.push(record.endpoint_id.clone());
-            }
             claims.push((record, previous));
         }
 
         // Each claim is a conditional put of its own item: they go out side by side, and with them the
-        // re-read of the connections about to be rejected (see `still_pending`).
+        // re-read of the connections about to be rejected (decided rejects, not revocations: `still_pending`).
+        let to_reject: Vec<EndpointId> = claims
+            .iter()
+            .filter(|(r, _)| r.kind == Kind::Decision && r.outcome == Outcome::Reject)
+            .map(|(r, _)| r.endpoint_id.clone())
+            .collect();
         let log = &self.deps.log;
         let claiming = stream::iter(claims)
             .map(|(record, previous)| async move {
@@ -406,6 +399,8 @@ where
         // One accept and one reject call per service per batch (chunked for very large batches).
         // Tenant → the connection IDs accepted for it: tagged alongside the notifications.
         let mut to_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let connection_ids: HashMap<&EndpointId, &String> =
+            conns.iter().filter_map(|c| Some((&c.endpoint_id, c.connection_id.as_ref()?))).collect();
         for outcome in [Outcome::Accept, Outcome::Reject] {
             let mut batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
             if outcome == Outcome::Reject {
@@ -414,10 +409,8 @@ where
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
                 let acted = self.act(outcome, chunk, &mut failed).await;
                 for r in acted.iter().filter(|r| r.outcome == Outcome::Accept) {
-                    let id =
-                        conns.iter().find(|c| c.endpoint_id == r.endpoint_id).and_then(|c| c.connection_id.clone());
-                    if let (Some(tenant), Some(id)) = (r.tenant.clone(), id) {
-                        to_tag.entry(tenant).or_default().push(id);
+                    if let (Some(tenant), Some(id)) = (&r.tenant, connection_ids.get(&r.endpoint_id)) {
+                        to_tag.entry(tenant.clone()).or_default().push((*id).clone());
                     }
                 }
                 to_notify.extend(acted);
@@ -469,14 +462,24 @@ where
         untagged
     }
 
-    /// Which of `endpoints` EC2 shows `pendingAcceptance` now (`None` when there are none to ask about).
-    async fn pending_now(&self, endpoints: &[EndpointId]) -> Option<PortResult<BTreeSet<EndpointId>>> {
+    /// Claims whose action could not be tried because of `e`: their messages are retried, and each claim
+    /// ends now, so the retry takes it over at once and finds out from EC2 whether anything took effect.
+    async fn give_up(&mut self, claims: &[DecisionRecord], e: &PortError, failed: &mut BTreeSet<EndpointId>) {
+        for r in claims {
+            self.fail(failed, &r.endpoint_id, e);
+            if let Err(e) = self.deps.log.abandon(r).await {
+                warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
+            }
+        }
+    }
+
+    /// Which of `endpoints` EC2 shows `pendingAcceptance` now (none asked about: none, without a call).
+    async fn pending_now(&self, endpoints: &[EndpointId]) -> PortResult<BTreeSet<EndpointId>> {
         if endpoints.is_empty() {
-            return None;
+            return Ok(BTreeSet::new());
         }
         let filter = ConnectionFilter { endpoints: endpoints.to_vec(), ..ConnectionFilter::pending() };
-        let read = self.deps.connections.describe(self.service, &filter).await;
-        Some(read.map(|c| c.into_iter().map(|c| c.endpoint_id).collect()))
+        Ok(self.deps.connections.describe(self.service, &filter).await?.into_iter().map(|c| c.endpoint_id).collect())
     }
 
     /// EC2's Reject also revokes an accepted connection, so a reject decided on a `pendingAcceptance`
@@ -487,7 +490,7 @@ where
     async fn still_pending(
         &mut self,
         batch: Vec<DecisionRecord>,
-        pending_now: &Option<PortResult<BTreeSet<EndpointId>>>,
+        pending_now: &PortResult<BTreeSet<EndpointId>>,
         failed: &mut BTreeSet<EndpointId>,
     ) -> Vec<DecisionRecord> {
         let (revocations, decisions): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| r.kind == Kind::Revocation);
@@ -495,24 +498,9 @@ where
             return revocations;
         }
         let pending = match pending_now {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => {
-                for r in &decisions {
-                    self.fail(failed, &r.endpoint_id, e);
-                    if let Err(e) = self.deps.log.abandon(r).await {
-                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
-                    }
-                }
-                return revocations;
-            }
-            None => {
-                // Every decided reject is in `to_reject`, so this is not reached; not rejecting is the safe side.
-                for r in &decisions {
-                    failed.insert(r.endpoint_id.clone());
-                    if let Err(e) = self.deps.log.abandon(r).await {
-                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
-                    }
-                }
+            Ok(p) => p,
+            Err(e) => {
+                self.give_up(&decisions, e, failed).await;
                 return revocations;
             }
         };
@@ -598,7 +586,7 @@ where
                 _ => self.deps.connections.reject(self.service, &ids).await,
             };
             match result {
-                Err(e) if e.is_rate_limited() && tokio::time::Instant::now() + pause <= *self.patience_until => {
+                Err(e) if e.is_rate_limited() && tokio::time::Instant::now() + pause <= self.patience_until => {
                     info!(service_id = %self.service, pause_ms = pause.as_millis() as u64, "EC2 is throttling; waiting for a token");
                     self.metrics.incr(names::EC2_THROTTLED_WAITS);
                     tokio::time::sleep(pause).await;
@@ -610,12 +598,7 @@ where
         let item_failures = match result {
             Ok(f) => f,
             Err(e) => {
-                for r in chunk {
-                    self.fail(failed, &r.endpoint_id, &e);
-                    if let Err(e) = self.deps.log.abandon(r).await {
-                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
-                    }
-                }
+                self.give_up(chunk, &e, failed).await;
                 return vec![];
             }
         };

@@ -58,9 +58,9 @@ pub async fn handle<
     let result = async {
         match event.payload {
             ReconcileEvent::Stream(DynamoDbStream(stream)) => {
-                Ok::<_, ReconcileError>(ReconcileResponse::Stream(on_stream(deps, &stream, &mut metrics).await))
+                Ok::<_, ReconcileError>(ReconcileResponse::Stream(deps.on_stream(&stream, &mut metrics).await))
             }
-            ReconcileEvent::Schedule(_) => Ok(ReconcileResponse::Sweep { requests: sweep(deps, &mut metrics).await? }),
+            ReconcileEvent::Schedule(_) => Ok(ReconcileResponse::Sweep { requests: deps.sweep(&mut metrics).await? }),
         }
     }
     .instrument(span)
@@ -69,66 +69,166 @@ pub async fn handle<
     result
 }
 
-/// The scheduled sweep: every pending connection of every managed service; with revocation on, every
-/// `available` connection that the allowlist, evaluated now, does not accept.
-pub async fn sweep<
-    C: Connections,
-    A: Allowlist,
-    B: RequestBus,
-    O: OwedDecisions,
-    P: EndpointServices,
-    L: PrincipalLedger,
->(
-    deps: &Deps<C, A, B, O, P, L>,
-    metrics: &mut Metrics,
-) -> Result<usize, PortError> {
-    let mut requests = Vec::new();
-    service_health(&deps.services, &deps.config.managed, metrics).await?;
-    for service in &deps.config.managed {
-        let pending = deps.connections.describe(service, &ConnectionFilter::pending()).await?;
-        let now = now_ms();
-        let oldest = pending.iter().map(|c| now.saturating_sub(c.created_at_ms) / 1000).max().unwrap_or(0);
-        metrics.gauge(names::OLDEST_PENDING_SECONDS, u64::try_from(oldest).unwrap_or(0), "Seconds");
-        let overdue =
-            pending.iter().filter(|c| now - c.created_at_ms > 3 * deps.config.sweep_interval_s * 1000).count();
-        metrics.add(names::PENDING_OVERDUE, overdue as u64);
-        metrics.add(names::PENDING_FOUND, pending.len() as u64);
-        requests.extend(pending.into_iter().map(|c| ConnectionRequest {
-            service_id: c.service_id,
-            endpoint_id: c.endpoint_id,
-            trigger: Trigger::Sweep,
-            requested_at: now,
-        }));
-        // Decisions an invocation left unfinished (it died, or its message reached the DLQ after the
-        // EC2 action): `decide` finishes them from their record.
-        let owed = deps.owed.owed(service).await?;
-        metrics.add(names::OWED_FOUND, owed.len() as u64);
-        let pending_ids: BTreeSet<_> = requests.iter().map(|r: &ConnectionRequest| r.endpoint_id.clone()).collect();
-        requests.extend(owed.into_iter().filter(|e| !pending_ids.contains(e)).map(|endpoint_id| ConnectionRequest {
-            service_id: service.clone(),
-            endpoint_id,
-            trigger: Trigger::Sweep,
-            requested_at: now,
-        }));
-        if deps.config.revoke {
-            let revocable = revocable(&deps.connections, &deps.allowlist, &deps.config.home_region, service).await?;
-            metrics.add(names::REVOCATIONS_FOUND, revocable.len() as u64);
-            requests.extend(revocable);
+/// What reconcile does, over the ports it needs (named once, here).
+impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointServices, L: PrincipalLedger>
+    Deps<C, A, B, O, P, L>
+{
+    /// The scheduled sweep: every pending connection of every managed service; with revocation on, every
+    /// `available` connection that the allowlist, evaluated now, does not accept.
+    pub async fn sweep(&self, metrics: &mut Metrics) -> Result<usize, PortError> {
+        let mut requests = Vec::new();
+        service_health(&self.services, &self.config.managed, metrics).await?;
+        for service in &self.config.managed {
+            let pending = self.connections.describe(service, &ConnectionFilter::pending()).await?;
+            let now = now_ms();
+            let oldest = pending.iter().map(|c| now.saturating_sub(c.created_at_ms) / 1000).max().unwrap_or(0);
+            metrics.gauge(names::OLDEST_PENDING_SECONDS, u64::try_from(oldest).unwrap_or(0), "Seconds");
+            let overdue =
+                pending.iter().filter(|c| now - c.created_at_ms > 3 * self.config.sweep_interval_s * 1000).count();
+            metrics.add(names::PENDING_OVERDUE, overdue as u64);
+            metrics.add(names::PENDING_FOUND, pending.len() as u64);
+            requests.extend(pending.into_iter().map(|c| ConnectionRequest {
+                service_id: c.service_id,
+                endpoint_id: c.endpoint_id,
+                trigger: Trigger::Sweep,
+                requested_at: now,
+            }));
+            // Decisions an invocation left unfinished (it died, or its message reached the DLQ after the
+            // EC2 action): `decide` finishes them from their record.
+            let owed = self.owed.owed(service).await?;
+            metrics.add(names::OWED_FOUND, owed.len() as u64);
+            let pending_ids: BTreeSet<_> = requests.iter().map(|r: &ConnectionRequest| r.endpoint_id.clone()).collect();
+            requests.extend(owed.into_iter().filter(|e| !pending_ids.contains(e)).map(|endpoint_id| {
+                ConnectionRequest {
+                    service_id: service.clone(),
+                    endpoint_id,
+                    trigger: Trigger::Sweep,
+                    requested_at: now,
+                }
+            }));
+            if self.config.revoke {
+                let revocable =
+                    revocable(&self.connections, &self.allowlist, &self.config.home_region, service).await?;
+                metrics.add(names::REVOCATIONS_FOUND, revocable.len() as u64);
+                requests.extend(revocable);
+            }
         }
-    }
-    deps.bus.put(&requests).await?;
-    info!(requests = requests.len(), "sweep emitted Connection Requests");
-    metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
-    if deps.config.manage_principals {
-        let mut changed = 0;
-        for service in &deps.config.managed {
-            changed += sync_principals(deps, service).await?;
+        self.bus.put(&requests).await?;
+        info!(requests = requests.len(), "sweep emitted Connection Requests");
+        metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
+        if self.config.manage_principals {
+            let mut changed = 0;
+            for service in &self.config.managed {
+                changed += self.sync_principals(service).await?;
+            }
+            // The stream applies every edit at once: what a sweep still has to change is drift (a principal
+            // edited by hand, a failed stream batch) or an allow that expired since the last sweep.
+            metrics.add(names::PRINCIPALS_DRIFT, changed as u64);
         }
-        // The stream applies every edit at once: what a sweep still has to change is drift (a principal
-        // edited by hand, a failed stream batch) or an allow that expired since the last sweep.
-        metrics.add(names::PRINCIPALS_DRIFT, changed as u64);
+        Ok(requests.len())
     }
-    Ok(requests.len())
+
+    /// Brings `service`'s allowed principals to what the allowlist wants (`domain::principals`): the ledger
+    /// claims an add before EC2 makes it, and is settled after. Returns how many principals changed.
+    async fn sync_principals(&self, service: &ServiceId) -> Result<usize, PortError> {
+        let rules = self.allowlist.rules_for(service).await?;
+        let partition = partition_of(&self.config.home_region);
+        for _ in 0..3 {
+            let now = now_ms();
+            let wanted = principals::wanted(&rules, service, now / 1000, partition);
+            let current: BTreeSet<String> = self.services.allowed_principals(service).await?.into_iter().collect();
+            let (managed, mut version) = self.ledger.managed(service).await?;
+            let plan = principals::plan(&wanted, &current, &managed, now);
+            if plan.claimed != managed {
+                if self.ledger.set_managed(service, &plan.claimed, version).await? == Written::Lost {
+                    continue;
+                }
+                version = Some(next_version(version));
+            }
+            if !plan.is_empty() {
+                self.services.change_principals(service, &plan.add, &plan.remove).await?;
+                info!(%service, added = ?plan.add, removed = ?plan.remove, "allowed principals follow the allowlist");
+            }
+            if plan.settled != plan.claimed
+                && self.ledger.set_managed(service, &plan.settled, version).await? == Written::Lost
+            {
+                continue;
+            }
+            return Ok(plan.add.len() + plan.remove.len());
+        }
+        Err(PortError {
+            service: "dynamodb",
+            operation: "PutItem",
+            kind: ErrorKind::Retryable,
+            code: "LedgerContention".into(),
+            message: format!("the allowed-principal ledger of {service} kept changing under this invocation"),
+        })
+    }
+
+    /// An allowlist change: the account's pending connections (it may now be allowed) and, with revocation
+    /// on, its accepted ones, `available` or `pending` (it may now be removed, denied or expired). `decide`
+    /// evaluates each. With `manage_principals`, each service it covers has its allowed principals brought to
+    /// the allowlist, once per batch: a sync reads the table as it is now, which already holds every later
+    /// record of the batch.
+    /// Records are handled in order; the first failure is reported and the rest left for the retry.
+    pub async fn on_stream(&self, stream: &StreamEvent, metrics: &mut Metrics) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        let mut synced = BTreeSet::new();
+        for record in &stream.records {
+            let (account, services) = match scope_of(record, &self.config.managed) {
+                Ok(x) => x,
+                Err(why) => {
+                    warn!(event_id = %record.event_id, why, "allowlist change without the table's keys; skipped");
+                    metrics.incr(names::INVALID_RULES);
+                    continue;
+                }
+            };
+            let about = account.as_ref().map_or_else(|| "every account".to_owned(), ToString::to_string);
+            info!(event = %record.event_name, account = %about, services = services.len(), "allowlist changed");
+            match self.on_change(account.as_ref(), &services, &mut synced).await {
+                Ok(emitted) => metrics.add(names::REQUESTS_EMITTED, emitted as u64),
+                Err(e) => {
+                    error!(event_id = %record.event_id, error = %e, "could not apply this change; it will be retried");
+                    metrics.incr(names::ERRORS);
+                    let mut f = DynamoDbBatchItemFailure::default();
+                    f.item_identifier = record.change.sequence_number.clone();
+                    response.batch_item_failures.push(f);
+                    break;
+                }
+            }
+        }
+        response
+    }
+
+    /// One allowlist change about `account` (`None`: an invalid item about no readable account, which blocks
+    /// new accepts for everyone and never revokes) covering `services`. Returns the requests emitted.
+    async fn on_change(
+        &self,
+        account: Option<&AccountId>,
+        services: &[ServiceId],
+        synced: &mut BTreeSet<ServiceId>,
+    ) -> Result<usize, PortError> {
+        let pending = ConnectionState::PendingAcceptance.as_str();
+        let states: Vec<&str> = match account {
+            Some(_) if self.config.revoke => [pending].into_iter().chain(ConnectionState::ACCEPTED).collect(),
+            _ => vec![pending],
+        };
+        let mut requests = Vec::new();
+        for service in services {
+            requests
+                .extend(requests_for(&self.connections, service, account, &states, Trigger::AllowlistChange).await?);
+        }
+        self.bus.put(&requests).await?;
+        if self.config.manage_principals {
+            for service in services {
+                if !synced.contains(service) {
+                    self.sync_principals(service).await?;
+                    synced.insert(service.clone());
+                }
+            }
+        }
+        Ok(requests.len())
+    }
 }
 
 /// Each managed service's own health, as metrics (alarmed on): a service that does not require acceptance
@@ -163,53 +263,6 @@ async fn service_health(
     metrics.gauge(names::ACCEPTANCE_NOT_REQUIRED, acceptance_off, "Count");
     metrics.gauge(names::PRIVATE_DNS_UNVERIFIED, unverified, "Count");
     Ok(())
-}
-
-/// Brings `service`'s allowed principals to what the allowlist wants (`domain::principals`): the ledger
-/// claims an add before EC2 makes it, and is settled after. Returns how many principals changed.
-async fn sync_principals<
-    C: Connections,
-    A: Allowlist,
-    B: RequestBus,
-    O: OwedDecisions,
-    P: EndpointServices,
-    L: PrincipalLedger,
->(
-    deps: &Deps<C, A, B, O, P, L>,
-    service: &ServiceId,
-) -> Result<usize, PortError> {
-    let rules = deps.allowlist.rules_for(service).await?;
-    let partition = partition_of(&deps.config.home_region);
-    for _ in 0..3 {
-        let now = now_ms();
-        let wanted = principals::wanted(&rules, service, now / 1000, partition);
-        let current: BTreeSet<String> = deps.services.allowed_principals(service).await?.into_iter().collect();
-        let (managed, mut version) = deps.ledger.managed(service).await?;
-        let plan = principals::plan(&wanted, &current, &managed, now);
-        if plan.claimed != managed {
-            if deps.ledger.set_managed(service, &plan.claimed, version).await? == Written::Lost {
-                continue;
-            }
-            version = Some(next_version(version));
-        }
-        if !plan.is_empty() {
-            deps.services.change_principals(service, &plan.add, &plan.remove).await?;
-            info!(%service, added = ?plan.add, removed = ?plan.remove, "allowed principals follow the allowlist");
-        }
-        if plan.settled != plan.claimed
-            && deps.ledger.set_managed(service, &plan.settled, version).await? == Written::Lost
-        {
-            continue;
-        }
-        return Ok(plan.add.len() + plan.remove.len());
-    }
-    Err(PortError {
-        service: "dynamodb",
-        operation: "PutItem",
-        kind: ErrorKind::Retryable,
-        code: "LedgerContention".into(),
-        message: format!("the allowed-principal ledger of {service} kept changing under this invocation"),
-    })
 }
 
 /// Accepted (`available`, or `pending` on its way there) connections of `service` the allowlist does not
@@ -264,86 +317,4 @@ fn scope_of(
         Ok(Scope::AllServices) | Err(_) => managed.iter().cloned().collect(),
     };
     Ok((account, services))
-}
-
-/// An allowlist change: the account's pending connections (it may now be allowed) and, with revocation
-/// on, its accepted ones, `available` or `pending` (it may now be removed, denied or expired). `decide`
-/// evaluates each. With `manage_principals`, each service it covers has its allowed principals brought to
-/// the allowlist, once per batch: a sync reads the table as it is now, which already holds every later
-/// record of the batch.
-/// Records are handled in order; the first failure is reported and the rest left for the retry.
-pub async fn on_stream<
-    C: Connections,
-    A: Allowlist,
-    B: RequestBus,
-    O: OwedDecisions,
-    P: EndpointServices,
-    L: PrincipalLedger,
->(
-    deps: &Deps<C, A, B, O, P, L>,
-    stream: &StreamEvent,
-    metrics: &mut Metrics,
-) -> DynamoDbEventResponse {
-    let mut response = DynamoDbEventResponse::default();
-    let mut synced = BTreeSet::new();
-    for record in &stream.records {
-        let (account, services) = match scope_of(record, &deps.config.managed) {
-            Ok(x) => x,
-            Err(why) => {
-                warn!(event_id = %record.event_id, why, "allowlist change without the table's keys; skipped");
-                metrics.incr(names::INVALID_RULES);
-                continue;
-            }
-        };
-        let about = account.as_ref().map_or_else(|| "every account".to_owned(), ToString::to_string);
-        info!(event = %record.event_name, account = %about, services = services.len(), "allowlist changed");
-        match on_change(deps, account.as_ref(), &services, &mut synced).await {
-            Ok(emitted) => metrics.add(names::REQUESTS_EMITTED, emitted as u64),
-            Err(e) => {
-                error!(event_id = %record.event_id, error = %e, "could not apply this change; it will be retried");
-                metrics.incr(names::ERRORS);
-                let mut f = DynamoDbBatchItemFailure::default();
-                f.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(f);
-                break;
-            }
-        }
-    }
-    response
-}
-
-/// One allowlist change about `account` (`None`: an invalid item about no readable account, which blocks
-/// new accepts for everyone and never revokes) covering `services`. Returns the requests emitted.
-async fn on_change<
-    C: Connections,
-    A: Allowlist,
-    B: RequestBus,
-    O: OwedDecisions,
-    P: EndpointServices,
-    L: PrincipalLedger,
->(
-    deps: &Deps<C, A, B, O, P, L>,
-    account: Option<&AccountId>,
-    services: &[ServiceId],
-    synced: &mut BTreeSet<ServiceId>,
-) -> Result<usize, PortError> {
-    let pending = ConnectionState::PendingAcceptance.as_str();
-    let states: Vec<&str> = match account {
-        Some(_) if deps.config.revoke => [pending].into_iter().chain(ConnectionState::ACCEPTED).collect(),
-        _ => vec![pending],
-    };
-    let mut requests = Vec::new();
-    for service in services {
-        requests.extend(requests_for(&deps.connections, service, account, &states, Trigger::AllowlistChange).await?);
-    }
-    deps.bus.put(&requests).await?;
-    if deps.config.manage_principals {
-        for service in services {
-            if !synced.contains(service) {
-                sync_principals(deps, service).await?;
-                synced.insert(service.clone());
-            }
-        }
-    }
-    Ok(requests.len())
 }

@@ -367,7 +367,7 @@ async fn a_sweep_should_report_a_service_that_gates_nothing_or_has_an_unverified
     let gauges = |h: ServiceHealth| async move {
         let w = World { health: Mutex::new(Some(h)), ..Default::default() };
         let mut m = Metrics::default();
-        reconcile::handler::sweep(&deps(&w), &mut m).await.unwrap();
+        deps(&w).sweep(&mut m).await.unwrap();
         let doc = m.emf("reconcile", 0);
         (doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), doc[names::PRIVATE_DNS_UNVERIFIED].as_u64())
     };

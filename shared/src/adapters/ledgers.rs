@@ -26,27 +26,22 @@ impl DynamoQuotaLedger {
     }
 }
 
-fn key(service: &ServiceId, owner: &AccountId) -> HashMap<String, AttributeValue> {
+/// A ledger item's key in the decisions table: `endpoint_id` (a `quota#…`/`principals#…` partition that no
+/// endpoint ID can take) and `created` (the ledger's kind).
+fn ledger_key(endpoint_id: String, created: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
-        ("endpoint_id".to_owned(), AttributeValue::S(format!("quota#{service}#{owner}"))),
-        ("created".to_owned(), AttributeValue::S("quota".to_owned())),
+        ("endpoint_id".to_owned(), AttributeValue::S(endpoint_id)),
+        ("created".to_owned(), AttributeValue::S(created.to_owned())),
     ])
+}
+
+fn key(service: &ServiceId, owner: &AccountId) -> HashMap<String, AttributeValue> {
+    ledger_key(format!("quota#{service}#{owner}"), "quota")
 }
 
 impl QuotaLedger for DynamoQuotaLedger {
     async fn read(&self, service: &ServiceId, owner: &AccountId) -> PortResult<(Slots, Option<u64>)> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(service, owner)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb", "GetItem", e))?;
-        let Some(item) = out.item() else { return Ok((Slots::new(), None)) };
-        let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
-        Ok((numbers(item.get("slots")), version))
+        get_versioned(&self.client, &self.table, key(service, owner), "slots").await
     }
 
     async fn write(
@@ -71,6 +66,27 @@ fn numbers(attr: Option<&AttributeValue>) -> BTreeMap<String, i64> {
 
 fn number_map<'a>(m: impl IntoIterator<Item = (&'a String, &'a i64)>) -> AttributeValue {
     AttributeValue::M(m.into_iter().map(|(k, v)| (k.clone(), AttributeValue::N(v.to_string()))).collect())
+}
+
+/// Reads a ledger item consistently: its map of numbers under `field` and its version (`None`, with an
+/// empty map: no item yet).
+async fn get_versioned(
+    client: &Client,
+    table: &str,
+    key: HashMap<String, AttributeValue>,
+    field: &str,
+) -> PortResult<(BTreeMap<String, i64>, Option<u64>)> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify("dynamodb", "GetItem", e))?;
+    let Some(item) = out.item() else { return Ok((BTreeMap::new(), None)) };
+    let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
+    Ok((numbers(item.get(field)), version))
 }
 
 /// Puts a whole ledger item (`endpoint_id`, `created` and its fields) at the version after `expected`,
@@ -113,27 +129,13 @@ impl DynamoPrincipalLedger {
     }
 
     fn key(service: &ServiceId) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("endpoint_id".to_owned(), AttributeValue::S(format!("principals#{service}"))),
-            ("created".to_owned(), AttributeValue::S("principals".to_owned())),
-        ])
+        ledger_key(format!("principals#{service}"), "principals")
     }
 }
 
 impl PrincipalLedger for DynamoPrincipalLedger {
     async fn managed(&self, service: &ServiceId) -> PortResult<(Ledger, Option<u64>)> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(service)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("dynamodb", "GetItem", e))?;
-        let Some(item) = out.item() else { return Ok((Ledger::new(), None)) };
-        let version = item.get("version").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok());
-        Ok((numbers(item.get("principals")), version))
+        get_versioned(&self.client, &self.table, Self::key(service), "principals").await
     }
 
     async fn set_managed(
