@@ -105,6 +105,8 @@ pub const NOT_VISIBLE_RECEIVES: u32 = 3;
 /// at once: enough to hide the round trips of a 100-message batch, few enough for DynamoDB's and SNS's
 /// per-partition and per-account rates.
 pub const IN_FLIGHT: usize = 16;
+/// How many services of one batch are decided at once.
+pub const SERVICES_IN_FLIGHT: usize = 4;
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
@@ -159,9 +161,21 @@ where
         entry.receives = entry.receives.max(receives);
     }
     let patience_until = tokio::time::Instant::now() + deps.config.ec2_patience;
-    for (service, requests) in work {
-        let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut out.metrics };
-        let failed = run.run(&requests).await;
+    // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
+    // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
+    // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
+    let runs = stream::iter(work)
+        .map(|(service, requests)| async move {
+            let mut metrics = Metrics::default();
+            let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut metrics };
+            let failed = run.run(&requests).await;
+            (requests, failed, metrics)
+        })
+        .buffer_unordered(SERVICES_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    for (requests, failed, metrics) in runs {
+        out.metrics.merge(&metrics);
         for endpoint in failed {
             if let Some(w) = requests.get(&endpoint) {
                 out.failed_messages.extend(w.messages.iter().cloned());
@@ -292,7 +306,7 @@ where
             }
         }
         let (claimed, pending_now) = self.claim_all(claims).await;
-        let (mut won, found) = self.sort_claims(claimed, &mut failed);
+        let (won, found) = self.sort_claims(claimed, &mut failed);
         let by_endpoint: HashMap<&EndpointId, &Connection> = conns.iter().map(|c| (&c.endpoint_id, c)).collect();
         let mut again: Vec<Claiming> = Vec::new();
         for standing in found {
@@ -305,20 +319,15 @@ where
         }
         let (claimed_again, pending_again) = self.claim_all(again).await;
         let (won_again, _) = self.sort_claims(claimed_again, &mut failed);
-        let first_round = won.len();
-        won.extend(won_again);
+        // Holds are only announced; each round's rejects are checked against that round's re-read.
         let mut acts: Vec<DecisionRecord> = Vec::new();
-        let mut rejects: [Vec<DecisionRecord>; 2] = [vec![], vec![]];
-        for (i, record) in won.into_iter().enumerate() {
-            match record.outcome {
-                Outcome::Hold => to_notify.push(record),
-                Outcome::Accept => acts.push(record),
-                Outcome::Reject => rejects[usize::from(i >= first_round)].push(record),
-            }
+        for (won, pending) in [(won, &pending_now), (won_again, &pending_again)] {
+            let (holds, act): (Vec<_>, Vec<_>) = won.into_iter().partition(|r| r.outcome == Outcome::Hold);
+            to_notify.extend(holds);
+            let (rejects, accepts): (Vec<_>, Vec<_>) = act.into_iter().partition(|r| r.outcome == Outcome::Reject);
+            acts.extend(accepts);
+            acts.extend(self.still_pending(rejects, pending, &mut failed).await);
         }
-        let [first, second] = rejects;
-        acts.extend(self.still_pending(first, &pending_now, &mut failed).await);
-        acts.extend(self.still_pending(second, &pending_again, &mut failed).await);
 
         // One accept and one reject call per service per batch (chunked for very large batches).
         // Tenant → the connection IDs accepted for it: tagged alongside the notifications.

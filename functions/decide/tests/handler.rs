@@ -411,6 +411,34 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
 }
 
+/// Services of one batch are decided a few at a time: while one waits for EC2's token, others go on. Four
+/// services, each one Accept throttled once: side by side they all wait the same second; one after another
+/// they would wait four. (Virtual time: the pauses are measured, not slept.)
+#[tokio::test(start_paused = true)]
+async fn when_a_batch_spans_services_should_wait_for_ec2_tokens_side_by_side() {
+    let w = World::default();
+    let services = ["vpce-svc-0aaaaaaaaaaaaaaa1", "vpce-svc-0bbbbbbbbbbbbbbb2", "vpce-svc-0ccccccccccccccc3", SVC];
+    let endpoints =
+        ["vpce-0aaaaaaaaaaaaaaa1", "vpce-0bbbbbbbbbbbbbbb2", "vpce-0ccccccccccccccc3", "vpce-0ddddddddddddddd4"];
+    let mut ev = event(&endpoints);
+    for ((svc, ep), m) in services.iter().zip(endpoints).zip(ev.records.iter_mut()) {
+        connect(&w, ep, ALLOWED);
+        w.conns.lock().unwrap().get_mut(ep).unwrap().service_id = ServiceId::parse(svc).unwrap();
+        m.body = m.body.take().map(|b| b.replace(SVC, svc));
+    }
+    w.faults.lock().unwrap().act_throttled_times = services.len();
+    let mut d = deps(&w);
+    d.config.managed = services.iter().map(|s| ServiceId::parse(s).unwrap()).collect();
+    d.config.ec2_patience = std::time::Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    let out = decide_batch(&d, ev, "inv-1", 10_000).await;
+    let waited = started.elapsed();
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 4, "each service waited once");
+    assert!(endpoints.iter().all(|e| state(&w, e) != "pendingAcceptance"), "all decided");
+    assert!(waited < std::time::Duration::from_secs(2), "the four waits overlapped: {waited:?}");
+}
+
 #[tokio::test]
 async fn when_ec2_describe_is_throttled_should_fail_the_invocation_and_not_act() {
     let w = World::default();
