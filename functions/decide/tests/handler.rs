@@ -15,8 +15,8 @@ use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
 use shared::ports::{
-    Allowlist, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult,
-    QuotaLedger, Written,
+    Allowlist, Budget, CallBudget, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError,
+    PortResult, QuotaLedger, Written,
 };
 use shared::telemetry::names;
 
@@ -70,6 +70,10 @@ struct World {
     record_reads: Mutex<Vec<String>>,
     /// Claims made: (endpoint, the version each had to find).
     claims: Mutex<Vec<(String, Option<u64>)>>,
+    /// Decide's budget of EC2 calls: how many more asks find the window full (then it has room), and
+    /// every API asked for.
+    budget_full_times: Mutex<usize>,
+    budget_asked: Mutex<Vec<&'static str>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -207,6 +211,18 @@ impl DecisionLog for Fake<'_> {
     }
 }
 
+impl CallBudget for Fake<'_> {
+    async fn take(&self, api: &'static str, now_ms: i64) -> PortResult<Budget> {
+        self.0.budget_asked.lock().unwrap().push(api);
+        let mut full = self.0.budget_full_times.lock().unwrap();
+        if *full > 0 {
+            *full -= 1;
+            return Ok(Budget::FullUntil(now_ms + 5_000));
+        }
+        Ok(Budget::Taken)
+    }
+}
+
 impl QuotaLedger for Fake<'_> {
     async fn read(&self, service: &ServiceId, owner: &AccountId) -> PortResult<(Slots, Option<u64>)> {
         let ledgers = self.0.ledgers.lock().unwrap();
@@ -248,8 +264,9 @@ impl Notifier for Fake<'_> {
     }
 }
 
-fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
     Deps {
+        budget: Fake(w),
         connections: Fake(w),
         allowlist: Fake(w),
         log: Fake(w),
@@ -437,6 +454,39 @@ async fn when_a_batch_spans_services_should_wait_for_ec2_tokens_side_by_side() {
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 4, "each service waited once");
     assert!(endpoints.iter().all(|e| state(&w, e) != "pendingAcceptance"), "all decided");
     assert!(waited < std::time::Duration::from_secs(2), "the four waits overlapped: {waited:?}");
+}
+
+/// Decide's budget of Accept/Reject calls is asked alongside the claims; when the window is used up, the
+/// call waits for the next window (not EC2's throttling), within the invocation's patience.
+#[tokio::test(start_paused = true)]
+async fn when_decides_budget_of_ec2_calls_is_used_up_should_wait_for_the_next_window_then_act() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    *w.budget_full_times.lock().unwrap() = 1;
+    let mut d = deps(&w);
+    d.config.ec2_patience = std::time::Duration::from_secs(12);
+    let out = decide_batch(&d, event(&[A, B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 1);
+    assert_eq!(
+        *w.budget_asked.lock().unwrap(),
+        ["AcceptVpcEndpointConnections", "RejectVpcEndpointConnections", "AcceptVpcEndpointConnections"],
+        "one ask per API alongside the claims; the full one asked again after its window"
+    );
+    assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("available", "rejected"));
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1), "EC2 never throttled");
+
+    // No room within the patience: the message goes back to the queue, its claim is abandoned, EC2 is not
+    // called, nothing is rejected.
+    connect(&w, "vpce-0ccccccccccccccc3", ALLOWED);
+    *w.budget_full_times.lock().unwrap() = 100;
+    let out = decide_batch(&d, event(&["vpce-0ccccccccccccccc3"]), "inv-2", 11_000).await;
+    assert_eq!(out.failed_messages, ["m0"]);
+    assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 2, "two 5 s windows fit in 12 s, a third does not");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    assert_eq!(state(&w, "vpce-0ccccccccccccccc3"), "pendingAcceptance");
+    assert_eq!(w.records.lock().unwrap()["vpce-0ccccccccccccccc3"].lease_until_ms, 0, "claim abandoned");
 }
 
 #[tokio::test]
