@@ -540,7 +540,11 @@ def outcome(emu, stack, endpoints, allowed):
     decided = [e for _, _, e in endpoints if final.get(e) not in ("pendingAcceptance", None)]
     wrong = sum(1 for a, _, e in endpoints if final.get(e) not in ("pendingAcceptance", None) and (final[e] in ("available", "pending")) != (a in allowed))
     ddb = client(emu.url, PROVIDER, "dynamodb")
-    records = sum(page["Count"] for page in ddb.get_paginator("scan").paginate(TableName=stack["decisions_table"], Select="COUNT"))
+    # Decision records only: the table also holds decide's ledgers and its budget of EC2 calls.
+    pages = ddb.get_paginator("scan").paginate(TableName=stack["decisions_table"], Select="COUNT",
+                                               FilterExpression="begins_with(endpoint_id, :vpce)",
+                                               ExpressionAttributeValues={":vpce": {"S": "vpce-"}})
+    records = sum(page["Count"] for page in pages)
     return len(decided), wrong, records
 
 

@@ -129,7 +129,8 @@ pub fn next_version(expected: Option<u64>) -> u64 {
 /// What asking a [`CallBudget`] for a call came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
-    Taken,
+    /// Taken, in the window that ends at this epoch ms: the call is to be made before then.
+    Taken(i64),
     /// The window's calls are all taken; the next window starts at this epoch ms.
     FullUntil(i64),
 }

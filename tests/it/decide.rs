@@ -282,7 +282,10 @@ async fn decides_budget_of_ec2_calls_gives_a_window_its_calls_and_no_more_under_
     let (mut taken, mut full) = (0, 0);
     for answer in tokio::task::JoinSet::from_iter(asks).join_all().await {
         match answer? {
-            Budget::Taken => taken += 1,
+            Budget::Taken(until) => {
+                assert_eq!(until, window + ACT_WINDOW_MS, "the window's end");
+                taken += 1;
+            }
             Budget::FullUntil(next) => {
                 assert_eq!(next, window + ACT_WINDOW_MS, "the next window's start");
                 full += 1;
@@ -290,7 +293,8 @@ async fn decides_budget_of_ec2_calls_gives_a_window_its_calls_and_no_more_under_
         }
     }
     assert_eq!((taken, full), (ACT_CALLS_PER_WINDOW, 12 - ACT_CALLS_PER_WINDOW));
-    assert_eq!(budget.take("RejectVpcEndpointConnections", now).await?, Budget::Taken, "each API apart");
-    assert_eq!(budget.take("AcceptVpcEndpointConnections", window + ACT_WINDOW_MS).await?, Budget::Taken);
+    let next = window + ACT_WINDOW_MS;
+    assert_eq!(budget.take("RejectVpcEndpointConnections", now).await?, Budget::Taken(next), "each API apart");
+    assert_eq!(budget.take("AcceptVpcEndpointConnections", next).await?, Budget::Taken(next + ACT_WINDOW_MS));
     Ok(())
 }

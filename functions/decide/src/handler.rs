@@ -684,7 +684,13 @@ where
                 None => self.deps.budget.take(api, now_ms()).await,
             };
             let next = match answered {
-                Ok(Budget::Taken) => return true,
+                Ok(Budget::Taken(until)) if now_ms() < until => return true,
+                // Taken alongside the claims, in a window that has ended since: the call would land in a
+                // window that does not count it, so a call of this window is taken instead.
+                Ok(Budget::Taken(_)) => {
+                    answer = Some(self.deps.budget.take(api, now_ms()).await);
+                    continue;
+                }
                 Ok(Budget::FullUntil(next)) => next,
                 Err(e) => {
                     warn!(api, error = %e, "decide's budget of EC2 calls could not be read; calling EC2 without it");

@@ -74,6 +74,8 @@ struct World {
     /// every API asked for.
     budget_full_times: Mutex<usize>,
     budget_asked: Mutex<Vec<&'static str>>,
+    /// The next call taken is taken in a window that has already ended (an answer that waited).
+    budget_stale_once: Mutex<bool>,
 }
 
 struct Fake<'a>(&'a World);
@@ -219,7 +221,10 @@ impl CallBudget for Fake<'_> {
             *full -= 1;
             return Ok(Budget::FullUntil(now_ms + 5_000));
         }
-        Ok(Budget::Taken)
+        if std::mem::take(&mut *self.0.budget_stale_once.lock().unwrap()) {
+            return Ok(Budget::Taken(now_ms - 1));
+        }
+        Ok(Budget::Taken(now_ms + 5_000))
     }
 }
 
@@ -487,6 +492,17 @@ async fn when_decides_budget_of_ec2_calls_is_used_up_should_wait_for_the_next_wi
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     assert_eq!(state(&w, "vpce-0ccccccccccccccc3"), "pendingAcceptance");
     assert_eq!(w.records.lock().unwrap()["vpce-0ccccccccccccccc3"].lease_until_ms, 0, "claim abandoned");
+}
+
+#[tokio::test]
+async fn when_a_call_taken_alongside_the_claims_is_from_a_window_that_has_ended_should_take_one_of_this_window() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    *w.budget_stale_once.lock().unwrap() = true;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(*w.budget_asked.lock().unwrap(), ["AcceptVpcEndpointConnections"; 2]);
+    assert_eq!(state(&w, A), "available");
 }
 
 #[tokio::test]

@@ -92,7 +92,7 @@ impl CallBudget for DynamoCallBudget {
             .send()
             .await;
         match res {
-            Ok(_) => Ok(Budget::Taken),
+            Ok(_) => Ok(Budget::Taken(window + self.window_ms)),
             Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
                 Ok(Budget::FullUntil(window + self.window_ms))
             }
