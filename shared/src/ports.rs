@@ -126,21 +126,6 @@ pub fn next_version(expected: Option<u64>) -> u64 {
     expected.map_or(1, |v| v + 1)
 }
 
-/// What asking a [`CallBudget`] for a call came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Budget {
-    /// Taken, in the window that ends at this epoch ms: the call is to be made before then.
-    Taken(i64),
-    /// The window's calls are all taken; the next window starts at this epoch ms.
-    FullUntil(i64),
-}
-
-/// A budget of calls to one API, shared by concurrent invocations: a count per fixed window of time.
-pub trait CallBudget: Send + Sync {
-    /// Takes one call of `api` in the window that holds `now_ms`.
-    fn take(&self, api: &'static str, now_ms: i64) -> impl Future<Output = PortResult<Budget>> + Send;
-}
-
 /// The decisions table.
 pub trait DecisionLog: Send + Sync {
     /// Every record of an endpoint (its decision and its revocation, for each creation time), read

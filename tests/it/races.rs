@@ -13,7 +13,7 @@ use decide::handler::{BatchOutcome, Deps, decide_batch};
 use gatekeeper_local::{Options, decide_deps};
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
-use shared::adapters::ledgers::{DynamoCallBudget, DynamoQuotaLedger};
+use shared::adapters::ledgers::DynamoQuotaLedger;
 use shared::adapters::sns::SnsNotifier;
 use shared::domain::record::{DecisionRecord, Status};
 use shared::domain::time::now_ms;
@@ -94,7 +94,7 @@ async fn real_deps<A, D>(
     w: &World,
     wrap_allowlist: impl FnOnce(DynamoAllowlist) -> A,
     wrap_log: impl FnOnce(DynamoDecisionLog) -> D,
-) -> Result<Deps<Ec2Connections, A, D, SnsNotifier, DynamoQuotaLedger, DynamoCallBudget>> {
+) -> Result<Deps<Ec2Connections, A, D, SnsNotifier, DynamoQuotaLedger>> {
     let d = decide_deps(w.wiring.decide_sdk_config(), &w.info)?;
     Ok(Deps {
         connections: d.connections,
@@ -102,7 +102,6 @@ async fn real_deps<A, D>(
         log: wrap_log(d.log),
         notifier: d.notifier,
         quota: d.quota,
-        budget: d.budget,
         config: d.config,
     })
 }

@@ -19,8 +19,8 @@ use shared::domain::{
     evaluate,
 };
 use shared::ports::{
-    Allowlist, Budget, CallBudget, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError,
-    PortResult, QuotaLedger, Written,
+    Allowlist, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult,
+    QuotaLedger, Written,
 };
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
@@ -29,15 +29,13 @@ use crate::config::Config;
 use crate::error::DecideError;
 
 /// Everything the handler needs, built once per container.
-pub struct Deps<C, A, D, N, Q, B> {
+pub struct Deps<C, A, D, N, Q> {
     pub connections: C,
     pub allowlist: A,
     pub log: D,
     pub notifier: N,
     /// The `max_endpoints` ledgers.
     pub quota: Q,
-    /// Decide's own budget of Accept/Reject calls, shared by its invocations.
-    pub budget: B,
     pub config: Config,
 }
 
@@ -50,8 +48,8 @@ pub struct BatchOutcome {
 
 /// The Lambda entry point: reports partial batch failures; fails the whole invocation only when nothing
 /// in the batch could be done because of AWS errors (so it shows as an error and is retried).
-pub async fn handle<C, A, D, N, Q, B>(
-    deps: &Deps<C, A, D, N, Q, B>,
+pub async fn handle<C, A, D, N, Q>(
+    deps: &Deps<C, A, D, N, Q>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, DecideError>
 where
@@ -60,7 +58,6 @@ where
     D: DecisionLog,
     N: Notifier,
     Q: QuotaLedger,
-    B: CallBudget,
 {
     let total = event.payload.records.len();
     let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
@@ -108,17 +105,12 @@ pub const NOT_VISIBLE_RECEIVES: u32 = 3;
 /// at once: enough to hide the round trips of a 100-message batch, few enough for DynamoDB's and SNS's
 /// per-partition and per-account rates.
 pub const IN_FLIGHT: usize = 16;
-/// The EC2 APIs decide's budget counts.
-const ACCEPT_API: &str = "AcceptVpcEndpointConnections";
-const REJECT_API: &str = "RejectVpcEndpointConnections";
-/// How many services of one batch are decided at once.
-pub const SERVICES_IN_FLIGHT: usize = 4;
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
 /// Decides a batch. `claim` names this invocation in the records it claims.
-pub async fn decide_batch<C, A, D, N, Q, B>(
-    deps: &Deps<C, A, D, N, Q, B>,
+pub async fn decide_batch<C, A, D, N, Q>(
+    deps: &Deps<C, A, D, N, Q>,
     event: SqsEvent,
     claim: &str,
     now: i64,
@@ -129,7 +121,6 @@ where
     D: DecisionLog,
     N: Notifier,
     Q: QuotaLedger,
-    B: CallBudget,
 {
     let mut out = BatchOutcome::default();
     let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
@@ -168,21 +159,9 @@ where
         entry.receives = entry.receives.max(receives);
     }
     let patience_until = tokio::time::Instant::now() + deps.config.ec2_patience;
-    // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
-    // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
-    // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
-    let runs = stream::iter(work)
-        .map(|(service, requests)| async move {
-            let mut metrics = Metrics::default();
-            let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut metrics };
-            let failed = run.run(&requests).await;
-            (requests, failed, metrics)
-        })
-        .buffer_unordered(SERVICES_IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-    for (requests, failed, metrics) in runs {
-        out.metrics.merge(&metrics);
+    for (service, requests) in work {
+        let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut out.metrics };
+        let failed = run.run(&requests).await;
         for endpoint in failed {
             if let Some(w) = requests.get(&endpoint) {
                 out.failed_messages.extend(w.messages.iter().cloned());
@@ -192,8 +171,8 @@ where
     out
 }
 
-struct ServiceRun<'a, C, A, D, N, Q, B> {
-    deps: &'a Deps<C, A, D, N, Q, B>,
+struct ServiceRun<'a, C, A, D, N, Q> {
+    deps: &'a Deps<C, A, D, N, Q>,
     service: &'a ServiceId,
     /// Until when this invocation may wait for EC2's tokens (shared by all its services).
     patience_until: tokio::time::Instant,
@@ -202,14 +181,13 @@ struct ServiceRun<'a, C, A, D, N, Q, B> {
     metrics: &'a mut Metrics,
 }
 
-impl<C, A, D, N, Q, B> ServiceRun<'_, C, A, D, N, Q, B>
+impl<C, A, D, N, Q> ServiceRun<'_, C, A, D, N, Q>
 where
     C: Connections,
     A: Allowlist,
     D: DecisionLog,
     N: Notifier,
     Q: QuotaLedger,
-    B: CallBudget,
 {
     fn fail(&mut self, failed: &mut BTreeSet<EndpointId>, endpoint: &EndpointId, e: &PortError) {
         error!(service_id = %self.service, endpoint_id = %endpoint, error = %e, kind = ?e.kind, "AWS call failed; the request will be retried");
@@ -313,11 +291,8 @@ where
                 Plan::Nothing => {}
             }
         }
-        // Decide's budget of EC2 calls is asked alongside the claims, for the calls they will need.
-        let needs = |o: Outcome| claims.iter().any(|c| c.record.outcome == o);
-        let wanted = [needs(Outcome::Accept), needs(Outcome::Reject)];
-        let ((claimed, pending_now), mut pretaken) = tokio::join!(self.claim_all(claims), self.pre_take(wanted));
-        let (won, found) = self.sort_claims(claimed, &mut failed);
+        let (claimed, pending_now) = self.claim_all(claims).await;
+        let (mut won, found) = self.sort_claims(claimed, &mut failed);
         let by_endpoint: HashMap<&EndpointId, &Connection> = conns.iter().map(|c| (&c.endpoint_id, c)).collect();
         let mut again: Vec<Claiming> = Vec::new();
         for standing in found {
@@ -330,25 +305,30 @@ where
         }
         let (claimed_again, pending_again) = self.claim_all(again).await;
         let (won_again, _) = self.sort_claims(claimed_again, &mut failed);
-        // Holds are only announced; each round's rejects are checked against that round's re-read.
+        let first_round = won.len();
+        won.extend(won_again);
         let mut acts: Vec<DecisionRecord> = Vec::new();
-        for (won, pending) in [(won, &pending_now), (won_again, &pending_again)] {
-            let (holds, act): (Vec<_>, Vec<_>) = won.into_iter().partition(|r| r.outcome == Outcome::Hold);
-            to_notify.extend(holds);
-            let (rejects, accepts): (Vec<_>, Vec<_>) = act.into_iter().partition(|r| r.outcome == Outcome::Reject);
-            acts.extend(accepts);
-            acts.extend(self.still_pending(rejects, pending, &mut failed).await);
+        let mut rejects: [Vec<DecisionRecord>; 2] = [vec![], vec![]];
+        for (i, record) in won.into_iter().enumerate() {
+            match record.outcome {
+                Outcome::Hold => to_notify.push(record),
+                Outcome::Accept => acts.push(record),
+                Outcome::Reject => rejects[usize::from(i >= first_round)].push(record),
+            }
         }
+        let [first, second] = rejects;
+        acts.extend(self.still_pending(first, &pending_now, &mut failed).await);
+        acts.extend(self.still_pending(second, &pending_again, &mut failed).await);
 
         // One accept and one reject call per service per batch (chunked for very large batches).
         // Tenant → the connection IDs accepted for it: tagged alongside the notifications.
         let mut to_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let connection_ids: HashMap<&EndpointId, &String> =
             conns.iter().filter_map(|c| Some((&c.endpoint_id, c.connection_id.as_ref()?))).collect();
-        for (i, outcome) in [Outcome::Accept, Outcome::Reject].into_iter().enumerate() {
+        for outcome in [Outcome::Accept, Outcome::Reject] {
             let batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
-                let acted = self.act(outcome, chunk, pretaken[i].take(), &mut failed).await;
+                let acted = self.act(outcome, chunk, &mut failed).await;
                 for r in acted.iter().filter(|r| r.outcome == Outcome::Accept) {
                     if let (Some(tenant), Some(id)) = (&r.tenant, connection_ids.get(&r.endpoint_id)) {
                         to_tag.entry(tenant.clone()).or_default().push((*id).clone());
@@ -662,71 +642,13 @@ where
     }
 
     /// Calls EC2 for one chunk; returns the records now owed a notification.
-    /// Asks decide's budget for an Accept and a Reject call, where `wanted` (in that order): what the
-    /// budget answered for each (`None`: not asked).
-    async fn pre_take(&self, wanted: [bool; 2]) -> [Option<PortResult<Budget>>; 2] {
-        let budget = &self.deps.budget;
-        let ask = |want: bool, api: &'static str| async move {
-            if want { Some(budget.take(api, now_ms()).await) } else { None }
-        };
-        let (accept, reject) = tokio::join!(ask(wanted[0], ACCEPT_API), ask(wanted[1], REJECT_API));
-        [accept, reject]
-    }
-
-    /// Waits until decide's budget of EC2 calls has room for one call of `api` (`answer`: what the budget
-    /// already answered, if it was asked alongside the claims). `false` when the next window with room
-    /// starts after the invocation's patience. The budget is a courtesy to EC2's rate limit, not a
-    /// guarantee: when it cannot be read, the call goes ahead (and waits on EC2's throttling if need be).
-    async fn budget_room(&mut self, api: &'static str, mut answer: Option<PortResult<Budget>>) -> bool {
-        loop {
-            let answered = match answer.take() {
-                Some(a) => a,
-                None => self.deps.budget.take(api, now_ms()).await,
-            };
-            let next = match answered {
-                Ok(Budget::Taken(until)) if now_ms() < until => return true,
-                // Taken alongside the claims, in a window that has ended since: the call would land in a
-                // window that does not count it, so a call of this window is taken instead.
-                Ok(Budget::Taken(_)) => {
-                    answer = Some(self.deps.budget.take(api, now_ms()).await);
-                    continue;
-                }
-                Ok(Budget::FullUntil(next)) => next,
-                Err(e) => {
-                    warn!(api, error = %e, "decide's budget of EC2 calls could not be read; calling EC2 without it");
-                    return true;
-                }
-            };
-            let wait = std::time::Duration::from_millis(u64::try_from(next - now_ms()).unwrap_or(0).min(60_000));
-            if tokio::time::Instant::now() + wait > self.patience_until {
-                return false;
-            }
-            info!(service_id = %self.service, api, wait_ms = wait.as_millis() as u64, "decide's budget of EC2 calls is used up for now; waiting for the next window");
-            self.metrics.incr(names::EC2_BUDGET_WAITS);
-            tokio::time::sleep(wait).await;
-        }
-    }
-
     async fn act(
         &mut self,
         outcome: Outcome,
         chunk: &[DecisionRecord],
-        pretaken: Option<PortResult<Budget>>,
         failed: &mut BTreeSet<EndpointId>,
     ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
-        let api = if outcome == Outcome::Accept { ACCEPT_API } else { REJECT_API };
-        if !self.budget_room(api, pretaken).await {
-            let e = PortError {
-                service: "ec2",
-                operation: api,
-                kind: ErrorKind::Retryable,
-                code: "BudgetExhausted".into(),
-                message: "decide's budget of EC2 calls had no room within the invocation's patience".into(),
-            };
-            self.give_up(chunk, &e, failed).await;
-            return vec![];
-        }
         // EC2 throttles Accept/Reject per API and account (docs/aws-facts.md). The claims are held, so a
         // throttled call waits here for a token (1, 2, 4, 8 s, within the invocation's patience) rather than
         // sending the batch back to the queue, which returns it only after the visibility timeout.

@@ -15,8 +15,8 @@ use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
 use shared::ports::{
-    Allowlist, Budget, CallBudget, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError,
-    PortResult, QuotaLedger, Written,
+    Allowlist, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult,
+    QuotaLedger, Written,
 };
 use shared::telemetry::names;
 
@@ -70,12 +70,6 @@ struct World {
     record_reads: Mutex<Vec<String>>,
     /// Claims made: (endpoint, the version each had to find).
     claims: Mutex<Vec<(String, Option<u64>)>>,
-    /// Decide's budget of EC2 calls: how many more asks find the window full (then it has room), and
-    /// every API asked for.
-    budget_full_times: Mutex<usize>,
-    budget_asked: Mutex<Vec<&'static str>>,
-    /// The next call taken is taken in a window that has already ended (an answer that waited).
-    budget_stale_once: Mutex<bool>,
 }
 
 struct Fake<'a>(&'a World);
@@ -213,21 +207,6 @@ impl DecisionLog for Fake<'_> {
     }
 }
 
-impl CallBudget for Fake<'_> {
-    async fn take(&self, api: &'static str, now_ms: i64) -> PortResult<Budget> {
-        self.0.budget_asked.lock().unwrap().push(api);
-        let mut full = self.0.budget_full_times.lock().unwrap();
-        if *full > 0 {
-            *full -= 1;
-            return Ok(Budget::FullUntil(now_ms + 5_000));
-        }
-        if std::mem::take(&mut *self.0.budget_stale_once.lock().unwrap()) {
-            return Ok(Budget::Taken(now_ms - 1));
-        }
-        Ok(Budget::Taken(now_ms + 5_000))
-    }
-}
-
 impl QuotaLedger for Fake<'_> {
     async fn read(&self, service: &ServiceId, owner: &AccountId) -> PortResult<(Slots, Option<u64>)> {
         let ledgers = self.0.ledgers.lock().unwrap();
@@ -269,9 +248,8 @@ impl Notifier for Fake<'_> {
     }
 }
 
-fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
     Deps {
-        budget: Fake(w),
         connections: Fake(w),
         allowlist: Fake(w),
         log: Fake(w),
@@ -431,78 +409,6 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 1, "1 s fits in 2 s, 1 + 2 s does not");
     assert_eq!(state(&w, B), "pendingAcceptance");
     assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
-}
-
-/// Services of one batch are decided a few at a time: while one waits for EC2's token, others go on. Four
-/// services, each one Accept throttled once: side by side they all wait the same second; one after another
-/// they would wait four. (Virtual time: the pauses are measured, not slept.)
-#[tokio::test(start_paused = true)]
-async fn when_a_batch_spans_services_should_wait_for_ec2_tokens_side_by_side() {
-    let w = World::default();
-    let services = ["vpce-svc-0aaaaaaaaaaaaaaa1", "vpce-svc-0bbbbbbbbbbbbbbb2", "vpce-svc-0ccccccccccccccc3", SVC];
-    let endpoints =
-        ["vpce-0aaaaaaaaaaaaaaa1", "vpce-0bbbbbbbbbbbbbbb2", "vpce-0ccccccccccccccc3", "vpce-0ddddddddddddddd4"];
-    let mut ev = event(&endpoints);
-    for ((svc, ep), m) in services.iter().zip(endpoints).zip(ev.records.iter_mut()) {
-        connect(&w, ep, ALLOWED);
-        w.conns.lock().unwrap().get_mut(ep).unwrap().service_id = ServiceId::parse(svc).unwrap();
-        m.body = m.body.take().map(|b| b.replace(SVC, svc));
-    }
-    w.faults.lock().unwrap().act_throttled_times = services.len();
-    let mut d = deps(&w);
-    d.config.managed = services.iter().map(|s| ServiceId::parse(s).unwrap()).collect();
-    d.config.ec2_patience = std::time::Duration::from_secs(10);
-    let started = tokio::time::Instant::now();
-    let out = decide_batch(&d, ev, "inv-1", 10_000).await;
-    let waited = started.elapsed();
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 4, "each service waited once");
-    assert!(endpoints.iter().all(|e| state(&w, e) != "pendingAcceptance"), "all decided");
-    assert!(waited < std::time::Duration::from_secs(2), "the four waits overlapped: {waited:?}");
-}
-
-/// Decide's budget of Accept/Reject calls is asked alongside the claims; when the window is used up, the
-/// call waits for the next window (not EC2's throttling), within the invocation's patience.
-#[tokio::test(start_paused = true)]
-async fn when_decides_budget_of_ec2_calls_is_used_up_should_wait_for_the_next_window_then_act() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    connect(&w, B, OTHER);
-    *w.budget_full_times.lock().unwrap() = 1;
-    let mut d = deps(&w);
-    d.config.ec2_patience = std::time::Duration::from_secs(12);
-    let out = decide_batch(&d, event(&[A, B]), "inv-1", 10_000).await;
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 1);
-    assert_eq!(
-        *w.budget_asked.lock().unwrap(),
-        ["AcceptVpcEndpointConnections", "RejectVpcEndpointConnections", "AcceptVpcEndpointConnections"],
-        "one ask per API alongside the claims; the full one asked again after its window"
-    );
-    assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("available", "rejected"));
-    assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1), "EC2 never throttled");
-
-    // No room within the patience: the message goes back to the queue, its claim is abandoned, EC2 is not
-    // called, nothing is rejected.
-    connect(&w, "vpce-0ccccccccccccccc3", ALLOWED);
-    *w.budget_full_times.lock().unwrap() = 100;
-    let out = decide_batch(&d, event(&["vpce-0ccccccccccccccc3"]), "inv-2", 11_000).await;
-    assert_eq!(out.failed_messages, ["m0"]);
-    assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 2, "two 5 s windows fit in 12 s, a third does not");
-    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
-    assert_eq!(state(&w, "vpce-0ccccccccccccccc3"), "pendingAcceptance");
-    assert_eq!(w.records.lock().unwrap()["vpce-0ccccccccccccccc3"].lease_until_ms, 0, "claim abandoned");
-}
-
-#[tokio::test]
-async fn when_a_call_taken_alongside_the_claims_is_from_a_window_that_has_ended_should_take_one_of_this_window() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    *w.budget_stale_once.lock().unwrap() = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!(*w.budget_asked.lock().unwrap(), ["AcceptVpcEndpointConnections"; 2]);
-    assert_eq!(state(&w, A), "available");
 }
 
 #[tokio::test]
