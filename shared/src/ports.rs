@@ -110,17 +110,6 @@ pub enum Written {
     Lost,
 }
 
-/// What a claim found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The claim stands (written now, or found to be this claim's own write answered late).
-    Won,
-    /// The condition failed: the record that stands instead, when DynamoDB returned a readable one (the
-    /// claim asks for it with `ReturnValuesOnConditionCheckFailure`, so a claim made without reading
-    /// first learns what it found without another call).
-    Lost(Option<Box<DecisionRecord>>),
-}
-
 /// The version a versioned item is at after a write conditioned on `expected` (`None`: on its absence).
 pub fn next_version(expected: Option<u64>) -> u64 {
     expected.map_or(1, |v| v + 1)
@@ -132,12 +121,12 @@ pub trait DecisionLog: Send + Sync {
     /// consistently. Keyed by the endpoint alone, so it needs nothing from EC2 and can be read alongside it.
     fn records(&self, endpoint: &EndpointId) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
     /// Writes a claim if there is no record (`expected_version` None) or the record is still at
-    /// `expected_version`; a lost claim answers the record that stands.
+    /// `expected_version`.
     fn claim(
         &self,
         record: &DecisionRecord,
         expected_version: Option<u64>,
-    ) -> impl Future<Output = PortResult<Claim>> + Send;
+    ) -> impl Future<Output = PortResult<Written>> + Send;
     /// Moves a record forward, if it is still held by `claim`.
     fn advance(&self, record: &DecisionRecord, status: Status) -> impl Future<Output = PortResult<Written>> + Send;
     /// Gives up a claim whose action failed: its lease ends now, so a retry takes it over at once and

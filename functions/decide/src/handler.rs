@@ -15,12 +15,11 @@ use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, TENANT_TAG, Trigger, apply_quota,
-    evaluate,
+    Connection, ConnectionState, EndpointId, Outcome, Reason, ServiceId, TENANT_TAG, Trigger, apply_quota, evaluate,
 };
 use shared::ports::{
-    Allowlist, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult,
-    QuotaLedger, Written,
+    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, QuotaLedger,
+    Written,
 };
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
@@ -197,19 +196,19 @@ where
 
     /// Returns the endpoints whose messages must be retried.
     ///
-    /// Round trips: Describe and the allowlist go out together; then the claims, all at once (at most
-    /// [`IN_FLIGHT`] calls in flight), each a conditional put made without reading the record first; one
-    /// Accept and one Reject call; then each record's notifying write, publish and notified write, the
-    /// records side by side. Records are read first only for connections not waiting for acceptance, and a
-    /// claim that finds a record is planned again with it (a second round of claims).
+    /// Round trips: the reads (Describe, the allowlist, every endpoint's records) go out together; then
+    /// the claims, all at once (at most [`IN_FLIGHT`] calls in flight); one Accept and one Reject call;
+    /// then each record's notifying write, publish and notified write, the records side by side.
     async fn run(mut self, requests: &ServiceWork) -> BTreeSet<EndpointId> {
         let mut failed = BTreeSet::new();
         let endpoints: Vec<EndpointId> = requests.keys().cloned().collect();
         let filter = ConnectionFilter { endpoints: endpoints.clone(), ..Default::default() };
-        // Neither read depends on the other: they go out together.
-        let (described, rules) = tokio::join!(
+        // None of these reads depends on another. Every write that follows is conditional on the version
+        // read here, so the order in which they are answered cannot matter.
+        let (described, rules, records) = tokio::join!(
             self.deps.connections.describe(self.service, &filter),
             self.deps.allowlist.rules_for(self.service),
+            self.records_of(&endpoints),
         );
         let mut conns = match described {
             Ok(c) => c,
@@ -257,68 +256,145 @@ where
             self.metrics.add(names::INVALID_RULES, r.invalid.len() as u64);
         }
 
-        // A connection waiting for acceptance is claimed without reading its record first: a new one has
-        // none, and otherwise the claim's condition (no record yet) fails and answers the record it found,
-        // which is then planned for as if it had been read (a second, rarer round of claims). Records are
-        // read first only for connections in other states (a retry finishing a notification, a revocation,
-        // a dead claim to close), which need them to know what is owed.
-        let settled: Vec<EndpointId> = conns
-            .iter()
-            .filter(|c| c.state != ConnectionState::PendingAcceptance)
-            .map(|c| c.endpoint_id.clone())
-            .collect();
-        let records = self.records_of(&settled).await;
-        let mut claims: Vec<Claiming> = Vec::new();
+        let mut claims: Vec<(DecisionRecord, Option<u64>)> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
-            let optimistic = conn.state == ConnectionState::PendingAcceptance;
-            let stored: &[DecisionRecord] = if optimistic {
-                &[]
-            } else {
-                match records.get(&conn.endpoint_id) {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => {
-                        self.fail(&mut failed, &conn.endpoint_id, e);
-                        continue;
+            let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
+            let stored = match records.get(&conn.endpoint_id) {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    self.fail(&mut failed, &conn.endpoint_id, e);
+                    continue;
+                }
+                // Describe answers only for the endpoints asked about, whose records were all read.
+                None => continue,
+            };
+            let record_of =
+                |kind: Kind| stored.iter().find(|r| r.kind == kind && r.created_at_ms == conn.created_at_ms).cloned();
+            let mut kind = Kind::Decision;
+            let mut step = next_step(Kind::Decision, conn, record_of(Kind::Decision), trigger, self.now);
+            let revocable = conn.state.is_accepted() || conn.state == ConnectionState::Rejected;
+            // A decided (or never decided) connection that is no longer pending may be due a revocation.
+            if matches!(step, Step::Skip(why) if why.may_revoke()) && self.deps.config.revoke && revocable {
+                kind = Kind::Revocation;
+                step = next_step(Kind::Revocation, conn, record_of(Kind::Revocation), trigger, self.now);
+            }
+            let (previous, previous_hold) = match step {
+                Step::Skip(why) => {
+                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why = why.as_str(), "no action");
+                    self.metrics.incr(match why {
+                        Skip::NotPending => names::NOT_PENDING,
+                        Skip::HeldRecently => names::HELD_WAITING,
+                        _ => names::DUPLICATES,
+                    });
+                    // A stale read can hide an accepted connection a revocation is asked for: ask again
+                    // once EC2 has caught up (bounded like a connection it does not show yet).
+                    let stale = why == Skip::StaleRead
+                        && self.deps.config.revoke
+                        && requests.get(&conn.endpoint_id).is_some_and(|w| w.receives < NOT_VISIBLE_RECEIVES);
+                    if why.retry() || stale {
+                        failed.insert(conn.endpoint_id.clone());
                     }
-                    // Describe answers only for the endpoints asked about, whose records were all read.
-                    None => continue,
+                    continue;
+                }
+                Step::Notify(r) => {
+                    to_notify.push(*r);
+                    continue;
+                }
+                Step::Close(r) => {
+                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
+                    match self.deps.log.advance(&r, Status::Superseded).await {
+                        Ok(_) => {
+                            self.metrics.incr(names::SUPERSEDED);
+                            if self.deps.config.revoke && kind == Kind::Decision {
+                                failed.insert(conn.endpoint_id.clone());
+                            }
+                        }
+                        Err(e) => self.fail(&mut failed, &conn.endpoint_id, &e),
+                    }
+                    continue;
+                }
+                Step::Decide { previous, previous_hold } => (previous, previous_hold),
+            };
+            let rules = match &rules {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fail(&mut failed, &conn.endpoint_id, e);
+                    continue;
                 }
             };
-            match self.plan(conn, stored, requests, &rules, &mut failed).await {
-                Plan::Claim(record, previous) => claims.push(Claiming { record, previous, optimistic }),
-                Plan::Notify(r) => to_notify.push(r),
-                Plan::Nothing => {}
+            let cfg = &self.deps.config;
+            let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
+            if kind == Kind::Revocation {
+                if decision.outcome == Outcome::Accept {
+                    info!(endpoint_id = %conn.endpoint_id, "still allowed; not revoked");
+                    continue;
+                }
+                if decision.reason == Reason::InvalidRuleUnscoped {
+                    warn!(endpoint_id = %conn.endpoint_id, "an invalid allowlist item blocks new accepts; it never revokes");
+                    continue;
+                }
+                decision.outcome = Outcome::Reject;
+                decision.detail = format!("access revoked: {}", decision.detail);
+            } else if decision.outcome == Outcome::Accept
+                && let Some(cap) = decision.max_endpoints
+            {
+                // One at a time: slots of one owner's ledger are taken in turn.
+                match self.take_quota_slot(conn, cap).await {
+                    Ok(None) => {}
+                    Ok(Some(used)) => decision = apply_quota(decision, used, cfg.default_action),
+                    Err(e) => {
+                        self.fail(&mut failed, &conn.endpoint_id, &e);
+                        continue;
+                    }
+                }
             }
-        }
-        let (claimed, pending_now) = self.claim_all(claims).await;
-        let (mut won, found) = self.sort_claims(claimed, &mut failed);
-        let by_endpoint: HashMap<&EndpointId, &Connection> = conns.iter().map(|c| (&c.endpoint_id, c)).collect();
-        let mut again: Vec<Claiming> = Vec::new();
-        for standing in found {
-            let Some(conn) = by_endpoint.get(&standing.endpoint_id) else { continue };
-            match self.plan(conn, std::slice::from_ref(&standing), requests, &rules, &mut failed).await {
-                Plan::Claim(record, previous) => again.push(Claiming { record, previous, optimistic: false }),
-                Plan::Notify(r) => to_notify.push(r),
-                Plan::Nothing => {}
+            if previous_hold && decision.outcome == Outcome::Hold {
+                info!(endpoint_id = %conn.endpoint_id, "still held; already notified");
+                self.metrics.incr(names::DUPLICATES);
+                continue;
             }
+            let mut record =
+                DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
+            record.expires_at = Some(self.now / 1000 + cfg.retention_s);
+            claims.push((record, previous));
         }
-        let (claimed_again, pending_again) = self.claim_all(again).await;
-        let (won_again, _) = self.sort_claims(claimed_again, &mut failed);
-        let first_round = won.len();
-        won.extend(won_again);
+
+        // Each claim is a conditional put of its own item: they go out side by side, and with them the
+        // re-read of the connections about to be rejected (decided rejects, not revocations: `still_pending`).
+        let to_reject: Vec<EndpointId> = claims
+            .iter()
+            .filter(|(r, _)| r.kind == Kind::Decision && r.outcome == Outcome::Reject)
+            .map(|(r, _)| r.endpoint_id.clone())
+            .collect();
+        let log = &self.deps.log;
+        let claiming = stream::iter(claims)
+            .map(|(record, previous)| async move {
+                let written = log.claim(&record, previous).await;
+                (record, written)
+            })
+            .buffered(IN_FLIGHT)
+            .collect::<Vec<(DecisionRecord, PortResult<Written>)>>();
+        let (claimed, pending_now) = tokio::join!(claiming, self.pending_now(&to_reject));
         let mut acts: Vec<DecisionRecord> = Vec::new();
-        let mut rejects: [Vec<DecisionRecord>; 2] = [vec![], vec![]];
-        for (i, record) in won.into_iter().enumerate() {
-            match record.outcome {
-                Outcome::Hold => to_notify.push(record),
-                Outcome::Accept => acts.push(record),
-                Outcome::Reject => rejects[usize::from(i >= first_round)].push(record),
+        for (record, written) in claimed {
+            match written {
+                Ok(Written::Yes) => {
+                    info!(endpoint_id = %record.endpoint_id, owner = %record.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
+                    if record.outcome == Outcome::Hold {
+                        to_notify.push(record);
+                    } else {
+                        acts.push(record);
+                    }
+                }
+                Ok(Written::Lost) => {
+                    info!(endpoint_id = %record.endpoint_id, "another invocation claimed this connection first; retried later");
+                    self.metrics.incr(names::DUPLICATES);
+                    failed.insert(record.endpoint_id.clone());
+                }
+                Err(e) => self.fail(&mut failed, &record.endpoint_id, &e),
             }
         }
-        let [first, second] = rejects;
-        acts.extend(self.still_pending(first, &pending_now, &mut failed).await);
-        acts.extend(self.still_pending(second, &pending_again, &mut failed).await);
 
         // One accept and one reject call per service per batch (chunked for very large batches).
         // Tenant → the connection IDs accepted for it: tagged alongside the notifications.
@@ -326,7 +402,10 @@ where
         let connection_ids: HashMap<&EndpointId, &String> =
             conns.iter().filter_map(|c| Some((&c.endpoint_id, c.connection_id.as_ref()?))).collect();
         for outcome in [Outcome::Accept, Outcome::Reject] {
-            let batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
+            let mut batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
+            if outcome == Outcome::Reject {
+                batch = self.still_pending(batch, &pending_now, &mut failed).await;
+            }
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
                 let acted = self.act(outcome, chunk, &mut failed).await;
                 for r in acted.iter().filter(|r| r.outcome == Outcome::Accept) {
@@ -350,158 +429,6 @@ where
             }
         }
         failed
-    }
-
-    /// What to do for `conn`, given its records (`stored`: both kinds, any creation time): claim it (a
-    /// decision or revocation to make), notify (EC2 already reflects a decision whose notification is
-    /// owed), or nothing (skipped, closed, or failed: then its endpoint is in `failed`).
-    async fn plan(
-        &mut self,
-        conn: &Connection,
-        stored: &[DecisionRecord],
-        requests: &ServiceWork,
-        rules: &PortResult<Rules>,
-        failed: &mut BTreeSet<EndpointId>,
-    ) -> Plan {
-        let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
-        let record_of =
-            |kind: Kind| stored.iter().find(|r| r.kind == kind && r.created_at_ms == conn.created_at_ms).cloned();
-        let mut kind = Kind::Decision;
-        let mut step = next_step(Kind::Decision, conn, record_of(Kind::Decision), trigger, self.now);
-        let revocable = conn.state.is_accepted() || conn.state == ConnectionState::Rejected;
-        // A decided (or never decided) connection that is no longer pending may be due a revocation.
-        if matches!(step, Step::Skip(why) if why.may_revoke()) && self.deps.config.revoke && revocable {
-            kind = Kind::Revocation;
-            step = next_step(Kind::Revocation, conn, record_of(Kind::Revocation), trigger, self.now);
-        }
-        let (previous, previous_hold) = match step {
-            Step::Skip(why) => {
-                info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why = why.as_str(), "no action");
-                self.metrics.incr(match why {
-                    Skip::NotPending => names::NOT_PENDING,
-                    Skip::HeldRecently => names::HELD_WAITING,
-                    _ => names::DUPLICATES,
-                });
-                // A stale read can hide an accepted connection a revocation is asked for: ask again once
-                // EC2 has caught up (bounded like a connection it does not show yet).
-                let stale = why == Skip::StaleRead
-                    && self.deps.config.revoke
-                    && requests.get(&conn.endpoint_id).is_some_and(|w| w.receives < NOT_VISIBLE_RECEIVES);
-                if why.retry() || stale {
-                    failed.insert(conn.endpoint_id.clone());
-                }
-                return Plan::Nothing;
-            }
-            Step::Notify(r) => return Plan::Notify(*r),
-            Step::Close(r) => {
-                info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
-                match self.deps.log.advance(&r, Status::Superseded).await {
-                    Ok(_) => {
-                        self.metrics.incr(names::SUPERSEDED);
-                        if self.deps.config.revoke && kind == Kind::Decision {
-                            failed.insert(conn.endpoint_id.clone());
-                        }
-                    }
-                    Err(e) => self.fail(failed, &conn.endpoint_id, &e),
-                }
-                return Plan::Nothing;
-            }
-            Step::Decide { previous, previous_hold } => (previous, previous_hold),
-        };
-        let rules = match rules {
-            Ok(r) => r,
-            Err(e) => {
-                self.fail(failed, &conn.endpoint_id, e);
-                return Plan::Nothing;
-            }
-        };
-        let cfg = &self.deps.config;
-        let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
-        if kind == Kind::Revocation {
-            if decision.outcome == Outcome::Accept {
-                info!(endpoint_id = %conn.endpoint_id, "still allowed; not revoked");
-                return Plan::Nothing;
-            }
-            if decision.reason == Reason::InvalidRuleUnscoped {
-                warn!(endpoint_id = %conn.endpoint_id, "an invalid allowlist item blocks new accepts; it never revokes");
-                return Plan::Nothing;
-            }
-            decision.outcome = Outcome::Reject;
-            decision.detail = format!("access revoked: {}", decision.detail);
-        } else if decision.outcome == Outcome::Accept
-            && let Some(cap) = decision.max_endpoints
-        {
-            // One at a time: slots of one owner's ledger are taken in turn. Taking a slot is idempotent
-            // per endpoint, so a claim that then finds a record (and plans again) costs nothing twice.
-            match self.take_quota_slot(conn, cap).await {
-                Ok(None) => {}
-                Ok(Some(used)) => decision = apply_quota(decision, used, cfg.default_action),
-                Err(e) => {
-                    self.fail(failed, &conn.endpoint_id, &e);
-                    return Plan::Nothing;
-                }
-            }
-        }
-        if previous_hold && decision.outcome == Outcome::Hold {
-            info!(endpoint_id = %conn.endpoint_id, "still held; already notified");
-            self.metrics.incr(names::DUPLICATES);
-            return Plan::Nothing;
-        }
-        let cfg = &self.deps.config;
-        let mut record =
-            DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
-        record.expires_at = Some(self.now / 1000 + cfg.retention_s);
-        Plan::Claim(record, previous)
-    }
-
-    /// Makes the claims side by side (at most [`IN_FLIGHT`] in flight) and, alongside them, re-reads
-    /// which of the connections about to be rejected EC2 still shows `pendingAcceptance` (decided
-    /// rejects, not revocations: `still_pending`).
-    async fn claim_all(
-        &self,
-        claims: Vec<Claiming>,
-    ) -> (Vec<(Claiming, PortResult<Claim>)>, PortResult<BTreeSet<EndpointId>>) {
-        let to_reject: Vec<EndpointId> = claims
-            .iter()
-            .filter(|c| c.record.kind == Kind::Decision && c.record.outcome == Outcome::Reject)
-            .map(|c| c.record.endpoint_id.clone())
-            .collect();
-        let log = &self.deps.log;
-        let claiming = stream::iter(claims)
-            .map(|c| async move {
-                let result = log.claim(&c.record, c.previous).await;
-                (c, result)
-            })
-            .buffered(IN_FLIGHT)
-            .collect::<Vec<_>>();
-        tokio::join!(claiming, self.pending_now(&to_reject))
-    }
-
-    /// Sorts the answers to the claims: the records won, and the records that optimistic claims found
-    /// standing (to be planned for again). Every other lost claim is retried later.
-    fn sort_claims(
-        &mut self,
-        claimed: Vec<(Claiming, PortResult<Claim>)>,
-        failed: &mut BTreeSet<EndpointId>,
-    ) -> (Vec<DecisionRecord>, Vec<DecisionRecord>) {
-        let (mut won, mut found) = (Vec::new(), Vec::new());
-        for (c, result) in claimed {
-            let record = c.record;
-            match result {
-                Ok(Claim::Won) => {
-                    info!(endpoint_id = %record.endpoint_id, owner = %record.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
-                    won.push(record);
-                }
-                Ok(Claim::Lost(Some(standing))) if c.optimistic => found.push(*standing),
-                Ok(Claim::Lost(_)) => {
-                    info!(endpoint_id = %record.endpoint_id, "another invocation claimed this connection first; retried later");
-                    self.metrics.incr(names::DUPLICATES);
-                    failed.insert(record.endpoint_id.clone());
-                }
-                Err(e) => self.fail(failed, &record.endpoint_id, &e),
-            }
-        }
-        (won, found)
     }
 
     /// Every record of each endpoint (both kinds), read side by side; by endpoint.
@@ -778,21 +705,6 @@ where
         }
         done
     }
-}
-
-/// A claim to make: the record, the version it must find (`None`: no record), and whether it was planned
-/// without reading the record (a connection waiting for acceptance), so a loss is planned for again.
-struct Claiming {
-    record: DecisionRecord,
-    previous: Option<u64>,
-    optimistic: bool,
-}
-
-/// What one connection needs ([`ServiceRun::plan`]).
-enum Plan {
-    Claim(DecisionRecord, Option<u64>),
-    Notify(DecisionRecord),
-    Nothing,
 }
 
 /// What finishing one record came to: the counters to add, and the error that fails its message.

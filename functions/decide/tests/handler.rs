@@ -15,8 +15,8 @@ use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
 use shared::ports::{
-    Allowlist, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult,
-    QuotaLedger, Written,
+    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, QuotaLedger,
+    Written,
 };
 use shared::telemetry::names;
 
@@ -66,10 +66,6 @@ struct World {
     ledgers: Mutex<HashMap<String, (Slots, u64)>>,
     /// CreateTags calls: (connection IDs, key, value).
     tags: Mutex<Vec<(Vec<String>, String, String)>>,
-    /// Record reads (`DecisionLog::records`), by endpoint.
-    record_reads: Mutex<Vec<String>>,
-    /// Claims made: (endpoint, the version each had to find).
-    claims: Mutex<Vec<(String, Option<u64>)>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -160,22 +156,19 @@ impl World {
 
 impl DecisionLog for Fake<'_> {
     async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
-        self.0.record_reads.lock().unwrap().push(endpoint.to_string());
         let mut out: Vec<DecisionRecord> = Vec::new();
         for kind in [Kind::Decision, Kind::Revocation] {
             out.extend(self.0.log(kind).lock().unwrap().get(endpoint.as_str()).cloned());
         }
         Ok(out)
     }
-    async fn claim(&self, r: &DecisionRecord, expected: Option<u64>) -> PortResult<Claim> {
+    async fn claim(&self, r: &DecisionRecord, expected: Option<u64>) -> PortResult<Written> {
         if self.0.faults.lock().unwrap().claim {
             return Err(throttled("dynamodb"));
         }
-        self.0.claims.lock().unwrap().push((r.endpoint_id.to_string(), expected));
         let mut recs = self.0.log(r.kind).lock().unwrap();
-        let standing = recs.get(r.endpoint_id.as_str());
-        if standing.map(|x| x.version) != expected {
-            return Ok(Claim::Lost(standing.cloned().map(Box::new)));
+        if recs.get(r.endpoint_id.as_str()).map(|x| x.version) != expected {
+            return Ok(Written::Lost);
         }
         recs.insert(r.endpoint_id.to_string(), r.clone());
         if self.0.faults.lock().unwrap().accept_by_hand_on_claim
@@ -183,7 +176,7 @@ impl DecisionLog for Fake<'_> {
         {
             c.state = ConnectionState::Available;
         }
-        Ok(Claim::Won)
+        Ok(Written::Yes)
     }
     async fn advance(&self, r: &DecisionRecord, status: Status) -> PortResult<Written> {
         let mut recs = self.0.log(r.kind).lock().unwrap();
@@ -320,40 +313,6 @@ async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one
     assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1));
     assert_eq!(w.sent.lock().unwrap().len(), 2);
     assert_eq!(out.metrics.get(names::DUPLICATES), 1);
-}
-
-#[tokio::test]
-async fn when_a_connection_waits_for_acceptance_should_claim_it_without_reading_its_record_first() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
-    assert_eq!(out.metrics.get(names::ACCEPTED), 1);
-    assert!(w.record_reads.lock().unwrap().is_empty(), "a new connection's record is not read: the claim finds it");
-    assert_eq!(*w.claims.lock().unwrap(), [(A.to_owned(), None)]);
-    // Decided: a duplicate finds EC2 past pendingAcceptance, so it reads the record to know what is owed.
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
-    assert_eq!(out.metrics.get(names::DUPLICATES), 1);
-    assert_eq!(*w.record_reads.lock().unwrap(), [A.to_owned()]);
-    assert_eq!(w.claims.lock().unwrap().len(), 1, "nothing claimed again");
-}
-
-#[tokio::test]
-async fn when_a_claim_made_without_reading_finds_a_dead_claim_should_take_it_over_in_the_same_invocation() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    w.faults.lock().unwrap().act = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
-    assert_eq!(out.failed_messages, ["m0"]);
-    w.faults.lock().unwrap().act = false;
-    // The first claim was abandoned (its lease ended): the retry's claim finds it, and takes it over
-    // with its version, without a read of the record and without another receive.
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!(out.metrics.get(names::ACCEPTED), 1);
-    assert_eq!(*w.claims.lock().unwrap(), [(A.into(), None), (A.into(), None), (A.into(), Some(1))]);
-    assert!(w.record_reads.lock().unwrap().is_empty());
-    assert_eq!(state(&w, A), "available");
-    assert_eq!(w.sent.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
