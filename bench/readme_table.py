@@ -59,7 +59,8 @@ def markdown(r: dict) -> str:
         s = r.get("settings", {})
         out.append(f"Warm: {s.get('warm', '?')} single-message invocations, EC2's throttling off. Burst: "
                    f"{_n(b.get('gatekeeper', {}).get('endpoints'))} endpoints from 50 accounts requested at once, "
-                   f"batches of {b.get('gatekeeper', {}).get('batch_size') or s.get('batch') or '?'} (the deployed BatchSize) to one execution environment, one invocation at a time, EC2 "
+                   f"batches of {b.get('gatekeeper', {}).get('batch_size') or s.get('batch') or '?'}"
+                   f"{'' if s.get('batch') else ' (the deployed BatchSize)'} to one execution environment, one invocation at a time, EC2 "
                    f"throttling Accept/Reject at 10 then 1/s; the reference stopped after {_n(s.get('reference_cap'), 0)} s.")
         out.append("")
         out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | round trips / decision | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")

@@ -540,7 +540,7 @@ def outcome(emu, stack, endpoints, allowed):
     decided = [e for _, _, e in endpoints if final.get(e) not in ("pendingAcceptance", None)]
     wrong = sum(1 for a, _, e in endpoints if final.get(e) not in ("pendingAcceptance", None) and (final[e] in ("available", "pending")) != (a in allowed))
     ddb = client(emu.url, PROVIDER, "dynamodb")
-    # Decision records only: the table also holds decide's ledgers and its budget of EC2 calls.
+    # Decision records only: the table also holds the quota and principal ledgers (`quota#…`, `principals#…`).
     pages = ddb.get_paginator("scan").paginate(TableName=stack["decisions_table"], Select="COUNT",
                                                FilterExpression="begins_with(endpoint_id, :vpce)",
                                                ExpressionAttributeValues={":vpce": {"S": "vpce-"}})
@@ -696,8 +696,8 @@ def warm(impl, accounts, allowed, n, latency_ms=0):
         trips = [round_trips(timeline, a, b) for a, b in windows]
         # Announced: from the invocation's start to the end of its Publish (what a provider waits for; the
         # invocation may go on after it: Gatekeeper records that the publish went out).
-        announced = [(max(e for name, s, e in timeline if name == "sns:Publish" and a <= s <= b) - a) * 1000
-                     for a, b in windows if any(name == "sns:Publish" and a <= s <= b for name, s, _ in timeline)]
+        publishes = [(s, e) for name, s, e in timeline if name == "sns:Publish"]
+        announced = [(max(ends) - a) * 1000 for a, b in windows if (ends := [e for s, e in publishes if a <= s <= b])]
         # Where the time goes: the emulator's time per call, by action (median ms, injected latency included).
         spent = {}
         for name, s, e in timeline:
