@@ -102,6 +102,8 @@ impl World {
     pub async fn settle(&self, patience: Duration) -> Result<()> {
         let start = Instant::now();
         let mut quiet = 0;
+        // What moved last (notifications, stream records, requests, requests failed), for the error.
+        let mut last = (0, 0, 0, 0);
         while start.elapsed() < patience {
             // A pump that fails (an SQS or stream call failing) is retried, as Lambda's pollers do.
             let (n, st, d) = match (
@@ -124,9 +126,18 @@ impl World {
                 tokio::time::sleep(Duration::from_millis(150)).await;
             } else {
                 quiet = 0;
+                last = (n.notifications, st.messages, d.messages, d.failed_messages);
             }
         }
-        anyhow::bail!("the wiring did not settle within {patience:?}")
+        let depth = self.queue_depth(&self.info.requests_queue_url).await.ok();
+        anyhow::bail!(
+            "the wiring did not settle within {patience:?}: the last round moved {} notifications, {} stream \
+             records and {} requests ({} failed); the requests queue holds {depth:?}",
+            last.0,
+            last.1,
+            last.2,
+            last.3
+        )
     }
 
     pub async fn queue_depth(&self, url: &str) -> Result<u64> {

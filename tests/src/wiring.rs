@@ -70,6 +70,8 @@ pub struct PumpStats {
     pub invocations: usize,
     pub messages: usize,
     pub failed_messages: usize,
+    /// Messages decided but not deleted (the delete failed): they come back as duplicates.
+    pub undeleted: usize,
 }
 
 impl Wiring {
@@ -301,9 +303,19 @@ impl Wiring {
                 .wait_time_seconds(if msgs.is_empty() { wait_seconds } else { 0 })
                 .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
                 .send()
-                .await?
-                .messages
-                .unwrap_or_default();
+                .await;
+            let got = match got {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(e) if msgs.is_empty() => return Err(e.into()),
+                // A poller that failed to fill the batch invokes with what it received rather than leave
+                // those messages invisible until their timeout: dropping them would spend a receive of each
+                // (toward the dead-letter queue) for nothing. AWS does not document its poller's behaviour
+                // here; losing received messages would be the only choice that could lose work.
+                Err(e) => {
+                    tracing::debug!(error = %e, "a receive failed; invoking with the batch so far");
+                    break;
+                }
+            };
             if got.is_empty() {
                 break;
             }
@@ -342,15 +354,31 @@ impl Wiring {
             };
         stats.failed_messages = failed.len();
         self.decide_failures.fetch_add(failed.len(), Ordering::Relaxed);
-        for m in &msgs {
-            if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.info.requests_queue_url)
+        // The successful messages are deleted, ten to a DeleteMessageBatch call. A delete that fails (the
+        // call, or one entry) leaves its message to come back after the visibility timeout, a duplicate
+        // delivery that SQS's at-least-once delivery allows anyway; it does not stop the other deletes.
+        let done: Vec<_> = msgs.iter().filter(|m| !failed.iter().any(|f| Some(f.as_str()) == m.message_id())).collect();
+        for chunk in done.chunks(10) {
+            let entries = chunk.iter().enumerate().map(|(i, m)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
                     .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await?;
-            }
+                    .build()
+            });
+            let out = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.info.requests_queue_url)
+                .set_entries(Some(entries.collect::<Result<Vec<_>, _>>()?))
+                .send()
+                .await;
+            stats.undeleted += match out {
+                Ok(out) => out.failed().len(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a delete failed; its messages come back");
+                    chunk.len()
+                }
+            };
         }
         Ok(stats)
     }
