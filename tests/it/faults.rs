@@ -77,7 +77,10 @@ async fn decide_everything(w: &World) -> Result<usize> {
         let pending = w.pending_count().await?;
         let dlq = w.queue_depth(&w.info.requests_dlq_url).await.ok();
         let failures = w.wiring.decide_failures.load(std::sync::atomic::Ordering::Relaxed);
-        eprintln!("{:.0} s: {pending} pending, {dlq:?} dead-lettered, {failures} failed", start.elapsed().as_secs_f64());
+        eprintln!(
+            "{:.0} s: {pending} pending, {dlq:?} dead-lettered, {failures} failed",
+            start.elapsed().as_secs_f64()
+        );
         if pending == 0 || start.elapsed() > Duration::from_secs(600) {
             break;
         }
@@ -87,7 +90,11 @@ async fn decide_everything(w: &World) -> Result<usize> {
         }
     }
     let pending = w.pending_count().await?;
-    anyhow::ensure!(pending == 0, "{pending} connections still pending after {:.0} s of faults", start.elapsed().as_secs_f64());
+    anyhow::ensure!(
+        pending == 0,
+        "{pending} connections still pending after {:.0} s of faults",
+        start.elapsed().as_secs_f64()
+    );
     eprintln!("all decided after {:.0} s and {sweeps} sweeps", start.elapsed().as_secs_f64());
     faults(w, serde_json::json!([])).await?;
     // With the faults lifted, one sweep re-requests what is still owed (records left `claimed` or
