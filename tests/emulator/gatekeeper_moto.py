@@ -89,6 +89,7 @@ from moto.ec2.responses import EC2Response
 import gk_cloudformation  # CloudFormation resource types moto lacks, SNS-to-Lambda delivery, inert mappings
 import gk_endpoint_services  # service configurations, private DNS name verification, tags on PrivateLink IDs
 import gk_iam  # IAM enforced for the functions' role credentials
+import gk_sqs  # moto's ReceiveMessage linear in the queue's depth (what it answers unchanged)
 
 # After an accept, a connection is `pending` this long before it is `available` (as EC2 does).
 ACCEPT_DELAY_SECONDS = float(os.environ.get("GATEKEEPER_EMU_ACCEPT_DELAY", "0.3"))

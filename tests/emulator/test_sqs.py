@@ -1,0 +1,36 @@
+"""The emulator's patch of moto's SQS (gk_sqs.py): the retention rule it rewrote, kept as moto and SQS have it.
+In-process, on moto's backend, so that a message's age can be set without waiting."""
+
+import gk_sqs  # noqa: F401 - its patch of moto
+from moto.sqs.models import sqs_backends
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+
+
+def test_a_message_past_its_queues_retention_period_is_not_received_and_a_younger_one_is():
+    backend = sqs_backends[ACCOUNT][REGION]
+    backend.create_queue("gk-retention", MessageRetentionPeriod="60")
+    old = backend.send_message("gk-retention", "old")
+    old.sent_timestamp -= 61_000  # sent 61 s ago, past the queue's 60 s
+    young = backend.send_message("gk-retention", "young")
+    young.sent_timestamp -= 59_000  # 59 s ago, within it
+    got = [m.body for m in backend.receive_message("gk-retention", 10, 0, 30)]
+    # moto stops at the first expired message it meets (the order is the queue's): the young one follows.
+    got += [m.body for m in backend.receive_message("gk-retention", 10, 0, 30)]
+    assert "old" not in got
+    assert got == ["young"]
+
+
+def test_a_message_is_received_only_once_its_delay_is_over_and_again_only_after_its_visibility_timeout():
+    backend = sqs_backends[ACCOUNT][REGION]
+    backend.create_queue("gk-visible")
+    delayed = backend.send_message("gk-visible", "delayed", delay_seconds=900)
+    backend.send_message("gk-visible", "now")
+    assert [m.body for m in backend.receive_message("gk-visible", 10, 0, 30)] == ["now"]
+    # In flight for its 30 s: not received again.
+    assert backend.receive_message("gk-visible", 10, 0, 30) == []
+    delayed.delayed_until -= 901_000  # its delay is over
+    assert [m.body for m in backend.receive_message("gk-visible", 10, 0, 30)] == ["delayed"]
+    for m in list(backend.get_queue("gk-visible")._messages):
+        m.visible_at -= 31_000  # both visibility timeouts have passed
+    assert sorted(m.body for m in backend.receive_message("gk-visible", 10, 0, 30)) == ["delayed", "now"]
