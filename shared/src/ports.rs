@@ -110,9 +110,35 @@ pub enum Written {
     Lost,
 }
 
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The claim stands (written now, or found to be this claim's own write answered late).
+    Won,
+    /// The condition failed: the record that stands instead, when DynamoDB returned a readable one (the
+    /// claim asks for it with `ReturnValuesOnConditionCheckFailure`, so a claim made without reading
+    /// first learns what it found without another call).
+    Lost(Option<Box<DecisionRecord>>),
+}
+
 /// The version a versioned item is at after a write conditioned on `expected` (`None`: on its absence).
 pub fn next_version(expected: Option<u64>) -> u64 {
     expected.map_or(1, |v| v + 1)
+}
+
+/// What asking a [`CallBudget`] for a call came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Taken, in the window that ends at this epoch ms: the call is to be made before then.
+    Taken(i64),
+    /// The window's calls are all taken; the next window starts at this epoch ms.
+    FullUntil(i64),
+}
+
+/// A budget of calls to one API, shared by concurrent invocations: a count per fixed window of time.
+pub trait CallBudget: Send + Sync {
+    /// Takes one call of `api` in the window that holds `now_ms`.
+    fn take(&self, api: &'static str, now_ms: i64) -> impl Future<Output = PortResult<Budget>> + Send;
 }
 
 /// The decisions table.
@@ -121,12 +147,12 @@ pub trait DecisionLog: Send + Sync {
     /// consistently. Keyed by the endpoint alone, so it needs nothing from EC2 and can be read alongside it.
     fn records(&self, endpoint: &EndpointId) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
     /// Writes a claim if there is no record (`expected_version` None) or the record is still at
-    /// `expected_version`.
+    /// `expected_version`; a lost claim answers the record that stands.
     fn claim(
         &self,
         record: &DecisionRecord,
         expected_version: Option<u64>,
-    ) -> impl Future<Output = PortResult<Written>> + Send;
+    ) -> impl Future<Output = PortResult<Claim>> + Send;
     /// Moves a record forward, if it is still held by `claim`.
     fn advance(&self, record: &DecisionRecord, status: Status) -> impl Future<Output = PortResult<Written>> + Send;
     /// Gives up a claim whose action failed: its lease ends now, so a retry takes it over at once and

@@ -36,6 +36,16 @@ impl Metrics {
         *self.counts.entry(name).or_default() += n;
     }
 
+    /// Adds another set of counters (and keeps the larger of two gauges).
+    pub fn merge(&mut self, other: &Metrics) {
+        for (name, n) in &other.counts {
+            self.add(name, *n);
+        }
+        for (name, (value, unit)) in &other.gauges {
+            self.gauge(name, *value, unit);
+        }
+    }
+
     pub fn incr(&mut self, name: &'static str) {
         self.add(name, 1);
     }
@@ -110,6 +120,8 @@ pub mod names {
     pub const NOTIFY_UNCERTAIN: &str = "NotifyUncertain";
     /// Times an Accept/Reject call was throttled by EC2 and waited for a token instead of failing.
     pub const EC2_THROTTLED_WAITS: &str = "Ec2ThrottledWaits";
+    /// Times an Accept/Reject call waited for the next window of decide's own budget of EC2 calls.
+    pub const EC2_BUDGET_WAITS: &str = "Ec2BudgetWaits";
     /// Accepted connections that could not be tagged with their tenant (best effort; the accept stands).
     pub const TENANT_TAG_FAILED: &str = "TenantTagFailed";
     /// Age of the oldest connection still pending at a sweep: alarmed on when a connection waits longer

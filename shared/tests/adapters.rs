@@ -22,7 +22,7 @@ use shared::domain::record::{DecisionRecord, Kind};
 use shared::domain::{
     AccountId, Connection, ConnectionState, Decision, EndpointId, Outcome, Reason, ServiceId, Trigger,
 };
-use shared::ports::{ConnectionFilter, Connections, DecisionLog, ErrorKind, Written};
+use shared::ports::{Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind};
 
 const SVC: &str = "vpce-svc-0123456789abcdef0";
 const EP: &str = "vpce-0123456789abcdef0";
@@ -207,8 +207,8 @@ async fn a_claim_is_a_conditional_put_and_a_lost_race_is_not_an_error() {
         )
     });
     let log = DynamoDecisionLog::new(ddb(&[&won, &lost]), "decisions");
-    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Yes);
-    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Lost);
+    assert_eq!(log.claim(&record(), None).await.unwrap(), Claim::Won);
+    assert_eq!(log.claim(&record(), None).await.unwrap(), Claim::Lost(None), "no item returned: nothing to tell");
 }
 
 #[tokio::test]
@@ -311,8 +311,14 @@ async fn a_claim_whose_answer_was_lost_is_recognised_as_ours_by_the_item_that_st
     let ours = failed_on("inv");
     let theirs = failed_on("another-invocation");
     let log = DynamoDecisionLog::new(ddb(&[&ours, &theirs]), "decisions");
-    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Yes, "our own write, answered late");
-    assert_eq!(log.claim(&record(), None).await.unwrap(), Written::Lost);
+    assert_eq!(log.claim(&record(), None).await.unwrap(), Claim::Won, "our own write, answered late");
+    let mut standing = record();
+    standing.claim = "another-invocation".into();
+    assert_eq!(
+        log.claim(&record(), None).await.unwrap(),
+        Claim::Lost(Some(Box::new(standing))),
+        "another's claim is answered, read from the failed condition's item"
+    );
 }
 
 #[test]

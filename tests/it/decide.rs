@@ -263,3 +263,38 @@ async fn when_the_deployed_role_lacks_sns_publish_should_act_once_and_keep_the_n
     assert_eq!(w.queue_depth(&w.info.requests_queue_url).await?, 1, "the message is retried, not lost");
     Ok(())
 }
+
+/// Decide's budget of Accept/Reject calls, in the deployed decisions table with decide's own role: twelve
+/// concurrent asks in one window get exactly its five calls; the rest learn when the next window starts,
+/// which has room again; each API is counted apart.
+#[tokio::test]
+async fn decides_budget_of_ec2_calls_gives_a_window_its_calls_and_no_more_under_concurrency() -> Result<()> {
+    use shared::adapters::ec2::{ACT_CALLS_PER_WINDOW, ACT_WINDOW_MS};
+    use shared::ports::{Budget, CallBudget};
+    let w = World::with(Default::default()).await?;
+    let budget = &w.wiring.deps().budget;
+    let window = 1_700_000_000_000 - 1_700_000_000_000 % ACT_WINDOW_MS;
+    let now = window + 1_234;
+    let asks = (0..12).map(|_| {
+        let budget = budget.clone();
+        async move { budget.take("AcceptVpcEndpointConnections", now).await }
+    });
+    let (mut taken, mut full) = (0, 0);
+    for answer in tokio::task::JoinSet::from_iter(asks).join_all().await {
+        match answer? {
+            Budget::Taken(until) => {
+                assert_eq!(until, window + ACT_WINDOW_MS, "the window's end");
+                taken += 1;
+            }
+            Budget::FullUntil(next) => {
+                assert_eq!(next, window + ACT_WINDOW_MS, "the next window's start");
+                full += 1;
+            }
+        }
+    }
+    assert_eq!((taken, full), (ACT_CALLS_PER_WINDOW, 12 - ACT_CALLS_PER_WINDOW));
+    let next = window + ACT_WINDOW_MS;
+    assert_eq!(budget.take("RejectVpcEndpointConnections", now).await?, Budget::Taken(next), "each API apart");
+    assert_eq!(budget.take("AcceptVpcEndpointConnections", next).await?, Budget::Taken(next + ACT_WINDOW_MS));
+    Ok(())
+}

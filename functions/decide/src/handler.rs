@@ -15,11 +15,12 @@ use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
-    Connection, ConnectionState, EndpointId, Outcome, Reason, ServiceId, TENANT_TAG, Trigger, apply_quota, evaluate,
+    Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, TENANT_TAG, Trigger, apply_quota,
+    evaluate,
 };
 use shared::ports::{
-    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, QuotaLedger,
-    Written,
+    Allowlist, Budget, CallBudget, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError,
+    PortResult, QuotaLedger, Written,
 };
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
@@ -28,13 +29,15 @@ use crate::config::Config;
 use crate::error::DecideError;
 
 /// Everything the handler needs, built once per container.
-pub struct Deps<C, A, D, N, Q> {
+pub struct Deps<C, A, D, N, Q, B> {
     pub connections: C,
     pub allowlist: A,
     pub log: D,
     pub notifier: N,
     /// The `max_endpoints` ledgers.
     pub quota: Q,
+    /// Decide's own budget of Accept/Reject calls, shared by its invocations.
+    pub budget: B,
     pub config: Config,
 }
 
@@ -47,8 +50,8 @@ pub struct BatchOutcome {
 
 /// The Lambda entry point: reports partial batch failures; fails the whole invocation only when nothing
 /// in the batch could be done because of AWS errors (so it shows as an error and is retried).
-pub async fn handle<C, A, D, N, Q>(
-    deps: &Deps<C, A, D, N, Q>,
+pub async fn handle<C, A, D, N, Q, B>(
+    deps: &Deps<C, A, D, N, Q, B>,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, DecideError>
 where
@@ -57,6 +60,7 @@ where
     D: DecisionLog,
     N: Notifier,
     Q: QuotaLedger,
+    B: CallBudget,
 {
     let total = event.payload.records.len();
     let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
@@ -104,12 +108,17 @@ pub const NOT_VISIBLE_RECEIVES: u32 = 3;
 /// at once: enough to hide the round trips of a 100-message batch, few enough for DynamoDB's and SNS's
 /// per-partition and per-account rates.
 pub const IN_FLIGHT: usize = 16;
+/// The EC2 APIs decide's budget counts.
+const ACCEPT_API: &str = "AcceptVpcEndpointConnections";
+const REJECT_API: &str = "RejectVpcEndpointConnections";
+/// How many services of one batch are decided at once.
+pub const SERVICES_IN_FLIGHT: usize = 4;
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
 /// Decides a batch. `claim` names this invocation in the records it claims.
-pub async fn decide_batch<C, A, D, N, Q>(
-    deps: &Deps<C, A, D, N, Q>,
+pub async fn decide_batch<C, A, D, N, Q, B>(
+    deps: &Deps<C, A, D, N, Q, B>,
     event: SqsEvent,
     claim: &str,
     now: i64,
@@ -120,6 +129,7 @@ where
     D: DecisionLog,
     N: Notifier,
     Q: QuotaLedger,
+    B: CallBudget,
 {
     let mut out = BatchOutcome::default();
     let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
@@ -158,9 +168,21 @@ where
         entry.receives = entry.receives.max(receives);
     }
     let patience_until = tokio::time::Instant::now() + deps.config.ec2_patience;
-    for (service, requests) in work {
-        let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut out.metrics };
-        let failed = run.run(&requests).await;
+    // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
+    // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
+    // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
+    let runs = stream::iter(work)
+        .map(|(service, requests)| async move {
+            let mut metrics = Metrics::default();
+            let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut metrics };
+            let failed = run.run(&requests).await;
+            (requests, failed, metrics)
+        })
+        .buffer_unordered(SERVICES_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await;
+    for (requests, failed, metrics) in runs {
+        out.metrics.merge(&metrics);
         for endpoint in failed {
             if let Some(w) = requests.get(&endpoint) {
                 out.failed_messages.extend(w.messages.iter().cloned());
@@ -170,8 +192,8 @@ where
     out
 }
 
-struct ServiceRun<'a, C, A, D, N, Q> {
-    deps: &'a Deps<C, A, D, N, Q>,
+struct ServiceRun<'a, C, A, D, N, Q, B> {
+    deps: &'a Deps<C, A, D, N, Q, B>,
     service: &'a ServiceId,
     /// Until when this invocation may wait for EC2's tokens (shared by all its services).
     patience_until: tokio::time::Instant,
@@ -180,13 +202,14 @@ struct ServiceRun<'a, C, A, D, N, Q> {
     metrics: &'a mut Metrics,
 }
 
-impl<C, A, D, N, Q> ServiceRun<'_, C, A, D, N, Q>
+impl<C, A, D, N, Q, B> ServiceRun<'_, C, A, D, N, Q, B>
 where
     C: Connections,
     A: Allowlist,
     D: DecisionLog,
     N: Notifier,
     Q: QuotaLedger,
+    B: CallBudget,
 {
     fn fail(&mut self, failed: &mut BTreeSet<EndpointId>, endpoint: &EndpointId, e: &PortError) {
         error!(service_id = %self.service, endpoint_id = %endpoint, error = %e, kind = ?e.kind, "AWS call failed; the request will be retried");
@@ -196,19 +219,19 @@ where
 
     /// Returns the endpoints whose messages must be retried.
     ///
-    /// Round trips: the reads (Describe, the allowlist, every endpoint's records) go out together; then
-    /// the claims, all at once (at most [`IN_FLIGHT`] calls in flight); one Accept and one Reject call;
-    /// then each record's notifying write, publish and notified write, the records side by side.
+    /// Round trips: Describe and the allowlist go out together; then the claims, all at once (at most
+    /// [`IN_FLIGHT`] calls in flight), each a conditional put made without reading the record first; one
+    /// Accept and one Reject call; then each record's notifying write, publish and notified write, the
+    /// records side by side. Records are read first only for connections not waiting for acceptance, and a
+    /// claim that finds a record is planned again with it (a second round of claims).
     async fn run(mut self, requests: &ServiceWork) -> BTreeSet<EndpointId> {
         let mut failed = BTreeSet::new();
         let endpoints: Vec<EndpointId> = requests.keys().cloned().collect();
         let filter = ConnectionFilter { endpoints: endpoints.clone(), ..Default::default() };
-        // None of these reads depends on another. Every write that follows is conditional on the version
-        // read here, so the order in which they are answered cannot matter.
-        let (described, rules, records) = tokio::join!(
+        // Neither read depends on the other: they go out together.
+        let (described, rules) = tokio::join!(
             self.deps.connections.describe(self.service, &filter),
             self.deps.allowlist.rules_for(self.service),
-            self.records_of(&endpoints),
         );
         let mut conns = match described {
             Ok(c) => c,
@@ -256,144 +279,65 @@ where
             self.metrics.add(names::INVALID_RULES, r.invalid.len() as u64);
         }
 
-        let mut claims: Vec<(DecisionRecord, Option<u64>)> = Vec::new();
+        // A connection waiting for acceptance is claimed without reading its record first: a new one has
+        // none, and otherwise the claim's condition (no record yet) fails and answers the record it found,
+        // which is then planned for as if it had been read (a second, rarer round of claims). Records are
+        // read first only for connections in other states (a retry finishing a notification, a revocation,
+        // a dead claim to close), which need them to know what is owed.
+        let settled: Vec<EndpointId> = conns
+            .iter()
+            .filter(|c| c.state != ConnectionState::PendingAcceptance)
+            .map(|c| c.endpoint_id.clone())
+            .collect();
+        let records = self.records_of(&settled).await;
+        let mut claims: Vec<Claiming> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
-            let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
-            let stored = match records.get(&conn.endpoint_id) {
-                Some(Ok(r)) => r,
-                Some(Err(e)) => {
-                    self.fail(&mut failed, &conn.endpoint_id, e);
-                    continue;
-                }
-                // Describe answers only for the endpoints asked about, whose records were all read.
-                None => continue,
-            };
-            let record_of =
-                |kind: Kind| stored.iter().find(|r| r.kind == kind && r.created_at_ms == conn.created_at_ms).cloned();
-            let mut kind = Kind::Decision;
-            let mut step = next_step(Kind::Decision, conn, record_of(Kind::Decision), trigger, self.now);
-            let revocable = conn.state.is_accepted() || conn.state == ConnectionState::Rejected;
-            // A decided (or never decided) connection that is no longer pending may be due a revocation.
-            if matches!(step, Step::Skip(why) if why.may_revoke()) && self.deps.config.revoke && revocable {
-                kind = Kind::Revocation;
-                step = next_step(Kind::Revocation, conn, record_of(Kind::Revocation), trigger, self.now);
-            }
-            let (previous, previous_hold) = match step {
-                Step::Skip(why) => {
-                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why = why.as_str(), "no action");
-                    self.metrics.incr(match why {
-                        Skip::NotPending => names::NOT_PENDING,
-                        Skip::HeldRecently => names::HELD_WAITING,
-                        _ => names::DUPLICATES,
-                    });
-                    // A stale read can hide an accepted connection a revocation is asked for: ask again
-                    // once EC2 has caught up (bounded like a connection it does not show yet).
-                    let stale = why == Skip::StaleRead
-                        && self.deps.config.revoke
-                        && requests.get(&conn.endpoint_id).is_some_and(|w| w.receives < NOT_VISIBLE_RECEIVES);
-                    if why.retry() || stale {
-                        failed.insert(conn.endpoint_id.clone());
-                    }
-                    continue;
-                }
-                Step::Notify(r) => {
-                    to_notify.push(*r);
-                    continue;
-                }
-                Step::Close(r) => {
-                    info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
-                    match self.deps.log.advance(&r, Status::Superseded).await {
-                        Ok(_) => {
-                            self.metrics.incr(names::SUPERSEDED);
-                            if self.deps.config.revoke && kind == Kind::Decision {
-                                failed.insert(conn.endpoint_id.clone());
-                            }
-                        }
-                        Err(e) => self.fail(&mut failed, &conn.endpoint_id, &e),
-                    }
-                    continue;
-                }
-                Step::Decide { previous, previous_hold } => (previous, previous_hold),
-            };
-            let rules = match &rules {
-                Ok(r) => r,
-                Err(e) => {
-                    self.fail(&mut failed, &conn.endpoint_id, e);
-                    continue;
-                }
-            };
-            let cfg = &self.deps.config;
-            let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
-            if kind == Kind::Revocation {
-                if decision.outcome == Outcome::Accept {
-                    info!(endpoint_id = %conn.endpoint_id, "still allowed; not revoked");
-                    continue;
-                }
-                if decision.reason == Reason::InvalidRuleUnscoped {
-                    warn!(endpoint_id = %conn.endpoint_id, "an invalid allowlist item blocks new accepts; it never revokes");
-                    continue;
-                }
-                decision.outcome = Outcome::Reject;
-                decision.detail = format!("access revoked: {}", decision.detail);
-            } else if decision.outcome == Outcome::Accept
-                && let Some(cap) = decision.max_endpoints
-            {
-                // One at a time: slots of one owner's ledger are taken in turn.
-                match self.take_quota_slot(conn, cap).await {
-                    Ok(None) => {}
-                    Ok(Some(used)) => decision = apply_quota(decision, used, cfg.default_action),
-                    Err(e) => {
-                        self.fail(&mut failed, &conn.endpoint_id, &e);
+            let optimistic = conn.state == ConnectionState::PendingAcceptance;
+            let stored: &[DecisionRecord] = if optimistic {
+                &[]
+            } else {
+                match records.get(&conn.endpoint_id) {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => {
+                        self.fail(&mut failed, &conn.endpoint_id, e);
                         continue;
                     }
+                    // Describe answers only for the endpoints asked about, whose records were all read.
+                    None => continue,
                 }
+            };
+            match self.plan(conn, stored, requests, &rules, &mut failed).await {
+                Plan::Claim(record, previous) => claims.push(Claiming { record, previous, optimistic }),
+                Plan::Notify(r) => to_notify.push(r),
+                Plan::Nothing => {}
             }
-            if previous_hold && decision.outcome == Outcome::Hold {
-                info!(endpoint_id = %conn.endpoint_id, "still held; already notified");
-                self.metrics.incr(names::DUPLICATES);
-                continue;
-            }
-            let mut record =
-                DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
-            record.expires_at = Some(self.now / 1000 + cfg.retention_s);
-            claims.push((record, previous));
         }
-
-        // Each claim is a conditional put of its own item: they go out side by side, and with them the
-        // re-read of the connections about to be rejected (decided rejects, not revocations: `still_pending`).
-        let to_reject: Vec<EndpointId> = claims
-            .iter()
-            .filter(|(r, _)| r.kind == Kind::Decision && r.outcome == Outcome::Reject)
-            .map(|(r, _)| r.endpoint_id.clone())
-            .collect();
-        let log = &self.deps.log;
-        let claiming = stream::iter(claims)
-            .map(|(record, previous)| async move {
-                let written = log.claim(&record, previous).await;
-                (record, written)
-            })
-            .buffered(IN_FLIGHT)
-            .collect::<Vec<(DecisionRecord, PortResult<Written>)>>();
-        let (claimed, pending_now) = tokio::join!(claiming, self.pending_now(&to_reject));
-        let mut acts: Vec<DecisionRecord> = Vec::new();
-        for (record, written) in claimed {
-            match written {
-                Ok(Written::Yes) => {
-                    info!(endpoint_id = %record.endpoint_id, owner = %record.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
-                    if record.outcome == Outcome::Hold {
-                        to_notify.push(record);
-                    } else {
-                        acts.push(record);
-                    }
-                }
-                Ok(Written::Lost) => {
-                    info!(endpoint_id = %record.endpoint_id, "another invocation claimed this connection first; retried later");
-                    self.metrics.incr(names::DUPLICATES);
-                    failed.insert(record.endpoint_id.clone());
-                }
-                Err(e) => self.fail(&mut failed, &record.endpoint_id, &e),
+        // Decide's budget of EC2 calls is asked alongside the claims, for the calls they will need.
+        let needs = |o: Outcome| claims.iter().any(|c| c.record.outcome == o);
+        let wanted = [needs(Outcome::Accept), needs(Outcome::Reject)];
+        let ((claimed, pending_now), mut pretaken) = tokio::join!(self.claim_all(claims), self.pre_take(wanted));
+        let (won, found) = self.sort_claims(claimed, &mut failed);
+        let by_endpoint: HashMap<&EndpointId, &Connection> = conns.iter().map(|c| (&c.endpoint_id, c)).collect();
+        let mut again: Vec<Claiming> = Vec::new();
+        for standing in found {
+            let Some(conn) = by_endpoint.get(&standing.endpoint_id) else { continue };
+            match self.plan(conn, std::slice::from_ref(&standing), requests, &rules, &mut failed).await {
+                Plan::Claim(record, previous) => again.push(Claiming { record, previous, optimistic: false }),
+                Plan::Notify(r) => to_notify.push(r),
+                Plan::Nothing => {}
             }
+        }
+        let (claimed_again, pending_again) = self.claim_all(again).await;
+        let (won_again, _) = self.sort_claims(claimed_again, &mut failed);
+        // Holds are only announced; each round's rejects are checked against that round's re-read.
+        let mut acts: Vec<DecisionRecord> = Vec::new();
+        for (won, pending) in [(won, &pending_now), (won_again, &pending_again)] {
+            let (holds, act): (Vec<_>, Vec<_>) = won.into_iter().partition(|r| r.outcome == Outcome::Hold);
+            to_notify.extend(holds);
+            let (rejects, accepts): (Vec<_>, Vec<_>) = act.into_iter().partition(|r| r.outcome == Outcome::Reject);
+            acts.extend(accepts);
+            acts.extend(self.still_pending(rejects, pending, &mut failed).await);
         }
 
         // One accept and one reject call per service per batch (chunked for very large batches).
@@ -401,13 +345,10 @@ where
         let mut to_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let connection_ids: HashMap<&EndpointId, &String> =
             conns.iter().filter_map(|c| Some((&c.endpoint_id, c.connection_id.as_ref()?))).collect();
-        for outcome in [Outcome::Accept, Outcome::Reject] {
-            let mut batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
-            if outcome == Outcome::Reject {
-                batch = self.still_pending(batch, &pending_now, &mut failed).await;
-            }
+        for (i, outcome) in [Outcome::Accept, Outcome::Reject].into_iter().enumerate() {
+            let batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
-                let acted = self.act(outcome, chunk, &mut failed).await;
+                let acted = self.act(outcome, chunk, pretaken[i].take(), &mut failed).await;
                 for r in acted.iter().filter(|r| r.outcome == Outcome::Accept) {
                     if let (Some(tenant), Some(id)) = (&r.tenant, connection_ids.get(&r.endpoint_id)) {
                         to_tag.entry(tenant.clone()).or_default().push((*id).clone());
@@ -429,6 +370,158 @@ where
             }
         }
         failed
+    }
+
+    /// What to do for `conn`, given its records (`stored`: both kinds, any creation time): claim it (a
+    /// decision or revocation to make), notify (EC2 already reflects a decision whose notification is
+    /// owed), or nothing (skipped, closed, or failed: then its endpoint is in `failed`).
+    async fn plan(
+        &mut self,
+        conn: &Connection,
+        stored: &[DecisionRecord],
+        requests: &ServiceWork,
+        rules: &PortResult<Rules>,
+        failed: &mut BTreeSet<EndpointId>,
+    ) -> Plan {
+        let trigger = requests.get(&conn.endpoint_id).map_or(Trigger::Manual, |w| w.trigger);
+        let record_of =
+            |kind: Kind| stored.iter().find(|r| r.kind == kind && r.created_at_ms == conn.created_at_ms).cloned();
+        let mut kind = Kind::Decision;
+        let mut step = next_step(Kind::Decision, conn, record_of(Kind::Decision), trigger, self.now);
+        let revocable = conn.state.is_accepted() || conn.state == ConnectionState::Rejected;
+        // A decided (or never decided) connection that is no longer pending may be due a revocation.
+        if matches!(step, Step::Skip(why) if why.may_revoke()) && self.deps.config.revoke && revocable {
+            kind = Kind::Revocation;
+            step = next_step(Kind::Revocation, conn, record_of(Kind::Revocation), trigger, self.now);
+        }
+        let (previous, previous_hold) = match step {
+            Step::Skip(why) => {
+                info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why = why.as_str(), "no action");
+                self.metrics.incr(match why {
+                    Skip::NotPending => names::NOT_PENDING,
+                    Skip::HeldRecently => names::HELD_WAITING,
+                    _ => names::DUPLICATES,
+                });
+                // A stale read can hide an accepted connection a revocation is asked for: ask again once
+                // EC2 has caught up (bounded like a connection it does not show yet).
+                let stale = why == Skip::StaleRead
+                    && self.deps.config.revoke
+                    && requests.get(&conn.endpoint_id).is_some_and(|w| w.receives < NOT_VISIBLE_RECEIVES);
+                if why.retry() || stale {
+                    failed.insert(conn.endpoint_id.clone());
+                }
+                return Plan::Nothing;
+            }
+            Step::Notify(r) => return Plan::Notify(*r),
+            Step::Close(r) => {
+                info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
+                match self.deps.log.advance(&r, Status::Superseded).await {
+                    Ok(_) => {
+                        self.metrics.incr(names::SUPERSEDED);
+                        if self.deps.config.revoke && kind == Kind::Decision {
+                            failed.insert(conn.endpoint_id.clone());
+                        }
+                    }
+                    Err(e) => self.fail(failed, &conn.endpoint_id, &e),
+                }
+                return Plan::Nothing;
+            }
+            Step::Decide { previous, previous_hold } => (previous, previous_hold),
+        };
+        let rules = match rules {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail(failed, &conn.endpoint_id, e);
+                return Plan::Nothing;
+            }
+        };
+        let cfg = &self.deps.config;
+        let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
+        if kind == Kind::Revocation {
+            if decision.outcome == Outcome::Accept {
+                info!(endpoint_id = %conn.endpoint_id, "still allowed; not revoked");
+                return Plan::Nothing;
+            }
+            if decision.reason == Reason::InvalidRuleUnscoped {
+                warn!(endpoint_id = %conn.endpoint_id, "an invalid allowlist item blocks new accepts; it never revokes");
+                return Plan::Nothing;
+            }
+            decision.outcome = Outcome::Reject;
+            decision.detail = format!("access revoked: {}", decision.detail);
+        } else if decision.outcome == Outcome::Accept
+            && let Some(cap) = decision.max_endpoints
+        {
+            // One at a time: slots of one owner's ledger are taken in turn. Taking a slot is idempotent
+            // per endpoint, so a claim that then finds a record (and plans again) costs nothing twice.
+            match self.take_quota_slot(conn, cap).await {
+                Ok(None) => {}
+                Ok(Some(used)) => decision = apply_quota(decision, used, cfg.default_action),
+                Err(e) => {
+                    self.fail(failed, &conn.endpoint_id, &e);
+                    return Plan::Nothing;
+                }
+            }
+        }
+        if previous_hold && decision.outcome == Outcome::Hold {
+            info!(endpoint_id = %conn.endpoint_id, "still held; already notified");
+            self.metrics.incr(names::DUPLICATES);
+            return Plan::Nothing;
+        }
+        let cfg = &self.deps.config;
+        let mut record =
+            DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
+        record.expires_at = Some(self.now / 1000 + cfg.retention_s);
+        Plan::Claim(record, previous)
+    }
+
+    /// Makes the claims side by side (at most [`IN_FLIGHT`] in flight) and, alongside them, re-reads
+    /// which of the connections about to be rejected EC2 still shows `pendingAcceptance` (decided
+    /// rejects, not revocations: `still_pending`).
+    async fn claim_all(
+        &self,
+        claims: Vec<Claiming>,
+    ) -> (Vec<(Claiming, PortResult<Claim>)>, PortResult<BTreeSet<EndpointId>>) {
+        let to_reject: Vec<EndpointId> = claims
+            .iter()
+            .filter(|c| c.record.kind == Kind::Decision && c.record.outcome == Outcome::Reject)
+            .map(|c| c.record.endpoint_id.clone())
+            .collect();
+        let log = &self.deps.log;
+        let claiming = stream::iter(claims)
+            .map(|c| async move {
+                let result = log.claim(&c.record, c.previous).await;
+                (c, result)
+            })
+            .buffered(IN_FLIGHT)
+            .collect::<Vec<_>>();
+        tokio::join!(claiming, self.pending_now(&to_reject))
+    }
+
+    /// Sorts the answers to the claims: the records won, and the records that optimistic claims found
+    /// standing (to be planned for again). Every other lost claim is retried later.
+    fn sort_claims(
+        &mut self,
+        claimed: Vec<(Claiming, PortResult<Claim>)>,
+        failed: &mut BTreeSet<EndpointId>,
+    ) -> (Vec<DecisionRecord>, Vec<DecisionRecord>) {
+        let (mut won, mut found) = (Vec::new(), Vec::new());
+        for (c, result) in claimed {
+            let record = c.record;
+            match result {
+                Ok(Claim::Won) => {
+                    info!(endpoint_id = %record.endpoint_id, owner = %record.owner, decision = record.outcome.as_str(), reason = %record.reason, "decided");
+                    won.push(record);
+                }
+                Ok(Claim::Lost(Some(standing))) if c.optimistic => found.push(*standing),
+                Ok(Claim::Lost(_)) => {
+                    info!(endpoint_id = %record.endpoint_id, "another invocation claimed this connection first; retried later");
+                    self.metrics.incr(names::DUPLICATES);
+                    failed.insert(record.endpoint_id.clone());
+                }
+                Err(e) => self.fail(failed, &record.endpoint_id, &e),
+            }
+        }
+        (won, found)
     }
 
     /// Every record of each endpoint (both kinds), read side by side; by endpoint.
@@ -569,13 +662,71 @@ where
     }
 
     /// Calls EC2 for one chunk; returns the records now owed a notification.
+    /// Asks decide's budget for an Accept and a Reject call, where `wanted` (in that order): what the
+    /// budget answered for each (`None`: not asked).
+    async fn pre_take(&self, wanted: [bool; 2]) -> [Option<PortResult<Budget>>; 2] {
+        let budget = &self.deps.budget;
+        let ask = |want: bool, api: &'static str| async move {
+            if want { Some(budget.take(api, now_ms()).await) } else { None }
+        };
+        let (accept, reject) = tokio::join!(ask(wanted[0], ACCEPT_API), ask(wanted[1], REJECT_API));
+        [accept, reject]
+    }
+
+    /// Waits until decide's budget of EC2 calls has room for one call of `api` (`answer`: what the budget
+    /// already answered, if it was asked alongside the claims). `false` when the next window with room
+    /// starts after the invocation's patience. The budget is a courtesy to EC2's rate limit, not a
+    /// guarantee: when it cannot be read, the call goes ahead (and waits on EC2's throttling if need be).
+    async fn budget_room(&mut self, api: &'static str, mut answer: Option<PortResult<Budget>>) -> bool {
+        loop {
+            let answered = match answer.take() {
+                Some(a) => a,
+                None => self.deps.budget.take(api, now_ms()).await,
+            };
+            let next = match answered {
+                Ok(Budget::Taken(until)) if now_ms() < until => return true,
+                // Taken alongside the claims, in a window that has ended since: the call would land in a
+                // window that does not count it, so a call of this window is taken instead.
+                Ok(Budget::Taken(_)) => {
+                    answer = Some(self.deps.budget.take(api, now_ms()).await);
+                    continue;
+                }
+                Ok(Budget::FullUntil(next)) => next,
+                Err(e) => {
+                    warn!(api, error = %e, "decide's budget of EC2 calls could not be read; calling EC2 without it");
+                    return true;
+                }
+            };
+            let wait = std::time::Duration::from_millis(u64::try_from(next - now_ms()).unwrap_or(0).min(60_000));
+            if tokio::time::Instant::now() + wait > self.patience_until {
+                return false;
+            }
+            info!(service_id = %self.service, api, wait_ms = wait.as_millis() as u64, "decide's budget of EC2 calls is used up for now; waiting for the next window");
+            self.metrics.incr(names::EC2_BUDGET_WAITS);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     async fn act(
         &mut self,
         outcome: Outcome,
         chunk: &[DecisionRecord],
+        pretaken: Option<PortResult<Budget>>,
         failed: &mut BTreeSet<EndpointId>,
     ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
+        let api = if outcome == Outcome::Accept { ACCEPT_API } else { REJECT_API };
+        if !self.budget_room(api, pretaken).await {
+            let e = PortError {
+                service: "ec2",
+                operation: api,
+                kind: ErrorKind::Retryable,
+                code: "BudgetExhausted".into(),
+                message: "decide's budget of EC2 calls had no room within the invocation's patience".into(),
+            };
+            self.give_up(chunk, &e, failed).await;
+            return vec![];
+        }
         // EC2 throttles Accept/Reject per API and account (docs/aws-facts.md). The claims are held, so a
         // throttled call waits here for a token (1, 2, 4, 8 s, within the invocation's patience) rather than
         // sending the batch back to the queue, which returns it only after the visibility timeout.
@@ -705,6 +856,21 @@ where
         }
         done
     }
+}
+
+/// A claim to make: the record, the version it must find (`None`: no record), and whether it was planned
+/// without reading the record (a connection waiting for acceptance), so a loss is planned for again.
+struct Claiming {
+    record: DecisionRecord,
+    previous: Option<u64>,
+    optimistic: bool,
+}
+
+/// What one connection needs ([`ServiceRun::plan`]).
+enum Plan {
+    Claim(DecisionRecord, Option<u64>),
+    Notify(DecisionRecord),
+    Nothing,
 }
 
 /// What finishing one record came to: the counters to add, and the error that fails its message.

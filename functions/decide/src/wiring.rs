@@ -3,15 +3,16 @@
 
 use aws_config::SdkConfig;
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
-use shared::adapters::ec2::Ec2Connections;
-use shared::adapters::ledgers::DynamoQuotaLedger;
+use shared::adapters::ec2::{ACT_CALLS_PER_WINDOW, ACT_WINDOW_MS, Ec2Connections};
+use shared::adapters::ledgers::{DynamoCallBudget, DynamoQuotaLedger};
 use shared::adapters::sns::SnsNotifier;
 
 use crate::config::Config;
 use crate::handler::Deps;
 
 /// `decide` over AWS.
-pub type AwsDeps = Deps<Ec2Connections, DynamoAllowlist, DynamoDecisionLog, SnsNotifier, DynamoQuotaLedger>;
+pub type AwsDeps =
+    Deps<Ec2Connections, DynamoAllowlist, DynamoDecisionLog, SnsNotifier, DynamoQuotaLedger, DynamoCallBudget>;
 
 pub fn deps(aws: &SdkConfig, config: Config) -> AwsDeps {
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
@@ -19,7 +20,8 @@ pub fn deps(aws: &SdkConfig, config: Config) -> AwsDeps {
         connections: Ec2Connections::new(aws_sdk_ec2::Client::new(aws)),
         allowlist: DynamoAllowlist::new(dynamodb.clone(), &config.allowlist_table),
         log: DynamoDecisionLog::new(dynamodb.clone(), &config.decisions_table),
-        quota: DynamoQuotaLedger::new(dynamodb, &config.decisions_table),
+        quota: DynamoQuotaLedger::new(dynamodb.clone(), &config.decisions_table),
+        budget: DynamoCallBudget::new(dynamodb, &config.decisions_table, ACT_CALLS_PER_WINDOW, ACT_WINDOW_MS),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(aws), &config.topic_arn),
         config,
     }

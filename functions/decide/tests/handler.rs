@@ -15,8 +15,8 @@ use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
 use shared::ports::{
-    Allowlist, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError, PortResult, QuotaLedger,
-    Written,
+    Allowlist, Budget, CallBudget, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError,
+    PortResult, QuotaLedger, Written,
 };
 use shared::telemetry::names;
 
@@ -66,6 +66,16 @@ struct World {
     ledgers: Mutex<HashMap<String, (Slots, u64)>>,
     /// CreateTags calls: (connection IDs, key, value).
     tags: Mutex<Vec<(Vec<String>, String, String)>>,
+    /// Record reads (`DecisionLog::records`), by endpoint.
+    record_reads: Mutex<Vec<String>>,
+    /// Claims made: (endpoint, the version each had to find).
+    claims: Mutex<Vec<(String, Option<u64>)>>,
+    /// Decide's budget of EC2 calls: how many more asks find the window full (then it has room), and
+    /// every API asked for.
+    budget_full_times: Mutex<usize>,
+    budget_asked: Mutex<Vec<&'static str>>,
+    /// The next call taken is taken in a window that has already ended (an answer that waited).
+    budget_stale_once: Mutex<bool>,
 }
 
 struct Fake<'a>(&'a World);
@@ -156,19 +166,22 @@ impl World {
 
 impl DecisionLog for Fake<'_> {
     async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        self.0.record_reads.lock().unwrap().push(endpoint.to_string());
         let mut out: Vec<DecisionRecord> = Vec::new();
         for kind in [Kind::Decision, Kind::Revocation] {
             out.extend(self.0.log(kind).lock().unwrap().get(endpoint.as_str()).cloned());
         }
         Ok(out)
     }
-    async fn claim(&self, r: &DecisionRecord, expected: Option<u64>) -> PortResult<Written> {
+    async fn claim(&self, r: &DecisionRecord, expected: Option<u64>) -> PortResult<Claim> {
         if self.0.faults.lock().unwrap().claim {
             return Err(throttled("dynamodb"));
         }
+        self.0.claims.lock().unwrap().push((r.endpoint_id.to_string(), expected));
         let mut recs = self.0.log(r.kind).lock().unwrap();
-        if recs.get(r.endpoint_id.as_str()).map(|x| x.version) != expected {
-            return Ok(Written::Lost);
+        let standing = recs.get(r.endpoint_id.as_str());
+        if standing.map(|x| x.version) != expected {
+            return Ok(Claim::Lost(standing.cloned().map(Box::new)));
         }
         recs.insert(r.endpoint_id.to_string(), r.clone());
         if self.0.faults.lock().unwrap().accept_by_hand_on_claim
@@ -176,7 +189,7 @@ impl DecisionLog for Fake<'_> {
         {
             c.state = ConnectionState::Available;
         }
-        Ok(Written::Yes)
+        Ok(Claim::Won)
     }
     async fn advance(&self, r: &DecisionRecord, status: Status) -> PortResult<Written> {
         let mut recs = self.0.log(r.kind).lock().unwrap();
@@ -197,6 +210,21 @@ impl DecisionLog for Fake<'_> {
             }
             _ => Ok(Written::Lost),
         }
+    }
+}
+
+impl CallBudget for Fake<'_> {
+    async fn take(&self, api: &'static str, now_ms: i64) -> PortResult<Budget> {
+        self.0.budget_asked.lock().unwrap().push(api);
+        let mut full = self.0.budget_full_times.lock().unwrap();
+        if *full > 0 {
+            *full -= 1;
+            return Ok(Budget::FullUntil(now_ms + 5_000));
+        }
+        if std::mem::take(&mut *self.0.budget_stale_once.lock().unwrap()) {
+            return Ok(Budget::Taken(now_ms - 1));
+        }
+        Ok(Budget::Taken(now_ms + 5_000))
     }
 }
 
@@ -241,8 +269,9 @@ impl Notifier for Fake<'_> {
     }
 }
 
-fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
     Deps {
+        budget: Fake(w),
         connections: Fake(w),
         allowlist: Fake(w),
         log: Fake(w),
@@ -316,6 +345,40 @@ async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one
 }
 
 #[tokio::test]
+async fn when_a_connection_waits_for_acceptance_should_claim_it_without_reading_its_record_first() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.metrics.get(names::ACCEPTED), 1);
+    assert!(w.record_reads.lock().unwrap().is_empty(), "a new connection's record is not read: the claim finds it");
+    assert_eq!(*w.claims.lock().unwrap(), [(A.to_owned(), None)]);
+    // Decided: a duplicate finds EC2 past pendingAcceptance, so it reads the record to know what is owed.
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert_eq!(out.metrics.get(names::DUPLICATES), 1);
+    assert_eq!(*w.record_reads.lock().unwrap(), [A.to_owned()]);
+    assert_eq!(w.claims.lock().unwrap().len(), 1, "nothing claimed again");
+}
+
+#[tokio::test]
+async fn when_a_claim_made_without_reading_finds_a_dead_claim_should_take_it_over_in_the_same_invocation() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act = true;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, ["m0"]);
+    w.faults.lock().unwrap().act = false;
+    // The first claim was abandoned (its lease ended): the retry's claim finds it, and takes it over
+    // with its version, without a read of the record and without another receive.
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(out.metrics.get(names::ACCEPTED), 1);
+    assert_eq!(*w.claims.lock().unwrap(), [(A.into(), None), (A.into(), None), (A.into(), Some(1))]);
+    assert!(w.record_reads.lock().unwrap().is_empty());
+    assert_eq!(state(&w, A), "available");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn when_a_connection_is_accepted_should_tag_it_with_its_tenant_alongside_the_notification() {
     let w = World::default();
     connect(&w, A, ALLOWED);
@@ -368,6 +431,78 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 1, "1 s fits in 2 s, 1 + 2 s does not");
     assert_eq!(state(&w, B), "pendingAcceptance");
     assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
+}
+
+/// Services of one batch are decided a few at a time: while one waits for EC2's token, others go on. Four
+/// services, each one Accept throttled once: side by side they all wait the same second; one after another
+/// they would wait four. (Virtual time: the pauses are measured, not slept.)
+#[tokio::test(start_paused = true)]
+async fn when_a_batch_spans_services_should_wait_for_ec2_tokens_side_by_side() {
+    let w = World::default();
+    let services = ["vpce-svc-0aaaaaaaaaaaaaaa1", "vpce-svc-0bbbbbbbbbbbbbbb2", "vpce-svc-0ccccccccccccccc3", SVC];
+    let endpoints =
+        ["vpce-0aaaaaaaaaaaaaaa1", "vpce-0bbbbbbbbbbbbbbb2", "vpce-0ccccccccccccccc3", "vpce-0ddddddddddddddd4"];
+    let mut ev = event(&endpoints);
+    for ((svc, ep), m) in services.iter().zip(endpoints).zip(ev.records.iter_mut()) {
+        connect(&w, ep, ALLOWED);
+        w.conns.lock().unwrap().get_mut(ep).unwrap().service_id = ServiceId::parse(svc).unwrap();
+        m.body = m.body.take().map(|b| b.replace(SVC, svc));
+    }
+    w.faults.lock().unwrap().act_throttled_times = services.len();
+    let mut d = deps(&w);
+    d.config.managed = services.iter().map(|s| ServiceId::parse(s).unwrap()).collect();
+    d.config.ec2_patience = std::time::Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    let out = decide_batch(&d, ev, "inv-1", 10_000).await;
+    let waited = started.elapsed();
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 4, "each service waited once");
+    assert!(endpoints.iter().all(|e| state(&w, e) != "pendingAcceptance"), "all decided");
+    assert!(waited < std::time::Duration::from_secs(2), "the four waits overlapped: {waited:?}");
+}
+
+/// Decide's budget of Accept/Reject calls is asked alongside the claims; when the window is used up, the
+/// call waits for the next window (not EC2's throttling), within the invocation's patience.
+#[tokio::test(start_paused = true)]
+async fn when_decides_budget_of_ec2_calls_is_used_up_should_wait_for_the_next_window_then_act() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    *w.budget_full_times.lock().unwrap() = 1;
+    let mut d = deps(&w);
+    d.config.ec2_patience = std::time::Duration::from_secs(12);
+    let out = decide_batch(&d, event(&[A, B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 1);
+    assert_eq!(
+        *w.budget_asked.lock().unwrap(),
+        ["AcceptVpcEndpointConnections", "RejectVpcEndpointConnections", "AcceptVpcEndpointConnections"],
+        "one ask per API alongside the claims; the full one asked again after its window"
+    );
+    assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("available", "rejected"));
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1), "EC2 never throttled");
+
+    // No room within the patience: the message goes back to the queue, its claim is abandoned, EC2 is not
+    // called, nothing is rejected.
+    connect(&w, "vpce-0ccccccccccccccc3", ALLOWED);
+    *w.budget_full_times.lock().unwrap() = 100;
+    let out = decide_batch(&d, event(&["vpce-0ccccccccccccccc3"]), "inv-2", 11_000).await;
+    assert_eq!(out.failed_messages, ["m0"]);
+    assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 2, "two 5 s windows fit in 12 s, a third does not");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    assert_eq!(state(&w, "vpce-0ccccccccccccccc3"), "pendingAcceptance");
+    assert_eq!(w.records.lock().unwrap()["vpce-0ccccccccccccccc3"].lease_until_ms, 0, "claim abandoned");
+}
+
+#[tokio::test]
+async fn when_a_call_taken_alongside_the_claims_is_from_a_window_that_has_ended_should_take_one_of_this_window() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    *w.budget_stale_once.lock().unwrap() = true;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(*w.budget_asked.lock().unwrap(), ["AcceptVpcEndpointConnections"; 2]);
+    assert_eq!(state(&w, A), "available");
 }
 
 #[tokio::test]

@@ -12,6 +12,14 @@ use crate::ports::{ConnectionFilter, Connections, PortResult};
 /// (each accept/reject is exactly one EC2 call, so its outcome is all-or-per-item, never partial).
 pub const MAX_IDS_PER_CALL: usize = 100;
 
+/// `decide`'s own budget for each of AcceptVpcEndpointConnections and RejectVpcEndpointConnections, shared
+/// by all its invocations through the decisions table ([`crate::ports::CallBudget`]): at most
+/// `ACT_CALLS_PER_WINDOW` calls in every `ACT_WINDOW_MS`. EC2's bucket for each holds 10 tokens and refills
+/// 1 a second (docs/aws-facts.md): two full windows back to back (10 calls) fit in it, and the average rate
+/// (1 a second) is its refill, so Gatekeeper's concurrent invocations together are never throttled.
+pub const ACT_CALLS_PER_WINDOW: u32 = 5;
+pub const ACT_WINDOW_MS: i64 = 5_000;
+
 #[derive(Clone, Debug)]
 pub struct Ec2Connections {
     client: Client,

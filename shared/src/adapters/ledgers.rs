@@ -1,18 +1,20 @@
 //! The ledgers in the decisions table, each item written whole with a version condition: the
 //! `max_endpoints` ledger of each (service, account) (`endpoint_id` = `quota#<service>#<account>`,
-//! `created` = `quota`) and the allowed principals Gatekeeper added to each service.
+//! `created` = `quota`), the allowed principals Gatekeeper added to each service, and `decide`'s budget of
+//! EC2 calls (`endpoint_id` = `budget#ec2#<api>`, `created` = the window's start).
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::classify;
 use crate::domain::principals::Ledger;
 use crate::domain::quota::Slots;
 use crate::domain::{AccountId, ServiceId};
-use crate::ports::{PortResult, PrincipalLedger, QuotaLedger, Written, next_version};
+use crate::ports::{Budget, CallBudget, PortResult, PrincipalLedger, QuotaLedger, Written, next_version};
 
 #[derive(Clone, Debug)]
 pub struct DynamoQuotaLedger {
@@ -54,6 +56,48 @@ impl QuotaLedger for DynamoQuotaLedger {
         let mut item = key(service, owner);
         item.insert("slots".into(), number_map(slots));
         put_versioned(&self.client, &self.table, item, expected).await
+    }
+}
+
+/// `decide`'s budget of EC2 calls: one item per API and window, counting the calls taken in it (an atomic
+/// `ADD` conditional on the count being under the limit, so concurrent invocations never take more), kept an
+/// hour by the table's TTL.
+#[derive(Clone, Debug)]
+pub struct DynamoCallBudget {
+    client: Client,
+    table: String,
+    limit: u32,
+    window_ms: i64,
+}
+
+impl DynamoCallBudget {
+    pub fn new(client: Client, table: &str, limit: u32, window_ms: i64) -> Self {
+        Self { client, table: table.to_owned(), limit, window_ms: window_ms.max(1) }
+    }
+}
+
+impl CallBudget for DynamoCallBudget {
+    async fn take(&self, api: &'static str, now_ms: i64) -> PortResult<Budget> {
+        let window = now_ms - now_ms.rem_euclid(self.window_ms);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(ledger_key(format!("budget#ec2#{api}"), &format!("{window:015}"))))
+            .update_expression("ADD calls :one SET expires_at = :ttl")
+            .condition_expression("attribute_not_exists(calls) OR calls < :limit")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":limit", AttributeValue::N(self.limit.to_string()))
+            .expression_attribute_values(":ttl", AttributeValue::N((window / 1000 + 3600).to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Budget::Taken(window + self.window_ms)),
+            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Ok(Budget::FullUntil(window + self.window_ms))
+            }
+            Err(e) => Err(classify("dynamodb", "UpdateItem", e)),
+        }
     }
 }
 

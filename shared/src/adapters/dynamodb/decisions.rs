@@ -13,7 +13,7 @@ use super::attrs::{n, s};
 use crate::adapters::{bad_data, classify};
 use crate::domain::record::{DecisionRecord, Kind, Status};
 use crate::domain::{AccountId, EndpointId, Outcome, Region, ServiceId, Trigger};
-use crate::ports::{DecisionLog, DecisionQueries, OwedDecisions, PortResult, Written};
+use crate::ports::{Claim, DecisionLog, DecisionQueries, OwedDecisions, PortResult, Written};
 
 #[derive(Clone, Debug)]
 pub struct DynamoDecisionLog {
@@ -211,8 +211,9 @@ impl DecisionLog for DynamoDecisionLog {
 
     /// A claim whose answer was lost is retried by the SDK and then fails its own condition; the item
     /// the failure returns tells whether the claim that stands is this one (same claim, same version),
-    /// so a dropped answer does not leave the connection waiting out its own lease.
-    async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Written> {
+    /// so a dropped answer does not leave the connection waiting out its own lease. Any other standing
+    /// item is returned, so a claim made without reading the record first learns what it found.
+    async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Claim> {
         let mut req = self
             .client
             .put_item()
@@ -224,14 +225,22 @@ impl DecisionLog for DynamoDecisionLog {
             Some(v) => req.condition_expression("version = :v").expression_attribute_values(":v", n(v)),
         };
         match req.send().await {
-            Ok(_) => Ok(Written::Yes),
+            Ok(_) => Ok(Claim::Won),
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
-                    let standing = c.item();
-                    let field = |k: &str| standing.and_then(|i| i.get(k));
-                    let ours =
-                        field("claim") == Some(&s(&record.claim)) && field("version") == Some(&n(record.version));
-                    Ok(if ours { Written::Yes } else { Written::Lost })
+                    let Some(standing) = c.item() else { return Ok(Claim::Lost(None)) };
+                    let ours = standing.get("claim") == Some(&s(&record.claim))
+                        && standing.get("version") == Some(&n(record.version));
+                    if ours {
+                        return Ok(Claim::Won);
+                    }
+                    match item_to_record(standing) {
+                        Ok(r) => Ok(Claim::Lost(Some(Box::new(r)))),
+                        Err(why) => {
+                            tracing::warn!(endpoint_id = %record.endpoint_id, why, "the record a claim found is unreadable");
+                            Ok(Claim::Lost(None))
+                        }
+                    }
                 }
                 _ => Err(classify("dynamodb", "PutItem", e)),
             },
