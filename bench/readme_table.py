@@ -57,11 +57,17 @@ def markdown(r: dict) -> str:
     if "warm" in r or "burst" in r:
         b = r.get("burst", {})
         s = r.get("settings", {})
-        out.append(f"Warm: {s.get('warm', '?')} single-message invocations, EC2's throttling off. Burst: "
+        rb = b.get("reference", {})
+        over = ""
+        if rb.get("seconds") and s.get("reference_cap") and rb["seconds"] > s["reference_cap"]:
+            over = (f" (stopped between invocations, never within one: its {_n(rb.get('invocations'), 0)} invocation(s) took "
+                    f"{_n(rb['seconds'])} s in all, where Lambda would end each at decide's 60 s Timeout and return its batch)")
+        out.append(f"Warm: {s.get('warm', '?')} single-message invocations, one every {s.get('warm_interval', '?')} s "
+                   f"(Accept and Reject each within EC2's 1/s), EC2's throttling off. Burst: "
                    f"{_n(b.get('gatekeeper', {}).get('endpoints'))} endpoints from 50 accounts requested at once, "
                    f"batches of {b.get('gatekeeper', {}).get('batch_size') or s.get('batch') or '?'}"
                    f"{'' if s.get('batch') else ' (the deployed BatchSize)'} to one execution environment, one invocation at a time, EC2 "
-                   f"throttling Accept/Reject at 10 then 1/s; the reference stopped after {_n(s.get('reference_cap'), 0)} s.")
+                   f"throttling Accept/Reject at 10 then 1/s; the reference stopped after {_n(s.get('reference_cap'), 0)} s{over}.")
         out.append("")
         out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | round trips / decision | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")
         out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")

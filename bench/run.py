@@ -103,7 +103,8 @@ def log(msg):
 class RuntimeApi:
     """Serves invocations to one execution environment (one process) and times them."""
 
-    def __init__(self):
+    def __init__(self, timeout_s):
+        self.timeout_ms = int(timeout_s * 1000)
         self.events = queue.Queue()
         self.results = {}
         self.first_next = threading.Event()
@@ -131,7 +132,8 @@ class RuntimeApi:
                 payload = json.dumps(body).encode()
                 self.send_response(200)
                 self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
-                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000))
+                # The invocation's deadline, as Lambda gives it: now plus the function's deployed Timeout.
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + api.timeout_ms))
                 self.send_header("Lambda-Runtime-Invoked-Function-Arn", f"arn:aws:lambda:{REGION}:{PROVIDER}:function:bench")
                 self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
                 self.send_header("Content-Length", str(len(payload)))
@@ -177,8 +179,8 @@ def peak_rss_kb(pid):
 class FunctionProcess:
     """One execution environment: the function's process, started against its own Runtime API."""
 
-    def __init__(self, cmd, env, log_name):
-        self.api = RuntimeApi()
+    def __init__(self, cmd, env, log_name, timeout_s=60):
+        self.api = RuntimeApi(timeout_s)
         env = dict(env, AWS_LAMBDA_RUNTIME_API=self.api.address)
         OUT.joinpath("logs").mkdir(parents=True, exist_ok=True)
         self.log_path = OUT / "logs" / f"{log_name}.log"
@@ -433,6 +435,14 @@ class Impl:
     def __init__(self, label, cmd, logical_id, reference=False):
         self.label, self.cmd, self.logical_id, self.reference = label, cmd, logical_id, reference
 
+    def timeout_s(self, stack):
+        """The function's deployed Timeout (the reference runs as decide: DecideFunction's)."""
+        return stack["deployment"]["functions"][self.logical_id]["timeout"]
+
+    def start(self, emu, stack, log_name, env=None):
+        """An execution environment of this function, as deployed in `stack`."""
+        return FunctionProcess(self.cmd, env or self.env(emu, stack), log_name, self.timeout_s(stack))
+
     def env(self, emu, stack):
         if self.reference:  # decide's deployed environment, a role of its own under the same IAM
             return lambda_env(emu, stack, "DecideFunction", reference_credentials(emu, stack))
@@ -664,8 +674,12 @@ def measure_init(emu, stack, impl, runs):
     return statistics.median(times), statistics.median(rss)
 
 
-def warm(impl, accounts, allowed, n, latency_ms=0):
-    """n single-message invocations of a warm execution environment, EC2's throttling off. With latency_ms,
+def warm(impl, accounts, allowed, n, latency_ms=0, interval=0.6):
+    """n single-message invocations of a warm execution environment, EC2's throttling off, each started
+    `interval` s after the one before (as single decisions arrive: the accounts alternate allowed and not, so
+    each of Accept and Reject is called once per 2 x interval, within EC2's documented 1 per s; decide's
+    budget of EC2 calls holds it to that rate, so decisions back to back would time its waits, not a
+    decision). With latency_ms,
     every AWS call is answered that much later (the emulator's `slow` fault on every call: a sleep that lets
     other calls proceed), as an AWS service in the same Region is a few milliseconds away; on loopback the
     emulator, one Python process, answers concurrent calls one after another."""
@@ -674,7 +688,7 @@ def warm(impl, accounts, allowed, n, latency_ms=0):
         allow(emu, stack, allowed)
         plan = [(accounts[i % len(accounts)], stack["service_name"]) for i in range(n + 1)]
         endpoints, _ = create_endpoints(emu, plan)
-        proc = FunctionProcess(impl.cmd, impl.env(emu, stack), f"warm-{impl.label}")
+        proc = impl.start(emu, stack, f"warm-{impl.label}")
         try:
             proc.invoke(sqs_event(stack, endpoints[:1]))  # a warm environment has served a request before
             emu.control("/_gatekeeper/reset")
@@ -682,7 +696,10 @@ def warm(impl, accounts, allowed, n, latency_ms=0):
             if latency_ms:
                 emu.control("/_gatekeeper/faults", {"rules": [{"match": "*", "rate": 1.0, "kind": "slow", "ms": latency_ms}]})
             lat, failed, windows = [], 0, []
+            next_start = time.monotonic()
             for ep in endpoints[1:]:
+                time.sleep(max(0.0, next_start - time.monotonic()))  # pacing, not synchronisation
+                next_start = time.monotonic() + interval
                 event = sqs_event(stack, [ep])
                 done = proc.invoke(event)
                 failed += len(batch_failures(done, event["Records"]))
@@ -726,7 +743,7 @@ def burst(impl, accounts, allowed, per_account, cap_s, batch_size):
         t = time.perf_counter()
         endpoints, create_throttled = create_endpoints(emu, plan)
         log(f"burst {impl.label}: {len(endpoints)} endpoints created in {time.perf_counter() - t:.1f} s ({create_throttled} CreateVpcEndpoint calls throttled, retried)")
-        proc = FunctionProcess(impl.cmd, impl.env(emu, stack), f"burst-{impl.label}")
+        proc = impl.start(emu, stack, f"burst-{impl.label}")
         try:
             proc.invoke(sqs_event(stack, []))
             emu.control("/_gatekeeper/reset")
@@ -777,7 +794,7 @@ def burst_services(impl, accounts, allowed, services, per_service, cap_s, visibi
         by_name = dict(zip(stack["service_names"], stack["service_ids"]))
         m = mapping(stack)
         env = impl.env(emu, stack)
-        source = SqsEventSource(emu, stack, lambda i: FunctionProcess(impl.cmd, env, f"services-{impl.label}-{i}"),
+        source = SqsEventSource(emu, stack, lambda i: impl.start(emu, stack, f"services-{impl.label}-{i}", env),
                                 int(m.get("maximum_concurrency") or 1000), int(m.get("batch_size") or 10), float(m.get("maximum_batching_window_s") or 0))
         events = client(emu.url, PROVIDER, "events")
         sqs = client(emu.url, PROVIDER, "sqs")
@@ -856,7 +873,7 @@ def end_to_end(ingest, decide, accounts, allowed, n, interval, tail_s):
         errors = []
 
         # SNS → ingest: the emulator queues Lambda's asynchronous invocations; one execution environment takes them.
-        ingest_proc = FunctionProcess(ingest.cmd, ingest.env(emu, stack), "e2e-ingest")
+        ingest_proc = ingest.start(emu, stack, "e2e-ingest")
         ingest_arn = dep["functions"]["IngestFunction"]["arn"]
 
         def run_ingest():
@@ -892,7 +909,7 @@ def end_to_end(ingest, decide, accounts, allowed, n, interval, tail_s):
                     decide_at.setdefault(ep, (done["served_wall"], done["finished_wall"]))
 
         m = mapping(stack)
-        source = SqsEventSource(emu, stack, lambda i: FunctionProcess(decide.cmd, decide.env(emu, stack), f"e2e-decide-{i}"),
+        source = SqsEventSource(emu, stack, lambda i: decide.start(emu, stack, f"e2e-decide-{i}"),
                                 int(m.get("maximum_concurrency") or 1000), int(m.get("batch_size") or 10), float(m.get("maximum_batching_window_s") or 0),
                                 on_received, on_invoked)
         inbox = client(emu.url, PROVIDER, "sqs")
@@ -988,6 +1005,8 @@ def main():
     p.add_argument("--only", default="init,warm,burst,burst_services,end_to_end", help="comma-separated rows to measure")
     p.add_argument("--init-runs", type=int, default=5)
     p.add_argument("--warm", type=int, default=100)
+    p.add_argument("--warm-interval", type=float, default=0.6,
+                   help="seconds between the starts of two warm invocations (0.6: Accept and Reject each at most once per 1.2 s, within EC2's 1/s)")
     p.add_argument("--call-latency-ms", type=int, default=10,
                    help="warm is measured again with every AWS call answered this much later (0: not)")
     p.add_argument("--burst", type=int, default=1000, help="endpoints in the burst, from 50 accounts")
@@ -1044,13 +1063,14 @@ def main():
 
     def do_warm():
         warm_accounts = accounts[:10]  # five allowed, five not, alternating
-        results["warm"] = {"gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm),
-                           "reference": warm(reference, warm_accounts, allowed, args.warm)}
+        iv = args.warm_interval
+        results["warm"] = {"gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm, interval=iv),
+                           "reference": warm(reference, warm_accounts, allowed, args.warm, interval=iv)}
         if args.call_latency_ms:
             ms = args.call_latency_ms
             results["warm_with_latency"] = {"call_latency_ms": ms,
-                                            "gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm, ms),
-                                            "reference": warm(reference, warm_accounts, allowed, args.warm, ms)}
+                                            "gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm, ms, iv),
+                                            "reference": warm(reference, warm_accounts, allowed, args.warm, ms, iv)}
 
     def do_burst():
         per = max(1, args.burst // len(accounts))

@@ -25,10 +25,10 @@ pub struct Config {
     /// `DECISION_RETENTION_DAYS` (default 400, 1..=3650): records carry `expires_at` this far ahead, the
     /// decisions table's TTL attribute.
     pub retention_s: i64,
-    /// `EC2_THROTTLE_PATIENCE_SECONDS` (default 30, 0..=600): how long one invocation, in all, waits for
+    /// `EC2_THROTTLE_PATIENCE_SECONDS` (default 45, 0..=600): how long one invocation, in all, waits for
     /// room in decide's budget of Accept/Reject calls, and for EC2's tokens when Accept/Reject answer
-    /// `RequestLimitExceeded`, before failing those messages back to the queue. Keep it under the
-    /// function's timeout.
+    /// `RequestLimitExceeded`, before failing those messages back to the queue; never past the
+    /// invocation's deadline less 15 s (`handler::patience_within`).
     pub ec2_patience: std::time::Duration,
 }
 
@@ -51,7 +51,7 @@ impl Config {
         let lease_s = shared::config::bounded(&get, "CLAIM_LEASE_SECONDS", 120, 10..=3600)?;
         let revoke = shared::config::flag(&get, "REVOKE_ON_REMOVAL", false)?;
         let retention_days = shared::config::bounded(&get, "DECISION_RETENTION_DAYS", 400, 1..=3650)?;
-        let patience_s = shared::config::bounded(&get, "EC2_THROTTLE_PATIENCE_SECONDS", 30, 0..=600)?;
+        let patience_s = shared::config::bounded(&get, "EC2_THROTTLE_PATIENCE_SECONDS", 45, 0..=600)?;
         Ok(Self {
             revoke,
             allowlist_table: required("ALLOWLIST_TABLE")?,

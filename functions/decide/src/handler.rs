@@ -64,7 +64,10 @@ where
 {
     let total = event.payload.records.len();
     let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
-    let outcome = decide_batch(deps, event.payload, &event.context.request_id, now_ms()).instrument(span).await;
+    let now = now_ms();
+    let patience = patience_within(deps.config.ec2_patience, event.context.deadline, now);
+    let outcome =
+        decide_batch_within(deps, event.payload, &event.context.request_id, now, patience).instrument(span).await;
     outcome.metrics.flush("decide");
     // Only AWS errors fail the invocation: a message retried for another reason (a connection EC2 does
     // not show yet, a claim held elsewhere) is not an error of this function.
@@ -116,12 +119,47 @@ pub const SERVICES_IN_FLIGHT: usize = 4;
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
-/// Decides a batch. `claim` names this invocation in the records it claims.
+/// What an invocation keeps of its time after waiting for EC2, to finish its batch: the notification steps
+/// of up to 1,000 records, 16 calls at a time, take a few seconds.
+pub const FINISH_RESERVE_MS: i64 = 15_000;
+
+/// How long an invocation may wait for EC2 (decide's budget and EC2's tokens): the configured patience, but
+/// never past its deadline (`deadline_ms`, Lambda's, in ms since the epoch; 0 when unknown) less
+/// `FINISH_RESERVE_MS`, so that a batch waiting for EC2 ends before Lambda's timeout would cut it off.
+pub fn patience_within(configured: std::time::Duration, deadline_ms: u64, now_ms: i64) -> std::time::Duration {
+    let Ok(deadline) = i64::try_from(deadline_ms) else { return configured };
+    if deadline == 0 {
+        return configured;
+    }
+    let left = u64::try_from(deadline - now_ms - FINISH_RESERVE_MS).unwrap_or(0);
+    configured.min(std::time::Duration::from_millis(left))
+}
+
+/// Decides a batch with the configured patience. `claim` names this invocation in the records it claims.
 pub async fn decide_batch<C, A, D, N, Q, B>(
     deps: &Deps<C, A, D, N, Q, B>,
     event: SqsEvent,
     claim: &str,
     now: i64,
+) -> BatchOutcome
+where
+    C: Connections,
+    A: Allowlist,
+    D: DecisionLog,
+    N: Notifier,
+    Q: QuotaLedger,
+    B: CallBudget,
+{
+    decide_batch_within(deps, event, claim, now, deps.config.ec2_patience).await
+}
+
+/// Decides a batch, waiting for EC2 at most `patience` in all.
+pub async fn decide_batch_within<C, A, D, N, Q, B>(
+    deps: &Deps<C, A, D, N, Q, B>,
+    event: SqsEvent,
+    claim: &str,
+    now: i64,
+    patience: std::time::Duration,
 ) -> BatchOutcome
 where
     C: Connections,
@@ -167,7 +205,7 @@ where
         entry.messages.push(message_id);
         entry.receives = entry.receives.max(receives);
     }
-    let patience_until = tokio::time::Instant::now() + deps.config.ec2_patience;
+    let patience_until = tokio::time::Instant::now() + patience;
     // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
     // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
     // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.

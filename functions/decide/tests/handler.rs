@@ -494,6 +494,44 @@ async fn when_decides_budget_of_ec2_calls_is_used_up_should_wait_for_the_next_wi
     assert_eq!(w.records.lock().unwrap()["vpce-0ccccccccccccccc3"].lease_until_ms, 0, "claim abandoned");
 }
 
+/// An invocation never waits for EC2 past its deadline less the time it keeps to finish its batch.
+#[tokio::test(start_paused = true)]
+async fn when_the_invocation_nears_its_deadline_should_wait_for_ec2_only_until_then_less_its_reserve() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    let mut d = deps(&w);
+    d.config.ec2_patience = std::time::Duration::from_secs(12);
+    let context = |left_ms: i64| {
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.deadline = u64::try_from(shared::domain::time::now_ms() + left_ms).unwrap();
+        ctx
+    };
+    // 16 s left: 1 s to wait, whatever the setting says. The Accept's budget window is full for 5 s, so its
+    // message goes back to the queue (claim abandoned, nothing rejected); the reject goes ahead.
+    *w.budget_full_times.lock().unwrap() = 1;
+    let res = handle(&d, lambda_runtime::LambdaEvent::new(event(&[A, B]), context(16_000))).await.unwrap();
+    let failed: Vec<&str> = res.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["m0"]);
+    assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("pendingAcceptance", "rejected"));
+    // A minute left: the setting's 12 s, so the same full window is waited out and the connection accepted.
+    *w.budget_full_times.lock().unwrap() = 1;
+    let res = handle(&d, lambda_runtime::LambdaEvent::new(event(&[A]), context(60_000))).await.unwrap();
+    assert!(res.batch_item_failures.is_empty(), "{res:?}");
+    assert_eq!(state(&w, A), "available");
+}
+
+#[test]
+fn patience_is_the_setting_but_never_past_the_deadline_less_the_reserve() {
+    use decide::handler::patience_within;
+    use std::time::Duration;
+    let setting = Duration::from_secs(45);
+    assert_eq!(patience_within(setting, 0, 1_000), setting, "no deadline known");
+    assert_eq!(patience_within(setting, 61_000, 1_000), setting, "60 s left: 45 s, as set");
+    assert_eq!(patience_within(setting, 41_000, 1_000), Duration::from_secs(25));
+    assert_eq!(patience_within(setting, 10_000, 1_000), Duration::ZERO, "less than the reserve left");
+}
+
 #[tokio::test]
 async fn when_a_call_taken_alongside_the_claims_is_from_a_window_that_has_ended_should_take_one_of_this_window() {
     let w = World::default();
