@@ -72,7 +72,7 @@ async fn burst(w: &World, accounts: usize, per_account: usize) -> Result<(Vec<(S
 async fn decide_everything(w: &World) -> Result<usize> {
     let start = Instant::now();
     let mut sweeps = 0;
-    loop {
+    let pending = loop {
         let _ = w.settle(Duration::from_secs(15)).await;
         let pending = w.pending_count().await?;
         let dlq = w.queue_depth(&w.info.requests_dlq_url).await.ok();
@@ -82,14 +82,13 @@ async fn decide_everything(w: &World) -> Result<usize> {
             start.elapsed().as_secs_f64()
         );
         if pending == 0 || start.elapsed() > Duration::from_secs(600) {
-            break;
+            break pending;
         }
         // What the DLQ holds or a failed invocation dropped, the next sweep finds again.
         if w.wiring.sweep().await.is_ok() {
             sweeps += 1;
         }
-    }
-    let pending = w.pending_count().await?;
+    };
     anyhow::ensure!(
         pending == 0,
         "{pending} connections still pending after {:.0} s of faults",

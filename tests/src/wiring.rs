@@ -70,8 +70,6 @@ pub struct PumpStats {
     pub invocations: usize,
     pub messages: usize,
     pub failed_messages: usize,
-    /// Messages decided but not deleted (the delete failed): they come back as duplicates.
-    pub undeleted: usize,
 }
 
 impl Wiring {
@@ -372,13 +370,11 @@ impl Wiring {
                 .set_entries(Some(entries.collect::<Result<Vec<_>, _>>()?))
                 .send()
                 .await;
-            stats.undeleted += match out {
-                Ok(out) => out.failed().len(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "a delete failed; its messages come back");
-                    chunk.len()
-                }
-            };
+            match out {
+                Ok(out) if out.failed().is_empty() => {}
+                Ok(out) => tracing::debug!(failed = out.failed().len(), "deletes failed; those messages come back"),
+                Err(e) => tracing::debug!(error = %e, "a delete failed; its messages come back"),
+            }
         }
         Ok(stats)
     }
