@@ -1,0 +1,81 @@
+"""The emulator's patch of moto's DynamoDB answers (gk_dynamodb.py): byte for byte what moto's own serialiser
+writes, on generated items of every attribute type, through the real Query and GetItem operation models."""
+
+import json
+import random
+
+import gk_dynamodb
+from moto.core.responses import ActionResult
+from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+from moto.core.utils import get_service_model
+
+MODEL = get_service_model("dynamodb")  # as the emulator loads it
+
+
+def value(rng: random.Random, depth: int = 0) -> dict:
+    kinds = ["S", "N", "B", "SS", "NS", "BS", "BOOL", "NULL"] + (["M", "L"] if depth < 3 else [])
+    kind = rng.choice(kinds)
+    text = lambda: "".join(rng.choice("ab\u00e9\u4e2d\"\\ 0") for _ in range(rng.randint(0, 6)))  # noqa: E731
+    if kind == "S":
+        return {"S": text()}
+    if kind == "N":
+        return {"N": str(rng.choice([0, -1, 3.25, 10**20]))}
+    if kind == "B":
+        return {"B": rng.choice([b"\x00\xff", "c3RvcmVk", b""])}
+    if kind in ("SS", "NS"):
+        return {kind: [text() if kind == "SS" else str(i) for i in range(rng.randint(1, 3))]}
+    if kind == "BS":
+        return {"BS": [bytes([i, 255]) for i in range(rng.randint(1, 3))]}
+    if kind == "BOOL":
+        return {"BOOL": rng.random() < 0.5}
+    if kind == "NULL":
+        return {"NULL": True}
+    if kind == "M":
+        return {"M": {text() or "k": value(rng, depth + 1) for _ in range(rng.randint(0, 3))}}
+    return {"L": [value(rng, depth + 1) for _ in range(rng.randint(0, 3))]}
+
+
+def serialise(operation: str, result: dict, fast: bool, transformers: dict | None = None) -> str:
+    gk_dynamodb.enabled = fast
+    try:
+        serializer = JSONSerializer(
+            operation_model=MODEL.operation_model(operation),
+            value_picker=XFormedAttributePicker(response_transformers=transformers or {}),
+        )
+        return serializer.serialize(ActionResult(result).result)["body"]
+    finally:
+        gk_dynamodb.enabled = True
+
+
+def test_a_query_and_a_get_item_are_written_as_moto_writes_them_for_every_attribute_type():
+    rng = random.Random(20261126)
+    for _ in range(300):
+        items = [{f"a{i}": value(rng) for i in range(rng.randint(1, 6))} for _ in range(rng.randint(0, 4))]
+        query = {"Items": items, "Count": len(items), "ScannedCount": len(items), "LastEvaluatedKey": items[0] if items else None}
+        assert serialise("Query", query, fast=True) == serialise("Query", query, fast=False)
+        if items:
+            get = {"Item": items[0]}
+            assert serialise("GetItem", get, fast=True) == serialise("GetItem", get, fast=False)
+
+
+def test_a_value_of_a_shape_the_fast_path_does_not_know_is_left_to_moto():
+    odd = [{"N": 5}, {"S": "x", "N": "1"}, {"BOOL": "true"}, {"M": {"k": {"N": 1.5}}}, {"L": [{"S": None}]}, {"SS": "x"}]
+    for v in odd:
+        assert gk_dynamodb.attribute_value(None, v) is None, v
+        get = {"Item": {"a": v}}
+        assert serialise("GetItem", get, fast=True) == serialise("GetItem", get, fast=False)
+
+
+def test_a_response_transformer_on_a_member_of_the_union_is_applied_as_moto_applies_it():
+    upper = {"Item.a.S": lambda s: s.upper() if isinstance(s, str) else s}
+    get = {"Item": {"a": {"S": "lower"}, "b": {"M": {"c": {"S": "deep"}}}}}
+    written = json.loads(serialise("GetItem", get, fast=True, transformers=upper))
+    assert written == json.loads(serialise("GetItem", get, fast=False, transformers=upper))
+    assert written["Item"]["a"] == {"S": "LOWER"}
+
+
+def test_the_fast_path_is_what_the_emulator_uses_for_dynamodb():
+    # Without it, this is moto's generic path: the patch must be in place in the emulator process.
+    import gatekeeper_moto  # noqa: F401 - imports the patches as the server does
+
+    assert JSONSerializer._serialize_type_structure is gk_dynamodb._serialize_type_structure
