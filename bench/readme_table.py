@@ -59,9 +59,14 @@ def markdown(r: dict) -> str:
         s = r.get("settings", {})
         rb = b.get("reference", {})
         over = ""
-        if rb.get("seconds") and s.get("reference_cap") and rb["seconds"] > s["reference_cap"]:
+        if "timed_out" not in rb and rb.get("seconds") and s.get("reference_cap") and rb["seconds"] > s["reference_cap"]:
             over = (f" (stopped between invocations, never within one: its {_n(rb.get('invocations'), 0)} invocation(s) took "
                     f"{_n(rb['seconds'])} s in all, where Lambda would end each at decide's 60 s Timeout and return its batch)")
+        ended = [f"{impl} {b[impl]['timed_out']} of {b[impl].get('invocations')}" for impl in ("gatekeeper", "reference")
+                 if b.get(impl, {}).get("timed_out")]
+        if ended:
+            over += (f"; invocations ended at decide's deployed Timeout, as Lambda ends them (the batch goes back to the "
+                     f"queue, the execution environment starts afresh): {', '.join(ended)}")
         out.append(f"Warm: {s.get('warm', '?')} single-message invocations, one every {s.get('warm_interval', '?')} s "
                    f"(Accept and Reject each within EC2's 1/s), EC2's throttling off. Burst: "
                    f"{_n(b.get('gatekeeper', {}).get('endpoints'))} endpoints from 50 accounts requested at once, "
@@ -84,16 +89,18 @@ def markdown(r: dict) -> str:
                    f"Region is a few ms away; on loopback the emulator, one Python process, answers concurrent calls one "
                    f"after another, so there latency follows the number of calls, here the number of round trips):")
         out.append("")
-        out.append("| implementation | warm p50 ms | warm p99 ms | round trips / decision | announced p50 ms | announced p99 ms |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("| implementation | warm p50 ms | warm p99 ms | round trips / decision | acted p50 ms | acted p99 ms | announced p50 ms | announced p99 ms |")
+        out.append("|---|---|---|---|---|---|---|---|")
         for impl in ("gatekeeper", "reference"):
             w = wl.get(impl, {})
             a = w.get("announced", {})
+            c = w.get("acted", {})
             out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('round_trips_per_decision'))} | "
-                       f"{_n(a.get('p50_ms'))} | {_n(a.get('p99_ms'))} |")
+                       f"{_n(c.get('p50_ms'))} | {_n(c.get('p99_ms'))} | {_n(a.get('p50_ms'))} | {_n(a.get('p99_ms'))} |")
         out.append("")
-        out.append("Announced: from the invocation's start to the end of its Publish call, what a provider waits for "
-                   "(Gatekeeper's invocation then records that the publish went out: the `notified` write).")
+        out.append("Acted: from the invocation's start to the end of its Accept or Reject call, what the consumer waits for "
+                   "(the connection leaves `pendingAcceptance`). Announced: to the end of its Publish call, what a provider "
+                   "waits for (Gatekeeper's invocation then records that the publish went out: the `notified` write).")
         out.append("")
     if "burst_services" in r:
         bs = r["burst_services"]
@@ -104,15 +111,16 @@ def markdown(r: dict) -> str:
                    f"{_n(g.get('batch_size'))}, batching window {_n(g.get('batching_window_s'))} s, visibility timeout "
                    f"{_n(g.get('visibility_timeout_s'))} s, the template's redrive); seconds until the queue is empty.")
         out.append("")
-        out.append("| implementation | decided | seconds | dead-lettered | EC2 accept+reject calls | throttled | wrong | doubled |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("| implementation | decided | seconds | dead-lettered | EC2 accept+reject calls | throttled | wrong | doubled | invocations timed out |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for impl in ("gatekeeper", "reference"):
             x = bs.get(impl)
             if not x:
                 continue
             decided = f"{x['decided']}/{x['endpoints']}" + (" (stopped)" if x.get("stopped_at_cap") else "")
             out.append(f"| {impl} decide | {decided} | {_n(x.get('seconds'))} | {_n(x.get('dead_lettered'))} | {_n(x.get('ec2_calls'))} | "
-                       f"{_n(x.get('throttled'))} | {_n(x.get('wrong'))} | {_n(x.get('doubled'))} |")
+                       f"{_n(x.get('throttled'))} | {_n(x.get('wrong'))} | {_n(x.get('doubled'))} | "
+                       f"{_n(x.get('timed_out'), 0)} of {_n(x.get('invocations'), 0)} |")
         out.append("")
     if "end_to_end" in r:
         e = r["end_to_end"]
@@ -136,6 +144,8 @@ def markdown(r: dict) -> str:
                                    ("round_trips_per_decision", "round trips per decision", ""),
                                    ("warm_with_latency_p50", "warm with call latency p50", ""),
                                    ("warm_with_latency_p99", "p99", ""),
+                                   ("acted_with_latency_p50", "acted with call latency p50", ""),
+                                   ("acted_with_latency_p99", "p99", ""),
                                    ("announced_with_latency_p50", "announced with call latency p50", ""),
                                    ("announced_with_latency_p99", "p99", ""),
                                    ("burst_decisions_per_second", "burst decisions per second", "×"),

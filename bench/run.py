@@ -180,6 +180,12 @@ class FunctionProcess:
     """One execution environment: the function's process, started against its own Runtime API."""
 
     def __init__(self, cmd, env, log_name, timeout_s=60):
+        self.cmd, self.env, self.log_name, self.timeout_s = cmd, env, log_name, timeout_s
+        self.timed_out = 0
+        self._start()
+
+    def _start(self):
+        cmd, env, log_name, timeout_s = self.cmd, self.env, self.log_name, self.timeout_s
         self.api = RuntimeApi(timeout_s)
         env = dict(env, AWS_LAMBDA_RUNTIME_API=self.api.address)
         OUT.joinpath("logs").mkdir(parents=True, exist_ok=True)
@@ -201,17 +207,29 @@ class FunctionProcess:
         self.init_ms = (self.api.first_next_at - t0) * 1000
         self.rss_mib = (self.api.rss_at_init_kb or 0) / 1024
 
-    def invoke(self, event, timeout=60):
+    def invoke(self, event):
+        """One invocation, ended as Lambda ends it at the function's deployed Timeout: the invocation fails
+        (an SQS event source then returns its whole batch to the queue) and the execution environment is
+        reset, so the next invocation starts a fresh one (AWS Lambda Developer Guide, "Understand the Lambda
+        execution environment lifecycle": a function that times out during the Invoke phase has its execution
+        environment reset, and Init runs again)."""
         request_id = str(uuid.uuid4())
         done = {"event": threading.Event()}
         self.api.results[request_id] = done
         self.api.events.put((request_id, event, done))
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.timeout_s
         while not done["event"].wait(0.25):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the function's process ended (see {self.log_path})")
             if time.monotonic() > deadline:
-                raise RuntimeError("invocation timed out")
+                log(f"{Path(self.cmd[-1]).name}: invocation timed out after the deployed {self.timeout_s} s; execution environment reset")
+                self.timed_out += 1
+                served = done.get("served", time.perf_counter())
+                self.close()
+                self._start()
+                done.update(ok=False, timed_out=True, body=b"", finished=time.perf_counter(), finished_wall=time.time())
+                done.setdefault("served", served)
+                return done
         return done
 
     def close(self):
@@ -298,6 +316,21 @@ def round_trips(timeline, start, end):
         else:
             reach = max(reach, e)
     return trips
+
+
+def outside_calls(timeline, start, end):
+    """Seconds of [start, end] during which no AWS call that began in it was in flight: the function's own
+    time, its HTTP client's, and the gaps between one answer and the next call."""
+    spans = sorted((s, min(e, end)) for _, s, e in timeline if start <= s <= end)
+    covered, reach = 0.0, None
+    for s, e in spans:
+        if reach is None or s > reach:
+            covered += e - s
+            reach = e
+        elif e > reach:
+            covered += e - reach
+            reach = e
+    return (end - start) - covered
 
 
 def aws_calls(calls):
@@ -627,7 +660,7 @@ class SqsEventSource:
                 records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"], "attributes": m.get("Attributes", {}),
                             "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""), "eventSource": "aws:sqs",
                             "eventSourceARN": self.queue_arn, "awsRegion": REGION} for m in msgs]
-                done = proc.invoke({"Records": records}, timeout=900)
+                done = proc.invoke({"Records": records})
                 failed = batch_failures(done, records)
                 with self.lock:
                     self.invocations += 1
@@ -711,10 +744,15 @@ def warm(impl, accounts, allowed, n, latency_ms=0, interval=0.6):
             proc.close()
         by_action = {k: v for k, v in calls.items() if not k.startswith(NOT_CALLS)}
         trips = [round_trips(timeline, a, b) for a, b in windows]
+        outside = [outside_calls(timeline, a, b) * 1000 for a, b in windows]
         # Announced: from the invocation's start to the end of its Publish (what a provider waits for; the
         # invocation may go on after it: Gatekeeper records that the publish went out).
         publishes = [(s, e) for name, s, e in timeline if name == "sns:Publish"]
         announced = [(max(ends) - a) * 1000 for a, b in windows if (ends := [e for s, e in publishes if a <= s <= b])]
+        # Acted: from the invocation's start to the end of its Accept or Reject call (what the consumer waits
+        # for: the connection leaves pendingAcceptance).
+        actions = [(s, e) for name, s, e in timeline if name in ("ec2:AcceptVpcEndpointConnections", "ec2:RejectVpcEndpointConnections")]
+        acted = [(max(ends) - a) * 1000 for a, b in windows if (ends := [e for s, e in actions if a <= s <= b])]
         # Where the time goes: the emulator's time per call, by action (median ms, injected latency included).
         spent = {}
         for name, s, e in timeline:
@@ -727,7 +765,9 @@ def warm(impl, accounts, allowed, n, latency_ms=0, interval=0.6):
             "decisions": n,
             "failed": failed,
             "calls": by_action,
+            "acted": p50_p99(acted),
             "announced": p50_p99(announced),
+            "outside_calls_ms": p50_p99(outside),
             "emulator_ms_per_call": {k: round(statistics.median(v), 1) for k, v in sorted(spent.items())},
         }
 
@@ -753,7 +793,7 @@ def burst(impl, accounts, allowed, per_account, cap_s, batch_size):
             while pending and time.perf_counter() - t0 < cap_s:
                 batch, pending = pending[:batch_size], pending[batch_size:]
                 event = sqs_event(stack, batch)
-                done = proc.invoke(event, timeout=max(cap_s, 900))
+                done = proc.invoke(event)
                 invocations += 1
                 failed = batch_failures(done, event["Records"])
                 pending.extend(ep for ep, r in zip(batch, event["Records"]) if r["messageId"] in failed)
@@ -772,6 +812,7 @@ def burst(impl, accounts, allowed, per_account, cap_s, batch_size):
             "doubled": doubled(calls),
             "recorded_not_acted": max(0, records - decided),
             "invocations": invocations,
+            "timed_out": proc.timed_out,
             "batch_size": batch_size,
             "stopped_at_cap": bool(pending),
         }
@@ -843,6 +884,7 @@ def burst_services(impl, accounts, allowed, services, per_service, cap_s, visibi
             "doubled": doubled(calls),
             "recorded_not_acted": max(0, records - decided),
             "invocations": source.invocations,
+            "timed_out": sum(p.timed_out for p in source.procs),
             "failed_messages": source.failed_messages,
             "redelivered_while_running": source.stale_deletes,
             "concurrency": source.concurrency,
@@ -1108,6 +1150,8 @@ def main():
         w = results["warm_with_latency"]
         ratios["warm_with_latency_p50"] = ratio(w[g]["p50_ms"], w[r]["p50_ms"])
         ratios["warm_with_latency_p99"] = ratio(w[g]["p99_ms"], w[r]["p99_ms"])
+        ratios["acted_with_latency_p50"] = ratio(w[g]["acted"]["p50_ms"], w[r]["acted"]["p50_ms"])
+        ratios["acted_with_latency_p99"] = ratio(w[g]["acted"]["p99_ms"], w[r]["acted"]["p99_ms"])
         ratios["announced_with_latency_p50"] = ratio(w[g]["announced"]["p50_ms"], w[r]["announced"]["p50_ms"])
         ratios["announced_with_latency_p99"] = ratio(w[g]["announced"]["p99_ms"], w[r]["announced"]["p99_ms"])
     for row in ("burst", "burst_services"):
