@@ -45,6 +45,11 @@ def markdown(r: dict) -> str:
                f"{r.get('when', '?')}, moto on loopback; each measurement on a fresh local AWS). Gatekeeper's "
                f"functions run with their template roles' credentials, the reference with a role of its own (decide's "
                f"policies plus GetItem on the allowlist); IAM enforced for both.")
+    when = r.get("row_when", {})
+    if len(set(when.values())) > 1:
+        out[-1] = out[-1].replace("One run on", "Runs on", 1)
+        out[-1] += (" Rows measured in different runs (`bench/run.py --only`): "
+                    + ", ".join(f"{row} at {t}" for row, t in when.items()) + ".")
     out.append("")
     if "init_ms" in r:
         out.append("| function | init ms | peak RSS MiB | binary MB |")

@@ -1040,11 +1040,35 @@ def rate(row):
     return row["decided"] / row["seconds"] if row and row.get("seconds") else None
 
 
+# The rows, and the keys of results.json each one writes.
+ROWS = {"init": ("init_ms", "rss_mib", "binary_mb"), "warm": ("warm", "warm_with_latency"), "burst": ("burst",),
+        "burst_services": ("burst_services",), "end_to_end": ("end_to_end",)}
+
+
+def merge_rows(results, earlier, measured):
+    """Keeps the rows of an earlier results file (of the same build profile) that this run did not measure,
+    with the time each was measured (`row_when`), so that `--only` re-measures some rows without losing the
+    others; the README's text names the times when they differ."""
+    if earlier.get("profile") != results["profile"]:
+        return
+    for row, keys in ROWS.items():
+        if row in measured or not all(k in earlier for k in keys if k != "warm_with_latency"):
+            continue
+        for k in keys:
+            if k in earlier:
+                results[k] = earlier[k]
+        results["row_when"][row] = earlier.get("row_when", {}).get(row, earlier.get("when"))
+        if row in earlier.get("phase_seconds", {}):
+            results["phase_seconds"][row] = earlier["phase_seconds"][row]
+
+
 def main():
     p = argparse.ArgumentParser(description="Gatekeeper vs a Python/boto3 reference on the local AWS")
     p.add_argument("--profile", default=os.environ.get("BENCH_PROFILE", "release"), choices=["release", "debug"],
                    help="which build of the functions to run (debug only to check the harness; default release, or BENCH_PROFILE)")
-    p.add_argument("--only", default="init,warm,burst,burst_services,end_to_end", help="comma-separated rows to measure")
+    p.add_argument("--only", default="init,warm,burst,burst_services,end_to_end",
+                   help="comma-separated rows to measure; the other rows of an earlier results file are kept (see --fresh)")
+    p.add_argument("--fresh", action="store_true", help="with --only: write only the rows measured now")
     p.add_argument("--init-runs", type=int, default=5)
     p.add_argument("--warm", type=int, default=100)
     p.add_argument("--warm-interval", type=float, default=0.6,
@@ -1134,6 +1158,10 @@ def main():
     phase("burst_services", do_services)
     phase("end_to_end", do_e2e)
     results["phase_seconds"]["total"] = round(time.perf_counter() - started, 1)
+    results["row_when"] = {row: results["when"] for row in ROWS if row in rows}
+    path = OUT / ("results.json" if args.profile == "release" else f"results-{args.profile}.json")
+    if not args.fresh and rows != set(ROWS) and path.exists():
+        merge_rows(results, json.loads(path.read_text()), rows)
 
     g, r = "gatekeeper", "reference"
     ratios = {}
@@ -1160,7 +1188,6 @@ def main():
     results["ratios"] = ratios
 
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / ("results.json" if args.profile == "release" else f"results-{args.profile}.json")
     path.write_text(json.dumps(results, indent=2) + "\n")
     sys.path.insert(0, str(ROOT / "bench"))
     import readme_table
