@@ -34,6 +34,7 @@ import argparse
 import atexit
 import collections
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import os
@@ -707,69 +708,80 @@ def measure_init(emu, stack, impl, runs):
     return statistics.median(times), statistics.median(rss)
 
 
-def warm(impl, accounts, allowed, n, latency_ms=0, interval=0.6):
-    """n single-message invocations of a warm execution environment, EC2's throttling off, each started
-    `interval` s after the one before (as single decisions arrive: the accounts alternate allowed and not, so
-    each of Accept and Reject is called once per 2 x interval, within EC2's documented 1 per s; decide's
-    budget of EC2 calls holds it to that rate, so decisions back to back would time its waits, not a
-    decision). With latency_ms,
-    every AWS call is answered that much later (the emulator's `slow` fault on every call: a sleep that lets
-    other calls proceed), as an AWS service in the same Region is a few milliseconds away; on loopback the
-    emulator, one Python process, answers concurrent calls one after another."""
-    with Emulator(f"warm-{impl.label}") as emu:
-        stack = provision(emu, "warm")
-        allow(emu, stack, allowed)
-        plan = [(accounts[i % len(accounts)], stack["service_name"]) for i in range(n + 1)]
-        endpoints, _ = create_endpoints(emu, plan)
-        proc = impl.start(emu, stack, f"warm-{impl.label}")
-        try:
+def warm(impls, accounts, allowed, n, latency_ms=0, interval=0.6):
+    """n single-message invocations of a warm execution environment of each implementation, EC2's throttling
+    off, each started `interval` s after the one before (as single decisions arrive: the accounts alternate
+    allowed and not, so each of Accept and Reject is called once per 2 x interval, within EC2's documented
+    1 per s; decide's budget of EC2 calls holds it to that rate, so decisions back to back would time its
+    waits, not a decision). Each implementation has a local AWS of its own, and their invocations interleave
+    (half an interval apart, the first of each pair alternating), so that both are measured under the same
+    conditions of the machine rather than one after the other. With latency_ms, every AWS call is answered
+    that much later (the emulator's `slow` fault on every call: a sleep that lets other calls proceed), as an
+    AWS service in the same Region is a few milliseconds away; on loopback the emulator, one Python process,
+    answers concurrent calls one after another. Returns {label: row}."""
+    with contextlib.ExitStack() as stack_of:
+        envs = []
+        for impl in impls:
+            emu = stack_of.enter_context(Emulator(f"warm-{impl.label}"))
+            stack = provision(emu, "warm")
+            allow(emu, stack, allowed)
+            plan = [(accounts[i % len(accounts)], stack["service_name"]) for i in range(n + 1)]
+            endpoints, _ = create_endpoints(emu, plan)
+            proc = impl.start(emu, stack, f"warm-{impl.label}")
+            stack_of.callback(proc.close)
             proc.invoke(sqs_event(stack, endpoints[:1]))  # a warm environment has served a request before
             emu.control("/_gatekeeper/reset")
             emu.control("/_gatekeeper/ec2-throttle", {"enabled": False})  # handler latency, not EC2's rate limit
             if latency_ms:
                 emu.control("/_gatekeeper/faults", {"rules": [{"match": "*", "rate": 1.0, "kind": "slow", "ms": latency_ms}]})
-            lat, failed, windows = [], 0, []
-            next_start = time.monotonic()
-            for ep in endpoints[1:]:
+            envs.append({"impl": impl, "emu": emu, "stack": stack, "proc": proc, "endpoints": endpoints[1:],
+                         "lat": [], "failed": 0, "windows": []})
+        next_start = time.monotonic()
+        for i in range(n):
+            order = envs if i % 2 == 0 else envs[::-1]
+            for env in order:
                 time.sleep(max(0.0, next_start - time.monotonic()))  # pacing, not synchronisation
-                next_start = time.monotonic() + interval
-                event = sqs_event(stack, [ep])
-                done = proc.invoke(event)
-                failed += len(batch_failures(done, event["Records"]))
-                lat.append((done["finished"] - done["served"]) * 1000)
-                windows.append((done["served_wall"], done["finished_wall"]))
-            calls = emu.calls()
-            timeline = [c for c in emu.timeline() if not c[0].startswith(NOT_CALLS)]
-        finally:
-            proc.close()
-        by_action = {k: v for k, v in calls.items() if not k.startswith(NOT_CALLS)}
-        trips = [round_trips(timeline, a, b) for a, b in windows]
-        outside = [outside_calls(timeline, a, b) * 1000 for a, b in windows]
-        # Announced: from the invocation's start to the end of its Publish (what a provider waits for; the
-        # invocation may go on after it: Gatekeeper records that the publish went out).
-        publishes = [(s, e) for name, s, e in timeline if name == "sns:Publish"]
-        announced = [(max(ends) - a) * 1000 for a, b in windows if (ends := [e for s, e in publishes if a <= s <= b])]
-        # Acted: from the invocation's start to the end of its Accept or Reject call (what the consumer waits
-        # for: the connection leaves pendingAcceptance).
-        actions = [(s, e) for name, s, e in timeline if name in ("ec2:AcceptVpcEndpointConnections", "ec2:RejectVpcEndpointConnections")]
-        acted = [(max(ends) - a) * 1000 for a, b in windows if (ends := [e for s, e in actions if a <= s <= b])]
-        # Where the time goes: the emulator's time per call, by action (median ms, injected latency included).
-        spent = {}
-        for name, s, e in timeline:
-            spent.setdefault(name, []).append((e - s) * 1000)
-        return {
-            **p50_p99(lat),
-            "aws_calls_per_decision": round(aws_calls(calls) / n, 2),
-            "round_trips_per_decision": statistics.median(trips) if trips else None,
-            "round_trips_max": max(trips) if trips else None,
-            "decisions": n,
-            "failed": failed,
-            "calls": by_action,
-            "acted": p50_p99(acted),
-            "announced": p50_p99(announced),
-            "outside_calls_ms": p50_p99(outside),
-            "emulator_ms_per_call": {k: round(statistics.median(v), 1) for k, v in sorted(spent.items())},
-        }
+                next_start = time.monotonic() + interval / len(envs)
+                event = sqs_event(env["stack"], [env["endpoints"][i]])
+                done = env["proc"].invoke(event)
+                env["failed"] += len(batch_failures(done, event["Records"]))
+                env["lat"].append((done["finished"] - done["served"]) * 1000)
+                env["windows"].append((done["served_wall"], done["finished_wall"]))
+        return {env["impl"].label: warm_row(env["emu"], env["lat"], env["failed"], env["windows"], n) for env in envs}
+
+
+def warm_row(emu, lat, failed, windows, n):
+    """One implementation's warm row, from its invocations' latencies and windows and its emulator's calls."""
+    calls = emu.calls()
+    timeline = [c for c in emu.timeline() if not c[0].startswith(NOT_CALLS)]
+    by_action = {k: v for k, v in calls.items() if not k.startswith(NOT_CALLS)}
+    trips = [round_trips(timeline, a, b) for a, b in windows]
+    outside = [outside_calls(timeline, a, b) * 1000 for a, b in windows]
+    # Announced: from the invocation's start to the end of its Publish (what a provider waits for; the
+    # invocation may go on after it: Gatekeeper records that the publish went out).
+    publishes = [(s, e) for name, s, e in timeline if name == "sns:Publish"]
+    announced = [(max(ends) - a) * 1000 for a, b in windows if (ends := [e for s, e in publishes if a <= s <= b])]
+    # Acted: from the invocation's start to the end of its Accept or Reject call (what the consumer waits
+    # for: the connection leaves pendingAcceptance).
+    actions = [(s, e) for name, s, e in timeline if name in ("ec2:AcceptVpcEndpointConnections", "ec2:RejectVpcEndpointConnections")]
+    acted = [(max(ends) - a) * 1000 for a, b in windows if (ends := [e for s, e in actions if a <= s <= b])]
+    # Where the time goes: the emulator's time per call, by action (median ms, injected latency included).
+    spent = {}
+    for name, s, e in timeline:
+        spent.setdefault(name, []).append((e - s) * 1000)
+    return {
+        **p50_p99(lat),
+        "aws_calls_per_decision": round(aws_calls(calls) / n, 2),
+        "round_trips_per_decision": statistics.median(trips) if trips else None,
+        "round_trips_max": max(trips) if trips else None,
+        "decisions": n,
+        "failed": failed,
+        "calls": by_action,
+        "acted": p50_p99(acted),
+        "announced": p50_p99(announced),
+        "outside_calls_ms": p50_p99(outside),
+        "emulator_ms_per_call": {k: round(statistics.median(v), 1) for k, v in sorted(spent.items())},
+    }
 
 
 def burst(impl, accounts, allowed, per_account, cap_s, batch_size):
@@ -1130,13 +1142,14 @@ def main():
     def do_warm():
         warm_accounts = accounts[:10]  # five allowed, five not, alternating
         iv = args.warm_interval
-        results["warm"] = {"gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm, interval=iv),
-                           "reference": warm(reference, warm_accounts, allowed, args.warm, interval=iv)}
+        pair = [rust["decide"], reference]
+        rows = warm(pair, warm_accounts, allowed, args.warm, interval=iv)
+        results["warm"] = {"gatekeeper": rows[rust["decide"].label], "reference": rows[reference.label], "interleaved": True}
         if args.call_latency_ms:
             ms = args.call_latency_ms
-            results["warm_with_latency"] = {"call_latency_ms": ms,
-                                            "gatekeeper": warm(rust["decide"], warm_accounts, allowed, args.warm, ms, iv),
-                                            "reference": warm(reference, warm_accounts, allowed, args.warm, ms, iv)}
+            rows = warm(pair, warm_accounts, allowed, args.warm, ms, iv)
+            results["warm_with_latency"] = {"call_latency_ms": ms, "gatekeeper": rows[rust["decide"].label],
+                                            "reference": rows[reference.label], "interleaved": True}
 
     def do_burst():
         per = max(1, args.burst // len(accounts))
