@@ -81,20 +81,21 @@ def markdown(r: dict) -> str:
                    f"{'' if s.get('batch') else ' (the deployed BatchSize)'} to one execution environment, one invocation at a time, EC2 "
                    f"throttling Accept/Reject at 10 then 1/s; the reference stopped after {_n(s.get('reference_cap'), 0)} s{over}.")
         out.append("")
-        out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | round trips / decision | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for impl in ("gatekeeper", "reference"):
             w = r.get("warm", {}).get(impl, {})
             x = b.get(impl, {})
             decided = f"{x['decided']}/{x['endpoints']}" + (" (stopped)" if x.get("stopped_at_cap") else "") if x else "–"
-            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('aws_calls_per_decision'))} | {_n(w.get('round_trips_per_decision'))} | {decided} | "
+            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('aws_calls_per_decision'))} | {decided} | "
                        f"{_n(x.get('seconds'))} | {_n(x.get('ec2_calls'))} | {_n(x.get('throttled'))} | {_n(x.get('wrong'))} | {_n(x.get('doubled'))} | {_n(x.get('recorded_not_acted'))} |")
         out.append("")
     if "warm_with_latency" in r:
         wl = r["warm_with_latency"]
         out.append(f"Warm again, every AWS call answered {_n(wl.get('call_latency_ms'))} ms later (as a service in the same "
                    f"Region is a few ms away; on loopback the emulator, one Python process, answers concurrent calls one "
-                   f"after another, so there latency follows the number of calls, here the number of round trips):")
+                   f"after another, so there latency follows the number of calls, here the number of round trips; round trips are "
+                   f"counted here, where calls in flight together overlap in time):")
         out.append("")
         out.append("| implementation | warm p50 ms | warm p99 ms | round trips / decision | acted p50 ms | acted p99 ms | announced p50 ms | announced p99 ms |")
         out.append("|---|---|---|---|---|---|---|---|")

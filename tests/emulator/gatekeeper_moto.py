@@ -87,6 +87,7 @@ from moto.ec2.responses import EC2Response
 
 # The extension's other parts, each in a module of its own (imported for their patches of moto):
 import gk_cloudformation  # CloudFormation resource types moto lacks, SNS-to-Lambda delivery, inert mappings
+import gk_dispatch  # moto's dispatch without re-listing its package and a class's methods on every call
 import gk_dynamodb  # moto's DynamoDB answers written without a model walk per attribute value (bytes unchanged)
 import gk_endpoint_services  # service configurations, private DNS name verification, tags on PrivateLink IDs
 import gk_iam  # IAM enforced for the functions' role credentials
