@@ -72,10 +72,9 @@ def markdown(r: dict) -> str:
         if ended:
             over += (f"; invocations ended at decide's deployed Timeout, as Lambda ends them (the batch goes back to the "
                      f"queue, the execution environment starts afresh): {', '.join(ended)}")
+        interleaved = ", interleaved with the reference's, each on a local AWS of its own" if r.get("warm", {}).get("interleaved") else ""
         out.append(f"Warm: {s.get('warm', '?')} single-message invocations, one every {s.get('warm_interval', '?')} s "
-                   f"(Accept and Reject each within EC2's 1/s)"
-                   f"{', interleaved with the reference' + chr(39) + 's, each on a local AWS of its own' if r.get('warm', {}).get('interleaved') else ''}"
-                   f", EC2's throttling off. Burst: "
+                   f"(Accept and Reject each within EC2's 1/s){interleaved}, EC2's throttling off. Burst: "
                    f"{_n(b.get('gatekeeper', {}).get('endpoints'))} endpoints from 50 accounts requested at once, "
                    f"batches of {b.get('gatekeeper', {}).get('batch_size') or s.get('batch') or '?'}"
                    f"{'' if s.get('batch') else ' (the deployed BatchSize)'} to one execution environment, one invocation at a time, EC2 "

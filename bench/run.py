@@ -225,11 +225,10 @@ class FunctionProcess:
             if time.monotonic() > deadline:
                 log(f"{Path(self.cmd[-1]).name}: invocation timed out after the deployed {self.timeout_s} s; execution environment reset")
                 self.timed_out += 1
-                served = done.get("served", time.perf_counter())
                 self.close()
                 self._start()
                 done.update(ok=False, timed_out=True, body=b"", finished=time.perf_counter(), finished_wall=time.time())
-                done.setdefault("served", served)
+                done.setdefault("served", done["finished"])  # never served: the process never asked for it
                 return done
         return done
 
@@ -305,33 +304,28 @@ class Emulator:
         self.close()
 
 
-def round_trips(timeline, start, end):
-    """The round trips of the calls that began in [start, end]: calls that overlap in time count once
-    (they were in flight together), so this is the length of the invocation's chain of waits on AWS."""
-    spans = sorted((s, e) for _, s, e in timeline if start <= s <= end)
-    trips, reach = 0, None
-    for s, e in spans:
-        if reach is None or s > reach:
-            trips += 1
-            reach = e
+def in_flight(timeline, start, end):
+    """The spans during which calls that began in [start, end] were in flight: calls that overlap in time are
+    merged into one span (they were in flight together)."""
+    merged = []
+    for s, e in sorted((s, e) for _, s, e in timeline if start <= s <= end):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
         else:
-            reach = max(reach, e)
-    return trips
+            merged.append([s, e])
+    return merged
+
+
+def round_trips(timeline, start, end):
+    """The round trips of the calls that began in [start, end]: calls in flight together count once, so this
+    is the length of the invocation's chain of waits on AWS."""
+    return len(in_flight(timeline, start, end))
 
 
 def outside_calls(timeline, start, end):
     """Seconds of [start, end] during which no AWS call that began in it was in flight: the function's own
     time, its HTTP client's, and the gaps between one answer and the next call."""
-    spans = sorted((s, min(e, end)) for _, s, e in timeline if start <= s <= end)
-    covered, reach = 0.0, None
-    for s, e in spans:
-        if reach is None or s > reach:
-            covered += e - s
-            reach = e
-        elif e > reach:
-            covered += e - reach
-            reach = e
-    return (end - start) - covered
+    return (end - start) - sum(min(e, end) - s for s, e in in_flight(timeline, start, end))
 
 
 def aws_calls(calls):
