@@ -28,13 +28,9 @@ method_names = moto.core.responses.method_names_from_class
 
 
 @functools.cache
-def _modules() -> frozenset[str]:
-    return frozenset(moto_modules())
-
-
 def list_of_moto_modules() -> frozenset[str]:
     """moto's service folders (what `moto.backends.list_of_moto_modules` yields), read once."""
-    return _modules()
+    return frozenset(moto_modules())
 
 
 @functools.cache

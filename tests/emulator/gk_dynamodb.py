@@ -73,9 +73,13 @@ def attribute_value(serializer: JSONSerializer, value: Any) -> dict | None:
 
 
 def _transformed(serializer: JSONSerializer) -> bool:
-    """Whether a response transformer could apply inside an attribute value (moto keeps them by key path)."""
-    transformers = getattr(serializer._value_picker, "response_transformers", None) or {}
-    return any(path.rsplit(".", 1)[-1] in MEMBERS for path in transformers)
+    """Whether a response transformer could apply inside an attribute value (moto keeps them by key path);
+    asked once per answer, not once per value."""
+    known = serializer.__dict__.get("_gk_transformed")
+    if known is None:
+        transformers = getattr(serializer._value_picker, "response_transformers", None) or {}
+        known = serializer.__dict__["_gk_transformed"] = any(path.rsplit(".", 1)[-1] in MEMBERS for path in transformers)
+    return known
 
 
 def _serialize_type_structure(self: JSONSerializer, serialized, value, shape, key) -> None:
