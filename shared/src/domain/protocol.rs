@@ -11,6 +11,8 @@
 //! | `claimed`   | `claimed`   | a newer claim takes over a dead one (its lease ended; version + 1)   |
 //! | `claimed`   | `notifying` | EC2 is being told (written alongside the Accept/Reject call), or, for a hold, nothing to do: publish once EC2 has taken it |
 //! | `notifying` | `claimed`   | the holder did not publish and EC2's call failed or was refused: its lease ends now, the retry takes over |
+//! | `notifying` | `gone`      | EC2 no longer knows the endpoint (answered to the call the mark went alongside) |
+//! | `notifying` | `notifying` | a muted claim takes over from a holder that died while EC2 was being told (its lease ended; version + 1) |
 //! | `claimed`   | `gone`      | EC2 no longer knows the endpoint                                     |
 //! | `claimed`   | `superseded`| EC2's state moved on before the action (a person acted); or a dead claim whose action never took effect |
 //! | `acted`     | `notifying` | an owed notification is published (retry or sweep)                   |
