@@ -56,6 +56,9 @@ lint: setup ## fmt check, clippy -D warnings, cargo deny (deny.toml), cfn-lint a
 	$(CARGO) fmt --all --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	@# cargo deny reads `cargo metadata`, which wants every crate of the lock file, those of other targets
+	@# (Android, Windows) too; a build fetches only this machine's. Fetched here, so a fresh machine has them.
+	$(CARGO) fetch --locked
 	$(CARGO) deny --offline check --hide-inclusion-graph licenses bans sources
 	@# Advisories need the RustSec database from GitHub: checked wherever it can be fetched, and said
 	@# loudly where it cannot (a machine that reaches only the package registries).
