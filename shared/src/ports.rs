@@ -155,11 +155,8 @@ pub trait DecisionLog: Send + Sync {
     ) -> impl Future<Output = PortResult<Claim>> + Send;
     /// Moves a record forward, if it is still held by `claim`.
     fn advance(&self, record: &DecisionRecord, status: Status) -> impl Future<Output = PortResult<Written>> + Send;
-    /// Gives up a claim this invocation has not published from (its action failed, was refused or was
-    /// never tried): its lease ends now, so a retry takes it over at once and finds out from EC2 whether
-    /// the action took effect. The `notifying` mark its EC2 call carried is taken back (`claimed`, owed
-    /// again), unless the claim was made muted (in `notifying`: it stays there). Only the holder knows it
-    /// has not published, so only the holder, before any publish, calls this.
+    /// Gives up a claim whose action failed: its lease ends now, so a retry takes it over at once and
+    /// finds out from EC2 whether the action took effect.
     fn abandon(&self, record: &DecisionRecord) -> impl Future<Output = PortResult<Written>> + Send;
 }
 

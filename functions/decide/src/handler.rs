@@ -259,8 +259,8 @@ where
     ///
     /// Round trips: Describe and the allowlist go out together; then the claims, all at once (at most
     /// [`IN_FLIGHT`] calls in flight), each a conditional put made without reading the record first; one
-    /// Accept and one Reject call, with each record's `notifying` mark alongside; then each record's
-    /// publish and notified write, the records side by side. Records are read first only for connections not waiting for acceptance, and a
+    /// Accept and one Reject call; then each record's notifying write, publish and notified write, the
+    /// records side by side. Records are read first only for connections not waiting for acceptance, and a
     /// claim that finds a record is planned again with it (a second round of claims).
     async fn run(mut self, requests: &ServiceWork) -> BTreeSet<EndpointId> {
         let mut failed = BTreeSet::new();
@@ -329,7 +329,7 @@ where
             .collect();
         let records = self.records_of(&settled).await;
         let mut claims: Vec<Claiming> = Vec::new();
-        let mut to_notify: Vec<(DecisionRecord, Mark)> = Vec::new();
+        let mut to_notify: Vec<DecisionRecord> = Vec::new();
         for conn in &conns {
             let optimistic = conn.state == ConnectionState::PendingAcceptance;
             let stored: &[DecisionRecord] = if optimistic {
@@ -347,7 +347,7 @@ where
             };
             match self.plan(conn, stored, requests, &rules, &mut failed).await {
                 Plan::Claim(record, previous) => claims.push(Claiming { record, previous, optimistic }),
-                Plan::Notify(r) => to_notify.push((r, Mark::Unmarked)),
+                Plan::Notify(r) => to_notify.push(r),
                 Plan::Nothing => {}
             }
         }
@@ -362,7 +362,7 @@ where
             let Some(conn) = by_endpoint.get(&standing.endpoint_id) else { continue };
             match self.plan(conn, std::slice::from_ref(&standing), requests, &rules, &mut failed).await {
                 Plan::Claim(record, previous) => again.push(Claiming { record, previous, optimistic: false }),
-                Plan::Notify(r) => to_notify.push((r, Mark::Unmarked)),
+                Plan::Notify(r) => to_notify.push(r),
                 Plan::Nothing => {}
             }
         }
@@ -372,10 +372,7 @@ where
         let mut acts: Vec<DecisionRecord> = Vec::new();
         for (won, pending) in [(won, &pending_now), (won_again, &pending_again)] {
             let (holds, act): (Vec<_>, Vec<_>) = won.into_iter().partition(|r| r.outcome == Outcome::Hold);
-            to_notify.extend(holds.into_iter().map(|r| {
-                let mark = if r.status == Status::Notifying { Mark::Muted } else { Mark::Unmarked };
-                (r, mark)
-            }));
+            to_notify.extend(holds);
             let (rejects, accepts): (Vec<_>, Vec<_>) = act.into_iter().partition(|r| r.outcome == Outcome::Reject);
             acts.extend(accepts);
             acts.extend(self.still_pending(rejects, pending, &mut failed).await);
@@ -390,7 +387,7 @@ where
             let batch: Vec<DecisionRecord> = acts.extract_if(.., |r| r.outcome == outcome).collect();
             for chunk in batch.chunks(MAX_IDS_PER_CALL) {
                 let acted = self.act(outcome, chunk, pretaken[i].take(), &mut failed).await;
-                for (r, _) in acted.iter().filter(|(r, _)| r.outcome == Outcome::Accept) {
+                for r in acted.iter().filter(|r| r.outcome == Outcome::Accept) {
                     if let (Some(tenant), Some(id)) = (&r.tenant, connection_ids.get(&r.endpoint_id)) {
                         to_tag.entry(tenant.clone()).or_default().push((*id).clone());
                     }
@@ -399,8 +396,7 @@ where
             }
         }
         let this = &self;
-        let finishing =
-            stream::iter(to_notify).map(|(r, mark)| this.finish(r, mark)).buffered(IN_FLIGHT).collect::<Vec<_>>();
+        let finishing = stream::iter(to_notify).map(|r| this.finish(r)).buffered(IN_FLIGHT).collect::<Vec<_>>();
         let (finished, untagged) = tokio::join!(finishing, this.tag_tenants(to_tag));
         self.metrics.add(names::TENANT_TAG_FAILED, untagged);
         for f in finished {
@@ -436,7 +432,7 @@ where
             kind = Kind::Revocation;
             step = next_step(Kind::Revocation, conn, record_of(Kind::Revocation), trigger, self.now);
         }
-        let (previous, previous_hold, muted) = match step {
+        let (previous, previous_hold) = match step {
             Step::Skip(why) => {
                 info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why = why.as_str(), "no action");
                 self.metrics.incr(match why {
@@ -468,7 +464,7 @@ where
                 }
                 return Plan::Nothing;
             }
-            Step::Decide { previous, previous_hold, muted } => (previous, previous_hold, muted),
+            Step::Decide { previous, previous_hold } => (previous, previous_hold),
         };
         let rules = match rules {
             Ok(r) => r,
@@ -513,12 +509,6 @@ where
         let mut record =
             DecisionRecord::claim(kind, conn, &decision, trigger, self.now, self.claim, cfg.lease_ms, previous);
         record.expires_at = Some(self.now / 1000 + cfg.retention_s);
-        if muted {
-            // Made in `notifying`: acted on, never published from (a stale read may hide an earlier action
-            // that took effect, and its announcement).
-            warn!(endpoint_id = %conn.endpoint_id, "the claim before died while EC2 was being told; decided again, not to be announced");
-            record.status = Status::Notifying;
-        }
         Plan::Claim(record, previous)
     }
 
@@ -608,26 +598,10 @@ where
     async fn give_up(&mut self, claims: &[DecisionRecord], e: &PortError, failed: &mut BTreeSet<EndpointId>) {
         for r in claims {
             self.fail(failed, &r.endpoint_id, e);
+            if let Err(e) = self.deps.log.abandon(r).await {
+                warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
+            }
         }
-        self.release_all(claims).await;
-    }
-
-    /// Ends claims this invocation has not published from, side by side ([`DecisionLog::abandon`]): the
-    /// lease ends now and the `notifying` mark made alongside the EC2 call is taken back, so the retry takes
-    /// over at once and finds out from EC2 what took effect. Tried up to five rounds of the SDK's retries:
-    /// a mark left standing on a connection still waiting makes the retry wait out the lease and then
-    /// decide again muted (never announced).
-    async fn release_all(&self, claims: &[DecisionRecord]) {
-        let log = &self.deps.log;
-        stream::iter(claims.to_vec())
-            .map(|r| async move {
-                if let Err(e) = five_rounds(&r, "end the claim", || log.abandon(&r)).await {
-                    warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
-                }
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .collect::<Vec<()>>()
-            .await;
     }
 
     /// Which of `endpoints` EC2 shows `pendingAcceptance` now (none asked about: none, without a call).
@@ -725,6 +699,7 @@ where
         })
     }
 
+    /// Calls EC2 for one chunk; returns the records now owed a notification.
     /// Asks decide's budget for an Accept and a Reject call, where `wanted` (in that order): what the
     /// budget answered for each (`None`: not asked).
     async fn pre_take(&self, wanted: [bool; 2]) -> [Option<PortResult<Budget>>; 2] {
@@ -770,15 +745,13 @@ where
         }
     }
 
-    /// Calls EC2 for one chunk, each record marked `notifying` alongside; returns the records EC2 took,
-    /// each with its mark, to be published from (or, muted, not).
     async fn act(
         &mut self,
         outcome: Outcome,
         chunk: &[DecisionRecord],
         pretaken: Option<PortResult<Budget>>,
         failed: &mut BTreeSet<EndpointId>,
-    ) -> Vec<(DecisionRecord, Mark)> {
+    ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
         let api = if outcome == Outcome::Accept { ACCEPT_API } else { REJECT_API };
         if !self.budget_room(api, pretaken).await {
@@ -792,40 +765,25 @@ where
             self.give_up(chunk, &e, failed).await;
             return vec![];
         }
-        // Each record is marked `notifying` alongside the call (a muted claim already is): the mark that
-        // keeps notifications at most once, without a round trip of its own. Publishing waits for both, and
-        // a holder whose call failed or was refused takes the mark back (`release_all`).
-        let deps = self.deps;
-        let marking = stream::iter(chunk.iter().filter(|r| r.status == Status::Claimed).cloned().collect::<Vec<_>>())
-            .map(|r| async move {
-                let written = deps.log.advance(&r, Status::Notifying).await;
-                (r.endpoint_id, written)
-            })
-            .buffered(IN_FLIGHT)
-            .collect::<HashMap<EndpointId, PortResult<Written>>>();
         // EC2 throttles Accept/Reject per API and account (docs/aws-facts.md). The claims are held, so a
         // throttled call waits here for a token (1, 2, 4, 8 s, within the invocation's patience) rather than
         // sending the batch back to the queue, which returns it only after the visibility timeout.
-        let (service, patience_until, metrics) = (self.service, self.patience_until, &mut *self.metrics);
-        let calling = async move {
-            let mut pause = std::time::Duration::from_secs(1);
-            loop {
-                let result = match outcome {
-                    Outcome::Accept => deps.connections.accept(service, &ids).await,
-                    _ => deps.connections.reject(service, &ids).await,
-                };
-                match result {
-                    Err(e) if e.is_rate_limited() && tokio::time::Instant::now() + pause <= patience_until => {
-                        info!(service_id = %service, pause_ms = pause.as_millis() as u64, "EC2 is throttling; waiting for a token");
-                        metrics.incr(names::EC2_THROTTLED_WAITS);
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(std::time::Duration::from_secs(8));
-                    }
-                    other => break other,
+        let mut pause = std::time::Duration::from_secs(1);
+        let result = loop {
+            let result = match outcome {
+                Outcome::Accept => self.deps.connections.accept(self.service, &ids).await,
+                _ => self.deps.connections.reject(self.service, &ids).await,
+            };
+            match result {
+                Err(e) if e.is_rate_limited() && tokio::time::Instant::now() + pause <= self.patience_until => {
+                    info!(service_id = %self.service, pause_ms = pause.as_millis() as u64, "EC2 is throttling; waiting for a token");
+                    self.metrics.incr(names::EC2_THROTTLED_WAITS);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(8));
                 }
+                other => break other,
             }
         };
-        let (result, marks) = tokio::join!(calling, marking);
         let item_failures = match result {
             Ok(f) => f,
             Err(e) => {
@@ -835,87 +793,81 @@ where
         };
         let by_id: HashMap<&str, _> = item_failures.iter().map(|f| (f.endpoint_id.as_str(), f)).collect();
         let mut done = Vec::new();
-        let mut unpublished = Vec::new();
         for r in chunk {
-            match (by_id.get(r.endpoint_id.as_str()), marks.get(&r.endpoint_id)) {
-                (None, None) => done.push((r.clone(), Mark::Muted)),
-                (None, Some(Ok(Written::Yes))) => done.push((r.clone(), Mark::Marked)),
-                (None, Some(Ok(Written::Lost))) => {
-                    info!(endpoint_id = %r.endpoint_id, "record moved on under us; another invocation finishes it");
-                }
-                (None, Some(Err(e))) => {
-                    // EC2 took the action; the mark could not be made. The claim ends now, so the retry
-                    // takes it over at once, sees the action in EC2, and publishes.
-                    self.fail(failed, &r.endpoint_id, e);
-                    unpublished.push(r.clone());
-                }
-                (Some(f), _) if f.is_not_found() => {
+            match by_id.get(r.endpoint_id.as_str()) {
+                None => done.push(r.clone()),
+                Some(f) if f.is_not_found() => {
                     info!(endpoint_id = %r.endpoint_id, code = %f.code, "endpoint vanished before it was acted on");
                     if let Err(e) = self.deps.log.advance(r, Status::Gone).await {
                         self.fail(failed, &r.endpoint_id, &e);
                     }
                 }
-                (Some(f), _) => {
+                Some(f) => {
                     // Most often the state moved under us (the consumer deleted it, or a person acted):
                     // the retry re-reads EC2 and finds out.
                     warn!(endpoint_id = %r.endpoint_id, code = %f.code, message = %f.message, "EC2 refused this endpoint; will retry");
                     self.metrics.incr(names::ERRORS);
                     failed.insert(r.endpoint_id.clone());
-                    unpublished.push(r.clone());
+                    if let Err(e) = self.deps.log.abandon(r).await {
+                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early");
+                    }
                 }
             }
         }
-        self.release_all(&unpublished).await;
         done
     }
 
     /// Moves a `notifying` record whose publish was refused back to `acted`: up to five rounds of the
     /// SDK's retries, with a growing pause between rounds (this runs only after a refused publish).
     async fn owe_notification(&self, record: &DecisionRecord) -> Result<(), PortError> {
-        five_rounds(record, "mark the notification owed", || self.deps.log.advance(record, Status::Acted)).await
+        let mut pause = std::time::Duration::from_millis(50);
+        let mut round = 0;
+        loop {
+            round += 1;
+            match self.deps.log.advance(record, Status::Acted).await {
+                Ok(_) => return Ok(()),
+                // The write is conditional and sets one value: repeating it after a lost answer is harmless.
+                Err(e) if e.kind != ErrorKind::Permanent && round < 5 => {
+                    warn!(endpoint_id = %record.endpoint_id, error = %e, round, "could not mark the notification owed; trying again");
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
     }
 
-    /// Publishes a decision once, then records that it went out. The record is marked `notifying` before
-    /// the publish, so that a retry never publishes twice (publish and write are not atomic): alongside the
-    /// EC2 call for the records `act` returns (`Mark::Marked`), here for the others (a hold, an owed
-    /// notification, a dead claim whose action took effect). A muted decision is not published. Takes
-    /// `&self` only: records are finished side by side, and what each came to is merged afterwards.
-    async fn finish(&self, record: DecisionRecord, mark: Mark) -> Finished {
+    /// Records that EC2 has been told and the notification is going out (one write), publishes once,
+    /// then records that too. The record is marked `notifying` before the publish so that a retry never
+    /// publishes twice (publish and write are not atomic). Takes `&self` only: records are finished side by
+    /// side, and what each came to is merged afterwards.
+    async fn finish(&self, record: DecisionRecord) -> Finished {
         let mut done = Finished { endpoint_id: record.endpoint_id.clone(), counters: Vec::new(), error: None };
-        let decided = match (record.kind, record.outcome) {
-            (Kind::Revocation, _) => names::REVOKED,
-            (_, Outcome::Accept) => names::ACCEPTED,
-            (_, Outcome::Reject) => names::REJECTED,
-            (_, Outcome::Hold) => names::HELD,
-        };
-        match mark {
-            Mark::Marked => done.counters.push(decided),
-            Mark::Muted => {
-                // Made over a claim that died while EC2 was being told: that one's action may have taken
-                // effect unseen (a stale read), and been announced. Not announced again; counted and alarmed.
-                error!(endpoint_id = %record.endpoint_id, decision = record.decision(), "decided again after a claim that died while EC2 was being told; not announced, as it may have been");
-                done.counters.extend([decided, names::NOTIFY_UNCERTAIN]);
+        match self.deps.log.advance(&record, Status::Notifying).await {
+            Ok(Written::Yes) => {
+                if record.status == Status::Claimed {
+                    done.counters.push(match (record.kind, record.outcome) {
+                        (Kind::Revocation, _) => names::REVOKED,
+                        (_, Outcome::Accept) => names::ACCEPTED,
+                        (_, Outcome::Reject) => names::REJECTED,
+                        (_, Outcome::Hold) => names::HELD,
+                    });
+                }
+            }
+            Ok(Written::Lost) => {
+                info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
                 return done;
             }
-            Mark::Unmarked => match self.deps.log.advance(&record, Status::Notifying).await {
-                Ok(Written::Yes) => {
-                    if record.status == Status::Claimed {
-                        done.counters.push(decided);
+            Err(e) => {
+                if record.status == Status::Claimed {
+                    // EC2 has been told; let a retry take the claim over at once and finish it.
+                    if let Err(e) = self.deps.log.abandon(&record).await {
+                        warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
                     }
                 }
-                Ok(Written::Lost) => {
-                    info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
-                    return done;
-                }
-                Err(e) => {
-                    if record.status == Status::Claimed {
-                        // EC2 has been told; let a retry take the claim over at once and finish it.
-                        self.release_all(std::slice::from_ref(&record)).await;
-                    }
-                    done.error = Some(e);
-                    return done;
-                }
-            },
+                done.error = Some(e);
+                return done;
+            }
         }
         if let Err(e) = self.deps.notifier.notify(&Announcement::for_record(&record)).await {
             if e.kind == ErrorKind::Uncertain {
@@ -950,42 +902,6 @@ struct Claiming {
     record: DecisionRecord,
     previous: Option<u64>,
     optimistic: bool,
-}
-
-/// A write about `record` that stands between a failure and a lost notification, tried up to five rounds of
-/// the SDK's retries with a growing pause between rounds (50 ms, doubling). Only for conditional writes of
-/// fixed values, which a repeat after a lost answer leaves as they were.
-async fn five_rounds<F, Fut>(record: &DecisionRecord, what: &str, mut write: F) -> Result<(), PortError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = PortResult<Written>>,
-{
-    let mut pause = std::time::Duration::from_millis(50);
-    let mut round = 1;
-    loop {
-        match write().await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind != ErrorKind::Permanent && round < 5 => {
-                warn!(endpoint_id = %record.endpoint_id, error = %e, round, "could not {what}; trying again");
-            }
-            Err(e) => return Err(e),
-        }
-        tokio::time::sleep(pause).await;
-        pause *= 2;
-        round += 1;
-    }
-}
-
-/// Whether a record to finish is marked `notifying` already ([`ServiceRun::finish`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mark {
-    /// Not yet: marked before its publish.
-    Unmarked,
-    /// Alongside its EC2 call: published next.
-    Marked,
-    /// Claimed in `notifying` (a decision made again over a claim that died while EC2 was being told):
-    /// never published.
-    Muted,
 }
 
 /// What one connection needs ([`ServiceRun::plan`]).

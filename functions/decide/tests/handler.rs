@@ -49,10 +49,6 @@ struct Faults {
     tag: bool,
     /// The next this many Accept/Reject calls are throttled (`RequestLimitExceeded`).
     act_throttled_times: usize,
-    /// Marking a record `notifying` fails (the write alongside the EC2 call, or before a publish).
-    mark: bool,
-    /// Ending a claim early (`abandon`) fails.
-    release: bool,
 }
 
 #[derive(Default)]
@@ -196,9 +192,6 @@ impl DecisionLog for Fake<'_> {
         Ok(Claim::Won)
     }
     async fn advance(&self, r: &DecisionRecord, status: Status) -> PortResult<Written> {
-        if status == Status::Notifying && self.0.faults.lock().unwrap().mark {
-            return Err(throttled("dynamodb"));
-        }
         let mut recs = self.0.log(r.kind).lock().unwrap();
         match recs.get_mut(r.endpoint_id.as_str()) {
             Some(x) if x.claim == r.claim && x.version == r.version => {
@@ -209,19 +202,10 @@ impl DecisionLog for Fake<'_> {
         }
     }
     async fn abandon(&self, r: &DecisionRecord) -> PortResult<Written> {
-        if self.0.faults.lock().unwrap().release {
-            return Err(throttled("dynamodb"));
-        }
         let mut recs = self.0.log(r.kind).lock().unwrap();
         match recs.get_mut(r.endpoint_id.as_str()) {
-            Some(x)
-                if x.claim == r.claim
-                    && x.version == r.version
-                    && (x.status == Status::Notifying
-                        || (x.status == Status::Claimed && r.status == Status::Claimed)) =>
-            {
+            Some(x) if x.claim == r.claim && x.status == Status::Claimed => {
                 x.lease_until_ms = 0;
-                x.status = r.status;
                 Ok(Written::Yes)
             }
             _ => Ok(Written::Lost),
@@ -446,9 +430,7 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 1, "1 s fits in 2 s, 1 + 2 s does not");
     assert_eq!(state(&w, B), "pendingAcceptance");
-    let record = w.records.lock().unwrap()[B].clone();
-    assert_eq!(record.lease_until_ms, 0, "claim abandoned");
-    assert_eq!(record.status, Status::Claimed, "the mark made alongside the call is taken back");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
 }
 
 /// Services of one batch are decided a few at a time: while one waits for EC2's token, others go on. Four
@@ -605,9 +587,7 @@ async fn when_the_reject_call_is_throttled_should_abandon_the_claim_and_decide_a
     let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(state(&w, B), "pendingAcceptance");
-    let record = w.records.lock().unwrap()[B].clone();
-    assert_eq!(record.lease_until_ms, 0, "claim abandoned");
-    assert_eq!(record.status, Status::Claimed, "the mark made alongside the call is taken back");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
     w.faults.lock().unwrap().act = false;
     let out = decide_batch(&deps(&w), event(&[B]), "inv-2", 11_000).await;
     assert!(out.failed_messages.is_empty());
@@ -660,62 +640,6 @@ async fn when_a_publish_may_have_gone_out_should_never_publish_it_again() {
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.sent.lock().unwrap().len(), 1, "published once");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
-}
-
-#[tokio::test]
-async fn when_the_mark_alongside_the_accept_fails_should_end_the_claim_and_announce_on_retry() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    w.faults.lock().unwrap().mark = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
-    assert_eq!(out.failed_messages, vec!["m0"]);
-    assert_eq!(state(&w, A), "available", "EC2 took the action");
-    assert!(w.sent.lock().unwrap().is_empty(), "never published without the mark");
-    let record = w.records.lock().unwrap()[A].clone();
-    assert_eq!((record.status, record.lease_until_ms), (Status::Claimed, 0), "ended, so the retry takes over at once");
-    w.faults.lock().unwrap().mark = false;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!(w.sent.lock().unwrap().len(), 1);
-    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
-    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
-}
-
-#[tokio::test]
-async fn when_a_holder_died_while_ec2_was_being_told_should_wait_out_its_lease_then_decide_again_muted() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    // A holder whose Accept call failed and which could not take its mark back: the record stays
-    // `notifying` with its lease, while EC2 still shows the connection waiting.
-    w.faults.lock().unwrap().act = true;
-    w.faults.lock().unwrap().release = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
-    assert_eq!(out.failed_messages, vec!["m0"]);
-    let record = w.records.lock().unwrap()[A].clone();
-    assert_eq!((record.status, record.lease_until_ms), (Status::Notifying, 130_000));
-    *w.faults.lock().unwrap() = Faults::default();
-    // While its lease lasts, the holder may still be acting: left alone, retried later.
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 60_000).await;
-    assert_eq!(out.failed_messages, vec!["m0"]);
-    assert_eq!(*w.accept_calls.lock().unwrap(), 1, "only the first attempt called EC2");
-    // After it, decided again, muted: acted on, not announced (a stale read could hide an action that
-    // took effect, and its announcement), counted as uncertain. A muted claim EC2 refuses stays muted.
-    w.faults.lock().unwrap().refuse = Some("InvalidState");
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-3", 131_000).await;
-    assert_eq!(out.failed_messages, vec!["m0"]);
-    let record = w.records.lock().unwrap()[A].clone();
-    assert_eq!((record.status, record.version, record.lease_until_ms), (Status::Notifying, 2, 0));
-    w.faults.lock().unwrap().refuse = None;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-4", 132_000).await;
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!(state(&w, A), "available");
-    assert_eq!((out.metrics.get(names::ACCEPTED), out.metrics.get(names::NOTIFY_UNCERTAIN)), (1, 1));
-    assert!(w.sent.lock().unwrap().is_empty(), "never announced after a holder that may have announced");
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-5", 133_000).await;
-    assert!(out.failed_messages.is_empty());
-    assert_eq!(out.metrics.get(names::DUPLICATES), 1);
-    assert!(w.sent.lock().unwrap().is_empty());
-    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
 }
 
 #[tokio::test]

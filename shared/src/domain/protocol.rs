@@ -9,10 +9,7 @@
 //! |-------------|-------------|----------------------------------------------------------------------|
 //! | (none)      | `claimed`   | a decision is made (conditional put: no record yet)                  |
 //! | `claimed`   | `claimed`   | a newer claim takes over a dead one (its lease ended; version + 1)   |
-//! | `claimed`   | `notifying` | EC2 is being told (written alongside the Accept/Reject call), or, for a hold, nothing to do: publish once EC2 has taken it |
-//! | `notifying` | `claimed`   | the holder did not publish and EC2's call failed or was refused: its lease ends now, the retry takes over |
-//! | `notifying` | `gone`      | EC2 no longer knows the endpoint (answered to the call the mark went alongside) |
-//! | `notifying` | `notifying` | a muted claim takes over from a holder that died while EC2 was being told (its lease ended; version + 1) |
+//! | `claimed`   | `notifying` | EC2 took the action (or, for a hold, nothing to do): publish next    |
 //! | `claimed`   | `gone`      | EC2 no longer knows the endpoint                                     |
 //! | `claimed`   | `superseded`| EC2's state moved on before the action (a person acted); or a dead claim whose action never took effect |
 //! | `acted`     | `notifying` | an owed notification is published (retry or sweep)                   |
@@ -20,12 +17,7 @@
 //! | `notifying` | `notified`  | the publish succeeded                                                |
 //! | `notified`/`notifying` (hold) | `claimed` | a held connection is decided again (allowlist change, or a day on) |
 //!
-//! `notifying` is never published from again: at most one notification per decision. A holder publishes
-//! only after EC2 took its action, so a `notifying` record on a connection EC2 still shows waiting was
-//! written by a holder that may still be acting (its lease lasts: retried later) or that died while EC2 was
-//! being told (its lease ended: decided again, **muted**: acted on and never announced, since a stale read
-//! could hide an action, and with it a publish, that did take effect). A muted claim is written in status
-//! `notifying`, so whatever becomes of it, it is never published from.
+//! `notifying` is never published from again: at most one notification per decision.
 
 use super::connection::{Connection, ConnectionState};
 use super::policy::Outcome;
@@ -85,12 +77,9 @@ pub enum Step {
     Skip(Skip),
     /// Evaluate and claim; the version the claim must find (`None`: no record yet). `previous_hold`:
     /// the connection was held and announced; a decision that is still `hold` is not announced again.
-    /// `muted`: a publish may already have gone out for this connection (a holder died while EC2 was
-    /// being told): the new decision is acted on and never announced.
     Decide {
         previous: Option<u64>,
         previous_hold: bool,
-        muted: bool,
     },
     /// EC2 already reflects the decision: make sure the record says so, then notify (once).
     Notify(Box<DecisionRecord>),
@@ -123,7 +112,7 @@ pub fn next_step(kind: Kind, conn: &Connection, rec: Option<DecisionRecord>, tri
     };
     let Some(r) = rec else {
         return if actionable {
-            Step::Decide { previous: None, previous_hold: false, muted: false }
+            Step::Decide { previous: None, previous_hold: false }
         } else {
             Step::Skip(Skip::NotPending)
         };
@@ -131,19 +120,10 @@ pub fn next_step(kind: Kind, conn: &Connection, rec: Option<DecisionRecord>, tri
     match r.status {
         Status::Acted => Step::Notify(Box::new(r)),
         Status::Claimed if r.lease_until_ms > now => Step::Skip(Skip::ClaimedElsewhere),
-        Status::Claimed if actionable => Step::Decide { previous: Some(r.version), previous_hold: false, muted: false },
+        Status::Claimed if actionable => Step::Decide { previous: Some(r.version), previous_hold: false },
         // A dead claim: EC2 tells whether its action took effect.
         Status::Claimed if took_effect(&r, &conn.state) => Step::Notify(Box::new(r)),
         Status::Claimed => Step::Close(Box::new(r)),
-        // Marked `notifying` alongside its EC2 call by a holder whose lease lasts: it may still be acting.
-        Status::Notifying if actionable && r.outcome != Outcome::Hold && r.lease_until_ms > now => {
-            Step::Skip(Skip::ClaimedElsewhere)
-        }
-        // Its holder died while EC2 was being told (or could not take the mark back after a failed call):
-        // decided again, muted, since a stale read could be hiding an action that took effect, and a publish.
-        Status::Notifying if actionable && r.outcome != Outcome::Hold => {
-            Step::Decide { previous: Some(r.version), previous_hold: false, muted: true }
-        }
         Status::Notifying | Status::Notified
             if kind == Kind::Decision && actionable && r.outcome == Outcome::Accept =>
         {
@@ -155,7 +135,7 @@ pub fn next_step(kind: Kind, conn: &Connection, rec: Option<DecisionRecord>, tri
                 Step::Skip(Skip::HeldRecently)
             } else {
                 // A day on, the sweep re-evaluates and, if it is still held, announces it again.
-                Step::Decide { previous: Some(r.version), previous_hold: !sweep, muted: false }
+                Step::Decide { previous: Some(r.version), previous_hold: !sweep }
             }
         }
         Status::Notifying | Status::Notified | Status::Gone | Status::Superseded => Step::Skip(finished),
@@ -235,33 +215,11 @@ mod tests {
         );
         assert_eq!(
             next_step(Kind::Decision, &c, Some(held.clone()), Trigger::AllowlistChange, 2_000),
-            Step::Decide { previous: Some(1), previous_hold: true, muted: false }
+            Step::Decide { previous: Some(1), previous_hold: true }
         );
         assert_eq!(
             next_step(Kind::Decision, &c, Some(held), Trigger::Sweep, 1_000 + HOLD_REANNOUNCE_MS),
-            Step::Decide { previous: Some(1), previous_hold: false, muted: false }
-        );
-    }
-
-    #[test]
-    fn a_holder_that_died_while_ec2_was_being_told_is_decided_again_muted() {
-        let c = conn(ConnectionState::PendingAcceptance);
-        for outcome in [Outcome::Accept, Outcome::Reject] {
-            let marked = record(Kind::Decision, outcome, Status::Notifying, 5_000, 1_000);
-            assert_eq!(
-                next_step(Kind::Decision, &c, Some(marked.clone()), Trigger::Notification, 4_999),
-                Step::Skip(Skip::ClaimedElsewhere)
-            );
-            assert_eq!(
-                next_step(Kind::Decision, &c, Some(marked), Trigger::Notification, 5_000),
-                Step::Decide { previous: Some(1), previous_hold: false, muted: true }
-            );
-        }
-        // Once EC2 shows the action, the record is finished: never published from again.
-        let accepted = record(Kind::Decision, Outcome::Accept, Status::Notifying, 0, 1_000);
-        assert_eq!(
-            next_step(Kind::Decision, &conn(ConnectionState::Available), Some(accepted), Trigger::Sweep, 5_000),
-            Step::Skip(Skip::AlreadyDecided)
+            Step::Decide { previous: Some(1), previous_hold: false }
         );
     }
 
@@ -302,18 +260,11 @@ mod tests {
                 }
                 Step::Decide { .. } => prop_assert!(actionable),
                 Step::Close(r) => prop_assert!(r.status == Status::Claimed && !actionable && !took_effect(r, &c.state)),
-                Step::Skip(s) => prop_assert!(!s.retry() || rec.as_ref().is_some_and(|r| matches!(r.status, Status::Claimed | Status::Notifying) && r.lease_until_ms > now)),
+                Step::Skip(s) => prop_assert!(!s.retry() || rec.as_ref().is_some_and(|r| r.status == Status::Claimed && r.lease_until_ms > now)),
             }
             if let Some(r) = &rec {
                 if matches!(r.status, Status::Notifying | Status::Notified) {
                     prop_assert!(!matches!(step, Step::Notify(_)), "published once only");
-                }
-                // A decision made again over a record that may have been published from is never announced.
-                if r.status == Status::Notifying && r.outcome != Outcome::Hold {
-                    prop_assert!(!matches!(step, Step::Decide { muted: false, .. }), "a possible publish is not repeated");
-                }
-                if r.status == Status::Notifying && actionable && r.outcome != Outcome::Hold && r.lease_until_ms > now {
-                    prop_assert_eq!(&step, &Step::Skip(Skip::ClaimedElsewhere), "a holder still acting is left alone");
                 }
                 if r.status == Status::Claimed && r.lease_until_ms > now {
                     prop_assert_eq!(step, Step::Skip(Skip::ClaimedElsewhere));

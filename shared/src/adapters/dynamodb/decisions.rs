@@ -271,35 +271,21 @@ impl DecisionLog for DynamoDecisionLog {
     }
 
     async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
-        // A claim made in `claimed` takes back the mark its EC2 call carried (`notifying`, owed again); a
-        // muted one (made in `notifying`) stays there, never to be published from.
-        let unmark = record.status == Status::Claimed;
-        let mut req = self
+        let res = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(record.kind, &record.endpoint_id, record.created_at_ms)))
-            .update_expression(if unmark {
-                "SET lease_until_ms = :zero, #st = :claimed, owed = :svc"
-            } else {
-                "SET lease_until_ms = :zero"
-            })
-            .condition_expression(if unmark {
-                "claim = :c AND version = :v AND #st IN (:claimed, :notifying)"
-            } else {
-                "claim = :c AND version = :v AND #st = :notifying"
-            })
+            .update_expression("SET lease_until_ms = :zero")
+            .condition_expression("claim = :c AND version = :v AND #st = :claimed")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":c", s(&record.claim))
             .expression_attribute_values(":v", n(record.version))
-            .expression_attribute_values(":notifying", s(Status::Notifying.as_str()));
-        if unmark {
-            req = req
-                .expression_attribute_values(":claimed", s(Status::Claimed.as_str()))
-                .expression_attribute_values(":svc", s(record.service_id.as_str()));
-        }
-        match req.send().await {
+            .expression_attribute_values(":claimed", s(Status::Claimed.as_str()))
+            .send()
+            .await;
+        match res {
             Ok(_) => Ok(Written::Yes),
             Err(e) if update_lost(&e) => Ok(Written::Lost),
             Err(e) => Err(classify("dynamodb", "UpdateItem", e)),
