@@ -153,8 +153,18 @@ pub trait DecisionLog: Send + Sync {
         record: &DecisionRecord,
         expected_version: Option<u64>,
     ) -> impl Future<Output = PortResult<Claim>> + Send;
-    /// Moves a record forward, if it is still held by `claim`.
-    fn advance(&self, record: &DecisionRecord, status: Status) -> impl Future<Output = PortResult<Written>> + Send;
+    /// Moves a record from `record.status` to `status`, if it still stands as read: at `record.status`,
+    /// held by `record.claim` at `record.version`. The record is then held by `by` (the invocation
+    /// writing; a finisher of a dead holder's record takes it over), so of two invocations finishing the
+    /// same record only one moves it, and a stale reader never moves a record back. `Yes` also when the
+    /// record already stands at `status`, held by `by` at the version: this write, whose answer was lost
+    /// and which the SDK repeated.
+    fn advance(
+        &self,
+        record: &DecisionRecord,
+        status: Status,
+        by: &str,
+    ) -> impl Future<Output = PortResult<Written>> + Send;
     /// Gives up a claim whose action failed: its lease ends now, so a retry takes it over at once and
     /// finds out from EC2 whether the action took effect.
     fn abandon(&self, record: &DecisionRecord) -> impl Future<Output = PortResult<Written>> + Send;

@@ -298,3 +298,57 @@ async fn decides_budget_of_ec2_calls_gives_a_window_its_calls_and_no_more_under_
     assert_eq!(budget.take("AcceptVpcEndpointConnections", next).await?, Budget::Taken(next + ACT_WINDOW_MS));
     Ok(())
 }
+
+/// The decision log's status writes in the deployed decisions table, with decide's own role: a record
+/// moves only from the status it was read at, so of two invocations finishing one record (same claim,
+/// same version) only the first moves it, and a stale reader never moves a finished record back; the
+/// writer holds it afterwards; a write repeated after its answer was lost is recognised as landed.
+#[tokio::test]
+async fn a_record_moves_only_from_the_status_it_was_read_at_and_a_repeated_write_is_recognised() -> Result<()> {
+    use shared::domain::record::{DecisionRecord, Kind, Status};
+    use shared::domain::{
+        AccountId, Connection, ConnectionState, Decision, EndpointId, Outcome, Reason, ServiceId, Trigger,
+    };
+    use shared::ports::{Claim, DecisionLog, Written};
+    let w = World::with(Default::default()).await?;
+    let log = &w.wiring.deps().log;
+    let conn = Connection {
+        service_id: ServiceId::parse(&w.info.service_id)?,
+        endpoint_id: EndpointId::parse("vpce-0123456789abcdef0")?,
+        owner: AccountId::parse(ALLOWED)?,
+        state: ConnectionState::PendingAcceptance,
+        region: None,
+        created_at_ms: 1_700_000_000_000,
+        connection_id: None,
+    };
+    let d = Decision {
+        outcome: Outcome::Accept,
+        reason: Reason::Allowed,
+        matched_rule: None,
+        detail: String::new(),
+        max_endpoints: None,
+        tenant: None,
+    };
+    let held = DecisionRecord::claim(Kind::Decision, &conn, &d, Trigger::Notification, 1, "dead", 0, None);
+    assert_eq!(log.claim(&held, None).await?, Claim::Won);
+    let stored = || async {
+        let r = log.records(&conn.endpoint_id).await?;
+        anyhow::Ok(r.into_iter().map(|r| (r.status, r.claim)).collect::<Vec<_>>())
+    };
+
+    // Two finishers read the dead claim (claimed, "dead", version 1). The first marks it and holds it.
+    assert_eq!(log.advance(&held, Status::Notifying, "retry").await?, Written::Yes);
+    assert_eq!(stored().await?, [(Status::Notifying, "retry".to_owned())]);
+    // The first's write again, as the SDK repeats it after a lost answer: recognised, not a loss.
+    assert_eq!(log.advance(&held, Status::Notifying, "retry").await?, Written::Yes);
+    // The second finisher, with the same claim and version, finds it moved on.
+    assert_eq!(log.advance(&held, Status::Notifying, "sweep").await?, Written::Lost);
+    let marked = DecisionRecord { status: Status::Notifying, claim: "retry".into(), ..held.clone() };
+    assert_eq!(log.advance(&marked, Status::Notified, "retry").await?, Written::Yes);
+    // A reader that saw it owed (`acted`, or `claimed`) before it was finished never moves it back.
+    let stale = DecisionRecord { status: Status::Acted, ..marked.clone() };
+    assert_eq!(log.advance(&stale, Status::Notifying, "sweep").await?, Written::Lost);
+    assert_eq!(log.advance(&held, Status::Notifying, "sweep").await?, Written::Lost);
+    assert_eq!(stored().await?, [(Status::Notified, "retry".to_owned())]);
+    Ok(())
+}

@@ -18,7 +18,7 @@ use shared::adapters::sns::SnsNotifier;
 use shared::domain::record::{DecisionRecord, Status};
 use shared::domain::time::now_ms;
 use shared::domain::{DefaultAction, EndpointId, Rules, ServiceId};
-use shared::ports::{Allowlist, Claim, DecisionLog, PortResult, Written};
+use shared::ports::{Allowlist, Claim, DecisionLog, ErrorKind, PortError, PortResult, Written};
 use shared::telemetry::names;
 
 use crate::{World, s};
@@ -34,11 +34,18 @@ struct Racing<'a, T> {
     inner: T,
     race: Mutex<Option<Race<'a>>>,
     result: Mutex<Option<Result<Option<BatchOutcome>>>>,
+    /// For a decision log: fire after the records are read, not after a claim.
+    after_records: bool,
 }
 
 impl<'a, T> Racing<'a, T> {
     fn new(inner: T, race: Race<'a>) -> Self {
-        Self { inner, race: Mutex::new(Some(race)), result: Mutex::new(None) }
+        Self { inner, race: Mutex::new(Some(race)), result: Mutex::new(None), after_records: false }
+    }
+
+    /// A decision log that fires right after an endpoint's records are read.
+    fn after_records(inner: T, race: Race<'a>) -> Self {
+        Self { after_records: true, ..Self::new(inner, race) }
     }
 
     async fn fire(&self) {
@@ -66,26 +73,63 @@ impl<T: Allowlist> Allowlist for Racing<'_, T> {
     }
 }
 
-/// Fires after a successful claim: the other actor comes while this invocation holds the connection.
+/// Fires after a successful claim (the other actor comes while this invocation holds the connection), or,
+/// made with `after_records`, after the records are read (it comes between the read and the next write).
 impl<T: DecisionLog> DecisionLog for Racing<'_, T> {
     async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
-        self.inner.records(endpoint).await
+        let records = self.inner.records(endpoint).await?;
+        if self.after_records {
+            self.fire().await;
+        }
+        Ok(records)
     }
 
     async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Claim> {
         let claimed = self.inner.claim(record, expected_version).await?;
-        if claimed == Claim::Won {
+        if claimed == Claim::Won && !self.after_records {
             self.fire().await;
         }
         Ok(claimed)
     }
 
-    async fn advance(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
-        self.inner.advance(record, status).await
+    async fn advance(&self, record: &DecisionRecord, status: Status, by: &str) -> PortResult<Written> {
+        self.inner.advance(record, status, by).await
     }
 
     async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
         self.inner.abandon(record).await
+    }
+}
+
+/// A decision log whose `notifying` mark is refused for good (AccessDenied): the invocation ends, as one
+/// that died would, after EC2 took its action and before anything was announced. Its claim is left to a
+/// retry or the sweep to finish.
+struct NeverNotifying<T>(T);
+
+impl<T: DecisionLog> DecisionLog for NeverNotifying<T> {
+    async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        self.0.records(endpoint).await
+    }
+
+    async fn claim(&self, record: &DecisionRecord, expected_version: Option<u64>) -> PortResult<Claim> {
+        self.0.claim(record, expected_version).await
+    }
+
+    async fn advance(&self, record: &DecisionRecord, status: Status, by: &str) -> PortResult<Written> {
+        if status == Status::Notifying {
+            return Err(PortError {
+                service: "dynamodb",
+                operation: "UpdateItem",
+                kind: ErrorKind::Permanent,
+                code: "AccessDeniedException".into(),
+                message: "refused by the test".into(),
+            });
+        }
+        self.0.advance(record, status, by).await
+    }
+
+    async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
+        self.0.abandon(record).await
     }
 }
 
@@ -282,5 +326,34 @@ async fn when_a_newer_decision_claims_first_should_leave_the_stale_one_without_e
     assert_eq!(record_summary(&w, &id).await?, [pair("rejected", "notified")]);
     assert_eq!(announced(&w).await?, ["rejected"]);
     assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (0, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_two_invocations_finish_the_same_owed_decision_should_announce_it_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", CONSUMER, "allow", &[]).await?;
+    let id = quiet_endpoint(&w).await?;
+    // The first invocation accepts, then ends before its notifying mark: the announcement is owed.
+    let dying = real_deps(&w, |a| a, NeverNotifying).await?;
+    let first = decide_batch(&dying, w.sqs_event(&id, "a"), "invocation-dead", now_ms()).await;
+    assert_eq!(first.failed_messages, ["a"], "{first:?}");
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "claimed")]);
+    assert!(announced(&w).await?.is_empty());
+
+    // A (the message's retry) reads the owed record; before A marks it, B (another request for the same
+    // endpoint, as the sweep makes) finishes it. Both read the dead claim's claim and version.
+    let b: Race = Box::pin(async { Ok(Some(invocation_b(&w, &id, "invocation-b").await)) });
+    let deps = real_deps(&w, |a| a, |l| Racing::after_records(l, b)).await?;
+    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
+    let b = deps.log.raced()?.context("B ran")?;
+    assert!(b.failed_messages.is_empty() && b.metrics.get(names::NOTIFIED) == 1, "B announces it: {b:?}");
+    assert!(a.failed_messages.is_empty(), "A finds it finished, nothing to retry: {a:?}");
+    assert_eq!(a.metrics.get(names::NOTIFIED) + a.metrics.get(names::NOTIFY_UNCERTAIN), 0, "{a:?}");
+    w.settle(SETTLE).await?;
+    assert_eq!(announced(&w).await?, ["accepted"], "one notification for the decision");
+    assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "notified")]);
+    assert_eq!((w.ec2_actions(&id, "Accept"), w.ec2_actions(&id, "Reject")), (1, 0));
     Ok(())
 }

@@ -453,7 +453,7 @@ where
             Step::Notify(r) => return Plan::Notify(*r),
             Step::Close(r) => {
                 info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
-                match self.deps.log.advance(&r, Status::Superseded).await {
+                match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
                     Ok(_) => {
                         self.metrics.incr(names::SUPERSEDED);
                         if self.deps.config.revoke && kind == Kind::Decision {
@@ -643,7 +643,7 @@ where
             }
             info!(endpoint_id = %r.endpoint_id, "no longer pendingAcceptance just before the reject; not rejected");
             self.metrics.incr(names::SUPERSEDED);
-            match self.deps.log.advance(&r, Status::Superseded).await {
+            match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
                 // With revocation on, the retry decides whether the new state may stand.
                 Ok(_) if self.deps.config.revoke => {
                     failed.insert(r.endpoint_id.clone());
@@ -798,7 +798,7 @@ where
                 None => done.push(r.clone()),
                 Some(f) if f.is_not_found() => {
                     info!(endpoint_id = %r.endpoint_id, code = %f.code, "endpoint vanished before it was acted on");
-                    if let Err(e) = self.deps.log.advance(r, Status::Gone).await {
+                    if let Err(e) = self.deps.log.advance(r, Status::Gone, self.claim).await {
                         self.fail(failed, &r.endpoint_id, &e);
                     }
                 }
@@ -817,20 +817,20 @@ where
         done
     }
 
-    /// Moves a `notifying` record whose publish was refused back to `acted`: up to five rounds of the
-    /// SDK's retries, with a growing pause between rounds (this runs only after a refused publish).
-    async fn owe_notification(&self, record: &DecisionRecord) -> Result<(), PortError> {
+    /// Moves `record` to `status`, trying harder than the SDK's own retries: up to five rounds, with a
+    /// growing pause between rounds. For the two writes a lost announcement hangs on: the `notifying` mark
+    /// (the publish waits for it) and, after a refused publish, the move back to `acted` (owed). Each is
+    /// conditional and recognises its own landed write, so repeating it is harmless.
+    async fn advance_firmly(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
         let mut pause = std::time::Duration::from_millis(50);
         let mut round = 0;
         loop {
             round += 1;
-            match self.deps.log.advance(record, Status::Acted).await {
-                Ok(_) => return Ok(()),
-                // The write is conditional and sets one value: repeating it after a lost answer is harmless.
+            match self.deps.log.advance(record, status, self.claim).await {
                 Err(e) if e.kind != ErrorKind::Permanent && round < 5 => {
-                    warn!(endpoint_id = %record.endpoint_id, error = %e, round, "could not mark the notification owed; trying again");
+                    warn!(endpoint_id = %record.endpoint_id, status = status.as_str(), error = %e, round, "could not write the record's status; trying again");
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
             tokio::time::sleep(pause).await;
             pause *= 2;
@@ -839,11 +839,13 @@ where
 
     /// Records that EC2 has been told and the notification is going out (one write), publishes once,
     /// then records that too. The record is marked `notifying` before the publish so that a retry never
-    /// publishes twice (publish and write are not atomic). Takes `&self` only: records are finished side by
-    /// side, and what each came to is merged afterwards.
+    /// publishes twice (publish and write are not atomic). The mark is conditioned on the status read, so
+    /// of two invocations finishing the same record (a queue retry and the sweep) only one publishes; the
+    /// one that marks it holds it from then on. Takes `&self` only: records are finished side by side, and
+    /// what each came to is merged afterwards.
     async fn finish(&self, record: DecisionRecord) -> Finished {
         let mut done = Finished { endpoint_id: record.endpoint_id.clone(), counters: Vec::new(), error: None };
-        match self.deps.log.advance(&record, Status::Notifying).await {
+        match self.advance_firmly(&record, Status::Notifying).await {
             Ok(Written::Yes) => {
                 if record.status == Status::Claimed {
                     done.counters.push(match (record.kind, record.outcome) {
@@ -859,16 +861,26 @@ where
                 return done;
             }
             Err(e) => {
-                if record.status == Status::Claimed {
+                // Only this invocation's own claim is ended early: a dead holder's record finished here
+                // has a lease that has ended already.
+                if record.status == Status::Claimed && record.claim == self.claim {
                     // EC2 has been told; let a retry take the claim over at once and finish it.
                     if let Err(e) = self.deps.log.abandon(&record).await {
                         warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
                     }
                 }
+                if e.kind != ErrorKind::Permanent {
+                    // A write whose answer never came may have landed: the record would then stand
+                    // `notifying`, which is never published from, with nothing published.
+                    error!(endpoint_id = %record.endpoint_id, error = %e, "the notifying mark may have landed unanswered; the notification may be lost");
+                    done.counters.push(names::NOTIFY_UNCERTAIN);
+                }
                 done.error = Some(e);
                 return done;
             }
         }
+        // Marked: held by this invocation now, at `notifying`; the next writes start from there.
+        let record = DecisionRecord { status: Status::Notifying, claim: self.claim.to_owned(), ..record };
         if let Err(e) = self.deps.notifier.notify(&Announcement::for_record(&record)).await {
             if e.kind == ErrorKind::Uncertain {
                 // It may have gone out: publishing again could send it twice. The record stays
@@ -880,7 +892,7 @@ where
             // Not published, for certain: mark it owed, so the retry publishes. This write is all that
             // stands between a refused publish and a lost notification (a record left `notifying` is
             // never published again), so it is tried harder than the SDK's own retries.
-            if let Err(revert) = self.owe_notification(&record).await {
+            if let Err(revert) = self.advance_firmly(&record, Status::Acted).await {
                 error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
                 done.counters.push(names::NOTIFY_UNCERTAIN);
             }
@@ -888,7 +900,7 @@ where
             return done;
         }
         done.counters.push(names::NOTIFIED);
-        if let Err(e) = self.deps.log.advance(&record, Status::Notified).await {
+        if let Err(e) = self.deps.log.advance(&record, Status::Notified, self.claim).await {
             // Published; the record stays `notifying`, which is never published again.
             warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
         }

@@ -49,6 +49,8 @@ struct Faults {
     tag: bool,
     /// The next this many Accept/Reject calls are throttled (`RequestLimitExceeded`).
     act_throttled_times: usize,
+    /// The next this many `notifying` marks are throttled.
+    mark_throttled_times: usize,
 }
 
 #[derive(Default)]
@@ -191,13 +193,23 @@ impl DecisionLog for Fake<'_> {
         }
         Ok(Claim::Won)
     }
-    async fn advance(&self, r: &DecisionRecord, status: Status) -> PortResult<Written> {
+    async fn advance(&self, r: &DecisionRecord, status: Status, by: &str) -> PortResult<Written> {
+        if status == Status::Notifying {
+            let mut faults = self.0.faults.lock().unwrap();
+            if faults.mark_throttled_times > 0 {
+                faults.mark_throttled_times -= 1;
+                return Err(throttled("dynamodb"));
+            }
+        }
         let mut recs = self.0.log(r.kind).lock().unwrap();
         match recs.get_mut(r.endpoint_id.as_str()) {
-            Some(x) if x.claim == r.claim && x.version == r.version => {
+            Some(x) if x.claim == r.claim && x.version == r.version && x.status == r.status => {
                 x.status = status;
+                x.claim = by.to_owned();
                 Ok(Written::Yes)
             }
+            // The adapter's answer to its own landed write, repeated after a lost answer.
+            Some(x) if x.claim == by && x.version == r.version && x.status == status => Ok(Written::Yes),
             _ => Ok(Written::Lost),
         }
     }
@@ -640,6 +652,64 @@ async fn when_a_publish_may_have_gone_out_should_never_publish_it_again() {
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.sent.lock().unwrap().len(), 1, "published once");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_notifying_mark_is_throttled_should_try_again_and_announce_in_the_same_invocation() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().mark_throttled_times = 4;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!((out.metrics.get(names::NOTIFIED), out.metrics.get(names::NOTIFY_UNCERTAIN)), (1, 0));
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_notifying_mark_cannot_be_written_should_count_it_uncertain_and_let_the_retry_announce() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().mark_throttled_times = 5;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    // Unanswered, the mark may have landed, and a record left `notifying` is never published from.
+    assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 1);
+    assert!(w.sent.lock().unwrap().is_empty());
+    {
+        let recs = w.records.lock().unwrap();
+        assert_eq!((recs[A].status, recs[A].lease_until_ms), (Status::Claimed, 0), "its own claim ended early");
+    }
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "the retry announces it");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    let recs = w.records.lock().unwrap();
+    assert_eq!((recs[A].status, recs[A].claim.as_str()), (Status::Notified, "inv-2"), "held by its finisher");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_finishing_a_dead_claim_fails_should_leave_that_claim_as_it_stands() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().notify = true;
+    // inv-1 accepts; its publish is refused. The record is made a dead claim by hand: `claimed` by
+    // inv-1, its lease over, the connection accepted (as when inv-1 died after EC2's answer).
+    decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    {
+        let mut recs = w.records.lock().unwrap();
+        let r = recs.get_mut(A).unwrap();
+        (r.status, r.claim, r.lease_until_ms) = (Status::Claimed, "inv-1".into(), 10_500);
+    }
+    w.faults.lock().unwrap().notify = false;
+    w.faults.lock().unwrap().mark_throttled_times = 5;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    let recs = w.records.lock().unwrap();
+    assert_eq!(
+        (recs[A].status, recs[A].claim.as_str(), recs[A].lease_until_ms),
+        (Status::Claimed, "inv-1", 10_500),
+        "inv-2 ends only claims of its own"
+    );
 }
 
 #[tokio::test]

@@ -2,8 +2,10 @@
 //! its record says, the next step. `decide` gathers the inputs, calls `next_step`, and carries the step
 //! out; every rule about statuses lives here.
 //!
-//! A record's status moves only along these transitions (each written conditionally on the claim and
-//! version, so a stale writer loses):
+//! A record's status moves only along these transitions. Each is written conditionally on the claim, the
+//! version and the status it moves from, so a stale writer loses, and of two invocations finishing the same
+//! record (a queue retry and the sweep, which read the same claim and version) only the first moves it; the
+//! writer holds the record from then on (its `claim`):
 //!
 //! | from        | to          | when                                                                 |
 //! |-------------|-------------|----------------------------------------------------------------------|

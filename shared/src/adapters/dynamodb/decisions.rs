@@ -247,26 +247,47 @@ impl DecisionLog for DynamoDecisionLog {
         }
     }
 
-    async fn advance(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
+    /// Conditioned on the status it moves from as well as the claim and version: two finishers of one
+    /// record (a queue retry and the sweep) read the same claim and version, and only the status tells
+    /// the second that the first moved it. A write whose answer was lost fails its own condition on the
+    /// SDK's retry; the item the failure returns (`ReturnValuesOnConditionCheckFailure`) shows whether it
+    /// was this write (at `status`, held by `by`, same version), as for a claim.
+    async fn advance(&self, record: &DecisionRecord, status: Status, by: &str) -> PortResult<Written> {
         let owed = matches!(status, Status::Claimed | Status::Acted);
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(record.kind, &record.endpoint_id, record.created_at_ms)))
-            .update_expression(if owed { "SET #st = :st, owed = :svc" } else { "SET #st = :st REMOVE owed" })
-            .condition_expression("claim = :c AND version = :v")
+            .update_expression(if owed {
+                "SET #st = :st, claim = :by, owed = :svc"
+            } else {
+                "SET #st = :st, claim = :by REMOVE owed"
+            })
+            .condition_expression("claim = :c AND version = :v AND #st = :from")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":st", s(status.as_str()))
+            .expression_attribute_values(":by", s(by))
             .expression_attribute_values(":c", s(&record.claim))
-            .expression_attribute_values(":v", n(record.version));
+            .expression_attribute_values(":v", n(record.version))
+            .expression_attribute_values(":from", s(record.status.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if owed {
             req = req.expression_attribute_values(":svc", s(record.service_id.as_str()));
         }
         match req.send().await {
             Ok(_) => Ok(Written::Yes),
-            Err(e) if update_lost(&e) => Ok(Written::Lost),
-            Err(e) => Err(classify("dynamodb", "UpdateItem", e)),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    let ours = c.item().is_some_and(|standing| {
+                        standing.get("claim") == Some(&s(by))
+                            && standing.get("version") == Some(&n(record.version))
+                            && standing.get("status") == Some(&s(status.as_str()))
+                    });
+                    Ok(if ours { Written::Yes } else { Written::Lost })
+                }
+                _ => Err(classify("dynamodb", "UpdateItem", e)),
+            },
         }
     }
 
