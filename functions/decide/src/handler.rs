@@ -837,14 +837,12 @@ where
         }
     }
 
-    /// Records that EC2 has been told and the notification is going out (one write), then publishes once
-    /// and records that alongside. The record is marked `notifying` before the publish so that a retry
-    /// never publishes twice (publish and write are not atomic). The mark is conditioned on the status
-    /// read, so of two invocations finishing the same record (a queue retry and the sweep) only one
-    /// publishes; the one that marks it holds it from then on. The `notified` write carries no guarantee
-    /// (it tells the people reading the records that the publish went out), so it goes out alongside the
-    /// publish, not after it, and is taken back if the publish fails. Takes `&self` only: records are
-    /// finished side by side, and what each came to is merged afterwards.
+    /// Records that EC2 has been told and the notification is going out (one write), publishes once,
+    /// then records that too. The record is marked `notifying` before the publish so that a retry never
+    /// publishes twice (publish and write are not atomic). The mark is conditioned on the status read, so
+    /// of two invocations finishing the same record (a queue retry and the sweep) only one publishes; the
+    /// one that marks it holds it from then on. Takes `&self` only: records are finished side by side, and
+    /// what each came to is merged afterwards.
     async fn finish(&self, record: DecisionRecord) -> Finished {
         let mut done = Finished { endpoint_id: record.endpoint_id.clone(), counters: Vec::new(), error: None };
         match self.advance_firmly(&record, Status::Notifying).await {
@@ -882,63 +880,31 @@ where
             }
         }
         // Marked: held by this invocation now, at `notifying`; the next writes start from there.
-        let marked = DecisionRecord { status: Status::Notifying, claim: self.claim.to_owned(), ..record };
-        let announcement = Announcement::for_record(&marked);
-        let (published, recorded) = tokio::join!(
-            self.deps.notifier.notify(&announcement),
-            self.deps.log.advance(&marked, Status::Notified, self.claim),
-        );
-        let e = match published {
-            Ok(()) => {
-                done.counters.push(names::NOTIFIED);
-                match recorded {
-                    Ok(Written::Yes) => {}
-                    // Published; the record stays `notifying`, which is never published again.
-                    Ok(Written::Lost) => {
-                        warn!(endpoint_id = %marked.endpoint_id, "notified, but the record had moved on")
-                    }
-                    Err(e) => warn!(endpoint_id = %marked.endpoint_id, error = %e, "notified, but could not record it"),
-                }
+        let record = DecisionRecord { status: Status::Notifying, claim: self.claim.to_owned(), ..record };
+        if let Err(e) = self.deps.notifier.notify(&Announcement::for_record(&record)).await {
+            if e.kind == ErrorKind::Uncertain {
+                // It may have gone out: publishing again could send it twice. The record stays
+                // `notifying` (never published again); the miss, if it was one, is counted and alarmed.
+                error!(endpoint_id = %record.endpoint_id, error = %e, "notification may or may not have been published; not repeated");
+                done.counters.push(names::NOTIFY_UNCERTAIN);
                 return done;
             }
-            Err(e) => e,
-        };
-        // The record says `notified` (or may, if that write's answer was lost); where it went first.
-        let first = if matches!(recorded, Ok(Written::Lost)) { Status::Notifying } else { Status::Notified };
-        if e.kind == ErrorKind::Uncertain {
-            // It may have gone out: publishing again could send it twice. The record goes back to (or
-            // stays) `notifying`, never published from again; the miss, if it was one, is counted and alarmed.
-            error!(endpoint_id = %marked.endpoint_id, error = %e, "notification may or may not have been published; not repeated");
-            done.counters.push(names::NOTIFY_UNCERTAIN);
-            if first == Status::Notified
-                && let Err(back) = self.take_back_notified(&marked, first, Status::Notifying).await
-            {
-                warn!(endpoint_id = %marked.endpoint_id, error = %back, "could not put the record back to notifying; the log line names it");
+            // Not published, for certain: mark it owed, so the retry publishes. This write is all that
+            // stands between a refused publish and a lost notification (a record left `notifying` is
+            // never published again), so it is tried harder than the SDK's own retries.
+            if let Err(revert) = self.advance_firmly(&record, Status::Acted).await {
+                error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
+                done.counters.push(names::NOTIFY_UNCERTAIN);
             }
+            done.error = Some(e);
             return done;
         }
-        // Not published, for certain: mark it owed, so the retry publishes. This write is all that stands
-        // between a refused publish and a lost notification (a record left `notifying` or `notified` is
-        // never published again), so it is tried harder than the SDK's own retries.
-        if let Err(revert) = self.take_back_notified(&marked, first, Status::Acted).await {
-            error!(endpoint_id = %marked.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
-            done.counters.push(names::NOTIFY_UNCERTAIN);
+        done.counters.push(names::NOTIFIED);
+        if let Err(e) = self.deps.log.advance(&record, Status::Notified, self.claim).await {
+            // Published; the record stays `notifying`, which is never published again.
+            warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
         }
-        done.error = Some(e);
         done
-    }
-
-    /// Moves a record this invocation marked (`marked`, at `notifying`) to `to` after its publish failed,
-    /// from `notified` when the `notified` write that went alongside the publish landed (or may have), else
-    /// from `notifying`: `first` is tried first, then the other.
-    async fn take_back_notified(&self, marked: &DecisionRecord, first: Status, to: Status) -> PortResult<Written> {
-        let notified = DecisionRecord { status: Status::Notified, ..marked.clone() };
-        let (a, b) = if first == Status::Notified { (&notified, marked) } else { (marked, &notified) };
-        match self.advance_firmly(a, to).await? {
-            Written::Yes => Ok(Written::Yes),
-            Written::Lost if b.status == to => Ok(Written::Lost),
-            Written::Lost => self.advance_firmly(b, to).await,
-        }
     }
 }
 

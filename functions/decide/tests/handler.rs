@@ -51,9 +51,6 @@ struct Faults {
     act_throttled_times: usize,
     /// The next this many `notifying` marks are throttled.
     mark_throttled_times: usize,
-    /// The publish waits (a bounded number of turns) for a record to be written `notified` first: it only
-    /// succeeds when that write goes out alongside it.
-    publish_waits_for_notified: bool,
 }
 
 #[derive(Default)]
@@ -267,24 +264,6 @@ impl QuotaLedger for Fake<'_> {
 
 impl Notifier for Fake<'_> {
     async fn notify(&self, n: &Announcement) -> PortResult<()> {
-        if self.0.faults.lock().unwrap().publish_waits_for_notified {
-            for turn in 0.. {
-                let notified = self.0.records.lock().unwrap().values().any(|r| r.status == Status::Notified);
-                if notified {
-                    break;
-                }
-                if turn == 100 {
-                    return Err(PortError {
-                        service: "sns",
-                        operation: "Publish",
-                        kind: ErrorKind::Permanent,
-                        code: "NotAlongside".into(),
-                        message: "the notified write did not go out alongside the publish".into(),
-                    });
-                }
-                tokio::task::yield_now().await;
-            }
-        }
         if self.0.faults.lock().unwrap().notify {
             return Err(throttled("sns"));
         }
@@ -673,32 +652,6 @@ async fn when_a_publish_may_have_gone_out_should_never_publish_it_again() {
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.sent.lock().unwrap().len(), 1, "published once");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
-}
-
-#[tokio::test]
-async fn the_notified_write_goes_out_alongside_the_publish() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    w.faults.lock().unwrap().publish_waits_for_notified = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!(out.metrics.get(names::NOTIFIED), 1);
-    assert_eq!((w.sent.lock().unwrap().len(), w.records.lock().unwrap()[A].status), (1, Status::Notified));
-}
-
-#[tokio::test]
-async fn when_the_publish_is_refused_after_the_notified_write_landed_should_owe_it_again() {
-    let w = World::default();
-    connect(&w, A, ALLOWED);
-    w.faults.lock().unwrap().notify = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
-    assert_eq!(out.failed_messages, vec!["m0"]);
-    // The `notified` write that went alongside the refused publish is taken back.
-    assert_eq!(w.records.lock().unwrap()[A].status, Status::Acted);
-    w.faults.lock().unwrap().notify = false;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
-    assert!(out.failed_messages.is_empty(), "{out:?}");
-    assert_eq!((w.sent.lock().unwrap().len(), w.records.lock().unwrap()[A].status), (1, Status::Notified));
 }
 
 #[tokio::test(start_paused = true)]

@@ -16,9 +16,7 @@
 //! | `claimed`   | `superseded`| EC2's state moved on before the action (a person acted); or a dead claim whose action never took effect |
 //! | `acted`     | `notifying` | an owed notification is published (retry or sweep)                   |
 //! | `notifying` | `acted`     | the publish was refused for certain: owed again                      |
-//! | `notifying` | `notified`  | the publish goes out (written alongside it)                          |
-//! | `notified`  | `acted`     | the publish was refused for certain: owed again (the `notified` write alongside it is taken back) |
-//! | `notified`  | `notifying` | the publish's answer was lost: back to `notifying` (the `notified` write alongside it is taken back) |
+//! | `notifying` | `notified`  | the publish succeeded                                                |
 //! | `notified`/`notifying` (hold) | `claimed` | a held connection is decided again (allowlist change, or a day on) |
 //!
 //! `notifying` is never published from again: at most one notification per decision.
