@@ -837,6 +837,19 @@ where
         }
     }
 
+    /// Whether `record` stands marked `notifying` by this invocation (read consistently): after a mark that
+    /// got no answer, whether it landed.
+    async fn marked_by_us(&self, record: &DecisionRecord) -> PortResult<bool> {
+        let records = self.deps.log.records(&record.endpoint_id).await?;
+        Ok(records.iter().any(|r| {
+            r.kind == record.kind
+                && r.created_at_ms == record.created_at_ms
+                && r.status == Status::Notifying
+                && r.claim == self.claim
+                && r.version == record.version
+        }))
+    }
+
     /// Records that EC2 has been told and the notification is going out (one write), publishes once,
     /// then records that too. The record is marked `notifying` before the publish so that a retry never
     /// publishes twice (publish and write are not atomic). The mark is conditioned on the status read, so
@@ -845,39 +858,49 @@ where
     /// what each came to is merged afterwards.
     async fn finish(&self, record: DecisionRecord) -> Finished {
         let mut done = Finished { endpoint_id: record.endpoint_id.clone(), counters: Vec::new(), error: None };
-        match self.advance_firmly(&record, Status::Notifying).await {
-            Ok(Written::Yes) => {
-                if record.status == Status::Claimed {
-                    done.counters.push(match (record.kind, record.outcome) {
-                        (Kind::Revocation, _) => names::REVOKED,
-                        (_, Outcome::Accept) => names::ACCEPTED,
-                        (_, Outcome::Reject) => names::REJECTED,
-                        (_, Outcome::Hold) => names::HELD,
-                    });
-                }
-            }
+        let marked = match self.advance_firmly(&record, Status::Notifying).await {
+            Ok(Written::Yes) => Ok(()),
             Ok(Written::Lost) => {
                 info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
                 return done;
             }
-            Err(e) => {
-                // Only this invocation's own claim is ended early: a dead holder's record finished here
-                // has a lease that has ended already.
-                if record.status == Status::Claimed && record.claim == self.claim {
-                    // EC2 has been told; let a retry take the claim over at once and finish it.
-                    if let Err(e) = self.deps.log.abandon(&record).await {
-                        warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
-                    }
+            // Five rounds without an answer: the record, read again, tells whether the mark landed.
+            Err(e) => match self.marked_by_us(&record).await {
+                Ok(true) => {
+                    info!(endpoint_id = %record.endpoint_id, error = %e, "the notifying mark landed, unanswered; publishing");
+                    Ok(())
                 }
-                if e.kind != ErrorKind::Permanent {
-                    // A write whose answer never came may have landed: the record would then stand
-                    // `notifying`, which is never published from, with nothing published.
-                    error!(endpoint_id = %record.endpoint_id, error = %e, "the notifying mark may have landed unanswered; the notification may be lost");
-                    done.counters.push(names::NOTIFY_UNCERTAIN);
+                Ok(false) => Err((e, false)),
+                Err(read) => {
+                    warn!(endpoint_id = %record.endpoint_id, error = %read, "could not read the record back after its notifying mark failed");
+                    Err((e, true))
                 }
-                done.error = Some(e);
-                return done;
+            },
+        };
+        if let Err((e, unknown)) = marked {
+            // Only this invocation's own claim is ended early: a dead holder's record finished here
+            // has a lease that has ended already.
+            if record.status == Status::Claimed && record.claim == self.claim {
+                // EC2 has been told; let a retry take the claim over at once and finish it.
+                if let Err(e) = self.deps.log.abandon(&record).await {
+                    warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
+                }
             }
+            if unknown && e.kind != ErrorKind::Permanent {
+                // The mark may have landed, and a record left `notifying` is never published from.
+                error!(endpoint_id = %record.endpoint_id, error = %e, "the notifying mark may have landed unanswered; the notification may be lost");
+                done.counters.push(names::NOTIFY_UNCERTAIN);
+            }
+            done.error = Some(e);
+            return done;
+        }
+        if record.status == Status::Claimed {
+            done.counters.push(match (record.kind, record.outcome) {
+                (Kind::Revocation, _) => names::REVOKED,
+                (_, Outcome::Accept) => names::ACCEPTED,
+                (_, Outcome::Reject) => names::REJECTED,
+                (_, Outcome::Hold) => names::HELD,
+            });
         }
         // Marked: held by this invocation now, at `notifying`; the next writes start from there.
         let record = DecisionRecord { status: Status::Notifying, claim: self.claim.to_owned(), ..record };

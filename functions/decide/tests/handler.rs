@@ -51,6 +51,10 @@ struct Faults {
     act_throttled_times: usize,
     /// The next this many `notifying` marks are throttled.
     mark_throttled_times: usize,
+    /// The next this many `notifying` marks are applied, but their answers are lost.
+    mark_answers_lost: usize,
+    /// Reading an endpoint's records fails (throttled).
+    records: bool,
 }
 
 #[derive(Default)]
@@ -168,6 +172,9 @@ impl World {
 
 impl DecisionLog for Fake<'_> {
     async fn records(&self, endpoint: &EndpointId) -> PortResult<Vec<DecisionRecord>> {
+        if self.0.faults.lock().unwrap().records {
+            return Err(throttled("dynamodb"));
+        }
         self.0.record_reads.lock().unwrap().push(endpoint.to_string());
         let mut out: Vec<DecisionRecord> = Vec::new();
         for kind in [Kind::Decision, Kind::Revocation] {
@@ -194,24 +201,39 @@ impl DecisionLog for Fake<'_> {
         Ok(Claim::Won)
     }
     async fn advance(&self, r: &DecisionRecord, status: Status, by: &str) -> PortResult<Written> {
+        let mut answer_lost = false;
         if status == Status::Notifying {
             let mut faults = self.0.faults.lock().unwrap();
             if faults.mark_throttled_times > 0 {
                 faults.mark_throttled_times -= 1;
                 return Err(throttled("dynamodb"));
             }
+            if faults.mark_answers_lost > 0 {
+                faults.mark_answers_lost -= 1;
+                answer_lost = true;
+            }
         }
         let mut recs = self.0.log(r.kind).lock().unwrap();
-        match recs.get_mut(r.endpoint_id.as_str()) {
+        let written = match recs.get_mut(r.endpoint_id.as_str()) {
             Some(x) if x.claim == r.claim && x.version == r.version && x.status == r.status => {
                 x.status = status;
                 x.claim = by.to_owned();
-                Ok(Written::Yes)
+                Written::Yes
             }
             // The adapter's answer to its own landed write, repeated after a lost answer.
-            Some(x) if x.claim == by && x.version == r.version && x.status == status => Ok(Written::Yes),
-            _ => Ok(Written::Lost),
+            Some(x) if x.claim == by && x.version == r.version && x.status == status => Written::Yes,
+            _ => Written::Lost,
+        };
+        if answer_lost {
+            return Err(PortError {
+                service: "dynamodb",
+                operation: "UpdateItem",
+                kind: ErrorKind::Uncertain,
+                code: "DispatchFailure".into(),
+                message: "connection closed before message completed".into(),
+            });
         }
+        Ok(written)
     }
     async fn abandon(&self, r: &DecisionRecord) -> PortResult<Written> {
         let mut recs = self.0.log(r.kind).lock().unwrap();
@@ -666,14 +688,14 @@ async fn when_the_notifying_mark_is_throttled_should_try_again_and_announce_in_t
 }
 
 #[tokio::test(start_paused = true)]
-async fn when_the_notifying_mark_cannot_be_written_should_count_it_uncertain_and_let_the_retry_announce() {
+async fn when_the_notifying_mark_cannot_be_written_should_let_the_retry_announce_it() {
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().mark_throttled_times = 5;
     let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
-    // Unanswered, the mark may have landed, and a record left `notifying` is never published from.
-    assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 1);
+    // Read back, the record shows the mark did not land: nothing may be lost, so nothing is alarmed.
+    assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 0);
     assert!(w.sent.lock().unwrap().is_empty());
     {
         let recs = w.records.lock().unwrap();
@@ -685,6 +707,29 @@ async fn when_the_notifying_mark_cannot_be_written_should_count_it_uncertain_and
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     let recs = w.records.lock().unwrap();
     assert_eq!((recs[A].status, recs[A].claim.as_str()), (Status::Notified, "inv-2"), "held by its finisher");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_notifying_mark_lands_but_every_answer_is_lost_should_read_it_back_and_announce() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().mark_answers_lost = 5;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!((out.metrics.get(names::NOTIFIED), out.metrics.get(names::NOTIFY_UNCERTAIN)), (1, 0));
+    assert_eq!((w.sent.lock().unwrap().len(), w.records.lock().unwrap()[A].status), (1, Status::Notified));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_mark_and_reading_it_back_both_fail_should_count_the_notification_uncertain() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().mark_throttled_times = 5;
+    w.faults.lock().unwrap().records = true;
+    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 1, "the mark may have landed: a record left notifying");
+    assert!(w.sent.lock().unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,10 +2,11 @@
 //! its record says, the next step. `decide` gathers the inputs, calls `next_step`, and carries the step
 //! out; every rule about statuses lives here.
 //!
-//! A record's status moves only along these transitions. Each is written conditionally on the claim, the
-//! version and the status it moves from, so a stale writer loses, and of two invocations finishing the same
-//! record (a queue retry and the sweep, which read the same claim and version) only the first moves it; the
-//! writer holds the record from then on (its `claim`):
+//! A record's status moves only along these transitions. A claim is a conditional put: on no record, or on
+//! the version it read (a takeover, a held connection decided again). Every other move is conditioned on the
+//! claim, the version and the status it moves from, so a stale writer loses, and of two invocations
+//! finishing the same record (a queue retry and the sweep, which read the same claim and version) only the
+//! first moves it; the writer holds the record from then on (its `claim`):
 //!
 //! | from        | to          | when                                                                 |
 //! |-------------|-------------|----------------------------------------------------------------------|
