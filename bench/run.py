@@ -702,7 +702,7 @@ def measure_init(emu, stack, impl, runs):
     return statistics.median(times), statistics.median(rss)
 
 
-def warm(impls, accounts, allowed, n, latency_ms=0, interval=0.6):
+def warm(impls, accounts, allowed, n, latency_ms=0, interval=0.6, latency_kind="slow"):
     """n single-message invocations of a warm execution environment of each implementation, EC2's throttling
     off, each started `interval` s after the one before (as single decisions arrive: the accounts alternate
     allowed and not, so each of Accept and Reject is called once per 2 x interval, within EC2's documented
@@ -712,7 +712,10 @@ def warm(impls, accounts, allowed, n, latency_ms=0, interval=0.6):
     conditions of the machine rather than one after the other. With latency_ms, every AWS call is answered
     that much later (the emulator's `slow` fault on every call: a sleep that lets other calls proceed), as an
     AWS service in the same Region is a few milliseconds away; on loopback the emulator, one Python process,
-    answers concurrent calls one after another. Returns {label: row}."""
+    answers concurrent calls one after another. With latency_kind "floor", every call is answered latency_ms
+    after it arrived, the emulator's processing included (the `floor` fault): calls in flight together are
+    not charged for each other's processing, which the one Python process serialises and AWS does not.
+    Returns {label: row}."""
     with contextlib.ExitStack() as stack_of:
         envs = []
         for impl in impls:
@@ -727,7 +730,7 @@ def warm(impls, accounts, allowed, n, latency_ms=0, interval=0.6):
             emu.control("/_gatekeeper/reset")
             emu.control("/_gatekeeper/ec2-throttle", {"enabled": False})  # handler latency, not EC2's rate limit
             if latency_ms:
-                emu.control("/_gatekeeper/faults", {"rules": [{"match": "*", "rate": 1.0, "kind": "slow", "ms": latency_ms}]})
+                emu.control("/_gatekeeper/faults", {"rules": [{"match": "*", "rate": 1.0, "kind": latency_kind, "ms": latency_ms}]})
             envs.append({"impl": impl, "emu": emu, "stack": stack, "proc": proc, "endpoints": endpoints[1:],
                          "lat": [], "failed": 0, "windows": []})
         next_start = time.monotonic()
@@ -1047,7 +1050,7 @@ def rate(row):
 
 
 # The rows, and the keys of results.json each one writes.
-ROWS = {"init": ("init_ms", "rss_mib", "binary_mb"), "warm": ("warm", "warm_with_latency"), "burst": ("burst",),
+ROWS = {"init": ("init_ms", "rss_mib", "binary_mb"), "warm": ("warm", "warm_with_latency", "warm_with_latency_floor"), "burst": ("burst",),
         "burst_services": ("burst_services",), "end_to_end": ("end_to_end",)}
 
 
@@ -1058,7 +1061,7 @@ def merge_rows(results, earlier, measured):
     if earlier.get("profile") != results["profile"]:
         return
     for row, keys in ROWS.items():
-        if row in measured or not all(k in earlier for k in keys if k != "warm_with_latency"):
+        if row in measured or not all(k in earlier for k in keys if not k.startswith("warm_with_latency")):
             continue
         for k in keys:
             if k in earlier:
@@ -1144,6 +1147,9 @@ def main():
             rows = warm(pair, warm_accounts, allowed, args.warm, ms, iv)
             results["warm_with_latency"] = {"call_latency_ms": ms, "gatekeeper": rows[rust["decide"].label],
                                             "reference": rows[reference.label], "interleaved": True}
+            rows = warm(pair, warm_accounts, allowed, args.warm, ms, iv, latency_kind="floor")
+            results["warm_with_latency_floor"] = {"call_latency_ms": ms, "gatekeeper": rows[rust["decide"].label],
+                                                  "reference": rows[reference.label], "interleaved": True}
 
     def do_burst():
         per = max(1, args.burst // len(accounts))
@@ -1191,6 +1197,12 @@ def main():
         ratios["acted_with_latency_p99"] = ratio(w[g]["acted"]["p99_ms"], w[r]["acted"]["p99_ms"])
         ratios["announced_with_latency_p50"] = ratio(w[g]["announced"]["p50_ms"], w[r]["announced"]["p50_ms"])
         ratios["announced_with_latency_p99"] = ratio(w[g]["announced"]["p99_ms"], w[r]["announced"]["p99_ms"])
+    if "warm_with_latency_floor" in results:
+        w = results["warm_with_latency_floor"]
+        ratios["warm_with_latency_floor_p50"] = ratio(w[g]["p50_ms"], w[r]["p50_ms"])
+        ratios["warm_with_latency_floor_p99"] = ratio(w[g]["p99_ms"], w[r]["p99_ms"])
+        ratios["acted_with_latency_floor_p50"] = ratio(w[g]["acted"]["p50_ms"], w[r]["acted"]["p50_ms"])
+        ratios["announced_with_latency_floor_p50"] = ratio(w[g]["announced"]["p50_ms"], w[r]["announced"]["p50_ms"])
     for row in ("burst", "burst_services"):
         if row in results:
             ratios[f"{row}_decisions_per_second"] = ratio(rate(results[row][g]), rate(results[row][r]))

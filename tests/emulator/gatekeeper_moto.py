@@ -46,6 +46,9 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
   POST /_gatekeeper/reset    zero the counts, clear the timeline and refill every throttling bucket
   POST /_gatekeeper/faults   {"rules": [{"match": "dynamodb:PutItem", "rate": 0.3, "kind": "throttle"}]}
                              kinds: throttle (the service's own throttling error), error500, slow (+ms),
+                             floor (answered no sooner than ms after the call arrived, the emulator's own
+                             processing included: a service's latency includes its processing, and calls
+                             in flight together are not charged for each other's),
                              drop (the connection is closed before the service sees the request),
                              drop_after (the service handles the request, then the connection is
                              closed before the answer: the call took effect, the caller cannot know);
@@ -1004,6 +1007,16 @@ def _drop(environ):
     raise ConnectionAbortedError("gatekeeper emulator: injected dropped connection")
 
 
+def _held_until(until: float, answer):
+    """The answer, produced now and given back no sooner than `until` (a sleep, which lets other calls
+    proceed meanwhile)."""
+    body = list(answer)
+    if hasattr(answer, "close"):
+        answer.close()
+    time.sleep(max(0.0, until - time.time()))
+    return body
+
+
 class GatekeeperLayer:
     def __init__(self, app):
         self.app = app
@@ -1022,6 +1035,7 @@ class GatekeeperLayer:
                 del TIMELINE[:-_TIMELINE_MAX]
 
     def _serve(self, environ, start_response, named: list):
+        arrived = time.time()
         service, action, key, body, region = _identify(environ)
         named.append(f"{service}:{action}")
         name = f"{service}:{action}"
@@ -1033,6 +1047,7 @@ class GatekeeperLayer:
             _count("iam:denied")
             return _error(start_response, service, code, message, status)
         drop_after = False
+        floor = None
         for rule in list(_FAULTS):
             pattern = rule.get("match", "*")
             hit = pattern in ("*", name) or (pattern.endswith(":*") and name.startswith(pattern[:-1]))
@@ -1042,6 +1057,8 @@ class GatekeeperLayer:
                 _count(f"fault:{kind}")
                 if kind == "slow":
                     time.sleep(float(rule.get("ms", 500)) / 1000)
+                elif kind == "floor":
+                    floor = arrived + float(rule.get("ms", 10)) / 1000
                 elif kind == "drop":
                     _drop(environ)
                 elif kind == "drop_after":
@@ -1063,6 +1080,8 @@ class GatekeeperLayer:
             if hasattr(answer, "close"):
                 answer.close()
             _drop(environ)
+        if floor is not None:
+            return _held_until(floor, self.app(environ, start_response))
         return self.app(environ, start_response)
 
     def control(self, environ, start_response, path):

@@ -828,6 +828,33 @@ def test_injected_faults_answer_in_the_service_protocol(world):
     assert "TableNames" in ddb.list_tables()
 
 
+def test_a_latency_floor_answers_its_ms_after_arrival_with_the_processing_inside_it(world):
+    """The bench's AWS-like latency: a call is answered no sooner than `ms` after it arrived; what the
+    emulator spends on it (here a 200 ms `slow`) counts toward the floor instead of adding to it, and calls
+    in flight together wait out their floors side by side."""
+    import concurrent.futures
+
+    ddb = session(world["url"], PROVIDER).client("dynamodb", endpoint_url=world["url"], config=NO_RETRY)
+
+    def timed(n=1):
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            list(pool.map(lambda _: ddb.list_tables(), range(n)))
+        return time.monotonic() - t0
+
+    floor = {"match": "dynamodb:ListTables", "rate": 1.0, "kind": "floor", "ms": 300}
+    try:
+        control(world["url"], "/_gatekeeper/faults", {"rules": [floor]})
+        assert timed() >= 0.3
+        assert timed(5) < 1.0, "five calls at once wait out their floors together, not one after another"
+        slow = {"match": "dynamodb:ListTables", "rate": 1.0, "kind": "slow", "ms": 200}
+        control(world["url"], "/_gatekeeper/faults", {"rules": [slow, floor]})
+        assert 0.3 <= timed() < 0.5, "the 200 ms spent inside the call count toward its 300 ms floor"
+    finally:
+        control(world["url"], "/_gatekeeper/faults", {"rules": []})
+    assert calls(world["url"])["fault:floor"] >= 1
+
+
 def test_dropped_connections_before_and_after_the_service_handles_the_call(world):
     sqs = session(world["url"], PROVIDER).client("sqs", endpoint_url=world["url"], config=NO_RETRY)
     url = sqs.create_queue(QueueName="drops")["QueueUrl"]
