@@ -96,15 +96,7 @@ def markdown(r: dict) -> str:
                    f"after another, so there latency follows the number of calls, here the number of round trips; round trips are "
                    f"counted here, where calls in flight together overlap in time):")
         out.append("")
-        out.append("| implementation | warm p50 ms | warm p99 ms | round trips / decision | acted p50 ms | acted p99 ms | announced p50 ms | announced p99 ms |")
-        out.append("|---|---|---|---|---|---|---|---|")
-        for impl in ("gatekeeper", "reference"):
-            w = wl.get(impl, {})
-            a = w.get("announced", {})
-            c = w.get("acted", {})
-            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('round_trips_per_decision'))} | "
-                       f"{_n(c.get('p50_ms'))} | {_n(c.get('p99_ms'))} | {_n(a.get('p50_ms'))} | {_n(a.get('p99_ms'))} |")
-        out.append("")
+        out.extend(_latency_table(wl))
         out.append("Acted: from the invocation's start to the end of its Accept or Reject call, what the consumer waits for "
                    "(the connection leaves `pendingAcceptance`). Announced: to the end of its Publish call, what a provider "
                    "waits for (Gatekeeper's invocation then records that the publish went out: the `notified` write).")
@@ -116,15 +108,7 @@ def markdown(r: dict) -> str:
                    f"together are not charged for each other's processing, which the emulator's one Python process does one "
                    f"after another and AWS does side by side:")
         out.append("")
-        out.append("| implementation | warm p50 ms | warm p99 ms | round trips / decision | acted p50 ms | acted p99 ms | announced p50 ms | announced p99 ms |")
-        out.append("|---|---|---|---|---|---|---|---|")
-        for impl in ("gatekeeper", "reference"):
-            w = wf.get(impl, {})
-            a = w.get("announced", {})
-            c = w.get("acted", {})
-            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('round_trips_per_decision'))} | "
-                       f"{_n(c.get('p50_ms'))} | {_n(c.get('p99_ms'))} | {_n(a.get('p50_ms'))} | {_n(a.get('p99_ms'))} |")
-        out.append("")
+        out.extend(_latency_table(wf))
     if "burst_services" in r:
         bs = r["burst_services"]
         g = bs.get("gatekeeper", {})
@@ -181,6 +165,20 @@ def markdown(r: dict) -> str:
                 parts.append(f"{label} {_ratio(ra[key], suffix)}")
         out.append("Ratios (Gatekeeper ÷ reference): " + ", ".join(parts) + ".")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _latency_table(row):
+    """A warm row with call latency: time to the end of the invocation, to the action and to the announcement."""
+    out = ["| implementation | warm p50 ms | warm p99 ms | round trips / decision | acted p50 ms | acted p99 ms | announced p50 ms | announced p99 ms |",
+           "|---|---|---|---|---|---|---|---|"]
+    for impl in ("gatekeeper", "reference"):
+        w = row.get(impl, {})
+        a = w.get("announced", {})
+        c = w.get("acted", {})
+        out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('round_trips_per_decision'))} | "
+                   f"{_n(c.get('p50_ms'))} | {_n(c.get('p99_ms'))} | {_n(a.get('p50_ms'))} | {_n(a.get('p99_ms'))} |")
+    out.append("")
+    return out
 
 
 def main():
