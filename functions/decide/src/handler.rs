@@ -122,6 +122,7 @@ const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 /// What an invocation keeps of its time after waiting for EC2, to finish its batch: the notification steps
 /// of up to 1,000 records, 16 calls at a time, take a few seconds.
 pub const FINISH_RESERVE_MS: i64 = 15_000;
+const FINISH_RESERVE: std::time::Duration = std::time::Duration::from_millis(FINISH_RESERVE_MS as u64);
 
 /// How long an invocation may wait for EC2 (decide's budget and EC2's tokens): the configured patience, but
 /// never past its deadline (`deadline_ms`, Lambda's, in ms since the epoch; 0 when unknown) less
@@ -233,7 +234,8 @@ where
 struct ServiceRun<'a, C, A, D, N, Q, B> {
     deps: &'a Deps<C, A, D, N, Q, B>,
     service: &'a ServiceId,
-    /// Until when this invocation may wait for EC2's tokens (shared by all its services).
+    /// Until when this invocation may wait for EC2's tokens (shared by all its services). Half the reserve
+    /// after it, the status writes stop trying again (`advance_firmly`), so they end before Lambda's Timeout.
     patience_until: tokio::time::Instant,
     claim: &'a str,
     now: i64,
@@ -818,7 +820,8 @@ where
     }
 
     /// Moves `record` to `status`, trying harder than the SDK's own retries: up to five rounds, with a
-    /// growing pause between rounds. For the two writes a lost announcement hangs on: the `notifying` mark
+    /// growing pause between rounds, none started later than half the finishing reserve after the
+    /// invocation's patience (so a DynamoDB that answers nothing cannot hold the batch past its Timeout). For the two writes a lost announcement hangs on: the `notifying` mark
     /// (the publish waits for it) and, after a refused publish, the move back to `acted` (owed). Each is
     /// conditional and recognises its own landed write, so repeating it is harmless.
     async fn advance_firmly(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
@@ -826,8 +829,10 @@ where
         let mut round = 0;
         loop {
             round += 1;
-            match self.deps.log.advance(record, status, self.claim).await {
-                Err(e) if e.kind != ErrorKind::Permanent && round < 5 => {
+            let written = self.deps.log.advance(record, status, self.claim).await;
+            let in_time = tokio::time::Instant::now() + pause <= self.patience_until + FINISH_RESERVE / 2;
+            match written {
+                Err(e) if e.kind != ErrorKind::Permanent && round < 5 && in_time => {
                     warn!(endpoint_id = %record.endpoint_id, status = status.as_str(), error = %e, round, "could not write the record's status; trying again");
                 }
                 other => return other,

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use decide::config::Config;
-use decide::handler::{Deps, decide_batch, handle};
+use decide::handler::{Deps, decide_batch, decide_batch_within, handle};
 use shared::domain::quota::Slots;
 use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::{
@@ -51,6 +51,8 @@ struct Faults {
     act_throttled_times: usize,
     /// The next this many `notifying` marks are throttled.
     mark_throttled_times: usize,
+    /// How long (ms) a throttled mark takes to fail.
+    mark_throttled_after_ms: u64,
     /// The next this many `notifying` marks are applied, but their answers are lost.
     mark_answers_lost: usize,
     /// Reading an endpoint's records fails (throttled).
@@ -202,16 +204,20 @@ impl DecisionLog for Fake<'_> {
     }
     async fn advance(&self, r: &DecisionRecord, status: Status, by: &str) -> PortResult<Written> {
         let mut answer_lost = false;
+        let mut throttled_after = None;
         if status == Status::Notifying {
             let mut faults = self.0.faults.lock().unwrap();
             if faults.mark_throttled_times > 0 {
                 faults.mark_throttled_times -= 1;
-                return Err(throttled("dynamodb"));
-            }
-            if faults.mark_answers_lost > 0 {
+                throttled_after = Some(std::time::Duration::from_millis(faults.mark_throttled_after_ms));
+            } else if faults.mark_answers_lost > 0 {
                 faults.mark_answers_lost -= 1;
                 answer_lost = true;
             }
+        }
+        if let Some(after) = throttled_after {
+            tokio::time::sleep(after).await;
+            return Err(throttled("dynamodb"));
         }
         let mut recs = self.0.log(r.kind).lock().unwrap();
         let written = match recs.get_mut(r.endpoint_id.as_str()) {
@@ -707,6 +713,22 @@ async fn when_the_notifying_mark_cannot_be_written_should_let_the_retry_announce
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     let recs = w.records.lock().unwrap();
     assert_eq!((recs[A].status, recs[A].claim.as_str()), (Status::Notified, "inv-2"), "held by its finisher");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_notifying_mark_fails_slowly_should_stop_trying_before_the_invocations_reserve_runs_out() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().mark_throttled_times = 5;
+    w.faults.lock().unwrap().mark_throttled_after_ms = 3_000;
+    // No patience left: rounds may start until half the 15 s reserve (7.5 s) is used. Each fails after
+    // 3 s: the rounds at 0 s and 3 s are followed by one at 6 s, and none at 9 s.
+    let started = tokio::time::Instant::now();
+    let out = decide_batch_within(&deps(&w), event(&[A]), "inv-1", 10_000, std::time::Duration::ZERO).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(w.faults.lock().unwrap().mark_throttled_times, 2, "three rounds, not five");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(w.sent.lock().unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
