@@ -600,9 +600,15 @@ where
     async fn give_up(&mut self, claims: &[DecisionRecord], e: &PortError, failed: &mut BTreeSet<EndpointId>) {
         for r in claims {
             self.fail(failed, &r.endpoint_id, e);
-            if let Err(e) = self.deps.log.abandon(r).await {
-                warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
-            }
+            self.end_early(r).await;
+        }
+    }
+
+    /// Ends this invocation's claim on `r` now ([`DecisionLog::abandon`]), so a retry takes it over at once;
+    /// if that fails, the claim ends with its lease.
+    async fn end_early(&self, r: &DecisionRecord) {
+        if let Err(e) = self.deps.log.abandon(r).await {
+            warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
         }
     }
 
@@ -701,7 +707,6 @@ where
         })
     }
 
-    /// Calls EC2 for one chunk; returns the records now owed a notification.
     /// Asks decide's budget for an Accept and a Reject call, where `wanted` (in that order): what the
     /// budget answered for each (`None`: not asked).
     async fn pre_take(&self, wanted: [bool; 2]) -> [Option<PortResult<Budget>>; 2] {
@@ -747,6 +752,7 @@ where
         }
     }
 
+    /// Calls EC2 for one chunk; returns the records now owed a notification.
     async fn act(
         &mut self,
         outcome: Outcome,
@@ -810,9 +816,7 @@ where
                     warn!(endpoint_id = %r.endpoint_id, code = %f.code, message = %f.message, "EC2 refused this endpoint; will retry");
                     self.metrics.incr(names::ERRORS);
                     failed.insert(r.endpoint_id.clone());
-                    if let Err(e) = self.deps.log.abandon(r).await {
-                        warn!(endpoint_id = %r.endpoint_id, error = %e, "could not end the claim early");
-                    }
+                    self.end_early(r).await;
                 }
             }
         }
@@ -887,9 +891,7 @@ where
             // has a lease that has ended already.
             if record.status == Status::Claimed && record.claim == self.claim {
                 // EC2 has been told; let a retry take the claim over at once and finish it.
-                if let Err(e) = self.deps.log.abandon(&record).await {
-                    warn!(endpoint_id = %record.endpoint_id, error = %e, "could not end the claim early; it ends with its lease");
-                }
+                self.end_early(&record).await;
             }
             if unknown && e.kind != ErrorKind::Permanent {
                 // The mark may have landed, and a record left `notifying` is never published from.
