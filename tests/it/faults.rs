@@ -199,3 +199,71 @@ async fn when_connections_drop_before_or_after_aws_acts_should_decide_once_and_n
     assert!(unannounced <= uncertain, "only an uncertain publish may go unannounced");
     Ok(())
 }
+
+/// How long a hung call's answer is held back: far longer than the functions' call timeouts
+/// (`shared::adapters::CALL_TIMEOUT`, 7 s). Without them the invocation waits all of it (measured: 40.1 s
+/// and 40.2 s with decide's wiring built without them).
+const HUNG: Duration = Duration::from_secs(40);
+
+/// Fault rules that hold `matches`' answers back for [`HUNG`], for every function's credentials.
+fn hung(w: &World, matches: &str) -> Value {
+    let ms = HUNG.as_millis() as u64;
+    Value::Array(
+        w.wiring
+            .access_keys
+            .iter()
+            .map(|key| json!({"match": matches, "rate": 1.0, "kind": "slow", "ms": ms, "key": key}))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn when_the_publish_never_answers_should_give_it_up_in_time_and_count_the_notification_uncertain() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", "222222222222", "allow", &[]).await?;
+    let id = w.endpoint("222222222222").await?;
+    faults(&w, hung(&w, "sns:Publish")).await?;
+    let started = Instant::now();
+    let out = decide::handler::decide_batch(
+        w.wiring.deps(),
+        w.sqs_event(&id, "m1"),
+        "invocation-a",
+        shared::domain::time::now_ms(),
+    )
+    .await;
+    let took = started.elapsed();
+    // The publish was given up (it may still go out: a timeout is uncertain), not waited for.
+    assert!(took < HUNG / 2, "the invocation waited {took:?} for an answer that never came");
+    assert_eq!(out.metrics.get("NotifyUncertain"), 1, "{:?}", out.metrics);
+    assert_eq!(out.metrics.get("Accepted"), 1, "{:?}", out.metrics);
+    w.settle(Duration::from_secs(5)).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1);
+    let records = w.records(&id).await?;
+    assert_eq!(records[0]["status"].as_s().map(String::as_str), Ok("notifying"), "never published again: {records:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_a_read_never_answers_should_give_it_up_in_time_and_leave_the_message_to_be_retried() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let id = w.endpoint("222222222222").await?;
+    // The decision records and the allowlist are read with Query: no answer, so nothing may be decided.
+    faults(&w, hung(&w, "dynamodb:Query")).await?;
+    let started = Instant::now();
+    let out = decide::handler::decide_batch(
+        w.wiring.deps(),
+        w.sqs_event(&id, "m1"),
+        "invocation-a",
+        shared::domain::time::now_ms(),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(took < HUNG / 2, "the invocation waited {took:?} for an answer that never came");
+    assert_eq!(out.failed_messages, ["m1"], "{:?}", out.metrics);
+    assert_eq!(out.metrics.get("Errors"), 1, "{:?}", out.metrics);
+    // A read that failed is never a reject: the connection is still waiting, nothing was recorded.
+    assert_eq!(w.state(&id).await?, "pendingAcceptance");
+    assert!(w.records(&id).await?.is_empty());
+    Ok(())
+}

@@ -14,7 +14,9 @@ use crate::handler::Deps;
 pub type AwsDeps =
     Deps<Ec2Connections, DynamoAllowlist, DynamoDecisionLog, SnsNotifier, DynamoQuotaLedger, DynamoCallBudget>;
 
+/// Its clients give up on a call that does not answer (`shared::adapters::with_call_timeouts`).
 pub fn deps(aws: &SdkConfig, config: Config) -> AwsDeps {
+    let aws = &shared::adapters::with_call_timeouts(aws);
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     Deps {
         connections: Ec2Connections::new(aws_sdk_ec2::Client::new(aws)),
