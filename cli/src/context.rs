@@ -181,7 +181,8 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
         // The local AWS accepts any key; the role below decides the account.
         loader = loader.credentials_provider(Credentials::new("local", "local", None, None, "gatekeeper-local"));
     }
-    let mut aws = loader.load().await;
+    // A call that never answers fails after the functions' timeouts rather than hanging the terminal.
+    let mut aws = shared::adapters::with_call_timeouts(&loader.load().await);
     let role = t
         .role_arn
         .clone()

@@ -118,6 +118,9 @@ pub mod names {
     pub const SUPERSEDED: &str = "Superseded";
     /// A notification failed and the failure could not be recorded: it may be lost (alarm on it).
     pub const NOTIFY_UNCERTAIN: &str = "NotifyUncertain";
+    /// Invocations of decide stopped just before Lambda's deadline with their batch unfinished (the batch is
+    /// retried; the invocation fails, so Lambda's Errors alarm counts it too).
+    pub const CUT_SHORT: &str = "CutShort";
     /// Times an Accept/Reject call was throttled by EC2 and waited for a token instead of failing.
     pub const EC2_THROTTLED_WAITS: &str = "Ec2ThrottledWaits";
     /// Times an Accept/Reject call waited for the next window of decide's own budget of EC2 calls.

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use decide::handler::BatchOutcome;
 use serde_json::{Value, json};
 use shared::domain::DefaultAction;
 
@@ -25,8 +26,8 @@ async fn when_two_invocations_decide_the_same_endpoint_at_once_should_act_and_no
     w.wiring.drop_notifications().await?;
     let deps = w.wiring.deps();
     let (a, b) = tokio::join!(
-        decide::handler::decide_batch(deps, w.sqs_event(&id, "m1"), "invocation-a", shared::domain::time::now_ms()),
-        decide::handler::decide_batch(deps, w.sqs_event(&id, "m2"), "invocation-b", shared::domain::time::now_ms()),
+        deps.decide_batch(w.sqs_event(&id, "m1"), "invocation-a", shared::domain::time::now_ms()),
+        deps.decide_batch(w.sqs_event(&id, "m2"), "invocation-b", shared::domain::time::now_ms()),
     );
     // The loser leaves its message to be retried (in case the winner dies); the retry finds it done.
     assert_eq!(a.failed_messages.len() + b.failed_messages.len(), 1, "{:?} {:?}", a.failed_messages, b.failed_messages);
@@ -205,16 +206,22 @@ async fn when_connections_drop_before_or_after_aws_acts_should_decide_once_and_n
 /// and 40.2 s with decide's wiring built without them).
 const HUNG: Duration = Duration::from_secs(40);
 
-/// Fault rules that hold `matches`' answers back for [`HUNG`], for every function's credentials.
-fn hung(w: &World, matches: &str) -> Value {
+/// Decides `endpoint` once (message `m1`) while every answer to `matches` (`service:Action`) is held back
+/// for [`HUNG`], and checks that the invocation gave those calls up rather than waiting for them.
+async fn decide_while_hung(w: &World, endpoint: &str, matches: &str) -> Result<BatchOutcome> {
     let ms = HUNG.as_millis() as u64;
-    Value::Array(
-        w.wiring
-            .access_keys
-            .iter()
-            .map(|key| json!({"match": matches, "rate": 1.0, "kind": "slow", "ms": ms, "key": key}))
-            .collect(),
-    )
+    let rules = w
+        .wiring
+        .access_keys
+        .iter()
+        .map(|key| json!({"match": matches, "rate": 1.0, "kind": "slow", "ms": ms, "key": key}));
+    faults(w, Value::Array(rules.collect())).await?;
+    let started = Instant::now();
+    let out =
+        w.wiring.deps().decide_batch(w.sqs_event(endpoint, "m1"), "invocation-a", shared::domain::time::now_ms()).await;
+    let took = started.elapsed();
+    assert!(took < HUNG / 2, "the invocation waited {took:?} for an answer that never came");
+    Ok(out)
 }
 
 #[tokio::test]
@@ -222,18 +229,8 @@ async fn when_the_publish_never_answers_should_give_it_up_in_time_and_count_the_
     let w = World::new(DefaultAction::Reject).await?;
     w.rule("SVC", "222222222222", "allow", &[]).await?;
     let id = w.endpoint("222222222222").await?;
-    faults(&w, hung(&w, "sns:Publish")).await?;
-    let started = Instant::now();
-    let out = decide::handler::decide_batch(
-        w.wiring.deps(),
-        w.sqs_event(&id, "m1"),
-        "invocation-a",
-        shared::domain::time::now_ms(),
-    )
-    .await;
-    let took = started.elapsed();
-    // The publish was given up (it may still go out: a timeout is uncertain), not waited for.
-    assert!(took < HUNG / 2, "the invocation waited {took:?} for an answer that never came");
+    // The publish is given up (it may still go out: a timeout is uncertain), not waited for.
+    let out = decide_while_hung(&w, &id, "sns:Publish").await?;
     assert_eq!(out.metrics.get("NotifyUncertain"), 1, "{:?}", out.metrics);
     assert_eq!(out.metrics.get("Accepted"), 1, "{:?}", out.metrics);
     w.settle(Duration::from_secs(5)).await?;
@@ -249,17 +246,7 @@ async fn when_a_read_never_answers_should_give_it_up_in_time_and_leave_the_messa
     let w = World::new(DefaultAction::Reject).await?;
     let id = w.endpoint("222222222222").await?;
     // The decision records and the allowlist are read with Query: no answer, so nothing may be decided.
-    faults(&w, hung(&w, "dynamodb:Query")).await?;
-    let started = Instant::now();
-    let out = decide::handler::decide_batch(
-        w.wiring.deps(),
-        w.sqs_event(&id, "m1"),
-        "invocation-a",
-        shared::domain::time::now_ms(),
-    )
-    .await;
-    let took = started.elapsed();
-    assert!(took < HUNG / 2, "the invocation waited {took:?} for an answer that never came");
+    let out = decide_while_hung(&w, &id, "dynamodb:Query").await?;
     assert_eq!(out.failed_messages, ["m1"], "{:?}", out.metrics);
     assert_eq!(out.metrics.get("Errors"), 1, "{:?}", out.metrics);
     // A read that failed is never a reject: the connection is still waiting, nothing was recorded.

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use decide::handler::{BatchOutcome, Deps, decide_batch};
+use decide::handler::{BatchOutcome, Deps};
 use gatekeeper_local::{Options, decide_deps};
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
@@ -159,7 +159,7 @@ async fn decide_racing_allowlist<'a>(
     race: Race<'a>,
 ) -> Result<(BatchOutcome, Option<BatchOutcome>)> {
     let deps = real_deps(w, |a| Racing::new(a, race), |l| l).await?;
-    let a = decide_batch(&deps, w.sqs_event(id, "a"), "invocation-a", now_ms()).await;
+    let a = deps.decide_batch(w.sqs_event(id, "a"), "invocation-a", now_ms()).await;
     Ok((a, deps.allowlist.raced()?))
 }
 
@@ -170,13 +170,13 @@ async fn decide_racing_claim<'a>(
     race: Race<'a>,
 ) -> Result<(BatchOutcome, Option<BatchOutcome>)> {
     let deps = real_deps(w, |a| a, |l| Racing::new(l, race)).await?;
-    let a = decide_batch(&deps, w.sqs_event(id, "a"), "invocation-a", now_ms()).await;
+    let a = deps.decide_batch(w.sqs_event(id, "a"), "invocation-a", now_ms()).await;
     Ok((a, deps.log.raced()?))
 }
 
 /// Invocation B: the plain `decide` of the local wiring, deciding `id` (message "b").
 async fn invocation_b(w: &World, id: &str, name: &str) -> BatchOutcome {
-    decide_batch(w.wiring.deps(), w.sqs_event(id, "b"), name, now_ms()).await
+    w.wiring.deps().decide_batch(w.sqs_event(id, "b"), name, now_ms()).await
 }
 
 /// The race in which the allow is withdrawn and invocation B then decides `id` with the new rules.
@@ -319,7 +319,7 @@ async fn when_a_newer_decision_claims_first_should_leave_the_stale_one_without_e
     assert_eq!(a.metrics.get(names::DUPLICATES), 1);
     assert_eq!(a.metrics.get(names::REJECTED) + a.metrics.get(names::ACCEPTED), 0);
     // A duplicate of A's message re-reads EC2 and the record: nothing left to do.
-    let retry = decide_batch(w.wiring.deps(), w.sqs_event(&id, "a"), "invocation-a-retry", now_ms()).await;
+    let retry = w.wiring.deps().decide_batch(w.sqs_event(&id, "a"), "invocation-a-retry", now_ms()).await;
     assert!(retry.failed_messages.is_empty(), "{retry:?}");
     w.settle(SETTLE).await?;
     assert_eq!(w.state(&id).await?, "rejected");
@@ -336,7 +336,7 @@ async fn when_two_invocations_finish_the_same_owed_decision_should_announce_it_o
     let id = quiet_endpoint(&w).await?;
     // The first invocation accepts, then ends before its notifying mark: the announcement is owed.
     let dying = real_deps(&w, |a| a, NeverNotifying).await?;
-    let first = decide_batch(&dying, w.sqs_event(&id, "a"), "invocation-dead", now_ms()).await;
+    let first = dying.decide_batch(w.sqs_event(&id, "a"), "invocation-dead", now_ms()).await;
     assert_eq!(first.failed_messages, ["a"], "{first:?}");
     assert_eq!(w.settled_state(&id).await?, "available");
     assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "claimed")]);
@@ -346,7 +346,7 @@ async fn when_two_invocations_finish_the_same_owed_decision_should_announce_it_o
     // endpoint, as the sweep makes) finishes it. Both read the dead claim's claim and version.
     let b: Race = Box::pin(async { Ok(Some(invocation_b(&w, &id, "invocation-b").await)) });
     let deps = real_deps(&w, |a| a, |l| Racing::after_records(l, b)).await?;
-    let a = decide_batch(&deps, w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
+    let a = deps.decide_batch(w.sqs_event(&id, "a"), "invocation-a", now_ms()).await;
     let b = deps.log.raced()?.context("B ran")?;
     assert!(b.failed_messages.is_empty() && b.metrics.get(names::NOTIFIED) == 1, "B announces it: {b:?}");
     assert!(a.failed_messages.is_empty(), "A finds it finished, nothing to retry: {a:?}");

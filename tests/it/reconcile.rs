@@ -196,14 +196,13 @@ async fn when_two_invocations_decide_a_quota_while_ec2_lags_should_accept_exactl
     let now = shared::domain::time::now_ms();
     let deps = w.wiring.deps();
     let (a, b) = tokio::join!(
-        decide::handler::decide_batch(deps, event(&ids, "a"), "invocation-a", now),
-        decide::handler::decide_batch(deps, event(&reversed, "b"), "invocation-b", now),
+        deps.decide_batch(event(&ids, "a"), "invocation-a", now),
+        deps.decide_batch(event(&reversed, "b"), "invocation-b", now),
     );
     eprintln!("a: {:?}\nb: {:?}", a.metrics, b.metrics);
     gatekeeper_local::control(&url, "/_gatekeeper/consistency", Some(serde_json::json!({"lag_ms": 0}))).await?;
     // What either left (a claim held by the other) is decided by a third invocation.
-    decide::handler::decide_batch(deps, event(&ids, "c"), "invocation-c", shared::domain::time::now_ms() + 20_000)
-        .await;
+    deps.decide_batch(event(&ids, "c"), "invocation-c", shared::domain::time::now_ms() + 20_000).await;
     let mut states = Vec::new();
     for id in &ids {
         states.push(w.settled_state(id).await?);

@@ -130,10 +130,17 @@ impl Wiring {
         &self.decide_sdk
     }
 
+    /// An invocation's context as Lambda gives it: a request ID, and the deadline its function's deployed
+    /// `Timeout` sets from now (`Lambda-Runtime-Deadline-Ms`; docs/aws-facts.md, "Lambda and SAM").
     fn context(&self, function: &str) -> lambda_runtime::Context {
         let n = self.invocation.fetch_add(1, Ordering::Relaxed);
         let mut ctx = lambda_runtime::Context::default();
         ctx.request_id = format!("local-{function}-{}-{n}", std::process::id());
+        let logical = format!("{}{}Function", function[..1].to_uppercase(), &function[1..]);
+        if let Ok(f) = self.info.deployment.function(&logical) {
+            let now = u64::try_from(shared::domain::time::now_ms()).unwrap_or(0);
+            ctx.deadline = now + f.timeout * 1_000;
+        }
         ctx
     }
 
@@ -341,9 +348,7 @@ impl Wiring {
         stats.invocations = 1;
         stats.messages = msgs.len();
         let failed: Vec<String> =
-            match decide::handler::handle(&self.deps, lambda_runtime::LambdaEvent::new(event, self.context("decide")))
-                .await
-            {
+            match self.deps.handle(lambda_runtime::LambdaEvent::new(event, self.context("decide"))).await {
                 Ok(resp) => resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect(),
                 Err(e) => {
                     tracing::warn!(error = %e, "decide invocation failed; the whole batch returns to the queue");

@@ -9,13 +9,17 @@ pub enum DecideError {
     /// and SQS returns the whole batch.
     #[error("all {total} messages failed on AWS errors; the batch will be retried")]
     BatchFailed { total: usize },
+    /// The invocation neared its deadline with its batch unfinished (`handler::CUT_OFF_MS`): it stopped and
+    /// wrote its counters, and fails so that SQS returns the whole batch.
+    #[error("neared the deadline with {total} messages unfinished; the batch will be retried")]
+    CutShort { total: usize },
 }
 
 impl DecideError {
     /// The `errorType` the runtime reports.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::BatchFailed { .. } => "Retryable",
+            Self::BatchFailed { .. } | Self::CutShort { .. } => "Retryable",
         }
     }
 }

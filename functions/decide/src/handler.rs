@@ -3,6 +3,7 @@
 //! action and one notification; any AWS failure leaves the message to be retried, never a reject.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 use futures_util::stream::{self, StreamExt};
 
@@ -48,38 +49,25 @@ pub struct BatchOutcome {
     pub metrics: Metrics,
 }
 
-/// The Lambda entry point: reports partial batch failures; fails the whole invocation only when nothing
-/// in the batch could be done because of AWS errors (so it shows as an error and is retried).
-pub async fn handle<C, A, D, N, Q, B>(
-    deps: &Deps<C, A, D, N, Q, B>,
-    event: LambdaEvent<SqsEvent>,
-) -> Result<SqsBatchResponse, DecideError>
-where
-    C: Connections,
-    A: Allowlist,
-    D: DecisionLog,
-    N: Notifier,
-    Q: QuotaLedger,
-    B: CallBudget,
-{
-    let total = event.payload.records.len();
-    let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
-    let now = now_ms();
-    let patience = patience_within(deps.config.ec2_patience, event.context.deadline, now);
-    let outcome =
-        decide_batch_within(deps, event.payload, &event.context.request_id, now, patience).instrument(span).await;
-    outcome.metrics.flush("decide");
-    // Only AWS errors fail the invocation: a message retried for another reason (a connection EC2 does
-    // not show yet, a claim held elsewhere) is not an error of this function.
-    let aws_errors_only = outcome.metrics.get(names::ERRORS) > 0
-        && outcome.metrics.get(names::INVALID_EVENTS) == 0
-        && outcome.metrics.get(names::NOT_VISIBLE_YET) == 0;
-    if total > 0 && outcome.failed_messages.len() == total && aws_errors_only {
+/// How long before Lambda's deadline an invocation still deciding stops ([`Deps::invoke`]): it fails the whole
+/// batch, which SQS returns (a retry finds done what it finished), and its counters are written. Lambda
+/// would otherwise end it at the deadline with its counters unwritten, `NotifyUncertain` among them. Each
+/// call gives up after `shared::adapters::CALL_TIMEOUT` and the waits for EC2 end `FINISH_RESERVE_MS`
+/// before the deadline, so only what those bounds do not foresee reaches this.
+pub const CUT_OFF_MS: i64 = 1_000;
+
+/// What an invocation that finished its batch answers: the messages to retry, or an error when every
+/// message failed on AWS errors. Only AWS errors fail the invocation: a message retried for another reason
+/// (a connection EC2 does not show yet, a claim held elsewhere) is not an error of this function.
+fn answer(total: usize, failed_messages: Vec<String>, metrics: &Metrics) -> Result<SqsBatchResponse, DecideError> {
+    let aws_errors_only = metrics.get(names::ERRORS) > 0
+        && metrics.get(names::INVALID_EVENTS) == 0
+        && metrics.get(names::NOT_VISIBLE_YET) == 0;
+    if total > 0 && failed_messages.len() == total && aws_errors_only {
         return Err(DecideError::BatchFailed { total });
     }
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = outcome
-        .failed_messages
+    response.batch_item_failures = failed_messages
         .into_iter()
         .map(|id| {
             let mut f = BatchItemFailure::default();
@@ -136,32 +124,15 @@ pub fn patience_within(configured: std::time::Duration, deadline_ms: u64, now_ms
     configured.min(std::time::Duration::from_millis(left))
 }
 
-/// Decides a batch with the configured patience. `claim` names this invocation in the records it claims.
-pub async fn decide_batch<C, A, D, N, Q, B>(
-    deps: &Deps<C, A, D, N, Q, B>,
-    event: SqsEvent,
-    claim: &str,
-    now: i64,
-) -> BatchOutcome
-where
-    C: Connections,
-    A: Allowlist,
-    D: DecisionLog,
-    N: Notifier,
-    Q: QuotaLedger,
-    B: CallBudget,
-{
-    decide_batch_within(deps, event, claim, now, deps.config.ec2_patience).await
+/// How long until `margin_ms` before the deadline (`deadline_ms`, Lambda's, in ms since the epoch; 0 when
+/// unknown, then `None`); zero when that has passed.
+pub fn time_left(deadline_ms: u64, now_ms: i64, margin_ms: i64) -> Option<std::time::Duration> {
+    let deadline = i64::try_from(deadline_ms).ok().filter(|d| *d > 0)?;
+    Some(std::time::Duration::from_millis(u64::try_from(deadline - now_ms - margin_ms).unwrap_or(0)))
 }
 
-/// Decides a batch, waiting for EC2 at most `patience` in all.
-pub async fn decide_batch_within<C, A, D, N, Q, B>(
-    deps: &Deps<C, A, D, N, Q, B>,
-    event: SqsEvent,
-    claim: &str,
-    now: i64,
-    patience: std::time::Duration,
-) -> BatchOutcome
+/// `decide`'s entry points, over any implementation of its ports.
+impl<C, A, D, N, Q, B> Deps<C, A, D, N, Q, B>
 where
     C: Connections,
     A: Allowlist,
@@ -170,65 +141,136 @@ where
     Q: QuotaLedger,
     B: CallBudget,
 {
-    let mut out = BatchOutcome::default();
-    let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
-    for (i, record) in event.records.into_iter().enumerate() {
-        let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
-        let message_id = record.message_id.unwrap_or_else(|| format!("#{i}"));
-        let request = match record.body.as_deref().map(parse_event) {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                error!(message_id, error = %e, "invalid Connection Request event; no action taken, kept for the DLQ");
-                out.metrics.incr(names::INVALID_EVENTS);
-                out.failed_messages.push(message_id);
-                continue;
-            }
-            None => {
-                error!(message_id, "SQS message without a body; no action taken, kept for the DLQ");
-                out.metrics.incr(names::INVALID_EVENTS);
-                out.failed_messages.push(message_id);
-                continue;
-            }
+    /// The Lambda entry point: reports partial batch failures; fails the whole invocation only when nothing
+    /// in the batch could be done because of AWS errors (so it shows as an error and is retried).
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, DecideError> {
+        let (answer, metrics) = self.invoke(event).await;
+        metrics.flush("decide");
+        answer
+    }
+
+    /// [`Self::handle`] without writing the counters: what the invocation answers, and its counters. Stops the
+    /// batch `CUT_OFF_MS` before the deadline (`DecideError::CutShort`, counted `CutShort`), keeping the
+    /// counters of what it did until then.
+    pub async fn invoke(&self, event: LambdaEvent<SqsEvent>) -> (Result<SqsBatchResponse, DecideError>, Metrics) {
+        let total = event.payload.records.len();
+        let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
+        let now = now_ms();
+        let patience = patience_within(self.config.ec2_patience, event.context.deadline, now);
+        let counters = Mutex::new(Metrics::default());
+        let batch = self
+            .decide_batch_counting(event.payload, &event.context.request_id, now, patience, &counters)
+            .instrument(span);
+        let failed = match time_left(event.context.deadline, now, CUT_OFF_MS) {
+            None => Some(batch.await),
+            Some(left) => tokio::select! {
+                failed = batch => Some(failed),
+                () = tokio::time::sleep(left) => None,
+            },
         };
-        if !deps.config.managed.contains(&request.service_id) {
-            info!(message_id, service_id = %request.service_id, "service is not managed by Gatekeeper; ignored");
-            out.metrics.incr(names::UNMANAGED);
-            continue;
-        }
-        let entry = work.entry(request.service_id).or_default().entry(request.endpoint_id).or_insert(Work {
-            trigger: request.trigger,
-            messages: vec![],
-            receives: 0,
-        });
-        if !entry.messages.is_empty() {
-            out.metrics.incr(names::DUPLICATES);
-        }
-        entry.messages.push(message_id);
-        entry.receives = entry.receives.max(receives);
+        let mut metrics = counters.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let Some(failed_messages) = failed else {
+            error!(
+                messages = total,
+                "the invocation neared its deadline with its batch unfinished; stopped, the batch will be retried"
+            );
+            metrics.incr(names::CUT_SHORT);
+            return (Err(DecideError::CutShort { total }), metrics);
+        };
+        (answer(total, failed_messages, &metrics), metrics)
     }
-    let patience_until = tokio::time::Instant::now() + patience;
-    // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
-    // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
-    // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
-    let runs = stream::iter(work)
-        .map(|(service, requests)| async move {
-            let mut metrics = Metrics::default();
-            let run = ServiceRun { deps, service: &service, patience_until, claim, now, metrics: &mut metrics };
-            let failed = run.run(&requests).await;
-            (requests, failed, metrics)
-        })
-        .buffer_unordered(SERVICES_IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await;
-    for (requests, failed, metrics) in runs {
-        out.metrics.merge(&metrics);
-        for endpoint in failed {
-            if let Some(w) = requests.get(&endpoint) {
-                out.failed_messages.extend(w.messages.iter().cloned());
+
+    /// Decides a batch with the configured patience. `claim` names this invocation in the records it claims.
+    pub async fn decide_batch(&self, event: SqsEvent, claim: &str, now: i64) -> BatchOutcome {
+        self.decide_batch_within(event, claim, now, self.config.ec2_patience).await
+    }
+
+    /// Decides a batch, waiting for EC2 at most `patience` in all.
+    pub async fn decide_batch_within(
+        &self,
+        event: SqsEvent,
+        claim: &str,
+        now: i64,
+        patience: std::time::Duration,
+    ) -> BatchOutcome {
+        let counters = Mutex::new(Metrics::default());
+        let failed_messages = self.decide_batch_counting(event, claim, now, patience, &counters).await;
+        BatchOutcome { failed_messages, metrics: counters.into_inner().unwrap_or_else(PoisonError::into_inner) }
+    }
+
+    /// Decides a batch, counting into `counters` as it goes (so that what was counted is there even when the
+    /// batch is stopped before it ends); returns the SQS message IDs to retry.
+    async fn decide_batch_counting(
+        &self,
+        event: SqsEvent,
+        claim: &str,
+        now: i64,
+        patience: std::time::Duration,
+        counters: &Mutex<Metrics>,
+    ) -> Vec<String> {
+        let mut failed_messages = Vec::new();
+        let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
+        for (i, record) in event.records.into_iter().enumerate() {
+            let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+            let message_id = record.message_id.unwrap_or_else(|| format!("#{i}"));
+            let request = match record.body.as_deref().map(parse_event) {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    error!(message_id, error = %e, "invalid Connection Request event; no action taken, kept for the DLQ");
+                    count(counters, names::INVALID_EVENTS, 1);
+                    failed_messages.push(message_id);
+                    continue;
+                }
+                None => {
+                    error!(message_id, "SQS message without a body; no action taken, kept for the DLQ");
+                    count(counters, names::INVALID_EVENTS, 1);
+                    failed_messages.push(message_id);
+                    continue;
+                }
+            };
+            if !self.config.managed.contains(&request.service_id) {
+                info!(message_id, service_id = %request.service_id, "service is not managed by Gatekeeper; ignored");
+                count(counters, names::UNMANAGED, 1);
+                continue;
+            }
+            let entry = work.entry(request.service_id).or_default().entry(request.endpoint_id).or_insert(Work {
+                trigger: request.trigger,
+                messages: vec![],
+                receives: 0,
+            });
+            if !entry.messages.is_empty() {
+                count(counters, names::DUPLICATES, 1);
+            }
+            entry.messages.push(message_id);
+            entry.receives = entry.receives.max(receives);
+        }
+        let patience_until = tokio::time::Instant::now() + patience;
+        // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
+        // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
+        // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
+        let runs = stream::iter(work)
+            .map(|(service, requests)| async move {
+                let run = ServiceRun { deps: self, service: &service, patience_until, claim, now, counters };
+                let failed = run.run(&requests).await;
+                (requests, failed)
+            })
+            .buffer_unordered(SERVICES_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        for (requests, failed) in runs {
+            for endpoint in failed {
+                if let Some(w) = requests.get(&endpoint) {
+                    failed_messages.extend(w.messages.iter().cloned());
+                }
             }
         }
+        failed_messages
     }
-    out
+}
+
+/// Adds `n` to the counter `name` of an invocation's counters.
+fn count(counters: &Mutex<Metrics>, name: &'static str, n: u64) {
+    counters.lock().unwrap_or_else(PoisonError::into_inner).add(name, n);
 }
 
 struct ServiceRun<'a, C, A, D, N, Q, B> {
@@ -239,7 +281,8 @@ struct ServiceRun<'a, C, A, D, N, Q, B> {
     patience_until: tokio::time::Instant,
     claim: &'a str,
     now: i64,
-    metrics: &'a mut Metrics,
+    /// The invocation's counters, shared by its services and counted into as things happen.
+    counters: &'a Mutex<Metrics>,
 }
 
 impl<C, A, D, N, Q, B> ServiceRun<'_, C, A, D, N, Q, B>
@@ -251,9 +294,13 @@ where
     Q: QuotaLedger,
     B: CallBudget,
 {
+    fn count(&self, name: &'static str) {
+        count(self.counters, name, 1);
+    }
+
     fn fail(&mut self, failed: &mut BTreeSet<EndpointId>, endpoint: &EndpointId, e: &PortError) {
         error!(service_id = %self.service, endpoint_id = %endpoint, error = %e, kind = ?e.kind, "AWS call failed; the request will be retried");
-        self.metrics.incr(names::ERRORS);
+        self.count(names::ERRORS);
         failed.insert(endpoint.clone());
     }
 
@@ -305,18 +352,18 @@ where
             let receives = requests.get(&endpoint).map_or(u32::MAX, |w| w.receives);
             if receives < NOT_VISIBLE_RECEIVES {
                 info!(service_id = %self.service, endpoint_id = %endpoint, receives, "EC2 does not show this connection yet; retried");
-                self.metrics.incr(names::NOT_VISIBLE_YET);
+                self.count(names::NOT_VISIBLE_YET);
                 failed.insert(endpoint);
             } else {
                 info!(service_id = %self.service, endpoint_id = %endpoint, receives, "EC2 has no such connection for the service; left to the sweep");
-                self.metrics.incr(names::NOT_PENDING);
+                self.count(names::NOT_PENDING);
             }
         }
         if let Ok(r) = &rules {
             for bad in &r.invalid {
                 error!(error = %bad, "invalid allowlist item skipped; it never accepts");
             }
-            self.metrics.add(names::INVALID_RULES, r.invalid.len() as u64);
+            count(self.counters, names::INVALID_RULES, r.invalid.len() as u64);
         }
 
         // A connection waiting for acceptance is claimed without reading its record first: a new one has
@@ -400,11 +447,8 @@ where
         let this = &self;
         let finishing = stream::iter(to_notify).map(|r| this.finish(r)).buffered(IN_FLIGHT).collect::<Vec<_>>();
         let (finished, untagged) = tokio::join!(finishing, this.tag_tenants(to_tag));
-        self.metrics.add(names::TENANT_TAG_FAILED, untagged);
+        count(self.counters, names::TENANT_TAG_FAILED, untagged);
         for f in finished {
-            for name in f.counters {
-                self.metrics.incr(name);
-            }
             if let Some(e) = f.error {
                 self.fail(&mut failed, &f.endpoint_id, &e);
             }
@@ -437,7 +481,7 @@ where
         let (previous, previous_hold) = match step {
             Step::Skip(why) => {
                 info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), why = why.as_str(), "no action");
-                self.metrics.incr(match why {
+                self.count(match why {
                     Skip::NotPending => names::NOT_PENDING,
                     Skip::HeldRecently => names::HELD_WAITING,
                     _ => names::DUPLICATES,
@@ -457,7 +501,7 @@ where
                 info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
                 match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
                     Ok(_) => {
-                        self.metrics.incr(names::SUPERSEDED);
+                        self.count(names::SUPERSEDED);
                         if self.deps.config.revoke && kind == Kind::Decision {
                             failed.insert(conn.endpoint_id.clone());
                         }
@@ -504,7 +548,7 @@ where
         }
         if previous_hold && decision.outcome == Outcome::Hold {
             info!(endpoint_id = %conn.endpoint_id, "still held; already notified");
-            self.metrics.incr(names::DUPLICATES);
+            self.count(names::DUPLICATES);
             return Plan::Nothing;
         }
         let cfg = &self.deps.config;
@@ -555,7 +599,7 @@ where
                 Ok(Claim::Lost(Some(standing))) if c.optimistic => found.push(*standing),
                 Ok(Claim::Lost(_)) => {
                     info!(endpoint_id = %record.endpoint_id, "another invocation claimed this connection first; retried later");
-                    self.metrics.incr(names::DUPLICATES);
+                    self.count(names::DUPLICATES);
                     failed.insert(record.endpoint_id.clone());
                 }
                 Err(e) => self.fail(failed, &record.endpoint_id, &e),
@@ -650,7 +694,7 @@ where
                 continue;
             }
             info!(endpoint_id = %r.endpoint_id, "no longer pendingAcceptance just before the reject; not rejected");
-            self.metrics.incr(names::SUPERSEDED);
+            self.count(names::SUPERSEDED);
             match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
                 // With revocation on, the retry decides whether the new state may stand.
                 Ok(_) if self.deps.config.revoke => {
@@ -747,7 +791,7 @@ where
                 return false;
             }
             info!(service_id = %self.service, api, wait_ms = wait.as_millis() as u64, "decide's budget of EC2 calls is used up for now; waiting for the next window");
-            self.metrics.incr(names::EC2_BUDGET_WAITS);
+            self.count(names::EC2_BUDGET_WAITS);
             tokio::time::sleep(wait).await;
         }
     }
@@ -785,7 +829,7 @@ where
             match result {
                 Err(e) if e.is_rate_limited() && tokio::time::Instant::now() + pause <= self.patience_until => {
                     info!(service_id = %self.service, pause_ms = pause.as_millis() as u64, "EC2 is throttling; waiting for a token");
-                    self.metrics.incr(names::EC2_THROTTLED_WAITS);
+                    self.count(names::EC2_THROTTLED_WAITS);
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(8));
                 }
@@ -814,7 +858,7 @@ where
                     // Most often the state moved under us (the consumer deleted it, or a person acted):
                     // the retry re-reads EC2 and finds out.
                     warn!(endpoint_id = %r.endpoint_id, code = %f.code, message = %f.message, "EC2 refused this endpoint; will retry");
-                    self.metrics.incr(names::ERRORS);
+                    self.count(names::ERRORS);
                     failed.insert(r.endpoint_id.clone());
                     self.end_early(r).await;
                 }
@@ -866,7 +910,7 @@ where
     /// one that marks it holds it from then on. Takes `&self` only: records are finished side by side, and
     /// what each came to is merged afterwards.
     async fn finish(&self, record: DecisionRecord) -> Finished {
-        let mut done = Finished { endpoint_id: record.endpoint_id.clone(), counters: Vec::new(), error: None };
+        let mut done = Finished { endpoint_id: record.endpoint_id.clone(), error: None };
         let marked = match self.advance_firmly(&record, Status::Notifying).await {
             Ok(Written::Yes) => Ok(()),
             Ok(Written::Lost) => {
@@ -896,13 +940,13 @@ where
             if unknown && e.kind != ErrorKind::Permanent {
                 // The mark may have landed, and a record left `notifying` is never published from.
                 error!(endpoint_id = %record.endpoint_id, error = %e, "the notifying mark may have landed unanswered; the notification may be lost");
-                done.counters.push(names::NOTIFY_UNCERTAIN);
+                self.count(names::NOTIFY_UNCERTAIN);
             }
             done.error = Some(e);
             return done;
         }
         if record.status == Status::Claimed {
-            done.counters.push(match (record.kind, record.outcome) {
+            self.count(match (record.kind, record.outcome) {
                 (Kind::Revocation, _) => names::REVOKED,
                 (_, Outcome::Accept) => names::ACCEPTED,
                 (_, Outcome::Reject) => names::REJECTED,
@@ -916,7 +960,7 @@ where
                 // It may have gone out: publishing again could send it twice. The record stays
                 // `notifying` (never published again); the miss, if it was one, is counted and alarmed.
                 error!(endpoint_id = %record.endpoint_id, error = %e, "notification may or may not have been published; not repeated");
-                done.counters.push(names::NOTIFY_UNCERTAIN);
+                self.count(names::NOTIFY_UNCERTAIN);
                 return done;
             }
             // Not published, for certain: mark it owed, so the retry publishes. This write is all that
@@ -924,12 +968,12 @@ where
             // never published again), so it is tried harder than the SDK's own retries.
             if let Err(revert) = self.advance_firmly(&record, Status::Acted).await {
                 error!(endpoint_id = %record.endpoint_id, error = %revert, "notification failed and could not be re-queued; it may be lost");
-                done.counters.push(names::NOTIFY_UNCERTAIN);
+                self.count(names::NOTIFY_UNCERTAIN);
             }
             done.error = Some(e);
             return done;
         }
-        done.counters.push(names::NOTIFIED);
+        self.count(names::NOTIFIED);
         if let Err(e) = self.deps.log.advance(&record, Status::Notified, self.claim).await {
             // Published; the record stays `notifying`, which is never published again.
             warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
@@ -953,9 +997,8 @@ enum Plan {
     Nothing,
 }
 
-/// What finishing one record came to: the counters to add, and the error that fails its message.
+/// What finishing one record came to: the error that fails its message (its counters are counted as it goes).
 struct Finished {
     endpoint_id: EndpointId,
-    counters: Vec<&'static str>,
     error: Option<PortError>,
 }

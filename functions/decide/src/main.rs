@@ -1,7 +1,6 @@
 //! Wiring only: telemetry, configuration, the SDK configuration, then the runtime loop.
 
 use decide::config::Config;
-use decide::handler::handle;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
@@ -10,5 +9,5 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = shared::adapters::sdk_defaults().load().await;
     let deps = decide::wiring::deps(&aws, config);
-    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| handle(&deps, event))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<_>| deps.handle(event))).await
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use decide::config::Config;
-use decide::handler::{Deps, decide_batch, decide_batch_within, handle};
+use decide::handler::Deps;
 use shared::domain::quota::Slots;
 use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
 use shared::domain::{
@@ -57,6 +57,8 @@ struct Faults {
     mark_answers_lost: usize,
     /// Reading an endpoint's records fails (throttled).
     records: bool,
+    /// The publish never answers (a call no timeout bounds).
+    publish_hangs: bool,
 }
 
 #[derive(Default)]
@@ -292,6 +294,10 @@ impl QuotaLedger for Fake<'_> {
 
 impl Notifier for Fake<'_> {
     async fn notify(&self, n: &Announcement) -> PortResult<()> {
+        let hangs = self.0.faults.lock().unwrap().publish_hangs;
+        if hangs {
+            std::future::pending::<()>().await;
+        }
         if self.0.faults.lock().unwrap().notify {
             return Err(throttled("sns"));
         }
@@ -376,7 +382,7 @@ async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one
     let w = World::default();
     connect(&w, A, ALLOWED);
     connect(&w, B, OTHER);
-    let out = decide_batch(&deps(&w), event(&[A, B, A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A, B, A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("available", "rejected"));
     assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1));
@@ -388,12 +394,12 @@ async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one
 async fn when_a_connection_waits_for_acceptance_should_claim_it_without_reading_its_record_first() {
     let w = World::default();
     connect(&w, A, ALLOWED);
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.metrics.get(names::ACCEPTED), 1);
     assert!(w.record_reads.lock().unwrap().is_empty(), "a new connection's record is not read: the claim finds it");
     assert_eq!(*w.claims.lock().unwrap(), [(A.to_owned(), None)]);
     // Decided: a duplicate finds EC2 past pendingAcceptance, so it reads the record to know what is owed.
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert_eq!(out.metrics.get(names::DUPLICATES), 1);
     assert_eq!(*w.record_reads.lock().unwrap(), [A.to_owned()]);
     assert_eq!(w.claims.lock().unwrap().len(), 1, "nothing claimed again");
@@ -404,12 +410,12 @@ async fn when_a_claim_made_without_reading_finds_a_dead_claim_should_take_it_ove
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().act = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, ["m0"]);
     w.faults.lock().unwrap().act = false;
     // The first claim was abandoned (its lease ended): the retry's claim finds it, and takes it over
     // with its version, without a read of the record and without another receive.
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(out.metrics.get(names::ACCEPTED), 1);
     assert_eq!(*w.claims.lock().unwrap(), [(A.into(), None), (A.into(), None), (A.into(), Some(1))]);
@@ -423,7 +429,7 @@ async fn when_a_connection_is_accepted_should_tag_it_with_its_tenant_alongside_t
     let w = World::default();
     connect(&w, A, ALLOWED);
     connect(&w, B, OTHER);
-    let out = decide_batch(&deps(&w), event(&[A, B]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A, B]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty());
     let tags = w.tags.lock().unwrap().clone();
     let accepted_id = format!("vpce-con-{}", A.trim_start_matches("vpce-"));
@@ -440,7 +446,7 @@ async fn when_the_tenant_tag_fails_should_keep_the_accept_and_its_notification_a
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().tag = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "a tag is not worth a retry: the decision is done");
     assert_eq!(out.metrics.get(names::TENANT_TAG_FAILED), 1);
     assert_eq!(out.metrics.get(names::ERRORS), 0);
@@ -456,7 +462,7 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     w.faults.lock().unwrap().act_throttled_times = 2;
     let mut d = deps(&w);
     d.config.ec2_patience = std::time::Duration::from_secs(5);
-    let out = decide_batch(&d, event(&[A]), "inv-1", 10_000).await;
+    let out = d.decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "waited 1 s and 2 s, then accepted");
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 2);
     assert_eq!((state(&w, A).as_str(), *w.accept_calls.lock().unwrap()), ("available", 3));
@@ -466,7 +472,7 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     connect(&w, B, ALLOWED);
     w.faults.lock().unwrap().act_throttled_times = 5;
     d.config.ec2_patience = std::time::Duration::from_secs(2);
-    let out = decide_batch(&d, event(&[B]), "inv-2", 11_000).await;
+    let out = d.decide_batch(event(&[B]), "inv-2", 11_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 1, "1 s fits in 2 s, 1 + 2 s does not");
     assert_eq!(state(&w, B), "pendingAcceptance");
@@ -493,7 +499,7 @@ async fn when_a_batch_spans_services_should_wait_for_ec2_tokens_side_by_side() {
     d.config.managed = services.iter().map(|s| ServiceId::parse(s).unwrap()).collect();
     d.config.ec2_patience = std::time::Duration::from_secs(10);
     let started = tokio::time::Instant::now();
-    let out = decide_batch(&d, ev, "inv-1", 10_000).await;
+    let out = d.decide_batch(ev, "inv-1", 10_000).await;
     let waited = started.elapsed();
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 4, "each service waited once");
@@ -511,7 +517,7 @@ async fn when_decides_budget_of_ec2_calls_is_used_up_should_wait_for_the_next_wi
     *w.budget_full_times.lock().unwrap() = 1;
     let mut d = deps(&w);
     d.config.ec2_patience = std::time::Duration::from_secs(12);
-    let out = decide_batch(&d, event(&[A, B]), "inv-1", 10_000).await;
+    let out = d.decide_batch(event(&[A, B]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 1);
     assert_eq!(
@@ -526,7 +532,7 @@ async fn when_decides_budget_of_ec2_calls_is_used_up_should_wait_for_the_next_wi
     // called, nothing is rejected.
     connect(&w, "vpce-0ccccccccccccccc3", ALLOWED);
     *w.budget_full_times.lock().unwrap() = 100;
-    let out = decide_batch(&d, event(&["vpce-0ccccccccccccccc3"]), "inv-2", 11_000).await;
+    let out = d.decide_batch(event(&["vpce-0ccccccccccccccc3"]), "inv-2", 11_000).await;
     assert_eq!(out.failed_messages, ["m0"]);
     assert_eq!(out.metrics.get(names::EC2_BUDGET_WAITS), 2, "two 5 s windows fit in 12 s, a third does not");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
@@ -550,15 +556,49 @@ async fn when_the_invocation_nears_its_deadline_should_wait_for_ec2_only_until_t
     // 16 s left: 1 s to wait, whatever the setting says. The Accept's budget window is full for 5 s, so its
     // message goes back to the queue (claim abandoned, nothing rejected); the reject goes ahead.
     *w.budget_full_times.lock().unwrap() = 1;
-    let res = handle(&d, lambda_runtime::LambdaEvent::new(event(&[A, B]), context(16_000))).await.unwrap();
+    let res = d.handle(lambda_runtime::LambdaEvent::new(event(&[A, B]), context(16_000))).await.unwrap();
     let failed: Vec<&str> = res.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["m0"]);
     assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("pendingAcceptance", "rejected"));
     // A minute left: the setting's 12 s, so the same full window is waited out and the connection accepted.
     *w.budget_full_times.lock().unwrap() = 1;
-    let res = handle(&d, lambda_runtime::LambdaEvent::new(event(&[A]), context(60_000))).await.unwrap();
+    let res = d.handle(lambda_runtime::LambdaEvent::new(event(&[A]), context(60_000))).await.unwrap();
     assert!(res.batch_item_failures.is_empty(), "{res:?}");
     assert_eq!(state(&w, A), "available");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_call_outlasts_the_invocation_should_stop_before_the_deadline_and_keep_its_counters() {
+    use std::time::Duration;
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().publish_hangs = true;
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.deadline = u64::try_from(shared::domain::time::now_ms() + 20_000).unwrap();
+    let started = tokio::time::Instant::now();
+    let d = deps(&w);
+    let invocation = d.invoke(lambda_runtime::LambdaEvent::new(event(&[A, A]), ctx));
+    let (answer, metrics) = tokio::time::timeout(Duration::from_secs(60), invocation)
+        .await
+        .expect("the invocation waited past its deadline for a call that never answered");
+    // Stopped a second before the deadline, failing the batch (SQS returns it; the retry finds A done).
+    assert!(started.elapsed() <= Duration::from_secs(19), "{:?}", started.elapsed());
+    assert!(matches!(answer, Err(decide::error::DecideError::CutShort { total: 2 })), "{answer:?}");
+    // What it did before the hung call is counted, and the stop itself.
+    assert_eq!(metrics.get(names::ACCEPTED), 1, "{metrics:?}");
+    assert_eq!(metrics.get(names::DUPLICATES), 1, "{metrics:?}");
+    assert_eq!(metrics.get(names::CUT_SHORT), 1, "{metrics:?}");
+    assert_eq!(state(&w, A), "available");
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying, "never published from again");
+}
+
+#[test]
+fn time_left_is_until_the_margin_before_the_deadline_and_none_when_unknown() {
+    use decide::handler::time_left;
+    use std::time::Duration;
+    assert_eq!(time_left(0, 1_000, 1_000), None, "no deadline known");
+    assert_eq!(time_left(61_000, 1_000, 1_000), Some(Duration::from_secs(59)));
+    assert_eq!(time_left(1_500, 1_000, 1_000), Some(Duration::ZERO), "past the margin: at once");
 }
 
 #[test]
@@ -577,7 +617,7 @@ async fn when_a_call_taken_alongside_the_claims_is_from_a_window_that_has_ended_
     let w = World::default();
     connect(&w, A, ALLOWED);
     *w.budget_stale_once.lock().unwrap() = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(*w.budget_asked.lock().unwrap(), ["AcceptVpcEndpointConnections"; 2]);
     assert_eq!(state(&w, A), "available");
@@ -589,7 +629,7 @@ async fn when_ec2_describe_is_throttled_should_fail_the_invocation_and_not_act()
     connect(&w, B, OTHER);
     w.faults.lock().unwrap().describe = true;
     let ctx = lambda_runtime::Context::default();
-    let res = handle(&deps(&w), lambda_runtime::LambdaEvent::new(event(&[B]), ctx)).await;
+    let res = deps(&w).handle(lambda_runtime::LambdaEvent::new(event(&[B]), ctx)).await;
     let err = res.expect_err("every message failed on AWS errors: the invocation fails");
     let diagnostic = lambda_runtime::Diagnostic::from(err);
     assert_eq!(diagnostic.error_type, "Retryable");
@@ -603,7 +643,7 @@ async fn when_the_allowlist_read_is_throttled_should_not_reject() {
     let w = World::default();
     connect(&w, B, OTHER);
     w.faults.lock().unwrap().allowlist = true;
-    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(state(&w, B), "pendingAcceptance");
     assert!(w.records.lock().unwrap().is_empty());
@@ -614,7 +654,7 @@ async fn when_the_claim_write_fails_should_not_act() {
     let w = World::default();
     connect(&w, B, OTHER);
     w.faults.lock().unwrap().claim = true;
-    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(state(&w, B), "pendingAcceptance");
 }
@@ -624,12 +664,12 @@ async fn when_the_reject_call_is_throttled_should_abandon_the_claim_and_decide_a
     let w = World::default();
     connect(&w, B, OTHER);
     w.faults.lock().unwrap().act = true;
-    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(state(&w, B), "pendingAcceptance");
     assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
     w.faults.lock().unwrap().act = false;
-    let out = decide_batch(&deps(&w), event(&[B]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-2", 11_000).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(state(&w, B), "rejected");
     assert_eq!(w.sent.lock().unwrap().len(), 1);
@@ -641,11 +681,11 @@ async fn when_ec2_refuses_an_id_should_retry_it_and_when_it_is_gone_should_stop(
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().refuse = Some("InvalidState");
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert!(w.sent.lock().unwrap().is_empty());
     w.faults.lock().unwrap().refuse = Some("InvalidVpcEndpointId.NotFound");
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Gone);
     assert!(w.sent.lock().unwrap().is_empty());
@@ -656,11 +696,11 @@ async fn when_sns_is_throttled_should_notify_on_retry_without_acting_twice() {
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().notify = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(state(&w, A), "available");
     w.faults.lock().unwrap().notify = false;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
@@ -671,12 +711,12 @@ async fn when_a_publish_may_have_gone_out_should_never_publish_it_again() {
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().notify_answer_lost = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "nothing a retry could do without risking a second message");
     assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 1);
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
     w.faults.lock().unwrap().notify_answer_lost = false;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.sent.lock().unwrap().len(), 1, "published once");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
@@ -687,7 +727,7 @@ async fn when_the_notifying_mark_is_throttled_should_try_again_and_announce_in_t
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().mark_throttled_times = 4;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!((out.metrics.get(names::NOTIFIED), out.metrics.get(names::NOTIFY_UNCERTAIN)), (1, 0));
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
@@ -698,7 +738,7 @@ async fn when_the_notifying_mark_cannot_be_written_should_let_the_retry_announce
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().mark_throttled_times = 5;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     // Read back, the record shows the mark did not land: nothing may be lost, so nothing is alarmed.
     assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 0);
@@ -707,7 +747,7 @@ async fn when_the_notifying_mark_cannot_be_written_should_let_the_retry_announce
         let recs = w.records.lock().unwrap();
         assert_eq!((recs[A].status, recs[A].lease_until_ms), (Status::Claimed, 0), "its own claim ended early");
     }
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(w.sent.lock().unwrap().len(), 1, "the retry announces it");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
@@ -724,7 +764,7 @@ async fn when_the_notifying_mark_fails_slowly_should_stop_trying_before_the_invo
     // No patience left: rounds may start until half the 15 s reserve (7.5 s) is used. Each fails after
     // 3 s: the rounds at 0 s and 3 s are followed by one at 6 s, and none at 9 s.
     let started = tokio::time::Instant::now();
-    let out = decide_batch_within(&deps(&w), event(&[A]), "inv-1", 10_000, std::time::Duration::ZERO).await;
+    let out = deps(&w).decide_batch_within(event(&[A]), "inv-1", 10_000, std::time::Duration::ZERO).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(w.faults.lock().unwrap().mark_throttled_times, 2, "three rounds, not five");
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "{:?}", started.elapsed());
@@ -736,7 +776,7 @@ async fn when_the_notifying_mark_lands_but_every_answer_is_lost_should_read_it_b
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().mark_answers_lost = 5;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!((out.metrics.get(names::NOTIFIED), out.metrics.get(names::NOTIFY_UNCERTAIN)), (1, 0));
     assert_eq!((w.sent.lock().unwrap().len(), w.records.lock().unwrap()[A].status), (1, Status::Notified));
@@ -748,7 +788,7 @@ async fn when_the_mark_and_reading_it_back_both_fail_should_count_the_notificati
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().mark_throttled_times = 5;
     w.faults.lock().unwrap().records = true;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 1, "the mark may have landed: a record left notifying");
     assert!(w.sent.lock().unwrap().is_empty());
@@ -761,7 +801,7 @@ async fn when_finishing_a_dead_claim_fails_should_leave_that_claim_as_it_stands(
     w.faults.lock().unwrap().notify = true;
     // inv-1 accepts; its publish is refused. The record is made a dead claim by hand: `claimed` by
     // inv-1, its lease over, the connection accepted (as when inv-1 died after EC2's answer).
-    decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     {
         let mut recs = w.records.lock().unwrap();
         let r = recs.get_mut(A).unwrap();
@@ -769,7 +809,7 @@ async fn when_finishing_a_dead_claim_fails_should_leave_that_claim_as_it_stands(
     }
     w.faults.lock().unwrap().notify = false;
     w.faults.lock().unwrap().mark_throttled_times = 5;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     let recs = w.records.lock().unwrap();
     assert_eq!(
@@ -784,11 +824,11 @@ async fn when_another_invocation_holds_the_claim_should_leave_it_alone() {
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().act = true;
-    decide_batch(&deps(&w), event(&[A]), "inv-1", 10_000).await;
+    deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     // Restore a live lease held by someone else.
     w.records.lock().unwrap().get_mut(A).unwrap().lease_until_ms = 1_000_000;
     w.faults.lock().unwrap().act = false;
-    let out = decide_batch(&deps(&w), event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
     assert_eq!(out.failed_messages, vec!["m0"], "retried later, in case the holder dies");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1, "only the failed first attempt called EC2");
     assert_eq!(state(&w, A), "pendingAcceptance");
@@ -805,7 +845,7 @@ async fn when_events_are_malformed_or_unmanaged_should_act_on_nothing() {
     unmanaged.message_id = Some("m1".into());
     unmanaged.body = unmanaged.body.map(|b| b.replace(SVC, "vpce-svc-0fedcba987654321f"));
     ev.records.push(unmanaged);
-    let out = decide_batch(&deps(&w), ev, "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(ev, "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"], "malformed is kept for the DLQ; unmanaged is dropped");
     assert_eq!(out.metrics.get(names::INVALID_EVENTS), 1);
     assert_eq!(out.metrics.get(names::UNMANAGED), 1);
@@ -825,19 +865,19 @@ async fn when_ec2_does_not_show_the_connection_yet_should_ask_again_then_retry_t
     connect(&w, A, ALLOWED);
     // Visible on the second Describe of the same invocation: decided at once.
     w.lag.lock().unwrap().insert(A.into(), 1);
-    let out = decide_batch(&deps(&w), received(event(&[A]), 1), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(received(event(&[A]), 1), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(state(&w, A), "available");
 
     connect(&w, B, OTHER);
     w.lag.lock().unwrap().insert(B.into(), 100);
-    let out = decide_batch(&deps(&w), received(event(&[B]), 1), "inv-2", 10_000).await;
+    let out = deps(&w).decide_batch(received(event(&[B]), 1), "inv-2", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"], "not visible yet: the message is retried");
     assert_eq!(out.metrics.get(names::NOT_VISIBLE_YET), 1);
     let ctx = lambda_runtime::Context::default();
-    let res = handle(&deps(&w), lambda_runtime::LambdaEvent::new(received(event(&[B]), 1), ctx)).await;
+    let res = deps(&w).handle(lambda_runtime::LambdaEvent::new(received(event(&[B]), 1), ctx)).await;
     assert!(res.is_ok(), "a connection EC2 does not show yet is not an error of the function");
-    let out = decide_batch(&deps(&w), received(event(&[B]), 3), "inv-3", 10_000).await;
+    let out = deps(&w).decide_batch(received(event(&[B]), 3), "inv-3", 10_000).await;
     assert!(out.failed_messages.is_empty(), "after its receives, the request is left to the sweep");
     assert_eq!(out.metrics.get(names::NOT_PENDING), 1);
     assert_eq!(state(&w, B), "pendingAcceptance");
@@ -849,7 +889,7 @@ async fn when_a_person_accepts_just_before_the_reject_should_not_reject_it() {
     let w = World::default();
     connect(&w, B, OTHER);
     w.faults.lock().unwrap().accept_by_hand_on_claim = true;
-    let out = decide_batch(&deps(&w), event(&[B]), "inv-1", 10_000).await;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "revocation is off: the person's accept stands");
     assert_eq!(state(&w, B), "available");
     assert_eq!(*w.reject_calls.lock().unwrap(), 0);
@@ -873,18 +913,18 @@ async fn when_a_connection_is_held_should_back_off_on_sweeps_and_reannounce_dail
     let mut d = deps(&w);
     d.config.default_action = DefaultAction::Hold;
     let day = shared::domain::protocol::HOLD_REANNOUNCE_MS;
-    decide_batch(&d, event(&[B]), "inv-1", 10_000).await;
+    d.decide_batch(event(&[B]), "inv-1", 10_000).await;
     assert_eq!(w.sent.lock().unwrap().len(), 1, "held and announced");
     // Sweeps within the day: not evaluated again, not announced again.
-    let out = decide_batch(&d, triggered(event(&[B]), "sweep"), "inv-2", 10_000 + day / 2).await;
+    let out = d.decide_batch(triggered(event(&[B]), "sweep"), "inv-2", 10_000 + day / 2).await;
     assert_eq!(out.metrics.get(names::HELD_WAITING), 1);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
     // An allowlist change re-evaluates at once; still held: nothing new to announce.
-    let out = decide_batch(&d, triggered(event(&[B]), "allowlist_change"), "inv-3", 10_000 + day / 2).await;
+    let out = d.decide_batch(triggered(event(&[B]), "allowlist_change"), "inv-3", 10_000 + day / 2).await;
     assert_eq!(out.metrics.get(names::HELD_WAITING), 0);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
     // A day on, the sweep re-evaluates and announces the hold again.
-    let out = decide_batch(&d, triggered(event(&[B]), "sweep"), "inv-4", 20_000 + day).await;
+    let out = d.decide_batch(triggered(event(&[B]), "sweep"), "inv-4", 20_000 + day).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.sent.lock().unwrap().len(), 2, "re-announced after a day");
     assert_eq!(state(&w, B), "pendingAcceptance");
@@ -915,7 +955,7 @@ async fn when_the_sample_sqs_batch_arrives_should_decide_its_connection() {
     let w = World::default();
     connect(&w, "vpce-0123456789abcdef0", ALLOWED);
     let response =
-        handle(&deps(&w), lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default())).await.unwrap();
+        deps(&w).handle(lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default())).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(state(&w, "vpce-0123456789abcdef0"), "available");
     assert_eq!(w.sent.lock().unwrap().len(), 1);
