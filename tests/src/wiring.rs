@@ -54,6 +54,8 @@ pub struct Wiring {
     /// Where each shard of the allowlist stream has been read to.
     shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
     invocation: AtomicU64,
+    /// Each function's deployed `Timeout` in seconds, by the name `context` takes.
+    timeouts: std::collections::HashMap<&'static str, u64>,
     /// The access keys the functions call AWS with (fault rules can target them alone).
     pub access_keys: Vec<String>,
     /// Every connection notification seen once: (event, endpoint ID, SNS message ID). EC2 publishes
@@ -114,6 +116,10 @@ impl Wiring {
             decide_sdk,
             shard_iterators: Default::default(),
             invocation: 0.into(),
+            timeouts: [("ingest", "IngestFunction"), ("decide", "DecideFunction"), ("reconcile", "ReconcileFunction")]
+                .into_iter()
+                .map(|(name, logical)| Ok((name, d.function(logical)?.timeout)))
+                .collect::<Result<_>>()?,
             access_keys: vec![ingest_key, decide_key, reconcile_key],
             connection_events: Default::default(),
             decide_failures: Default::default(),
@@ -136,11 +142,8 @@ impl Wiring {
         let n = self.invocation.fetch_add(1, Ordering::Relaxed);
         let mut ctx = lambda_runtime::Context::default();
         ctx.request_id = format!("local-{function}-{}-{n}", std::process::id());
-        let logical = format!("{}{}Function", function[..1].to_uppercase(), &function[1..]);
-        if let Ok(f) = self.info.deployment.function(&logical) {
-            let now = u64::try_from(shared::domain::time::now_ms()).unwrap_or(0);
-            ctx.deadline = now + f.timeout * 1_000;
-        }
+        let timeout_s = self.timeouts.get(function).copied().unwrap_or_else(|| panic!("no function {function}"));
+        ctx.deadline = u64::try_from(shared::domain::time::now_ms()).unwrap_or(0) + timeout_s * 1_000;
         ctx
     }
 

@@ -50,11 +50,14 @@ pub struct BatchOutcome {
 }
 
 /// How long before Lambda's deadline an invocation still deciding stops ([`Deps::invoke`]): it fails the whole
-/// batch, which SQS returns (a retry finds done what it finished), and its counters are written. Lambda
-/// would otherwise end it at the deadline with its counters unwritten, `NotifyUncertain` among them. Each
-/// call gives up after `shared::adapters::CALL_TIMEOUT` and the waits for EC2 end `FINISH_RESERVE_MS`
-/// before the deadline, so only what those bounds do not foresee reaches this.
+/// batch, which SQS returns (a retry finds done what it finished), and its counters are written, with each
+/// notification it stopped between the mark and the publish's answer counted `NotifyUncertain`. Lambda
+/// would otherwise end it at the deadline with its counters unwritten. Each call gives up after
+/// `shared::adapters::CALL_TIMEOUT`, the waits for EC2 end `FINISH_RESERVE_MS` before the deadline and the
+/// status writes' retries start no round that could reach the stop, but the steps after those (a read-back,
+/// the publish) against services that answer nothing can still reach it.
 pub const CUT_OFF_MS: i64 = 1_000;
+const CUT_OFF: std::time::Duration = std::time::Duration::from_millis(CUT_OFF_MS as u64);
 
 /// What an invocation that finished its batch answers: the messages to retry, or an error when every
 /// message failed on AWS errors. Only AWS errors fail the invocation: a message retried for another reason
@@ -157,7 +160,7 @@ where
         let span = tracing::info_span!("decide", request_id = %event.context.request_id, messages = total);
         let now = now_ms();
         let patience = patience_within(self.config.ec2_patience, event.context.deadline, now);
-        let counters = Mutex::new(Metrics::default());
+        let counters = Mutex::new(Tally::default());
         let batch = self
             .decide_batch_counting(event.payload, &event.context.request_id, now, patience, &counters)
             .instrument(span);
@@ -168,13 +171,18 @@ where
                 () = tokio::time::sleep(left) => None,
             },
         };
-        let mut metrics = counters.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let Tally { mut metrics, at_risk } = counters.into_inner().unwrap_or_else(PoisonError::into_inner);
         let Some(failed_messages) = failed else {
             error!(
                 messages = total,
                 "the invocation neared its deadline with its batch unfinished; stopped, the batch will be retried"
             );
             metrics.incr(names::CUT_SHORT);
+            if at_risk > 0 {
+                // Stopped between a `notifying` mark and its publish's answer: never published from again.
+                error!(records = at_risk, "stopped with notifications marked but unanswered; they may be lost");
+                metrics.add(names::NOTIFY_UNCERTAIN, at_risk);
+            }
             return (Err(DecideError::CutShort { total }), metrics);
         };
         (answer(total, failed_messages, &metrics), metrics)
@@ -193,9 +201,9 @@ where
         now: i64,
         patience: std::time::Duration,
     ) -> BatchOutcome {
-        let counters = Mutex::new(Metrics::default());
+        let counters = Mutex::new(Tally::default());
         let failed_messages = self.decide_batch_counting(event, claim, now, patience, &counters).await;
-        BatchOutcome { failed_messages, metrics: counters.into_inner().unwrap_or_else(PoisonError::into_inner) }
+        BatchOutcome { failed_messages, metrics: counters.into_inner().unwrap_or_else(PoisonError::into_inner).metrics }
     }
 
     /// Decides a batch, counting into `counters` as it goes (so that what was counted is there even when the
@@ -206,7 +214,7 @@ where
         claim: &str,
         now: i64,
         patience: std::time::Duration,
-        counters: &Mutex<Metrics>,
+        counters: &Mutex<Tally>,
     ) -> Vec<String> {
         let mut failed_messages = Vec::new();
         let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
@@ -268,21 +276,32 @@ where
     }
 }
 
+/// What an invocation has counted, counted into as things happen (so that a batch stopped before its end
+/// keeps it), and how many of its notifications are at risk right now.
+#[derive(Debug, Default)]
+struct Tally {
+    metrics: Metrics,
+    /// Records whose `notifying` mark has been sent and whose publish has not answered yet. Stopped now,
+    /// each may be left `notifying` with nothing published, so a stop (`CUT_OFF_MS`) counts each as
+    /// `NotifyUncertain`.
+    at_risk: u64,
+}
+
 /// Adds `n` to the counter `name` of an invocation's counters.
-fn count(counters: &Mutex<Metrics>, name: &'static str, n: u64) {
-    counters.lock().unwrap_or_else(PoisonError::into_inner).add(name, n);
+fn count(counters: &Mutex<Tally>, name: &'static str, n: u64) {
+    counters.lock().unwrap_or_else(PoisonError::into_inner).metrics.add(name, n);
 }
 
 struct ServiceRun<'a, C, A, D, N, Q, B> {
     deps: &'a Deps<C, A, D, N, Q, B>,
     service: &'a ServiceId,
-    /// Until when this invocation may wait for EC2's tokens (shared by all its services). Half the reserve
-    /// after it, the status writes stop trying again (`advance_firmly`), so they end before Lambda's Timeout.
+    /// Until when this invocation may wait for EC2's tokens (shared by all its services). The status writes
+    /// start no round that could outlast the reserve after it (`advance_firmly`).
     patience_until: tokio::time::Instant,
     claim: &'a str,
     now: i64,
     /// The invocation's counters, shared by its services and counted into as things happen.
-    counters: &'a Mutex<Metrics>,
+    counters: &'a Mutex<Tally>,
 }
 
 impl<C, A, D, N, Q, B> ServiceRun<'_, C, A, D, N, Q, B>
@@ -868,8 +887,10 @@ where
     }
 
     /// Moves `record` to `status`, trying harder than the SDK's own retries: up to five rounds, with a
-    /// growing pause between rounds, none started later than half the finishing reserve after the
-    /// invocation's patience (so a DynamoDB that answers nothing cannot hold the batch past its Timeout). For the two writes a lost announcement hangs on: the `notifying` mark
+    /// growing pause between rounds, none started that could end, if its call timed out
+    /// (`shared::adapters::CALL_TIMEOUT`), later than the finishing reserve after the invocation's patience
+    /// less the cut-off (`CUT_OFF_MS`): a DynamoDB that answers nothing does not hold the batch into its
+    /// stop. For the two writes a lost announcement hangs on: the `notifying` mark
     /// (the publish waits for it) and, after a refused publish, the move back to `acted` (owed). Each is
     /// conditional and recognises its own landed write, so repeating it is harmless.
     async fn advance_firmly(&self, record: &DecisionRecord, status: Status) -> PortResult<Written> {
@@ -878,7 +899,8 @@ where
         loop {
             round += 1;
             let written = self.deps.log.advance(record, status, self.claim).await;
-            let in_time = tokio::time::Instant::now() + pause <= self.patience_until + FINISH_RESERVE / 2;
+            let in_time = tokio::time::Instant::now() + pause + shared::adapters::CALL_TIMEOUT
+                <= self.patience_until + FINISH_RESERVE - CUT_OFF;
             match written {
                 Err(e) if e.kind != ErrorKind::Permanent && round < 5 && in_time => {
                     warn!(endpoint_id = %record.endpoint_id, status = status.as_str(), error = %e, round, "could not write the record's status; trying again");
@@ -910,12 +932,33 @@ where
     /// one that marks it holds it from then on. Takes `&self` only: records are finished side by side, and
     /// what each came to is merged afterwards.
     async fn finish(&self, record: DecisionRecord) -> Finished {
+        // From the mark until the publish answers, a stop leaves the notification at risk (`Tally::at_risk`):
+        // the count goes down only when `announce` returns, which a stop never lets it do.
+        let at_risk = |delta: i64| {
+            let mut t = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+            t.at_risk = t.at_risk.saturating_add_signed(delta);
+        };
+        at_risk(1);
+        let (done, published) = self.announce(record).await;
+        at_risk(-1);
+        if let Some(record) = published
+            && let Err(e) = self.deps.log.advance(&record, Status::Notified, self.claim).await
+        {
+            // Published; the record stays `notifying`, which is never published again.
+            warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
+        }
+        done
+    }
+
+    /// [`Self::finish`] up to the publish's answer: what it came to, and the record to mark `notified`
+    /// when the publish went out.
+    async fn announce(&self, record: DecisionRecord) -> (Finished, Option<DecisionRecord>) {
         let mut done = Finished { endpoint_id: record.endpoint_id.clone(), error: None };
         let marked = match self.advance_firmly(&record, Status::Notifying).await {
             Ok(Written::Yes) => Ok(()),
             Ok(Written::Lost) => {
                 info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
-                return done;
+                return (done, None);
             }
             // Five rounds without an answer: the record, read again, tells whether the mark landed.
             Err(e) => match self.marked_by_us(&record).await {
@@ -943,7 +986,7 @@ where
                 self.count(names::NOTIFY_UNCERTAIN);
             }
             done.error = Some(e);
-            return done;
+            return (done, None);
         }
         if record.status == Status::Claimed {
             self.count(match (record.kind, record.outcome) {
@@ -961,7 +1004,7 @@ where
                 // `notifying` (never published again); the miss, if it was one, is counted and alarmed.
                 error!(endpoint_id = %record.endpoint_id, error = %e, "notification may or may not have been published; not repeated");
                 self.count(names::NOTIFY_UNCERTAIN);
-                return done;
+                return (done, None);
             }
             // Not published, for certain: mark it owed, so the retry publishes. This write is all that
             // stands between a refused publish and a lost notification (a record left `notifying` is
@@ -971,14 +1014,10 @@ where
                 self.count(names::NOTIFY_UNCERTAIN);
             }
             done.error = Some(e);
-            return done;
+            return (done, None);
         }
         self.count(names::NOTIFIED);
-        if let Err(e) = self.deps.log.advance(&record, Status::Notified, self.claim).await {
-            // Published; the record stays `notifying`, which is never published again.
-            warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
-        }
-        done
+        (done, Some(record))
     }
 }
 

@@ -31,7 +31,7 @@ pub fn sdk_defaults() -> ConfigLoader {
 
 /// How long one attempt of a function's AWS call may wait for its answer before the SDK gives it up as a
 /// timeout, and how long the call may take with its retries. The SDK for Rust sets neither (only a 3.1 s
-/// connect timeout; docs/aws-facts.md, "Calls that never answer"), so without them one call whose answer
+/// connect timeout; docs/aws-facts.md, "The SDK for Rust"), so without them one call whose answer
 /// never comes would hold its invocation until Lambda's Timeout: the batch's other decisions and the
 /// invocation's counters lost with it. A timeout is an uncertain error ([`classify`]): the call may have
 /// taken effect, and the decision protocol treats it as a lost answer. AWS's answers take milliseconds;
