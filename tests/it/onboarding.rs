@@ -204,3 +204,33 @@ async fn an_accepted_connection_should_be_tagged_with_its_tenant_and_a_rejected_
     assert_eq!(w.connection_tags(&b_ep).await?, vec![], "a rejected connection is not tagged");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_allowlist_edit_repeated_after_its_answer_was_lost_is_recognised_as_written() -> Result<()> {
+    use shared::adapters::dynamodb::DynamoAllowlist;
+    use shared::domain::allowlist::{Attr, Item};
+    use shared::ports::{AllowlistAdmin, Expect, ItemKey, Written};
+    let w = World::with(Options::default()).await?;
+    let table = DynamoAllowlist::new(w.ddb.clone(), &w.info.allowlist_table);
+    let item = |effect: &str| -> Item {
+        [("service_id", w.info.service_id.as_str()), ("principal", A), ("effect", effect)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), Attr::S(v.into())))
+            .collect()
+    };
+    let key = ItemKey { service_id: w.info.service_id.clone(), principal: A.into() };
+    assert_eq!(table.put_if(&item("allow"), Expect::Absent).await?, Written::Yes);
+    // The same put again, as the SDK repeats it when its answer was lost: its condition fails on the item
+    // it wrote, which the failure returns; that is this put, landed.
+    assert_eq!(table.put_if(&item("allow"), Expect::Absent).await?, Written::Yes);
+    // Another editor's put on what it read before (nothing) finds a different item: a lost race.
+    assert_eq!(table.put_if(&item("deny"), Expect::Absent).await?, Written::Lost);
+    // An edit of version 1 wins; a second editor's edit of version 1 finds version 2: lost.
+    assert_eq!(table.put_if(&item("deny"), Expect::Version(Some(1))).await?, Written::Yes);
+    assert_eq!(table.put_if(&item("allow"), Expect::Version(Some(1))).await?, Written::Lost);
+    // A removal of version 1 finds version 2 standing: lost. Of version 2: removed, and again (repeated): gone.
+    assert_eq!(table.delete_if(&key, Some(1)).await?, Written::Lost);
+    assert_eq!(table.delete_if(&key, Some(2)).await?, Written::Yes);
+    assert_eq!(table.delete_if(&key, Some(2)).await?, Written::Yes);
+    Ok(())
+}

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_smithy_runtime_api::http::Response;
 
 use super::attrs::{from_item, n, s, to_item};
@@ -152,26 +152,37 @@ impl AllowlistAdmin for DynamoAllowlist {
         Ok(out.item().map(stored))
     }
 
+    /// A put whose answer was lost and which the SDK repeated fails its own condition: the item the failure
+    /// returns (`ReturnValuesOnConditionCheckFailure: ALL_OLD`) standing exactly as this put wrote it, with
+    /// the version it set, shows the put landed, so it is `Yes`, not a lost race.
     async fn put_if(&self, item: &Item, expect: Expect) -> PortResult<Written> {
         let guard = Guard::of(expect);
+        let written = versioned(item, expect);
         let res = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(versioned(item, expect)))
+            .set_item(Some(written.clone()))
             .condition_expression(guard.condition)
             .set_expression_attribute_values(guard.values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match res {
             Ok(_) => Ok(Written::Yes),
-            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                Ok(Written::Lost)
-            }
-            Err(e) => Err(classify("dynamodb", "PutItem", e)),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) if c.item() == Some(&written) => {
+                    Ok(Written::Yes)
+                }
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(Written::Lost),
+                _ => Err(classify("dynamodb", "PutItem", e)),
+            },
         }
     }
 
+    /// A delete whose condition fails on no item at all (`ALL_OLD` returns none) finds what it was asked
+    /// for standing: the item is gone, by this delete's own earlier attempt when its answer was lost and the
+    /// SDK repeated it (or by another's), so it is `Yes`; an item that stands, changed, is a lost race.
     async fn delete_if(&self, k: &ItemKey, version: Option<u64>) -> PortResult<Written> {
         let guard = Guard::of(Expect::Version(version));
         let res = self
@@ -181,14 +192,18 @@ impl AllowlistAdmin for DynamoAllowlist {
             .set_key(Some(key(k)))
             .condition_expression(guard.condition)
             .set_expression_attribute_values(guard.values)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match res {
             Ok(_) => Ok(Written::Yes),
-            Err(e) if matches!(e.as_service_error(), Some(DeleteItemError::ConditionalCheckFailedException(_))) => {
-                Ok(Written::Lost)
-            }
-            Err(e) => Err(classify("dynamodb", "DeleteItem", e)),
+            Err(e) => match e.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(c)) if c.item().is_none_or(HashMap::is_empty) => {
+                    Ok(Written::Yes)
+                }
+                Some(DeleteItemError::ConditionalCheckFailedException(_)) => Ok(Written::Lost),
+                _ => Err(classify("dynamodb", "DeleteItem", e)),
+            },
         }
     }
 
@@ -373,15 +388,45 @@ mod tests {
         assert_eq!(table.apply(&changes).await.unwrap(), Written::Yes);
     }
 
+    /// A condition failure carrying `item` (`ALL_OLD`), as DynamoDB answers it.
+    fn failed(item: Option<HashMap<String, AttributeValue>>) -> ConditionalCheckFailedException {
+        ConditionalCheckFailedException::builder().message("no").set_item(item).build()
+    }
+
+    /// Someone else's newer version of the item.
+    fn theirs() -> HashMap<String, AttributeValue> {
+        versioned(&item(), Expect::Version(Some(8)))
+    }
+
     #[tokio::test]
     async fn when_a_condition_fails_a_write_should_be_lost_not_an_error() {
-        let failed = || ConditionalCheckFailedException::builder().message("no").build();
-        let put = mock!(Client::put_item).then_error(move || PutItemError::ConditionalCheckFailedException(failed()));
-        let delete =
-            mock!(Client::delete_item).then_error(move || DeleteItemError::ConditionalCheckFailedException(failed()));
+        let put = mock!(Client::put_item)
+            .match_requests(|r| {
+                r.return_values_on_condition_check_failure() == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+            })
+            .then_error(|| PutItemError::ConditionalCheckFailedException(failed(Some(theirs()))));
+        let delete = mock!(Client::delete_item)
+            .match_requests(|r| {
+                r.return_values_on_condition_check_failure() == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+            })
+            .then_error(|| DeleteItemError::ConditionalCheckFailedException(failed(Some(theirs()))));
         let table = DynamoAllowlist::new(ddb(&[&put, &delete]), "allowlist");
         assert_eq!(table.put_if(&item(), Expect::Absent).await.unwrap(), Written::Lost);
         assert_eq!(table.delete_if(&k(), Some(1)).await.unwrap(), Written::Lost);
+    }
+
+    #[tokio::test]
+    async fn when_a_repeated_edit_finds_its_own_write_standing_it_should_be_written_not_lost() {
+        // The SDK repeated a put whose answer was lost: the item stands as this put wrote it (version 5).
+        let put = mock!(Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(failed(Some(versioned(&item(), Expect::Version(Some(4))))))
+        });
+        // The same for a delete: the item is gone.
+        let delete =
+            mock!(Client::delete_item).then_error(|| DeleteItemError::ConditionalCheckFailedException(failed(None)));
+        let table = DynamoAllowlist::new(ddb(&[&put, &delete]), "allowlist");
+        assert_eq!(table.put_if(&item(), Expect::Version(Some(4))).await.unwrap(), Written::Yes);
+        assert_eq!(table.delete_if(&k(), Some(4)).await.unwrap(), Written::Yes);
     }
 
     fn cancelled(codes: &'static [&'static str]) -> Rule {
