@@ -59,6 +59,8 @@ struct Faults {
     records: bool,
     /// The publish never answers (a call no timeout bounds).
     publish_hangs: bool,
+    /// The publish for this endpoint alone never answers.
+    publish_hangs_for: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -294,7 +296,10 @@ impl QuotaLedger for Fake<'_> {
 
 impl Notifier for Fake<'_> {
     async fn notify(&self, n: &Announcement) -> PortResult<()> {
-        let hangs = self.0.faults.lock().unwrap().publish_hangs;
+        let hangs = {
+            let f = self.0.faults.lock().unwrap();
+            f.publish_hangs || f.publish_hangs_for.is_some_and(|e| n.body.contains(e))
+        };
         if hangs {
             std::future::pending::<()>().await;
         }
@@ -592,6 +597,26 @@ async fn when_a_call_outlasts_the_invocation_should_stop_before_the_deadline_and
     assert_eq!(metrics.get(names::NOTIFY_UNCERTAIN), 1, "{metrics:?}");
     assert_eq!(state(&w, A), "available");
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying, "never published from again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_stopped_at_the_deadline_should_count_uncertain_only_the_notifications_still_unanswered() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().publish_hangs_for = Some(B);
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.deadline = u64::try_from(shared::domain::time::now_ms() + 20_000).unwrap();
+    let d = deps(&w);
+    let invocation = d.invoke(lambda_runtime::LambdaEvent::new(event(&[A, B]), ctx));
+    let (answer, metrics) = tokio::time::timeout(std::time::Duration::from_secs(60), invocation)
+        .await
+        .expect("the invocation waited past its deadline for a call that never answered");
+    assert!(matches!(answer, Err(decide::error::DecideError::CutShort { total: 2 })), "{answer:?}");
+    // A's publish answered before the stop: announced, not at risk. B's never did.
+    assert_eq!(metrics.get(names::NOTIFIED), 1, "{metrics:?}");
+    assert_eq!(metrics.get(names::NOTIFY_UNCERTAIN), 1, "{metrics:?}");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
 }
 
 #[test]
