@@ -36,16 +36,6 @@ impl Metrics {
         *self.counts.entry(name).or_default() += n;
     }
 
-    /// Adds another set of counters (and keeps the larger of two gauges).
-    pub fn merge(&mut self, other: &Metrics) {
-        for (name, n) in &other.counts {
-            self.add(name, *n);
-        }
-        for (name, (value, unit)) in &other.gauges {
-            self.gauge(name, *value, unit);
-        }
-    }
-
     pub fn incr(&mut self, name: &'static str) {
         self.add(name, 1);
     }

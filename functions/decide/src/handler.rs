@@ -119,12 +119,7 @@ const FINISH_RESERVE: std::time::Duration = std::time::Duration::from_millis(FIN
 /// never past its deadline (`deadline_ms`, Lambda's, in ms since the epoch; 0 when unknown) less
 /// `FINISH_RESERVE_MS`, so that a batch waiting for EC2 ends before Lambda's timeout would cut it off.
 pub fn patience_within(configured: std::time::Duration, deadline_ms: u64, now_ms: i64) -> std::time::Duration {
-    let Ok(deadline) = i64::try_from(deadline_ms) else { return configured };
-    if deadline == 0 {
-        return configured;
-    }
-    let left = u64::try_from(deadline - now_ms - FINISH_RESERVE_MS).unwrap_or(0);
-    configured.min(std::time::Duration::from_millis(left))
+    time_left(deadline_ms, now_ms, FINISH_RESERVE_MS).map_or(configured, |left| configured.min(left))
 }
 
 /// How long until `margin_ms` before the deadline (`deadline_ms`, Lambda's, in ms since the epoch; 0 when
