@@ -34,6 +34,7 @@ EXPECTED = {
         (("ec2:CreateTags",), "Sub:arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-endpoint-connection/*"),
         # the SQS event source's needs (AWSLambdaSQSQueueExecutionRole); decide makes no SQS call itself
         (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), "GetAtt:RequestsQueue.Arn"),
+        (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), "GetAtt:DeliveriesQueue.Arn"),
         (("kms:Decrypt", "kms:GenerateDataKey"), "GetAtt:Key.Arn"),
     },
     "ReconcileRole": {
@@ -197,6 +198,23 @@ def test_every_asynchronous_path_has_a_dead_letter_queue():
     assert "RedrivePolicy" in RESOURCES["RequestsQueue"]["Properties"]
     target = RESOURCES["ConnectionRequestRule"]["Properties"]["Targets"][0]
     assert "DeadLetterConfig" in target
+
+
+def test_the_decisions_topic_delivers_to_decide_through_a_queue_only_that_topic_may_send_to():
+    sub = RESOURCES["DeliveriesSubscription"]["Properties"]
+    assert (sub["TopicArn"], sub["Protocol"], sub["Endpoint"]) == (
+        {"Ref": "DecisionsTopic"}, "sqs", {"Fn::GetAtt": ["DeliveriesQueue", "Arn"]})
+    assert sub["RawMessageDelivery"] is True, "decide reads the record attribute as an SQS message attribute"
+    assert RESOURCES["DeliveriesSubscription"]["DependsOn"] == "DeliveriesQueuePolicy"
+    (statement,) = RESOURCES["DeliveriesQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"} and statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "DecisionsTopic"}}}
+    decide = RESOURCES["DecideFunction"]["Properties"]
+    event = decide["Events"]["Deliveries"]
+    assert (event["Type"], event["Properties"]["Queue"]) == ("SQS", {"Fn::GetAtt": ["DeliveriesQueue", "Arn"]})
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert decide["Environment"]["Variables"]["DELIVERIES_QUEUE_ARN"] == {"Fn::GetAtt": ["DeliveriesQueue", "Arn"]}
+    assert RESOURCES["DeliveriesQueue"]["Properties"]["VisibilityTimeout"] == {"Ref": "RequestsVisibilityTimeoutSeconds"}
 
 
 # ---------------------------------------------------------------------------------------------- after Fn::ForEach

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::domain::record::{Announcement, DecisionRecord, Status};
+use crate::domain::record::{Announced, Announcement, DecisionRecord, Status};
 use crate::domain::{AccountId, Connection, ConnectionRequest, EndpointId, ItemFailure, Rules, ServiceId};
 
 /// How the runtime should treat a failure.
@@ -168,6 +168,10 @@ pub trait DecisionLog: Send + Sync {
     /// Gives up a claim whose action failed: its lease ends now, so a retry takes it over at once and
     /// finds out from EC2 whether the action took effect.
     fn abandon(&self, record: &DecisionRecord) -> impl Future<Output = PortResult<Written>> + Send;
+    /// Marks `notified` the record SNS delivered a notification for, if it still stands as announced:
+    /// `notifying`, held by `announced.claim` at `announced.version`. `Yes` also when it stands `notified`
+    /// so already (a delivery repeated); `Lost` when it moved on (a hold decided again) or is gone.
+    fn confirm(&self, announced: &Announced) -> impl Future<Output = PortResult<Written>> + Send;
 }
 
 /// Decisions still owed their end: records left `claimed` or `acted` (an invocation that died, a message

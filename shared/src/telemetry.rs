@@ -101,7 +101,11 @@ pub mod names {
     pub const NOT_PENDING: &str = "NotPending";
     /// A requested connection EC2 did not show (yet): its message is retried a bounded number of times.
     pub const NOT_VISIBLE_YET: &str = "NotVisibleYet";
+    /// Notifications published (SNS answered the publish).
     pub const NOTIFIED: &str = "Notified";
+    /// Notifications SNS delivered to the stack's deliveries queue, whose records `decide` then marked
+    /// `notified`.
+    pub const DELIVERED: &str = "Delivered";
     /// Records the sweep found still owed their action or notification (re-requested).
     pub const OWED_FOUND: &str = "OwedFound";
     /// A reject not applied because EC2's state moved on just before it (a person accepted it).

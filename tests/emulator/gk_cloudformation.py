@@ -1009,7 +1009,69 @@ def _sns_may_invoke(fn, topic_arn: str, account_id: str) -> bool:
     return False
 
 
+def _sns_may_send(queue, topic_arn: str) -> bool:
+    # SNS developer guide, "Subscribing an Amazon SQS queue to an Amazon SNS topic", step 2: "you must set a
+    # policy on the queue that allows the Amazon SNS topic to perform the sqs:SendMessage action" (its example:
+    # Principal {"Service": "sns.amazonaws.com"}, Condition ArnEquals aws:SourceArn the topic). Evaluated for
+    # that one caller: an Allow for sns.amazonaws.com (or "*") with sqs:SendMessage on the queue, whose
+    # conditions, if any, are aws:SourceArn or aws:SourceAccount ones that hold. An explicit Deny is not
+    # evaluated (the template writes none).
+    policy = getattr(queue, "_policy_json", None) or {}
+    for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+        if not isinstance(st, dict) or st.get("Effect") != "Allow":
+            continue
+        principal = st.get("Principal")
+        service = principal.get("Service") if isinstance(principal, dict) else principal
+        if not any(p in ("sns.amazonaws.com", "*") for p in (service if isinstance(service, list) else [service])):
+            continue
+        actions = st.get("Action")
+        if not any(a in ("sqs:SendMessage", "sqs:*", "*") for a in (actions if isinstance(actions, list) else [actions])):
+            continue
+        resources = st.get("Resource", "*")
+        if not any(fnmatch.fnmatchcase(queue.queue_arn, r) for r in (resources if isinstance(resources, list) else [resources])):
+            continue
+        ok = True
+        for op, conds in (st.get("Condition") or {}).items():
+            for key, want in conds.items():
+                wants = want if isinstance(want, list) else [want]
+                if key.lower() == "aws:sourcearn" and op in ("ArnEquals", "ArnLike", "StringEquals", "StringLike"):
+                    ok = ok and any(fnmatch.fnmatchcase(topic_arn, w) if op.endswith("Like") else topic_arn == w for w in wants)
+                elif key.lower() == "aws:sourceaccount" and op in ("StringEquals", "StringLike"):
+                    ok = ok and topic_arn.split(":")[4] in wants
+                else:
+                    ok = False  # a condition this emulator does not evaluate grants nothing
+        if ok:
+            return True
+    return False
+
+
 def _sub_publish(self, message, message_id, subject=None, message_attributes=None, group_id=None, deduplication_id=None, message_structure=None):
+    if self.protocol == "sqs":
+        if self._filter_policy_matcher is not None and not self._filter_policy_matcher.matches(message_attributes, message):
+            return None
+        why = {"id": message_id, "target": self.endpoint, "condition": "SnsDelivery"}
+        _, _, _, region, account, name = (self.endpoint.split(":", 5) + [""] * 6)[:6]
+        from moto.sqs.models import sqs_backends
+
+        queue = sqs_backends[account][region].queues.get(name)
+        if queue is None:
+            _UNDELIVERED.append({**why, "error": "queue does not exist"})
+            return None
+        if not _sns_may_send(queue, self.topic.arn):
+            _UNDELIVERED.append({**why, "error": "the queue's policy does not allow sns.amazonaws.com to send from this topic"})
+            return None
+        # SNS developer guide, "Amazon SNS message attributes": "Messages with more than 10 message attributes
+        # directed towards Raw Message Delivery enabled Amazon SQS subscriptions will be discarded as client
+        # side errors."
+        raw = str(self.attributes.get("RawMessageDelivery", "false")).lower() == "true"
+        if raw and len(message_attributes or {}) > 10:
+            _UNDELIVERED.append({**why, "error": "more than 10 message attributes for a raw delivery to SQS"})
+            return None
+        # moto delivers raw for any non-empty RawMessageDelivery, "false" included; SNS only for "true".
+        if not raw and self.attributes.get("RawMessageDelivery"):
+            _UNDELIVERED.append({**why, "error": "RawMessageDelivery other than true/absent: moto would deliver it raw, SNS would not"})
+            return None
+        return _orig_sub_publish(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure)
     if self.protocol != "lambda":
         return _orig_sub_publish(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure)
     if self._filter_policy_matcher is not None and not self._filter_policy_matcher.matches(message_attributes, message):

@@ -130,6 +130,13 @@ def topic_policy(topic_arn, **kw):
     return json.dumps({"Version": "2012-10-17", "Statement": [vpce_statement(topic_arn, "SNS:Publish", **kw)]})
 
 
+def sns_may_send(queue_arn, topic_arn):
+    """The queue policy the SNS developer guide gives for a topic's deliveries to a queue."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]}
+
+
 def make_service(url, *, principals=("*",), policy="documented", kms_key=None, gateway=False, supported_regions=None, **create):
     """A provider's endpoint service with a connection notification to a topic that an SQS queue reads.
     `policy`: "documented" (the guide's topic policy), None (the topic's default policy), or a policy JSON."""
@@ -156,6 +163,7 @@ def make_service(url, *, principals=("*",), policy="documented", kms_key=None, g
         sns.set_topic_attributes(TopicArn=topic, AttributeName="KmsMasterKeyId", AttributeValue=kms_key)
     queue = sqs.create_queue(QueueName=f"connections-{name}")["QueueUrl"]
     qarn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps(sns_may_send(qarn, topic))})
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn)
     nfn = ec2.create_vpc_endpoint_connection_notification(
         ServiceId=svc["ServiceId"], ConnectionNotificationArn=topic, ConnectionEvents=["Connect", "Accept", "Reject", "Delete"]
@@ -872,3 +880,42 @@ def test_dropped_connections_before_and_after_the_service_handles_the_call(world
     assert bodies == ["arrives unacknowledged"], "drop loses the call, drop_after only its answer"
     counted = calls(world["url"])
     assert counted["fault:drop"] == 1 and counted["fault:drop_after"] == 1
+
+
+def test_sns_delivers_to_a_queue_only_as_its_policy_allows_raw_with_its_attributes(endpoint):
+    """SNS developer guide: "Subscribing an Amazon SQS queue to an Amazon SNS topic" (the queue's policy must
+    let the topic sqs:SendMessage), "Amazon SNS raw message delivery" (the message as published, no SNS
+    metadata) and "Amazon SNS message attributes" (at most 10 for a raw delivery to SQS; more are discarded)."""
+    sns, sqs = client(endpoint, PROVIDER, "sns"), client(endpoint, PROVIDER, "sqs")
+    topic = sns.create_topic(Name="deliveries-test")["TopicArn"]
+
+    def subscribed(name, source):
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        if source:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(sns_may_send(arn, source))})
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        return url, arn
+
+    allowed, _ = subscribed("deliveries-allowed", topic)
+    _, no_policy = subscribed("deliveries-no-policy", None)
+    _, other_topic = subscribed("deliveries-other-topic", topic + "-other")
+
+    def undelivered_to(arn):
+        return [u for u in control(endpoint, "/_gatekeeper/lambda/undelivered")["undelivered"] if u["target"] == arn]
+
+    sns.publish(TopicArn=topic, Message='{"decision": "accepted"}',
+                MessageAttributes={"record": {"DataType": "String", "StringValue": "r1"}})
+    got = eventually(lambda: sqs.receive_message(QueueUrl=allowed, MessageAttributeNames=["All"]).get("Messages"),
+                     "the delivery to the queue whose policy allows the topic")
+    assert got[0]["Body"] == '{"decision": "accepted"}', "raw: the message as published"
+    assert got[0]["MessageAttributes"]["record"] == {"StringValue": "r1", "DataType": "String"}
+    sqs.delete_message(QueueUrl=allowed, ReceiptHandle=got[0]["ReceiptHandle"])
+    for arn in (no_policy, other_topic):
+        assert "policy" in eventually(lambda arn=arn: undelivered_to(arn), f"no delivery to {arn}")[0]["error"]
+
+    too_many = {f"a{i}": {"DataType": "String", "StringValue": "x"} for i in range(11)}
+    sns.publish(TopicArn=topic, Message="eleven", MessageAttributes=too_many)
+    allowed_arn = sqs.get_queue_attributes(QueueUrl=allowed, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert "10 message attributes" in eventually(lambda: undelivered_to(allowed_arn), "eleven attributes discarded")[0]["error"]
+    assert not sqs.receive_message(QueueUrl=allowed).get("Messages")

@@ -228,7 +228,9 @@ async fn when_sns_fails_after_the_action_should_notify_on_retry_exactly_once() -
     assert_eq!(inbox.len(), 1, "{inbox:#?}");
     assert_eq!(inbox[0].body["decision"], "accepted");
     assert_eq!(w.ec2_actions(&id, "Accept"), 1);
-    assert_eq!(w.records(&id).await?[0]["status"], s("notified"));
+    // The stack's own subscription (the deliveries queue) went with the deleted topic, and only deploying
+    // the stack again brings it back: published, the record stays `notifying`, never published again.
+    assert_eq!(w.records(&id).await?[0]["status"], s("notifying"));
     Ok(())
 }
 
@@ -302,10 +304,11 @@ async fn decides_budget_of_ec2_calls_gives_a_window_its_calls_and_no_more_under_
 /// The decision log's status writes in the deployed decisions table, with decide's own role: a record
 /// moves only from the status it was read at, so of two invocations finishing one record (same claim,
 /// same version) only the first moves it, and a stale reader never moves a finished record back; the
-/// writer holds it afterwards; a write repeated after its answer was lost is recognised as landed.
+/// writer holds it afterwards; a write repeated after its answer was lost is recognised as landed; SNS's
+/// delivery of its notification marks it `notified`.
 #[tokio::test]
 async fn a_record_moves_only_from_the_status_it_was_read_at_and_a_repeated_write_is_recognised() -> Result<()> {
-    use shared::domain::record::{DecisionRecord, Kind, Status};
+    use shared::domain::record::{Announced, DecisionRecord, Kind, Status};
     use shared::domain::{
         AccountId, Connection, ConnectionState, Decision, EndpointId, Outcome, Reason, ServiceId, Trigger,
     };
@@ -336,6 +339,8 @@ async fn a_record_moves_only_from_the_status_it_was_read_at_and_a_repeated_write
         anyhow::Ok(r.into_iter().map(|r| (r.status, r.claim)).collect::<Vec<_>>())
     };
 
+    // A delivery never moves a record that is not `notifying`.
+    assert_eq!(log.confirm(&Announced::of(&held)).await?, Written::Lost);
     // Two finishers read the dead claim (claimed, "dead", version 1). The first marks it and holds it.
     assert_eq!(log.advance(&held, Status::Notifying, "retry").await?, Written::Yes);
     assert_eq!(stored().await?, [(Status::Notifying, "retry".to_owned())]);
@@ -344,7 +349,14 @@ async fn a_record_moves_only_from_the_status_it_was_read_at_and_a_repeated_write
     // The second finisher, with the same claim and version, finds it moved on.
     assert_eq!(log.advance(&held, Status::Notifying, "sweep").await?, Written::Lost);
     let marked = DecisionRecord { status: Status::Notifying, claim: "retry".into(), ..held.clone() };
-    assert_eq!(log.advance(&marked, Status::Notified, "retry").await?, Written::Yes);
+    // SNS's delivery of the notification marks it `notified`: only the delivery of the one its holder
+    // published at this version, and again when delivered again (SQS delivers at least once).
+    let announced = Announced::of(&marked);
+    assert_eq!(log.confirm(&Announced { claim: "sweep".into(), ..announced.clone() }).await?, Written::Lost);
+    assert_eq!(log.confirm(&Announced { version: 2, ..announced.clone() }).await?, Written::Lost);
+    assert_eq!(stored().await?, [(Status::Notifying, "retry".to_owned())]);
+    assert_eq!(log.confirm(&announced).await?, Written::Yes);
+    assert_eq!(log.confirm(&announced).await?, Written::Yes);
     // A reader that saw it owed (`acted`, or `claimed`) before it was finished never moves it back.
     let stale = DecisionRecord { status: Status::Acted, ..marked.clone() };
     assert_eq!(log.advance(&stale, Status::Notifying, "sweep").await?, Written::Lost);

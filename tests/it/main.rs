@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue as V;
-use gatekeeper_local::{Emulator, Options, StackInfo, Wiring, account_config, create_endpoint, provision};
+use gatekeeper_local::{Emulator, Options, PumpStats, StackInfo, Wiring, account_config, create_endpoint, provision};
 use serde_json::Value;
 use shared::domain::DefaultAction;
 
@@ -110,8 +110,9 @@ impl World {
                 self.wiring.pump_notifications().await,
                 self.wiring.pump_stream().await,
                 self.wiring.pump_decide(0).await,
+                self.wiring.pump_deliveries(0).await,
             ) {
-                (Ok(n), Ok(st), Ok(d)) => (n, st, d),
+                (Ok(n), Ok(st), Ok(d), Ok(dl)) => (n, st, PumpStats { messages: d.messages + dl.messages, ..d }),
                 _ => {
                     quiet = 0;
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -120,7 +121,11 @@ impl World {
             };
             if n.notifications == 0 && d.messages == 0 && st.messages == 0 {
                 quiet += 1;
-                if quiet >= 3 && self.queue_depth(&self.info.requests_queue_url).await.unwrap_or(1) == 0 {
+                let deliveries = &self.info.deployment.queues["DeliveriesQueue"].url;
+                if quiet >= 3
+                    && self.queue_depth(&self.info.requests_queue_url).await.unwrap_or(1) == 0
+                    && self.queue_depth(deliveries).await.unwrap_or(1) == 0
+                {
                     return Ok(());
                 }
                 tokio::time::sleep(Duration::from_millis(150)).await;

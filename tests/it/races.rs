@@ -15,7 +15,7 @@ use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
 use shared::adapters::ledgers::{DynamoCallBudget, DynamoQuotaLedger};
 use shared::adapters::sns::SnsNotifier;
-use shared::domain::record::{DecisionRecord, Status};
+use shared::domain::record::{Announced, DecisionRecord, Status};
 use shared::domain::time::now_ms;
 use shared::domain::{DefaultAction, EndpointId, Rules, ServiceId};
 use shared::ports::{Allowlist, Claim, DecisionLog, ErrorKind, PortError, PortResult, Written};
@@ -99,6 +99,10 @@ impl<T: DecisionLog> DecisionLog for Racing<'_, T> {
     async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
         self.inner.abandon(record).await
     }
+
+    async fn confirm(&self, announced: &Announced) -> PortResult<Written> {
+        self.inner.confirm(announced).await
+    }
 }
 
 /// A decision log whose `notifying` mark is refused for good (AccessDenied): the invocation ends, as one
@@ -130,6 +134,10 @@ impl<T: DecisionLog> DecisionLog for NeverNotifying<T> {
 
     async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
         self.0.abandon(record).await
+    }
+
+    async fn confirm(&self, announced: &Announced) -> PortResult<Written> {
+        self.0.confirm(announced).await
     }
 }
 

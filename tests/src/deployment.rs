@@ -104,6 +104,17 @@ impl Deployment {
             .with_context(|| format!("no {kind} event source mapping for {function}"))
     }
 
+    /// The queue `logical_id` and `function`'s event source mapping on it.
+    pub fn queue_mapping(&self, function: &str, logical_id: &str) -> Result<(&Queue, &Mapping)> {
+        let queue = self.queues.get(logical_id).with_context(|| format!("the stack has no queue {logical_id}"))?;
+        let mapping = self
+            .event_source_mappings
+            .iter()
+            .find(|m| m.function.as_deref() == Some(function) && m.event_source_arn == queue.arn)
+            .with_context(|| format!("no event source mapping of {function} on {logical_id}"))?;
+        Ok((queue, mapping))
+    }
+
     /// The queue whose ARN is `arn`.
     pub fn queue_by_arn(&self, arn: &str) -> Result<&Queue> {
         self.queues.values().find(|q| q.arn == arn).with_context(|| format!("the stack has no queue {arn}"))
@@ -222,13 +233,23 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
         .attributes()
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
         .context("inbox arn")?;
+    // SNS delivers to a queue only if the queue's policy lets the topic send (SNS developer guide,
+    // "Subscribing an Amazon SQS queue to an Amazon SNS topic", step 2).
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": inbox_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]});
+    sqs.set_queue_attributes()
+        .queue_url(&inbox_url)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy.to_string())
+        .send()
+        .await?;
     aws_sdk_sns::Client::new(&cfg).subscribe().topic_arn(&topic).protocol("sqs").endpoint(inbox_arn).send().await?;
 
     // The decision settings as decide itself reads them from its deployed environment.
     let env = deployment.environment("DecideFunction")?;
     let decide =
         decide::config::Config::from_lookup(|k| env.get(k).cloned()).context("decide's deployed environment")?;
-    let requests = deployment.mapping("DecideFunction", ":sqs:")?.event_source_arn.clone();
+    let requests = deployment.queue_mapping("DecideFunction", "RequestsQueue")?.0.arn.clone();
     Ok(StackInfo {
         endpoint_url: endpoint.to_owned(),
         region: deployment.region.clone(),

@@ -48,8 +48,9 @@ pub struct Wiring {
     ingest_arn: String,
     reconcile: reconcile::wiring::AwsDeps,
     deps: DecideDeps,
-    /// From the SQS event source mapping.
-    batch_size: i32,
+    /// decide's two SQS event sources: the requests, and SNS's deliveries of its notifications.
+    requests: DecideQueue,
+    deliveries: DecideQueue,
     stream_arn: String,
     /// Where each shard of the allowlist stream has been read to.
     shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
@@ -64,6 +65,28 @@ pub struct Wiring {
     /// Messages `decide` reported as failed (partial batch failures and failed invocations), as the
     /// event source mapping would see them: what the Errors metric and the DLQ are made of.
     pub decide_failures: AtomicUsize,
+}
+
+/// One of decide's SQS event sources: the queue, and the mapping's batch size.
+struct DecideQueue {
+    url: String,
+    arn: String,
+    batch_size: i32,
+}
+
+impl DecideQueue {
+    fn of(d: &crate::deployment::Deployment, logical_id: &str) -> Result<Self> {
+        let (queue, mapping) = d.queue_mapping("DecideFunction", logical_id)?;
+        anyhow::ensure!(
+            mapping.function_response_types.iter().any(|t| t == "ReportBatchItemFailures"),
+            "decide's event source on {logical_id} must report batch item failures"
+        );
+        Ok(Self {
+            url: queue.url.clone(),
+            arn: queue.arn.clone(),
+            batch_size: i32::try_from(mapping.batch_size.unwrap_or(10)).unwrap_or(10),
+        })
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -91,11 +114,8 @@ impl Wiring {
         let reconcile_config =
             reconcile::config::Config::from_lookup(lookup(&reconcile_env)).context("reconcile's environment")?;
 
-        let requests = d.mapping("DecideFunction", ":sqs:")?;
-        anyhow::ensure!(
-            requests.function_response_types.iter().any(|t| t == "ReportBatchItemFailures"),
-            "decide's SQS event source must report batch item failures"
-        );
+        let requests = DecideQueue::of(d, "RequestsQueue")?;
+        let deliveries = DecideQueue::of(d, "DeliveriesQueue")?;
         let stream = d.mapping("ReconcileFunction", "/stream/")?;
         let notifications_topic = d.output("ConnectionNotificationsTopicArn")?;
         anyhow::ensure!(
@@ -111,7 +131,8 @@ impl Wiring {
             ingest_arn: d.function("IngestFunction")?.arn.clone(),
             reconcile: reconcile::wiring::deps(&reconcile_sdk, reconcile_config),
             deps: decide_deps(&decide_sdk, &info)?,
-            batch_size: i32::try_from(requests.batch_size.unwrap_or(10)).unwrap_or(10),
+            requests,
+            deliveries,
             stream_arn: stream.event_source_arn.clone(),
             decide_sdk,
             shard_iterators: Default::default(),
@@ -299,17 +320,28 @@ impl Wiring {
     /// as Lambda's SQS event source mapping does it (ReportBatchItemFailures: only successful messages
     /// are deleted; the rest come back after the queue's visibility timeout).
     pub async fn pump_decide(&self, wait_seconds: i32) -> Result<PumpStats> {
+        self.pump_queue(&self.requests, wait_seconds).await
+    }
+
+    /// One `decide` invocation with SNS's deliveries of its notifications, as [`Self::pump_decide`] does it
+    /// for the requests: each marks the record it names `notified`.
+    pub async fn pump_deliveries(&self, wait_seconds: i32) -> Result<PumpStats> {
+        self.pump_queue(&self.deliveries, wait_seconds).await
+    }
+
+    async fn pump_queue(&self, source: &DecideQueue, wait_seconds: i32) -> Result<PumpStats> {
         let mut stats = PumpStats::default();
         let mut msgs = Vec::new();
-        while (msgs.len() as i32) < self.batch_size {
-            let want = (self.batch_size - msgs.len() as i32).min(10);
+        while (msgs.len() as i32) < source.batch_size {
+            let want = (source.batch_size - msgs.len() as i32).min(10);
             let got = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.info.requests_queue_url)
+                .queue_url(&source.url)
                 .max_number_of_messages(want)
                 .wait_time_seconds(if msgs.is_empty() { wait_seconds } else { 0 })
                 .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_attribute_names("All")
                 .send()
                 .await;
             let got = match got {
@@ -340,8 +372,17 @@ impl Wiring {
                 r.receipt_handle = m.receipt_handle().map(str::to_owned);
                 r.body = m.body().map(str::to_owned);
                 r.event_source = Some("aws:sqs".into());
+                r.event_source_arn = Some(source.arn.clone());
                 for (k, v) in m.attributes().into_iter().flatten() {
                     r.attributes.insert(k.as_str().to_owned(), v.clone());
+                }
+                // Lambda's SQS event: each message attribute's stringValue and dataType (Lambda developer
+                // guide, "Using Lambda with Amazon SQS", the example event).
+                for (k, v) in m.message_attributes().into_iter().flatten() {
+                    let mut a = aws_lambda_events::event::sqs::SqsMessageAttribute::default();
+                    a.string_value = v.string_value().map(str::to_owned);
+                    a.data_type = Some(v.data_type().to_owned());
+                    r.message_attributes.insert(k.clone(), a);
                 }
                 r
             })
@@ -374,7 +415,7 @@ impl Wiring {
             let out = self
                 .sqs
                 .delete_message_batch()
-                .queue_url(&self.info.requests_queue_url)
+                .queue_url(&source.url)
                 .set_entries(Some(entries.collect::<Result<Vec<_>, _>>()?))
                 .send()
                 .await;
@@ -401,6 +442,7 @@ impl Wiring {
                         last_sweep = tokio::time::Instant::now();
                         self.sweep().await?;
                     }
+                    self.pump_deliveries(0).await?;
                     self.pump_decide(1).await
                 } => {
                     if let Err(e) = r {

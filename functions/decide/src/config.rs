@@ -12,6 +12,9 @@ pub struct Config {
     pub decisions_table: String,
     /// `TOPIC_ARN`: where decisions are announced.
     pub topic_arn: String,
+    /// `DELIVERIES_QUEUE_ARN`: the queue SNS delivers each announcement to as well; messages from it (their
+    /// `eventSourceARN`) confirm a notification went out rather than request a decision.
+    pub deliveries_queue_arn: String,
     /// `MANAGED_SERVICES`: comma-separated endpoint service IDs; requests for any other are ignored.
     pub managed: BTreeSet<ServiceId>,
     /// `DEFAULT_ACTION`: `reject` (default) or `hold`.
@@ -57,6 +60,7 @@ impl Config {
             allowlist_table: required("ALLOWLIST_TABLE")?,
             decisions_table: required("DECISIONS_TABLE")?,
             topic_arn: required("TOPIC_ARN")?,
+            deliveries_queue_arn: required("DELIVERIES_QUEUE_ARN")?,
             managed,
             default_action,
             home_region,
@@ -77,10 +81,11 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    const BASE: [(&str, &str); 5] = [
+    const BASE: [(&str, &str); 6] = [
         ("ALLOWLIST_TABLE", "allow"),
         ("DECISIONS_TABLE", "decisions"),
         ("TOPIC_ARN", "arn:aws:sns:us-east-1:111111111111:t"),
+        ("DELIVERIES_QUEUE_ARN", "arn:aws:sqs:us-east-1:111111111111:d"),
         ("MANAGED_SERVICES", "vpce-svc-0123456789abcdef0, vpce-svc-01234567"),
         ("AWS_REGION", "us-east-1"),
     ];
@@ -102,7 +107,7 @@ mod tests {
         bad.push(("DEFAULT_ACTION", "accept"));
         assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains("DEFAULT_ACTION"));
         let mut bad = BASE.to_vec();
-        bad[3] = ("MANAGED_SERVICES", "svc-1");
+        bad[4] = ("MANAGED_SERVICES", "svc-1");
         assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains("MANAGED_SERVICES"));
         for (k, v) in [("DECISION_RETENTION_DAYS", "0"), ("CLAIM_LEASE_SECONDS", "5")] {
             let mut bad = BASE.to_vec();

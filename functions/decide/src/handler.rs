@@ -12,7 +12,7 @@ use lambda_runtime::LambdaEvent;
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
 use shared::domain::protocol::{Skip, Step, next_step};
 use shared::domain::quota::{Seen, take_slot};
-use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
+use shared::domain::record::{ANNOUNCED_ATTRIBUTE, Announced, Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
 use shared::domain::{
@@ -213,9 +213,29 @@ where
     ) -> Vec<String> {
         let mut failed_messages = Vec::new();
         let mut work: BTreeMap<ServiceId, ServiceWork> = BTreeMap::new();
+        let mut deliveries: Vec<(String, Announced)> = Vec::new();
         for (i, record) in event.records.into_iter().enumerate() {
             let receives = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
             let message_id = record.message_id.unwrap_or_else(|| format!("#{i}"));
+            if record.event_source_arn.as_deref() == Some(self.config.deliveries_queue_arn.as_str()) {
+                let announced = record
+                    .message_attributes
+                    .get(ANNOUNCED_ATTRIBUTE)
+                    .and_then(|a| a.string_value.as_deref())
+                    .ok_or_else(|| format!("no `{ANNOUNCED_ATTRIBUTE}` message attribute"))
+                    .and_then(Announced::parse);
+                match announced {
+                    Ok(a) => deliveries.push((message_id, a)),
+                    // Only the stack's topic delivers here (the queue's policy), so this is a notification
+                    // of another version or a hand-sent message: nothing to confirm, and retrying cannot
+                    // change that.
+                    Err(e) => {
+                        error!(message_id, error = %e, "a delivered notification that names no record; nothing confirmed, dropped");
+                        count(counters, names::INVALID_EVENTS, 1);
+                    }
+                }
+                continue;
+            }
             let request = match record.body.as_deref().map(parse_event) {
                 Some(Ok(r)) => r,
                 Some(Err(e)) => {
@@ -258,8 +278,9 @@ where
                 (requests, failed)
             })
             .buffer_unordered(SERVICES_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await;
+            .collect::<Vec<_>>();
+        let (runs, unconfirmed) = tokio::join!(runs, self.confirm_all(deliveries, counters));
+        failed_messages.extend(unconfirmed);
         for (requests, failed) in runs {
             for endpoint in failed {
                 if let Some(w) = requests.get(&endpoint) {
@@ -268,6 +289,40 @@ where
             }
         }
         failed_messages
+    }
+}
+
+impl<C, A, D, N, Q, B> Deps<C, A, D, N, Q, B>
+where
+    D: DecisionLog,
+{
+    /// Marks `notified` the records whose notifications SNS delivered to the deliveries queue, side by side
+    /// (at most [`IN_FLIGHT`] in flight); returns the SQS message IDs of those that could not be marked for
+    /// an AWS error (retried). A record that moved on (a hold decided again) is left as it stands.
+    async fn confirm_all(&self, deliveries: Vec<(String, Announced)>, counters: &Mutex<Tally>) -> Vec<String> {
+        let log = &self.log;
+        stream::iter(deliveries)
+            .map(|(message_id, a)| async move {
+                match log.confirm(&a).await {
+                    Ok(Written::Yes) => {
+                        count(counters, names::DELIVERED, 1);
+                        None
+                    }
+                    Ok(Written::Lost) => {
+                        info!(endpoint_id = %a.endpoint_id, version = a.version, "delivered, but the record has moved on since; left as it stands");
+                        None
+                    }
+                    Err(e) => {
+                        warn!(endpoint_id = %a.endpoint_id, error = %e, "could not record a delivered notification; retried");
+                        count(counters, names::ERRORS, 1);
+                        Some(message_id)
+                    }
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
     }
 }
 
@@ -322,8 +377,8 @@ where
     ///
     /// Round trips: Describe and the allowlist go out together; then the claims, all at once (at most
     /// [`IN_FLIGHT`] calls in flight), each a conditional put made without reading the record first; one
-    /// Accept and one Reject call; then each record's notifying write, publish and notified write, the
-    /// records side by side. Records are read first only for connections not waiting for acceptance, and a
+    /// Accept and one Reject call; then each record's notifying write and publish, the records side by side
+    /// (five round trips; the `notified` write follows SNS's delivery, in another invocation). Records are read first only for connections not waiting for acceptance, and a
     /// claim that finds a record is planned again with it (a second round of claims).
     async fn run(mut self, requests: &ServiceWork) -> BTreeSet<EndpointId> {
         let mut failed = BTreeSet::new();
@@ -920,8 +975,8 @@ where
         }))
     }
 
-    /// Records that EC2 has been told and the notification is going out (one write), publishes once,
-    /// then records that too. The record is marked `notifying` before the publish so that a retry never
+    /// Records that EC2 has been told and the notification is going out (one write) and publishes once;
+    /// SNS's delivery of it to the deliveries queue marks the record `notified` later. The record is marked `notifying` before the publish so that a retry never
     /// publishes twice (publish and write are not atomic). The mark is conditioned on the status read, so
     /// of two invocations finishing the same record (a queue retry and the sweep) only one publishes; the
     /// one that marks it holds it from then on. Takes `&self` only: records are finished side by side, and
@@ -934,26 +989,19 @@ where
             t.at_risk = t.at_risk.saturating_add_signed(delta);
         };
         at_risk(1);
-        let (done, published) = self.announce(record).await;
+        let done = self.announce(record).await;
         at_risk(-1);
-        if let Some(record) = published
-            && let Err(e) = self.deps.log.advance(&record, Status::Notified, self.claim).await
-        {
-            // Published; the record stays `notifying`, which is never published again.
-            warn!(endpoint_id = %record.endpoint_id, error = %e, "notified, but could not record it");
-        }
         done
     }
 
-    /// [`Self::finish`] up to the publish's answer: what it came to, and the record to mark `notified`
-    /// when the publish went out.
-    async fn announce(&self, record: DecisionRecord) -> (Finished, Option<DecisionRecord>) {
+    /// [`Self::finish`] up to the publish's answer.
+    async fn announce(&self, record: DecisionRecord) -> Finished {
         let mut done = Finished { endpoint_id: record.endpoint_id.clone(), error: None };
         let marked = match self.advance_firmly(&record, Status::Notifying).await {
             Ok(Written::Yes) => Ok(()),
             Ok(Written::Lost) => {
                 info!(endpoint_id = %record.endpoint_id, "record moved on under us; another invocation finishes it");
-                return (done, None);
+                return done;
             }
             // Five rounds without an answer: the record, read again, tells whether the mark landed.
             Err(e) => match self.marked_by_us(&record).await {
@@ -981,7 +1029,7 @@ where
                 self.count(names::NOTIFY_UNCERTAIN);
             }
             done.error = Some(e);
-            return (done, None);
+            return done;
         }
         if record.status == Status::Claimed {
             self.count(match (record.kind, record.outcome) {
@@ -999,7 +1047,7 @@ where
                 // `notifying` (never published again); the miss, if it was one, is counted and alarmed.
                 error!(endpoint_id = %record.endpoint_id, error = %e, "notification may or may not have been published; not repeated");
                 self.count(names::NOTIFY_UNCERTAIN);
-                return (done, None);
+                return done;
             }
             // Not published, for certain: mark it owed, so the retry publishes. This write is all that
             // stands between a refused publish and a lost notification (a record left `notifying` is
@@ -1009,10 +1057,12 @@ where
                 self.count(names::NOTIFY_UNCERTAIN);
             }
             done.error = Some(e);
-            return (done, None);
+            return done;
         }
+        // SNS delivers it to the deliveries queue too, and that delivery marks the record `notified`
+        // (`Deps::confirm_all`): off this invocation's path, and true even if this answer had been lost.
         self.count(names::NOTIFIED);
-        (done, Some(record))
+        done
     }
 }
 

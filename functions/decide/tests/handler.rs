@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use decide::config::Config;
 use decide::handler::Deps;
 use shared::domain::quota::Slots;
-use shared::domain::record::{Announcement, DecisionRecord, Kind, Status};
+use shared::domain::record::{ANNOUNCED_ATTRIBUTE, Announced, Announcement, DecisionRecord, Kind, Status};
 use shared::domain::{
     AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
 };
@@ -61,6 +61,8 @@ struct Faults {
     publish_hangs: bool,
     /// The publish for this endpoint alone never answers.
     publish_hangs_for: Option<&'static str>,
+    /// Marking a delivered notification's record `notified` fails (throttled).
+    confirm: bool,
 }
 
 #[derive(Default)]
@@ -245,6 +247,20 @@ impl DecisionLog for Fake<'_> {
         }
         Ok(written)
     }
+    async fn confirm(&self, a: &Announced) -> PortResult<Written> {
+        if self.0.faults.lock().unwrap().confirm {
+            return Err(throttled("dynamodb"));
+        }
+        let mut recs = self.0.log(a.kind).lock().unwrap();
+        Ok(match recs.get_mut(a.endpoint_id.as_str()) {
+            Some(x) if x.claim == a.claim && x.version == a.version && x.status == Status::Notifying => {
+                x.status = Status::Notified;
+                Written::Yes
+            }
+            Some(x) if x.claim == a.claim && x.version == a.version && x.status == Status::Notified => Written::Yes,
+            _ => Written::Lost,
+        })
+    }
     async fn abandon(&self, r: &DecisionRecord) -> PortResult<Written> {
         let mut recs = self.0.log(r.kind).lock().unwrap();
         match recs.get_mut(r.endpoint_id.as_str()) {
@@ -332,6 +348,7 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fak
             allowlist_table: "a".into(),
             decisions_table: "d".into(),
             topic_arn: "t".into(),
+            deliveries_queue_arn: DELIVERIES.into(),
             managed: [ServiceId::parse(SVC).unwrap()].into(),
             default_action: DefaultAction::Reject,
             home_region: Region::parse("us-east-1").unwrap(),
@@ -379,6 +396,40 @@ fn event(endpoints: &[&str]) -> SqsEvent {
     ev
 }
 
+/// SNS's deliveries to the deliveries queue of every notification published so far (their `record`
+/// attribute), as decide's second event source hands them to it.
+fn delivered(w: &World) -> SqsEvent {
+    let mut ev = SqsEvent::default();
+    ev.records = w
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("d{i}"));
+            m.body = Some(n.body.clone());
+            m.event_source_arn = Some(DELIVERIES.into());
+            for (name, value) in &n.attributes {
+                let mut a = SqsMessageAttribute::default();
+                a.string_value = Some(value.clone());
+                a.data_type = Some("String".into());
+                m.message_attributes.insert((*name).to_owned(), a);
+            }
+            m
+        })
+        .collect();
+    ev
+}
+
+/// Hands decide SNS's deliveries of every notification published so far; each marks its record `notified`.
+async fn deliver(w: &World) {
+    let out = deps(w).decide_batch(delivered(w), "inv-deliveries", 20_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+}
+
+const DELIVERIES: &str = "arn:aws:sqs:us-east-1:111111111111:gatekeeper-deliveries";
 const A: &str = "vpce-0aaaaaaaaaaaaaaa1";
 const B: &str = "vpce-0bbbbbbbbbbbbbbb2";
 
@@ -457,6 +508,7 @@ async fn when_the_tenant_tag_fails_should_keep_the_accept_and_its_notification_a
     assert_eq!(out.metrics.get(names::ERRORS), 0);
     assert_eq!(state(&w, A), "available");
     assert_eq!(w.sent.lock().unwrap().len(), 1);
+    deliver(&w).await;
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
 }
 
@@ -700,6 +752,7 @@ async fn when_the_reject_call_is_throttled_should_abandon_the_claim_and_decide_a
     assert!(out.failed_messages.is_empty());
     assert_eq!(state(&w, B), "rejected");
     assert_eq!(w.sent.lock().unwrap().len(), 1);
+    deliver(&w).await;
     assert_eq!(w.records.lock().unwrap()[B].status, Status::Notified);
 }
 
@@ -749,6 +802,103 @@ async fn when_a_publish_may_have_gone_out_should_never_publish_it_again() {
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
 }
 
+#[tokio::test]
+async fn when_sns_delivers_a_notification_should_mark_its_record_notified_and_not_before() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(out.metrics.get(names::NOTIFIED), 1);
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying, "published, not delivered yet");
+    let out = deps(&w).decide_batch(delivered(&w), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(out.metrics.get(names::DELIVERED), 1);
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
+    // SQS delivers at least once: the same delivery again fails nothing and changes nothing.
+    let out = deps(&w).decide_batch(delivered(&w), "inv-3", 12_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
+    assert_eq!((w.sent.lock().unwrap().len(), *w.accept_calls.lock().unwrap()), (1, 1), "a delivery never acts");
+}
+
+#[tokio::test]
+async fn when_a_publishs_answer_is_lost_but_sns_delivered_it_should_end_notified() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().notify_answer_lost = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 1);
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
+    let out = deps(&w).decide_batch(delivered(&w), "inv-2", 11_000).await;
+    assert_eq!((out.failed_messages.len(), out.metrics.get(names::DELIVERED)), (0, 1));
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified, "the record tells it went out");
+}
+
+#[tokio::test]
+async fn when_a_delivery_finds_its_record_decided_again_should_leave_the_record_as_it_stands() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    let late = delivered(&w);
+    {
+        // Decided again before the delivery came: claimed anew, at the next version.
+        let mut recs = w.records.lock().unwrap();
+        let r = recs.get_mut(A).unwrap();
+        (r.status, r.version, r.claim) = (Status::Claimed, r.version + 1, "inv-9".into());
+    }
+    let out = deps(&w).decide_batch(late, "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty(), "nothing a retry could change");
+    assert_eq!(out.metrics.get(names::DELIVERED), 0);
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Claimed);
+}
+
+#[tokio::test]
+async fn when_a_delivery_cannot_be_recorded_should_retry_its_message() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    deps(&w).decide_batch(event(&[A, B]), "inv-1", 10_000).await;
+    w.faults.lock().unwrap().confirm = true;
+    let out = deps(&w).decide_batch(delivered(&w), "inv-2", 11_000).await;
+    let mut failed = out.failed_messages.clone();
+    failed.sort();
+    assert_eq!(failed, ["d0", "d1"]);
+    assert_eq!(out.metrics.get(names::ERRORS), 2);
+    w.faults.lock().unwrap().confirm = false;
+    let out = deps(&w).decide_batch(delivered(&w), "inv-3", 12_000).await;
+    assert_eq!((out.failed_messages.len(), out.metrics.get(names::DELIVERED)), (0, 2));
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Notified);
+}
+
+#[tokio::test]
+async fn a_delivery_that_names_no_record_is_dropped_as_invalid_and_writes_nothing() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    deps(&w).decide_batch(event(&[A, B]), "inv-1", 10_000).await;
+    let mut ev = delivered(&w);
+    ev.records[0].message_attributes.remove(ANNOUNCED_ATTRIBUTE);
+    ev.records[1].message_attributes.get_mut(ANNOUNCED_ATTRIBUTE).unwrap().string_value = Some("{\"kind\":1}".into());
+    let out = deps(&w).decide_batch(ev, "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty(), "a retry cannot make it name a record");
+    assert_eq!((out.metrics.get(names::INVALID_EVENTS), out.metrics.get(names::DELIVERED)), (2, 0));
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Notifying);
+}
+
+#[tokio::test]
+async fn a_message_from_another_queue_is_a_request_even_when_it_carries_a_record_attribute() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    let mut ev = delivered(&w);
+    ev.records[0].event_source_arn = Some("arn:aws:sqs:us-east-1:111111111111:gatekeeper-requests".into());
+    let out = deps(&w).decide_batch(ev, "inv-2", 11_000).await;
+    assert_eq!(out.failed_messages, ["d0"], "not a Connection Request: kept for the requests' DLQ");
+    assert_eq!((out.metrics.get(names::INVALID_EVENTS), out.metrics.get(names::DELIVERED)), (1, 0));
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
+}
+
 #[tokio::test(start_paused = true)]
 async fn when_the_notifying_mark_is_throttled_should_try_again_and_announce_in_the_same_invocation() {
     let w = World::default();
@@ -757,6 +907,7 @@ async fn when_the_notifying_mark_is_throttled_should_try_again_and_announce_in_t
     let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!((out.metrics.get(names::NOTIFIED), out.metrics.get(names::NOTIFY_UNCERTAIN)), (1, 0));
+    deliver(&w).await;
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
 }
 
@@ -778,6 +929,7 @@ async fn when_the_notifying_mark_cannot_be_written_should_let_the_retry_announce
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(w.sent.lock().unwrap().len(), 1, "the retry announces it");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    deliver(&w).await;
     let recs = w.records.lock().unwrap();
     assert_eq!((recs[A].status, recs[A].claim.as_str()), (Status::Notified, "inv-2"), "held by its finisher");
 }
@@ -806,6 +958,7 @@ async fn when_the_notifying_mark_lands_but_every_answer_is_lost_should_read_it_b
     let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!((out.metrics.get(names::NOTIFIED), out.metrics.get(names::NOTIFY_UNCERTAIN)), (1, 0));
+    deliver(&w).await;
     assert_eq!((w.sent.lock().unwrap().len(), w.records.lock().unwrap()[A].status), (1, Status::Notified));
 }
 

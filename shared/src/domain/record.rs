@@ -1,7 +1,7 @@
 //! The decision record: one per connection (endpoint ID + creation time), written with a conditional put
 //! so that duplicate deliveries give one action and one notification.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::connection::Connection;
 use super::ids::{AccountId, EndpointId, Region, ServiceId};
@@ -57,7 +57,7 @@ impl Status {
 
 /// A decision about a new connection, or the revocation of an accepted one (a separate record, so an
 /// accepted connection keeps its acceptance on file next to its revocation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Decision,
@@ -141,6 +141,45 @@ impl DecisionRecord {
     }
 }
 
+/// Which record a notification announces, at which claim and version: sent with the notification as its
+/// `record` message attribute (JSON). SNS delivers the notification to the stack's deliveries queue too, and
+/// `decide`, reading this there, marks that record `notified` ([`crate::ports::DecisionLog::confirm`]): the
+/// record says `notified` once SNS has delivered it, whether or not the publishing invocation heard
+/// the publish's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announced {
+    pub kind: Kind,
+    pub endpoint_id: EndpointId,
+    pub created_at_ms: i64,
+    pub version: u64,
+    /// The invocation that marked the record `notifying` and published.
+    pub claim: String,
+}
+
+/// The name of the message attribute that carries [`Announced`].
+pub const ANNOUNCED_ATTRIBUTE: &str = "record";
+
+impl Announced {
+    pub fn of(r: &DecisionRecord) -> Self {
+        Self {
+            kind: r.kind,
+            endpoint_id: r.endpoint_id.clone(),
+            created_at_ms: r.created_at_ms,
+            version: r.version,
+            claim: r.claim.clone(),
+        }
+    }
+
+    /// Reads the `record` attribute's value; the error names what is wrong.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let a: Self = serde_json::from_str(value).map_err(|e| format!("`{ANNOUNCED_ATTRIBUTE}` attribute: {e}"))?;
+        if a.claim.is_empty() {
+            return Err(format!("`{ANNOUNCED_ATTRIBUTE}` attribute: `claim` is empty"));
+        }
+        Ok(a)
+    }
+}
+
 /// The SNS message for a decision: a readable subject, a JSON body and filterable attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
@@ -198,6 +237,9 @@ impl Announcement {
         if let Some(t) = r.tenant.as_ref().filter(|t| !t.is_empty()) {
             attributes.push(("tenant", t.clone()));
         }
+        // Which record at which claim: the delivery confirmation's key (at most 10 attributes in all, SNS's
+        // limit for a message delivered to SQS as SQS message attributes: docs/aws-facts.md).
+        attributes.push((ANNOUNCED_ATTRIBUTE, serde_json::to_string(&Announced::of(r)).unwrap_or_default()));
         Self {
             // SNS subjects: ASCII, no line breaks, at most 100 characters; every part here is a validated ID.
             subject: subject.chars().take(100).collect(),

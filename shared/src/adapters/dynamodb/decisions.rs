@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::attrs::{n, s};
 use crate::adapters::{bad_data, classify};
-use crate::domain::record::{DecisionRecord, Kind, Status};
+use crate::domain::record::{Announced, DecisionRecord, Kind, Status};
 use crate::domain::{AccountId, EndpointId, Outcome, Region, ServiceId, Trigger};
 use crate::ports::{Claim, DecisionLog, DecisionQueries, OwedDecisions, PortResult, Written};
 
@@ -123,6 +123,31 @@ fn key(kind: Kind, endpoint: &EndpointId, created_at_ms: i64) -> HashMap<String,
         ("endpoint_id".to_owned(), s(endpoint.as_str())),
         ("created".to_owned(), s(sort_key(kind, created_at_ms))),
     ])
+}
+
+/// The answer to a status write conditioned on claim, version and status (asking for the item a failed
+/// condition finds): `Yes` when it landed, and when the item stands as it would have written it (at
+/// `status`, held by `by`, at `version`): this write, whose answer was lost and which the SDK repeated.
+fn status_written(
+    res: Result<UpdateItemOutput, SdkError<UpdateItemError, aws_smithy_runtime_api::http::Response>>,
+    by: &str,
+    version: u64,
+    status: Status,
+) -> PortResult<Written> {
+    match res {
+        Ok(_) => Ok(Written::Yes),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                let ours = c.item().is_some_and(|standing| {
+                    standing.get("claim") == Some(&s(by))
+                        && standing.get("version") == Some(&n(version))
+                        && standing.get("status") == Some(&s(status.as_str()))
+                });
+                Ok(if ours { Written::Yes } else { Written::Lost })
+            }
+            _ => Err(classify("dynamodb", "UpdateItem", e)),
+        },
+    }
 }
 
 fn update_lost(e: &SdkError<UpdateItemError, aws_smithy_runtime_api::http::Response>) -> bool {
@@ -275,20 +300,29 @@ impl DecisionLog for DynamoDecisionLog {
         if owed {
             req = req.expression_attribute_values(":svc", s(record.service_id.as_str()));
         }
-        match req.send().await {
-            Ok(_) => Ok(Written::Yes),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    let ours = c.item().is_some_and(|standing| {
-                        standing.get("claim") == Some(&s(by))
-                            && standing.get("version") == Some(&n(record.version))
-                            && standing.get("status") == Some(&s(status.as_str()))
-                    });
-                    Ok(if ours { Written::Yes } else { Written::Lost })
-                }
-                _ => Err(classify("dynamodb", "UpdateItem", e)),
-            },
-        }
+        status_written(req.send().await, by, record.version, status)
+    }
+
+    /// Conditioned like [`Self::advance`] on the status, claim and version the notification was published
+    /// at; a repeated delivery, or this write repeated by the SDK, finds the record `notified` by the same
+    /// claim at the same version: `Yes`.
+    async fn confirm(&self, a: &Announced) -> PortResult<Written> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(a.kind, &a.endpoint_id, a.created_at_ms)))
+            .update_expression("SET #st = :notified")
+            .condition_expression("claim = :c AND version = :v AND #st = :notifying")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":notified", s(Status::Notified.as_str()))
+            .expression_attribute_values(":notifying", s(Status::Notifying.as_str()))
+            .expression_attribute_values(":c", s(&a.claim))
+            .expression_attribute_values(":v", n(a.version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        status_written(res, &a.claim, a.version, Status::Notified)
     }
 
     async fn abandon(&self, record: &DecisionRecord) -> PortResult<Written> {
