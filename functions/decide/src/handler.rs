@@ -377,9 +377,10 @@ where
     ///
     /// Round trips: Describe and the allowlist go out together; then the claims, all at once (at most
     /// [`IN_FLIGHT`] calls in flight), each a conditional put made without reading the record first; one
-    /// Accept and one Reject call; then each record's notifying write and publish, the records side by side
-    /// (five round trips; the `notified` write follows SNS's delivery, in another invocation). Records are read first only for connections not waiting for acceptance, and a
-    /// claim that finds a record is planned again with it (a second round of claims).
+    /// Accept and one Reject call; then each record's notifying write and publish, the records side by side:
+    /// five round trips (the `notified` write follows SNS's delivery, in another invocation). Records are
+    /// read first only for connections not waiting for acceptance, and a claim that finds a record is
+    /// planned again with it (a second round of claims).
     async fn run(mut self, requests: &ServiceWork) -> BTreeSet<EndpointId> {
         let mut failed = BTreeSet::new();
         let endpoints: Vec<EndpointId> = requests.keys().cloned().collect();
@@ -976,8 +977,8 @@ where
     }
 
     /// Records that EC2 has been told and the notification is going out (one write) and publishes once;
-    /// SNS's delivery of it to the deliveries queue marks the record `notified` later. The record is marked `notifying` before the publish so that a retry never
-    /// publishes twice (publish and write are not atomic). The mark is conditioned on the status read, so
+    /// SNS's delivery of it to the deliveries queue marks the record `notified` later. The record is marked
+    /// `notifying` before the publish so that a retry never publishes twice (publish and write are not atomic). The mark is conditioned on the status read, so
     /// of two invocations finishing the same record (a queue retry and the sweep) only one publishes; the
     /// one that marks it holds it from then on. Takes `&self` only: records are finished side by side, and
     /// what each came to is merged afterwards.

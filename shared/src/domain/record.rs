@@ -21,7 +21,8 @@ pub enum Status {
     /// one notification per decision (a publish that failed and could not be recorded as failed is
     /// logged and counted as `NotifyUncertain`).
     Notifying,
-    /// The notification went out.
+    /// SNS delivered the notification: its copy reached the stack's deliveries queue, and `decide` marked
+    /// the record from there ([`Announced`]).
     Notified,
     /// The endpoint vanished before it could be acted on: nothing more to do.
     Gone,
