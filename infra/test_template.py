@@ -196,6 +196,9 @@ def test_every_asynchronous_path_has_a_dead_letter_queue():
     stream = RESOURCES["ReconcileFunction"]["Properties"]["Events"]["AllowlistChanges"]["Properties"]
     assert stream["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
     assert "RedrivePolicy" in RESOURCES["RequestsQueue"]["Properties"]
+    redrive = RESOURCES["DeliveriesQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeliveriesDeadLetterQueue", "Arn"]}
+    assert "DeliveriesDeadLetterQueue" in TEMPLATE["Resources"]["Fn::ForEach::DeadLetterAlarms"][1], "alarmed"
     target = RESOURCES["ConnectionRequestRule"]["Properties"]["Targets"][0]
     assert "DeadLetterConfig" in target
 

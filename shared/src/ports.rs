@@ -169,8 +169,9 @@ pub trait DecisionLog: Send + Sync {
     /// finds out from EC2 whether the action took effect.
     fn abandon(&self, record: &DecisionRecord) -> impl Future<Output = PortResult<Written>> + Send;
     /// Marks `notified` the record SNS delivered a notification for, if it still stands as announced:
-    /// `notifying`, held by `announced.claim` at `announced.version`. `Yes` also when it stands `notified`
-    /// so already (a delivery repeated); `Lost` when it moved on (a hold decided again) or is gone.
+    /// `notifying` (or `acted`: a publish answered with an error that SNS delivered all the same), held
+    /// by `announced.claim` at `announced.version`. `Yes` also when it stands `notified` so already (a
+    /// delivery repeated); `Lost` when it moved on (a hold decided again, another finisher) or is gone.
     fn confirm(&self, announced: &Announced) -> impl Future<Output = PortResult<Written>> + Send;
 }
 

@@ -1017,12 +1017,17 @@ def _sns_may_send(queue, topic_arn: str) -> bool:
     # conditions, if any, are aws:SourceArn or aws:SourceAccount ones that hold. An explicit Deny is not
     # evaluated (the template writes none).
     policy = getattr(queue, "_policy_json", None) or {}
-    for st in policy.get("Statement", []) if isinstance(policy, dict) else []:
+    statements = policy.get("Statement", []) if isinstance(policy, dict) else []
+    for st in statements if isinstance(statements, list) else [statements]:
         if not isinstance(st, dict) or st.get("Effect") != "Allow":
             continue
         principal = st.get("Principal")
-        service = principal.get("Service") if isinstance(principal, dict) else principal
-        if not any(p in ("sns.amazonaws.com", "*") for p in (service if isinstance(service, list) else [service])):
+        if isinstance(principal, dict):
+            names = [principal.get("Service"), principal.get("AWS")]
+            names = [n for v in names for n in (v if isinstance(v, list) else [v]) if n]
+        else:
+            names = [principal]
+        if not any(p in ("sns.amazonaws.com", "*") for p in names):
             continue
         actions = st.get("Action")
         if not any(a in ("sqs:SendMessage", "sqs:*", "*") for a in (actions if isinstance(actions, list) else [actions])):
@@ -1067,9 +1072,15 @@ def _sub_publish(self, message, message_id, subject=None, message_attributes=Non
         if raw and len(message_attributes or {}) > 10:
             _UNDELIVERED.append({**why, "error": "more than 10 message attributes for a raw delivery to SQS"})
             return None
-        # moto delivers raw for any non-empty RawMessageDelivery, "false" included; SNS only for "true".
         if not raw and self.attributes.get("RawMessageDelivery"):
-            _UNDELIVERED.append({**why, "error": "RawMessageDelivery other than true/absent: moto would deliver it raw, SNS would not"})
+            # moto delivers raw for any non-empty RawMessageDelivery, "false" included; SNS delivers the JSON
+            # envelope unless it is "true": send what moto sends for an envelope delivery.
+            if message_structure == "json":
+                message = self._parse_message_structure(message, self.protocol)
+            envelope = self.get_post_data(message, message_id, subject, message_attributes=message_attributes)
+            queue_backend = sqs_backends[account][region]
+            queue_backend.send_message(name, json.dumps(envelope, sort_keys=True, indent=2, separators=(",", ": ")),
+                                       deduplication_id=deduplication_id, group_id=group_id, validate_group_id=False)
             return None
         return _orig_sub_publish(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure)
     if self.protocol != "lambda":

@@ -914,6 +914,20 @@ def test_sns_delivers_to_a_queue_only_as_its_policy_allows_raw_with_its_attribut
     for arn in (no_policy, other_topic):
         assert "policy" in eventually(lambda arn=arn: undelivered_to(arn), f"no delivery to {arn}")[0]["error"]
 
+    # Not raw ("false"): the JSON envelope, the message and its attributes inside it.
+    url = sqs.create_queue(QueueName="deliveries-envelope")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(sns_may_send(arn, topic))})
+    sub = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "false"},
+                        ReturnSubscriptionArn=True)["SubscriptionArn"]
+    sns.publish(TopicArn=topic, Message="enveloped", MessageAttributes={"record": {"DataType": "String", "StringValue": "r2"}})
+    got = eventually(lambda: sqs.receive_message(QueueUrl=url).get("Messages"), "the envelope delivery")
+    envelope = json.loads(got[0]["Body"])
+    assert (envelope["Type"], envelope["Message"], envelope["MessageAttributes"]["record"]["Value"]) == ("Notification", "enveloped", "r2")
+    sns.unsubscribe(SubscriptionArn=sub)
+    drained = eventually(lambda: sqs.receive_message(QueueUrl=allowed).get("Messages"), "the raw copy of it")
+    sqs.delete_message(QueueUrl=allowed, ReceiptHandle=drained[0]["ReceiptHandle"])
+
     too_many = {f"a{i}": {"DataType": "String", "StringValue": "x"} for i in range(11)}
     sns.publish(TopicArn=topic, Message="eleven", MessageAttributes=too_many)
     allowed_arn = sqs.get_queue_attributes(QueueUrl=allowed, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -223,14 +223,23 @@ async fn when_sns_fails_after_the_action_should_notify_on_retry_exactly_once() -
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
         .unwrap_or_default();
     w.sns.subscribe().topic_arn(&w.info.decisions_topic_arn).protocol("sqs").endpoint(inbox_arn).send().await?;
+    // The stack's own subscription went with the deleted topic too: deploying the stack again restores it
+    // (the queue's policy names the topic's ARN, which is the same).
+    let deliveries = &w.info.deployment.queues["DeliveriesQueue"].arn;
+    w.sns
+        .subscribe()
+        .topic_arn(&w.info.decisions_topic_arn)
+        .protocol("sqs")
+        .endpoint(deliveries)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await?;
     w.settle(SETTLE).await?;
     let inbox = w.inbox().await?;
     assert_eq!(inbox.len(), 1, "{inbox:#?}");
     assert_eq!(inbox[0].body["decision"], "accepted");
     assert_eq!(w.ec2_actions(&id, "Accept"), 1);
-    // The stack's own subscription (the deliveries queue) went with the deleted topic, and only deploying
-    // the stack again brings it back: published, the record stays `notifying`, never published again.
-    assert_eq!(w.records(&id).await?[0]["status"], s("notifying"));
+    assert_eq!(w.records(&id).await?[0]["status"], s("notified"));
     Ok(())
 }
 
@@ -362,5 +371,24 @@ async fn a_record_moves_only_from_the_status_it_was_read_at_and_a_repeated_write
     assert_eq!(log.advance(&stale, Status::Notifying, "sweep").await?, Written::Lost);
     assert_eq!(log.advance(&held, Status::Notifying, "sweep").await?, Written::Lost);
     assert_eq!(stored().await?, [(Status::Notified, "retry".to_owned())]);
+
+    // A publish SNS answered with an error but delivered: its publisher moved the record back to owed
+    // (`acted`). The delivery marks it `notified` and takes it out of the owed index, so neither the
+    // message's retry nor the sweep publishes it again.
+    let other = Connection { endpoint_id: EndpointId::parse("vpce-0123456789abcdef1")?, ..conn.clone() };
+    let claimed = DecisionRecord::claim(Kind::Decision, &other, &d, Trigger::Notification, 1, "inv", 120_000, None);
+    assert_eq!(log.claim(&claimed, None).await?, Claim::Won);
+    assert_eq!(log.advance(&claimed, Status::Notifying, "inv").await?, Written::Yes);
+    let published = DecisionRecord { status: Status::Notifying, ..claimed.clone() };
+    assert_eq!(log.advance(&published, Status::Acted, "inv").await?, Written::Yes);
+    assert!(w.records(other.endpoint_id.as_str()).await?[0].contains_key("owed"), "owed once refused");
+    assert_eq!(log.confirm(&Announced::of(&published)).await?, Written::Yes);
+    let item = &w.records(other.endpoint_id.as_str()).await?[0];
+    assert_eq!(item["status"], s("notified"));
+    assert!(!item.contains_key("owed"), "no longer owed: {item:?}");
+    // A delivery naming a record that does not exist creates none.
+    let missing = Announced { endpoint_id: EndpointId::parse("vpce-0123456789abcdef2")?, ..Announced::of(&published) };
+    assert_eq!(log.confirm(&missing).await?, Written::Lost);
+    assert!(w.records(missing.endpoint_id.as_str()).await?.is_empty());
     Ok(())
 }

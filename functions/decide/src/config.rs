@@ -60,7 +60,8 @@ impl Config {
             allowlist_table: required("ALLOWLIST_TABLE")?,
             decisions_table: required("DECISIONS_TABLE")?,
             topic_arn: required("TOPIC_ARN")?,
-            deliveries_queue_arn: required("DELIVERIES_QUEUE_ARN")?,
+            deliveries_queue_arn: sqs_arn(required("DELIVERIES_QUEUE_ARN")?)
+                .map_err(|e| ConfigError(format!("DELIVERIES_QUEUE_ARN: {e}")))?,
             managed,
             default_action,
             home_region,
@@ -68,6 +69,25 @@ impl Config {
             retention_s: retention_days * 86_400,
             ec2_patience: std::time::Duration::from_secs(patience_s.unsigned_abs()),
         })
+    }
+}
+
+/// An SQS queue's ARN, `arn:<partition>:sqs:<region>:<account>:<name>` (what a record's `eventSourceARN` is
+/// compared with): a value of another shape would take every delivery for a request.
+fn sqs_arn(v: String) -> Result<String, String> {
+    let parts: Vec<&str> = v.trim().split(':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "sqs"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && !parts[5].is_empty();
+    if ok {
+        Ok(v.trim().to_owned())
+    } else {
+        Err(format!("`{v}` is not an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)"))
     }
 }
 
@@ -109,7 +129,12 @@ mod tests {
         let mut bad = BASE.to_vec();
         bad[4] = ("MANAGED_SERVICES", "svc-1");
         assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains("MANAGED_SERVICES"));
-        for (k, v) in [("DECISION_RETENTION_DAYS", "0"), ("CLAIM_LEASE_SECONDS", "5")] {
+        for (k, v) in [
+            ("DECISION_RETENTION_DAYS", "0"),
+            ("CLAIM_LEASE_SECONDS", "5"),
+            ("DELIVERIES_QUEUE_ARN", "https://sqs.us-east-1.amazonaws.com/111111111111/d"),
+            ("DELIVERIES_QUEUE_ARN", "arn:aws:sns:us-east-1:111111111111:d"),
+        ] {
             let mut bad = BASE.to_vec();
             bad.push((k, v));
             assert!(Config::from_lookup(env(&bad)).unwrap_err().to_string().contains(k), "{k}");

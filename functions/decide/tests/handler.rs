@@ -63,6 +63,8 @@ struct Faults {
     publish_hangs_for: Option<&'static str>,
     /// Marking a delivered notification's record `notified` fails (throttled).
     confirm: bool,
+    /// SNS answers the publish with an error (a 500) but delivers it all the same.
+    notify_refused_but_sent: bool,
 }
 
 #[derive(Default)]
@@ -253,7 +255,11 @@ impl DecisionLog for Fake<'_> {
         }
         let mut recs = self.0.log(a.kind).lock().unwrap();
         Ok(match recs.get_mut(a.endpoint_id.as_str()) {
-            Some(x) if x.claim == a.claim && x.version == a.version && x.status == Status::Notifying => {
+            Some(x)
+                if x.claim == a.claim
+                    && x.version == a.version
+                    && matches!(x.status, Status::Notifying | Status::Acted) =>
+            {
                 x.status = Status::Notified;
                 Written::Yes
             }
@@ -323,6 +329,15 @@ impl Notifier for Fake<'_> {
             return Err(throttled("sns"));
         }
         self.0.sent.lock().unwrap().push(n.clone());
+        if self.0.faults.lock().unwrap().notify_refused_but_sent {
+            return Err(PortError {
+                service: "sns",
+                operation: "Publish",
+                kind: ErrorKind::Retryable,
+                code: "InternalError".into(),
+                message: "answered 500, delivered all the same".into(),
+            });
+        }
         if self.0.faults.lock().unwrap().notify_answer_lost {
             return Err(PortError {
                 service: "sns",
@@ -832,6 +847,24 @@ async fn when_a_publishs_answer_is_lost_but_sns_delivered_it_should_end_notified
     let out = deps(&w).decide_batch(delivered(&w), "inv-2", 11_000).await;
     assert_eq!((out.failed_messages.len(), out.metrics.get(names::DELIVERED)), (0, 1));
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified, "the record tells it went out");
+}
+
+#[tokio::test]
+async fn when_sns_answers_a_publish_with_an_error_but_delivers_it_should_not_publish_it_again() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().notify_refused_but_sent = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, ["m0"], "taken as refused: owed, the message retried");
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Acted);
+    w.faults.lock().unwrap().notify_refused_but_sent = false;
+    // The delivery comes within seconds, the message's retry after the visibility timeout.
+    let out = deps(&w).decide_batch(delivered(&w), "inv-2", 11_000).await;
+    assert_eq!((out.failed_messages.len(), out.metrics.get(names::DELIVERED)), (0, 1));
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notified);
+    let out = deps(&w).decide_batch(event(&[A]), "inv-3", 12_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "delivered once, never published again");
 }
 
 #[tokio::test]

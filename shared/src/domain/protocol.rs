@@ -17,7 +17,8 @@
 //! | `claimed`   | `superseded`| EC2's state moved on before the action (a person acted); or a dead claim whose action never took effect |
 //! | `acted`     | `notifying` | an owed notification is published (retry or sweep)                   |
 //! | `notifying` | `acted`     | the publish was refused for certain: owed again                      |
-//! | `notifying` | `notified`  | SNS delivered it (its copy to the stack's deliveries queue names the record) |
+//! | `notifying` | `notified`  | SNS took the publish: its copy reached the stack's deliveries queue   |
+//! | `acted`     | `notified`  | the same, for a publish SNS answered with an error and sent all the same |
 //! | `notified`/`notifying` (hold) | `claimed` | a held connection is decided again (allowlist change, or a day on) |
 //!
 //! `notifying` is never published from again: at most one notification per decision.

@@ -21,8 +21,8 @@ pub enum Status {
     /// one notification per decision (a publish that failed and could not be recorded as failed is
     /// logged and counted as `NotifyUncertain`).
     Notifying,
-    /// SNS delivered the notification: its copy reached the stack's deliveries queue, and `decide` marked
-    /// the record from there ([`Announced`]).
+    /// SNS took the publish: its copy reached the stack's deliveries queue, and `decide` marked the record
+    /// from there ([`Announced`]). (Whether each team's subscription received it is SNS's to tell.)
     Notified,
     /// The endpoint vanished before it could be acted on: nothing more to do.
     Gone,
@@ -145,7 +145,7 @@ impl DecisionRecord {
 /// Which record a notification announces, at which claim and version: sent with the notification as its
 /// `record` message attribute (JSON). SNS delivers the notification to the stack's deliveries queue too, and
 /// `decide`, reading this there, marks that record `notified` ([`crate::ports::DecisionLog::confirm`]): the
-/// record says `notified` once SNS has delivered it, whether or not the publishing invocation heard
+/// record says `notified` once SNS has taken it, whether or not the publishing invocation heard
 /// the publish's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announced {

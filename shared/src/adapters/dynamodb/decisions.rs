@@ -303,20 +303,24 @@ impl DecisionLog for DynamoDecisionLog {
         status_written(req.send().await, by, record.version, status)
     }
 
-    /// Conditioned like [`Self::advance`] on the status, claim and version the notification was published
-    /// at; a repeated delivery, or this write repeated by the SDK, finds the record `notified` by the same
-    /// claim at the same version: `Yes`.
+    /// Conditioned like [`Self::advance`] on the claim and version the notification was published at, and on
+    /// the status `notifying`, or `acted`: a publish SNS answered with an error (refused, the invocation
+    /// took it) but delivered all the same, which the publisher moved back to owed; marked `notified`, the
+    /// message's retry and the sweep find it finished and do not publish it again. A repeated delivery, or
+    /// this write repeated by the SDK, finds the record `notified` by the same claim at the same version:
+    /// `Yes`. The condition needs the record, so a delivery never creates one.
     async fn confirm(&self, a: &Announced) -> PortResult<Written> {
         let res = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(a.kind, &a.endpoint_id, a.created_at_ms)))
-            .update_expression("SET #st = :notified")
-            .condition_expression("claim = :c AND version = :v AND #st = :notifying")
+            .update_expression("SET #st = :notified REMOVE owed")
+            .condition_expression("claim = :c AND version = :v AND (#st = :notifying OR #st = :acted)")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":notified", s(Status::Notified.as_str()))
             .expression_attribute_values(":notifying", s(Status::Notifying.as_str()))
+            .expression_attribute_values(":acted", s(Status::Acted.as_str()))
             .expression_attribute_values(":c", s(&a.claim))
             .expression_attribute_values(":v", n(a.version))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
