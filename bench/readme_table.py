@@ -99,7 +99,8 @@ def markdown(r: dict) -> str:
         out.extend(_latency_table(wl))
         out.append("Acted: from the invocation's start to the end of its Accept or Reject call, what the consumer waits for "
                    "(the connection leaves `pendingAcceptance`). Announced: to the end of its Publish call, what a provider "
-                   "waits for (Gatekeeper's invocation then records that the publish went out: the `notified` write).")
+                   "waits for (Gatekeeper's invocation ends at its answer; the record's `notified` write follows SNS's copy of "
+                   "the notification to the stack's deliveries queue, in another invocation, and is not in these rows).")
         out.append("")
     if "warm_with_latency_floor" in r:
         wf = r["warm_with_latency_floor"]

@@ -410,7 +410,7 @@ def provision_services(emu, suffix, n, parameters):
         raise RuntimeError(f"deploying the template with {n} services failed:\n{run.stdout}{run.stderr}")
     dep = json.loads(out.read_text())
     o = dep["outputs"]
-    requests_arn = next(m["event_source_arn"] for m in dep["event_source_mappings"] if m["function"] == "DecideFunction" and ":sqs:" in m["event_source_arn"])
+    requests_arn = dep["queues"]["RequestsQueue"]["arn"]
     return {
         "endpoint_url": emu.url,
         "provider_account": dep["account"],
@@ -427,7 +427,9 @@ def provision_services(emu, suffix, n, parameters):
 
 
 def mapping(stack, function="DecideFunction"):
-    return next(m for m in stack["deployment"]["event_source_mappings"] if m["function"] == function and ":sqs:" in m["event_source_arn"])
+    """decide's event source mapping on the requests queue (its other one reads SNS's deliveries)."""
+    requests = stack["deployment"]["queues"]["RequestsQueue"]["arn"]
+    return next(m for m in stack["deployment"]["event_source_mappings"] if m["function"] == function and m["event_source_arn"] == requests)
 
 
 def role_credentials(emu, stack, logical_id):
