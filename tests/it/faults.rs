@@ -158,6 +158,12 @@ async fn when_every_dependency_fails_30_percent_of_calls_should_still_decide_all
     let per_endpoint = notifications(&w).await?;
     assert!(per_endpoint.values().all(|n| *n == 1), "one notification per decision: {per_endpoint:?}");
     assert_eq!(per_endpoint.len(), endpoints.len(), "no decision went unannounced");
+    // And every record says so: SNS's copy of each notification reached the deliveries queue and was
+    // recorded (deliveries whose write met a fault came back until it held).
+    for (_, id) in &endpoints {
+        let records = w.records(id).await?;
+        assert_eq!(records[0]["status"].as_s().map(String::as_str), Ok("notified"), "{id}: {records:?}");
+    }
     assert!(calls["fault:throttle"].as_u64().unwrap_or(0) > 100, "faults were injected: {calls}");
     // The faults showed as failed messages (the Errors metric, retries, the DLQ), not as lost work.
     let failures = w.wiring.decide_failures.load(std::sync::atomic::Ordering::Relaxed);
