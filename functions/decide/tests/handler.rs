@@ -34,6 +34,17 @@ fn throttled(service: &'static str) -> PortError {
     }
 }
 
+/// A call that reached the service, whose answer was lost (a dropped connection): it may have taken effect.
+fn lost_answer(service: &'static str, operation: &'static str) -> PortError {
+    PortError {
+        service,
+        operation,
+        kind: ErrorKind::Uncertain,
+        code: "DispatchFailure".into(),
+        message: "connection closed before message completed".into(),
+    }
+}
+
 #[derive(Default)]
 struct Faults {
     describe: bool,
@@ -239,13 +250,7 @@ impl DecisionLog for Fake<'_> {
             _ => Written::Lost,
         };
         if answer_lost {
-            return Err(PortError {
-                service: "dynamodb",
-                operation: "UpdateItem",
-                kind: ErrorKind::Uncertain,
-                code: "DispatchFailure".into(),
-                message: "connection closed before message completed".into(),
-            });
+            return Err(lost_answer("dynamodb", "UpdateItem"));
         }
         Ok(written)
     }
@@ -339,19 +344,16 @@ impl Notifier for Fake<'_> {
             });
         }
         if self.0.faults.lock().unwrap().notify_answer_lost {
-            return Err(PortError {
-                service: "sns",
-                operation: "Publish",
-                kind: ErrorKind::Uncertain,
-                code: "DispatchFailure".into(),
-                message: "connection closed before message completed".into(),
-            });
+            return Err(lost_answer("sns", "Publish"));
         }
         Ok(())
     }
 }
 
-fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>> {
+/// decide over the fakes: every port is the same world.
+type FakeDeps<'a> = Deps<Fake<'a>, Fake<'a>, Fake<'a>, Fake<'a>, Fake<'a>, Fake<'a>>;
+
+fn deps(w: &World) -> FakeDeps<'_> {
     Deps {
         budget: Fake(w),
         connections: Fake(w),
@@ -389,6 +391,26 @@ fn connect(w: &World, endpoint: &str, owner: &str) {
             connection_id: Some(format!("vpce-con-{}", endpoint.trim_start_matches("vpce-"))),
         },
     );
+}
+
+/// A Lambda invocation's context with its deadline (`Lambda-Runtime-Deadline-Ms`) `left_ms` from now.
+fn context_with(left_ms: i64) -> lambda_runtime::Context {
+    let mut ctx = lambda_runtime::Context::default();
+    ctx.deadline = u64::try_from(shared::domain::time::now_ms() + left_ms).unwrap();
+    ctx
+}
+
+/// Invokes decide as Lambda does, `left_ms` before its deadline: what it answered and its counters. Fails
+/// the test when the invocation outlasts a minute (it waited for a call that never answers).
+async fn invoke_with(
+    d: &FakeDeps<'_>,
+    event: SqsEvent,
+    left_ms: i64,
+) -> (Result<aws_lambda_events::event::sqs::SqsBatchResponse, decide::error::DecideError>, shared::telemetry::Metrics) {
+    let invocation = d.invoke(lambda_runtime::LambdaEvent::new(event, context_with(left_ms)));
+    tokio::time::timeout(std::time::Duration::from_secs(60), invocation)
+        .await
+        .expect("the invocation waited past its deadline for a call that never answered")
 }
 
 fn state(w: &World, endpoint: &str) -> String {
@@ -620,21 +642,16 @@ async fn when_the_invocation_nears_its_deadline_should_wait_for_ec2_only_until_t
     connect(&w, B, OTHER);
     let mut d = deps(&w);
     d.config.ec2_patience = std::time::Duration::from_secs(12);
-    let context = |left_ms: i64| {
-        let mut ctx = lambda_runtime::Context::default();
-        ctx.deadline = u64::try_from(shared::domain::time::now_ms() + left_ms).unwrap();
-        ctx
-    };
     // 16 s left: 1 s to wait, whatever the setting says. The Accept's budget window is full for 5 s, so its
     // message goes back to the queue (claim abandoned, nothing rejected); the reject goes ahead.
     *w.budget_full_times.lock().unwrap() = 1;
-    let res = d.handle(lambda_runtime::LambdaEvent::new(event(&[A, B]), context(16_000))).await.unwrap();
+    let res = d.handle(lambda_runtime::LambdaEvent::new(event(&[A, B]), context_with(16_000))).await.unwrap();
     let failed: Vec<&str> = res.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["m0"]);
     assert_eq!((state(&w, A).as_str(), state(&w, B).as_str()), ("pendingAcceptance", "rejected"));
     // A minute left: the setting's 12 s, so the same full window is waited out and the connection accepted.
     *w.budget_full_times.lock().unwrap() = 1;
-    let res = d.handle(lambda_runtime::LambdaEvent::new(event(&[A]), context(60_000))).await.unwrap();
+    let res = d.handle(lambda_runtime::LambdaEvent::new(event(&[A]), context_with(60_000))).await.unwrap();
     assert!(res.batch_item_failures.is_empty(), "{res:?}");
     assert_eq!(state(&w, A), "available");
 }
@@ -645,14 +662,8 @@ async fn when_a_call_outlasts_the_invocation_should_stop_before_the_deadline_and
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().publish_hangs = true;
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.deadline = u64::try_from(shared::domain::time::now_ms() + 20_000).unwrap();
     let started = tokio::time::Instant::now();
-    let d = deps(&w);
-    let invocation = d.invoke(lambda_runtime::LambdaEvent::new(event(&[A, A]), ctx));
-    let (answer, metrics) = tokio::time::timeout(Duration::from_secs(60), invocation)
-        .await
-        .expect("the invocation waited past its deadline for a call that never answered");
+    let (answer, metrics) = invoke_with(&deps(&w), event(&[A, A]), 20_000).await;
     // Stopped a second before the deadline, failing the batch (SQS returns it; the retry finds A done).
     assert!(started.elapsed() <= Duration::from_secs(19), "{:?}", started.elapsed());
     assert!(matches!(answer, Err(decide::error::DecideError::CutShort { total: 2 })), "{answer:?}");
@@ -672,13 +683,7 @@ async fn when_stopped_at_the_deadline_should_count_uncertain_only_the_notificati
     connect(&w, A, ALLOWED);
     connect(&w, B, OTHER);
     w.faults.lock().unwrap().publish_hangs_for = Some(B);
-    let mut ctx = lambda_runtime::Context::default();
-    ctx.deadline = u64::try_from(shared::domain::time::now_ms() + 20_000).unwrap();
-    let d = deps(&w);
-    let invocation = d.invoke(lambda_runtime::LambdaEvent::new(event(&[A, B]), ctx));
-    let (answer, metrics) = tokio::time::timeout(std::time::Duration::from_secs(60), invocation)
-        .await
-        .expect("the invocation waited past its deadline for a call that never answered");
+    let (answer, metrics) = invoke_with(&deps(&w), event(&[A, B]), 20_000).await;
     assert!(matches!(answer, Err(decide::error::DecideError::CutShort { total: 2 })), "{answer:?}");
     // A's publish answered before the stop: announced, not at risk. B's never did.
     assert_eq!(metrics.get(names::NOTIFIED), 1, "{metrics:?}");
