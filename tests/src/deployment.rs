@@ -96,12 +96,20 @@ impl Deployment {
         self.functions.get(logical_id).with_context(|| format!("the stack has no function {logical_id}"))
     }
 
-    /// The event source mapping of `function` whose source ARN contains `kind` (`:sqs:`, `/stream/`).
+    /// The one event source mapping of `function` whose source ARN contains `kind` (`/stream/`). More than one
+    /// is an error, not the first found: decide has two SQS mappings (requests and deliveries), which
+    /// [`Self::queue_mapping`] tells apart by the queue.
     pub fn mapping(&self, function: &str, kind: &str) -> Result<&Mapping> {
-        self.event_source_mappings
+        let mut found = self
+            .event_source_mappings
             .iter()
-            .find(|m| m.function.as_deref() == Some(function) && m.event_source_arn.contains(kind))
-            .with_context(|| format!("no {kind} event source mapping for {function}"))
+            .filter(|m| m.function.as_deref() == Some(function) && m.event_source_arn.contains(kind));
+        let first = found.next().with_context(|| format!("no {kind} event source mapping for {function}"))?;
+        anyhow::ensure!(
+            found.next().is_none(),
+            "{function} has more than one {kind} event source mapping: name the queue"
+        );
+        Ok(first)
     }
 
     /// The queue `logical_id` and `function`'s event source mapping on it.
