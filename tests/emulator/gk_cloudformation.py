@@ -16,6 +16,9 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
       environment values are strings (moto dropped the first four; numbers stayed numbers).
     - AWS::DynamoDB::Table applies TimeToLiveSpecification and PointInTimeRecoverySpecification.
     - AWS::Lambda::Permission gets a physical ID (moto listed it with none).
+    - a parameter value (given, or the Default) that breaks its parameter's constraints (AllowedValues,
+      AllowedPattern, MinLength/MaxLength, MinValue/MaxValue, a Number that is not one) is refused with a
+      ValidationError naming the parameter, and nothing is created (moto took any value).
   added resource types
     AWS::CloudWatch::Alarm, AWS::EC2::VPCEndpointConnectionNotification, AWS::IAM::RolePolicy,
     AWS::Lambda::EventInvokeConfig, AWS::SNS::Subscription, AWS::SNS::TopicPolicy, AWS::SQS::QueuePolicy
@@ -44,6 +47,7 @@ import datetime
 import fnmatch
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -82,6 +86,7 @@ PATCH_POINTS = {
     "moto.cloudformation.models.Stack.create_resources": (cfn_models.Stack, "create_resources"),
     "moto.cloudformation.models.Event": (cfn_models, "Event"),
     "moto.cloudformation.models.Stack.parameter_list": (cfn_models.Stack, "parameter_list"),
+    "moto.cloudformation.parsing.ResourceMap.load_parameters": (parsing.ResourceMap, "load_parameters"),
     "moto.events.models.EventBus": (events_models, "EventBus"),
     "moto.events.models.Archive": (events_models, "Archive"),
     "moto.iam.models.Role.create_from_cloudformation_json": (iam_models.Role, "create_from_cloudformation_json"),
@@ -218,6 +223,74 @@ def _parameter_list(self):
 
 
 cfn_models.Stack.parameter_list = property(_parameter_list)
+
+
+# CloudFormation User Guide, "Parameters syntax" (parameters-section-structure.html): AllowedPattern "When
+# applied on a parameter of type String, the pattern must match the entire parameter value provided. When
+# applied to a parameter of type CommaDelimitedList, the pattern must match each value in the list";
+# AllowedValues, "the list of values allowed for the parameter"; MinLength/MaxLength for String types;
+# MinValue/MaxValue for Number types; ConstraintDescription "explains a constraint when the constraint is
+# violated". A stack created with a value that breaks them fails CreateStack with ValidationError before
+# anything is created. The guide documents the constraints, not the messages' text: these name the
+# parameter and the constraint, in the form CloudFormation is reported to answer ("Parameter 'X' must be
+# one of AllowedValues"), and give the ConstraintDescription when the template has one.
+_orig_load_parameters = parsing.ResourceMap.load_parameters
+
+
+def _number(raw: Any) -> float | None:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def parameter_problem(name: str, slot: dict, value: Any) -> str | None:
+    """Why `value` breaks the constraints of the template parameter `slot` named `name`, or None."""
+    kind = slot.get("Type", "String")
+    described = slot.get("ConstraintDescription")
+
+    def broken(what: str) -> str:
+        return f"Parameter '{name}' failed to satisfy constraint: {described}" if described else f"Parameter '{name}' {what}"
+
+    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    items = text.split(",") if kind == "CommaDelimitedList" or kind.startswith("List<") else [text]
+    if kind == "Number" or kind == "List<Number>":
+        for item in items:
+            number = _number(item)
+            if number is None:
+                return f"Parameter '{name}' must be a number"
+            if "MinValue" in slot and number < float(slot["MinValue"]):
+                return broken(f"must be a number not less than {slot['MinValue']}")
+            if "MaxValue" in slot and number > float(slot["MaxValue"]):
+                return broken(f"must be a number not greater than {slot['MaxValue']}")
+    if "AllowedValues" in slot and any(item not in [str(v) for v in slot["AllowedValues"]] for item in items):
+        return broken("must be one of AllowedValues")
+    if "AllowedPattern" in slot:
+        pattern = re.compile(slot["AllowedPattern"])
+        if any(pattern.fullmatch(item) is None for item in items):
+            return broken(f"must match pattern {slot['AllowedPattern']}")
+    if "MinLength" in slot and len(text) < int(slot["MinLength"]):
+        return broken(f"must contain at least {slot['MinLength']} characters")
+    if "MaxLength" in slot and len(text) > int(slot["MaxLength"]):
+        return broken(f"must contain at most {slot['MaxLength']} characters")
+    return None
+
+
+def _load_parameters(self) -> None:
+    from moto.cloudformation.exceptions import ValidationError
+
+    slots = self._template.get("Parameters", {})
+    for name, slot in slots.items():
+        value = self.input_parameters.get(name, slot.get("Default"))
+        if value is None or str(slot.get("Type", "")).startswith("AWS::"):
+            continue  # a missing value is moto's MissingParameterError; AWS-specific types are looked up, not matched
+        problem = parameter_problem(name, slot, value)
+        if problem:
+            raise ValidationError(message=problem)
+    _orig_load_parameters(self)
+
+
+parsing.ResourceMap.load_parameters = _load_parameters
 
 # =================================================================================== intrinsics
 

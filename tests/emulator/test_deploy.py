@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 import pytest
 
 import deploy
@@ -433,6 +434,45 @@ def test_a_resource_type_moto_lacks_fails_the_stack(endpoint):
     with pytest.raises(deploy.DeployError) as e:
         deploy.deploy(endpoint, PROVIDER, "gk-unsupported", template)
     assert "CREATE_FAILED" in str(e.value) and "Pipe" in str(e.value) and "no CloudFormation support" in str(e.value)
+
+
+def test_a_parameter_value_its_constraints_refuse_fails_create_stack_and_creates_nothing(endpoint, provider):
+    # CloudFormation User Guide, "Parameters syntax": the template's constraints on each parameter; a value
+    # that breaks one fails CreateStack with ValidationError (moto took any value).
+    cfn = client(provider["session"], endpoint, "cloudformation")
+    svc = provider["svc"]["ServiceId"]
+    cases = {
+        "RequestsVisibilityTimeoutSeconds": ("0", "must be a number not less than 1"),
+        "ClaimLeaseSeconds": ("3601", "must be a number not greater than 3600"),
+        "DefaultAction": ("accept", "must be one of AllowedValues"),
+        "ManagedServiceIds": (f"{svc},vpce-svc-XYZ", "failed to satisfy constraint: each value must be an endpoint service ID"),
+    }
+    for key, (value, says) in cases.items():
+        params = {"ManagedServiceIds": svc, key: value}
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            deploy.deploy(endpoint, PROVIDER, f"gk-bad-{key.lower()}", TEMPLATE, params)
+        err = e.value.response["Error"]
+        assert err["Code"] == "ValidationError", (key, err)
+        assert f"Parameter '{key}'" in err["Message"] and says in err["Message"], (key, err["Message"])
+        stacks = cfn.list_stacks()["StackSummaries"]
+        assert not [s for s in stacks if s["StackName"] == f"gk-bad-{key.lower()}"], (key, stacks)
+
+
+def test_parameter_constraints_as_the_guide_describes_them():
+    number = {"Type": "Number", "MinValue": 60, "MaxValue": 100}
+    assert gk_cloudformation.parameter_problem("N", number, "60") is None
+    assert gk_cloudformation.parameter_problem("N", number, "59") == "Parameter 'N' must be a number not less than 60"
+    assert gk_cloudformation.parameter_problem("N", number, "ten") == "Parameter 'N' must be a number"
+    listed = {"Type": "CommaDelimitedList", "AllowedPattern": "^a[0-9]$"}
+    assert gk_cloudformation.parameter_problem("L", listed, "a1,a2") is None  # each value matches
+    assert gk_cloudformation.parameter_problem("L", listed, "a1,b2") == "Parameter 'L' must match pattern ^a[0-9]$"
+    whole = {"Type": "String", "AllowedPattern": "[a-z]+"}
+    assert gk_cloudformation.parameter_problem("S", whole, "abc") is None
+    assert gk_cloudformation.parameter_problem("S", whole, "abc1") is not None  # the entire value must match
+    sized = {"Type": "String", "MinLength": 2, "MaxLength": 3, "ConstraintDescription": "two or three"}
+    assert gk_cloudformation.parameter_problem("S", sized, "a") == "Parameter 'S' failed to satisfy constraint: two or three"
+    assert gk_cloudformation.parameter_problem("S", sized, "abcd") is not None
+    assert gk_cloudformation.parameter_problem("S", {"AllowedValues": ["x", "y"]}, "y") is None
 
 
 # ------------------------------------------------------------------------------ behaviour at run time
