@@ -1069,17 +1069,37 @@ def _sns_may_invoke(fn, topic_arn: str, account_id: str) -> bool:
         actions = actions if isinstance(actions, list) else [actions]
         if not any(a in ("lambda:InvokeFunction", "lambda:*", "*") for a in actions):
             continue
-        ok = True
-        for op, conds in (st.get("Condition") or {}).items():
-            for key, want in conds.items():
-                wants = want if isinstance(want, list) else [want]
-                if key.lower() == "aws:sourcearn":
-                    ok = ok and any(fnmatch.fnmatchcase(topic_arn, w) if op.startswith("ArnLike") else topic_arn == w for w in wants)
-                elif key.lower() == "aws:sourceaccount":
-                    ok = ok and topic_arn.split(":")[4] in wants
-        if ok:
+        if sns_conditions_hold(st.get("Condition"), topic_arn):
             return True
     return False
+
+
+def sns_conditions_hold(conditions, topic_arn: str) -> bool:
+    """Whether a policy statement's `Condition` block holds for SNS calling on behalf of `topic_arn`: every
+    condition must hold (IAM User Guide, "IAM JSON policy elements: Condition": conditions are ANDed). The
+    keys SNS's requests carry for this are aws:SourceArn (the topic) and aws:SourceAccount (its owner), under
+    ArnEquals/ArnLike/StringEquals/StringLike; a condition this emulator does not evaluate grants nothing, so
+    a policy the emulator cannot read never lets more through than AWS would. Shared by SNS's delivery to a
+    Lambda function and to an SQS queue, so the two read a policy alike."""
+    if conditions is None:
+        return True
+    if not isinstance(conditions, dict):
+        return False
+    for op, conds in conditions.items():
+        if not isinstance(conds, dict):
+            return False
+        for key, want in conds.items():
+            wants = [str(w) for w in (want if isinstance(want, list) else [want])]
+            if key.lower() == "aws:sourcearn" and op in ("ArnEquals", "ArnLike", "StringEquals", "StringLike"):
+                if not any(fnmatch.fnmatchcase(topic_arn, w) if op.endswith("Like") else topic_arn == w for w in wants):
+                    return False
+            elif key.lower() == "aws:sourceaccount" and op in ("StringEquals", "StringLike"):
+                account = topic_arn.split(":")[4]
+                if not any(fnmatch.fnmatchcase(account, w) if op.endswith("Like") else account == w for w in wants):
+                    return False
+            else:
+                return False
+    return True
 
 
 def _sns_may_send(queue, topic_arn: str) -> bool:
@@ -1108,17 +1128,7 @@ def _sns_may_send(queue, topic_arn: str) -> bool:
         resources = st.get("Resource", "*")
         if not any(fnmatch.fnmatchcase(queue.queue_arn, r) for r in (resources if isinstance(resources, list) else [resources])):
             continue
-        ok = True
-        for op, conds in (st.get("Condition") or {}).items():
-            for key, want in conds.items():
-                wants = want if isinstance(want, list) else [want]
-                if key.lower() == "aws:sourcearn" and op in ("ArnEquals", "ArnLike", "StringEquals", "StringLike"):
-                    ok = ok and any(fnmatch.fnmatchcase(topic_arn, w) if op.endswith("Like") else topic_arn == w for w in wants)
-                elif key.lower() == "aws:sourceaccount" and op in ("StringEquals", "StringLike"):
-                    ok = ok and topic_arn.split(":")[4] in wants
-                else:
-                    ok = False  # a condition this emulator does not evaluate grants nothing
-        if ok:
+        if sns_conditions_hold(st.get("Condition"), topic_arn):
             return True
     return False
 

@@ -475,6 +475,29 @@ def test_parameter_constraints_as_the_guide_describes_them():
     assert gk_cloudformation.parameter_problem("S", {"AllowedValues": ["x", "y"]}, "y") is None
 
 
+def test_sns_reads_a_functions_policy_and_a_queues_policy_alike():
+    topic = f"arn:aws:sns:{REGION}:{PROVIDER}:decisions"
+    hold = gk_cloudformation.sns_conditions_hold
+    assert hold(None, topic)
+    assert hold({"ArnLike": {"AWS:SourceArn": f"arn:aws:sns:{REGION}:{PROVIDER}:*"}}, topic)
+    assert hold({"ArnEquals": {"aws:SourceArn": topic}, "StringEquals": {"aws:SourceAccount": PROVIDER}}, topic)
+    assert not hold({"ArnEquals": {"aws:SourceArn": topic}, "StringEquals": {"aws:SourceAccount": CONSUMER}}, topic)  # ANDed
+    assert not hold({"ArnEquals": {"aws:SourceArn": topic + "-other"}}, topic)
+    assert not hold({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, topic)  # not evaluated here: grants nothing
+    assert not hold({"NumericLessThan": {"aws:SourceArn": "1"}}, topic)
+
+    unknown = {"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}
+    statement = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:InvokeFunction",
+                 "Condition": unknown}
+    fn = type("Fn", (), {"policy": type("P", (), {"statements": [statement]})()})()
+    assert not gk_cloudformation._sns_may_invoke(fn, topic, PROVIDER)  # as the queue's reading refuses it
+    statement["Condition"] = {"ArnLike": {"AWS:SourceArn": topic}}
+    assert gk_cloudformation._sns_may_invoke(fn, topic, PROVIDER)
+    queue = type("Q", (), {"queue_arn": f"arn:aws:sqs:{REGION}:{PROVIDER}:q", "_policy_json": {"Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": "*", "Condition": unknown}]}})()
+    assert not gk_cloudformation._sns_may_send(queue, topic)
+
+
 # ------------------------------------------------------------------------------ behaviour at run time
 
 
