@@ -1,5 +1,5 @@
-"""DynamoDB for the local AWS: moto's JSON answers written without walking the model once per attribute value;
-what it answers is moto's, byte for byte.
+"""DynamoDB for the local AWS: moto's JSON answers written without walking the model once per attribute value,
+and a table's Query reading only the partition it names; what it answers is moto's, byte for byte.
 
 moto 5.2.1 serialises every answer from the service model: for each `AttributeValue` of each returned item it
 asks its attribute picker for all ten members of the union (`S`, `N`, `B`, `SS`, `NS`, `BS`, `M`, `L`,
@@ -20,9 +20,12 @@ compares the two on generated items of every type.
 
 from __future__ import annotations
 
+import inspect
+import threading
 from typing import Any
 
 from moto.core.serialize import JSONSerializer
+from moto.dynamodb.models.table import Table
 
 # The members of DynamoDB's AttributeValue union (DynamoDB API reference, AttributeValue).
 _STRINGS = ("S", "N")
@@ -98,3 +101,56 @@ def _serialize_type_structure(self: JSONSerializer, serialized, value, shape, ke
 
 
 JSONSerializer._serialize_type_structure = _serialize_type_structure
+
+
+# ----------------------------------------------------------------------------- Query reads its partition
+
+# moto 5.2.1's Table.query on a table's own key gathers its candidates from `all_items()`: every item of the
+# table, sorted by (partition key, sort key) with moto's DynamoType comparisons, then kept when its partition
+# key equals the one asked for. So a Query's cost grew with the whole table (a decisions table of a few
+# thousand records made every Query by endpoint take tens of milliseconds), where DynamoDB reads one
+# partition: "Query finds items based on primary key values ... You must provide the name of the partition
+# key attribute and a single value for that attribute. Query returns all items with that partition key
+# value" (DynamoDB API reference, Query). While a Query on the table's own key runs, `all_items()` gives it
+# only that partition, in moto's order; everything after (sort, range conditions, filters, pages) is moto's.
+# Only string partition keys take this path: moto stores items under the key's DynamoType and matches a
+# Query with `==`, which for numbers ("1" and "1.0") is not the dictionary's equality.
+partition_reads = True  # the tests compare with moto's own path by turning this off
+
+_QUERYING = threading.local()
+_orig_query = Table.query
+_orig_all_items = Table.all_items
+_QUERY_SIGNATURE = inspect.signature(_orig_query)
+
+
+def _partition_items(table: Table, hash_key) -> list:
+    """What `all_items()` holds of one partition, in its order."""
+    stored = table.items.get(hash_key)  # .get: table.items is a defaultdict, and a read must not add a key
+    if stored is None:
+        return []
+    items = list(stored.values()) if table.range_key_attr else [stored]
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+def _all_items(self: Table) -> list:
+    asked = getattr(_QUERYING, "partition", None)
+    if asked is not None and asked[0] is self:
+        return _partition_items(self, asked[1])
+    return _orig_all_items(self)
+
+
+def _query(self: Table, *args, **kwargs):
+    bound = _QUERY_SIGNATURE.bind(self, *args, **kwargs)
+    hash_key = bound.arguments.get("hash_key")
+    own_key = bound.arguments.get("index_name") is None and getattr(hash_key, "type", None) == "S"
+    if not (partition_reads and own_key):
+        return _orig_query(self, *args, **kwargs)
+    _QUERYING.partition = (self, hash_key)
+    try:
+        return _orig_query(self, *args, **kwargs)
+    finally:
+        _QUERYING.partition = None
+
+
+Table.all_items = _all_items
+Table.query = _query

@@ -79,3 +79,64 @@ def test_the_fast_path_is_what_the_emulator_uses_for_dynamodb():
     import gatekeeper_moto  # noqa: F401 - imports the patches as the server does
 
     assert JSONSerializer._serialize_type_structure is gk_dynamodb._serialize_type_structure
+
+
+# ------------------------------------------------------------------------------ Query reads its partition
+
+
+def _query_everything(ddb, request: dict) -> list:
+    """Every page of a Query: (items, count, scanned count, last evaluated key) of each page."""
+    pages, start = [], None
+    while True:
+        answer = ddb.query(**request, **({"ExclusiveStartKey": start} if start else {}))
+        start = answer.get("LastEvaluatedKey")
+        pages.append((answer["Items"], answer["Count"], answer["ScannedCount"], start))
+        if not start:
+            return pages
+
+
+def test_a_query_reads_only_its_partition_and_answers_what_moto_answers():
+    import boto3
+    from moto import mock_aws
+
+    rng = random.Random(7)
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+        ddb.create_table(TableName="ranged", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"}])
+        ddb.create_table(TableName="plain", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        for i in range(300):
+            pk = f"p{rng.randint(0, 14)}"
+            ddb.put_item(TableName="ranged", Item={"pk": {"S": pk}, "sk": {"N": str(rng.randint(-50, 50))}, "v": value(rng)})
+            ddb.put_item(TableName="plain", Item={"pk": {"S": f"p{i}"}, "v": value(rng)})
+        requests = []
+        for pk in ["p0", "p3", "p14", "absent", "*"]:
+            key = {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": pk}}}
+            requests += [
+                {"TableName": "ranged", **key},
+                {"TableName": "ranged", **key, "ScanIndexForward": False, "Limit": 3},
+                {"TableName": "ranged", "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
+                 "ExpressionAttributeValues": {":p": {"S": pk}, ":a": {"N": "-10"}, ":b": {"N": "20"}}, "Limit": 2},
+                {"TableName": "ranged", **key, "FilterExpression": "attribute_exists(v.k) OR sk > :z",
+                 "ExpressionAttributeValues": {":p": {"S": pk}, ":z": {"N": "0"}}, "Limit": 4},
+                {"TableName": "plain", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": pk.replace('p', 'p1')}}},
+            ]
+        read_whole_table = []
+        original = gk_dynamodb._orig_all_items
+        gk_dynamodb._orig_all_items = lambda table: read_whole_table.append(table.name) or original(table)
+        try:
+            for request in requests:
+                gk_dynamodb.partition_reads = False
+                moto_answer = _query_everything(ddb, request)
+                assert read_whole_table, "moto's own path reads the whole table"
+                read_whole_table.clear()
+                gk_dynamodb.partition_reads = True
+                assert _query_everything(ddb, request) == moto_answer, request
+                assert read_whole_table == [], f"read the whole of {read_whole_table} for {request}"
+        finally:
+            gk_dynamodb._orig_all_items = original
+            gk_dynamodb.partition_reads = True
+        assert sum(len(p[0]) for p in _query_everything(ddb, requests[0])) > 0  # the generated partitions are not empty
