@@ -380,6 +380,9 @@ def provision(emu, suffix):
     stack = json.loads(path.read_text())
     stack["service_ids"] = [stack["service_id"]]
     stack["service_names"] = [stack["service_name"]]
+    # The queues keep the template's visibility timeout (360 s); Lambda's stand-in receives with 2 s, as the
+    # local runner does (tests/src/wiring.rs RUNNER_VISIBILITY_S), so a failed message comes back in seconds.
+    stack["receive_visibility_s"] = 2
     return stack
 
 
@@ -597,7 +600,8 @@ class SqsEventSource:
     """Lambda's SQS event source mapping, stood in for: up to `concurrency` execution environments, each
     polling the queue with the function's role (as Lambda does), gathering up to `batch_size` messages for up
     to `window` seconds, invoking, and deleting only the messages the function did not report as failed
-    (the others come back after the visibility timeout; the queue's redrive dead-letters them)."""
+    (the others come back after the visibility timeout, the queue's or the stack's `receive_visibility_s`; the
+    queue's redrive dead-letters them)."""
 
     def __init__(self, emu, stack, start, concurrency, batch_size, window, on_received=None, on_invoked=None):
         self.emu, self.stack, self.start_fn = emu, stack, start
@@ -629,7 +633,8 @@ class SqsEventSource:
             self.threads.append(t)
 
     def _receive(self, sqs, n, wait):
-        return sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=n, WaitTimeSeconds=wait, AttributeNames=["All"]).get("Messages", [])
+        held = {"VisibilityTimeout": self.stack["receive_visibility_s"]} if self.stack.get("receive_visibility_s") else {}
+        return sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=n, WaitTimeSeconds=wait, AttributeNames=["All"], **held).get("Messages", [])
 
     def _poll(self, proc):
         sqs = self._client()

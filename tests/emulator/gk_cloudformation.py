@@ -466,7 +466,31 @@ ddb_table.Table.create_from_cloudformation_json = classmethod(_table_create)
 _orig_create_esm = lambda_models.LambdaBackend.create_event_source_mapping
 
 
+def _check_visibility(backend, spec) -> None:
+    """Lambda refuses an SQS event source mapping whose queue's visibility timeout is under the function's
+    timeout: `InvalidParameterValueException: Queue visibility timeout: 30 seconds is less than Function
+    timeout: 60 seconds` (HTTP 400). The Lambda guide only recommends six times the function's timeout
+    ("Creating and configuring an Amazon SQS event source mapping"); the refusal is what users of
+    CreateEventSourceMapping report, through CloudFormation and Terraform alike (e.g.
+    hashicorp/terraform-provider-aws#18099, github-aws-runners/terraform-aws-github-runner#465, where a
+    CloudFormation stack failed with "Invalid request provided: Queue visibility timeout: ..."). moto
+    created the mapping."""
+    from moto.awslambda.exceptions import InvalidParameterValueException
+
+    source = str(spec.get("EventSourceArn") or "")
+    if ":sqs:" not in source:
+        return
+    queue = next((q for q in sqs_models.sqs_backends[backend.account_id][backend.region_name].queues.values() if q.queue_arn == source), None)
+    fn = _function_named(backend.account_id, backend.region_name, str(spec.get("FunctionName") or ""))
+    if queue is None or fn is None:
+        return  # moto's own checks answer a missing queue or function
+    visibility, timeout = int(queue.visibility_timeout), int(fn.timeout)
+    if visibility < timeout:
+        raise InvalidParameterValueException(f"Queue visibility timeout: {visibility} seconds is less than Function timeout: {timeout} seconds")
+
+
 def _create_esm(self, spec):
+    _check_visibility(self, spec)
     esm = _orig_create_esm(self, spec)
     # moto registers the mapping on the queue / table / stream, and then acts on it itself (receives SQS
     # messages, sends stream records to a function it runs in Docker). The project's runner polls as Lambda

@@ -442,7 +442,7 @@ def test_a_parameter_value_its_constraints_refuse_fails_create_stack_and_creates
     cfn = client(provider["session"], endpoint, "cloudformation")
     svc = provider["svc"]["ServiceId"]
     cases = {
-        "RequestsVisibilityTimeoutSeconds": ("0", "must be a number not less than 1"),
+        "RequestsVisibilityTimeoutSeconds": ("59", "must be a number not less than 60"),
         "ClaimLeaseSeconds": ("3601", "must be a number not greater than 3600"),
         "DefaultAction": ("accept", "must be one of AllowedValues"),
         "ManagedServiceIds": (f"{svc},vpce-svc-XYZ", "failed to satisfy constraint: each value must be an endpoint service ID"),
@@ -568,6 +568,29 @@ def test_a_successful_invocation_is_not_retried(endpoint, stack, provider):
     assert inv["payload"]["Records"][0]["Sns"]["Subject"] is None
     assert control(endpoint, "/_gatekeeper/lambda/done", {"id": inv["id"], "ok": True}) == {}
     assert take(endpoint, ingest["arn"], 0.3) == []
+
+
+def test_lambda_refuses_a_queue_whose_visibility_timeout_is_under_the_functions_timeout(endpoint, provider, stack):
+    # What users of CreateEventSourceMapping report Lambda answering (hashicorp/terraform-provider-aws#18099):
+    # the queue must keep a message out of sight at least as long as the function may run.
+    session = provider["session"]
+    sqs, lam = client(session, endpoint, "sqs"), client(session, endpoint, "lambda")
+    decide = stack["functions"]["DecideFunction"]
+    assert decide["timeout"] == 60
+    for visibility, refused in ((59, True), (60, False)):
+        url = sqs.create_queue(QueueName=f"gk-visibility-{visibility}", Attributes={"VisibilityTimeout": str(visibility)})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        if refused:
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                lam.create_event_source_mapping(FunctionName=decide["name"], EventSourceArn=arn, BatchSize=10)
+            err = e.value.response["Error"]
+            assert err["Code"] == "InvalidParameterValueException", err
+            assert err["Message"] == "Queue visibility timeout: 59 seconds is less than Function timeout: 60 seconds"
+            listed = lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"]
+            assert listed == [], listed
+        else:
+            made = lam.create_event_source_mapping(FunctionName=decide["name"], EventSourceArn=arn, BatchSize=10)
+            lam.delete_event_source_mapping(UUID=made["UUID"])
 
 
 def test_event_source_mappings_are_inert(endpoint, provider, stack):

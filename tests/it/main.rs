@@ -97,7 +97,7 @@ impl World {
     }
 
     /// Runs the wiring until nothing moves: notifications turned into requests, requests decided.
-    /// Failed messages come back after the queue's 2 s visibility timeout, so `patience` bounds the wait;
+    /// Failed messages come back after the runner's 2 s (`RUNNER_VISIBILITY_S`), so `patience` bounds the wait;
     /// not settling within it is an error.
     pub async fn settle(&self, patience: Duration) -> Result<()> {
         let start = Instant::now();

@@ -183,11 +183,11 @@ pub struct StackInfo {
     pub deployment: Deployment,
 }
 
-/// Test-only settings, passed as the template's parameters at deploy time: returned messages come
-/// back after 2 s, not 180 s, and a crashed claim is taken over after 10 s (the least the template
-/// allows), within the queue's receives.
-const LOCAL_PARAMETERS: [(&str, &str); 3] =
-    [("RequestsVisibilityTimeoutSeconds", "2"), ("ClaimLeaseSeconds", "10"), ("RequestsMaxReceiveCount", "10")];
+/// Test-only settings, passed as the template's parameters at deploy time, each one a provider may
+/// choose: a crashed claim is taken over after 10 s (the least the template allows), within the queue's
+/// receives. The queues keep the template's visibility timeout; the runner receives with a shorter one
+/// ([`crate::wiring::RUNNER_VISIBILITY_S`]) so a returned message comes back in seconds.
+const LOCAL_PARAMETERS: [(&str, &str); 2] = [("ClaimLeaseSeconds", "10"), ("RequestsMaxReceiveCount", "10")];
 
 /// The provider's endpoint service (an NLB behind it, acceptance required, allowed principals `*`:
 /// Gatekeeper is the gate), then the stack deployed for it, with `suffix` in the stack name.

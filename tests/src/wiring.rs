@@ -18,6 +18,12 @@ use reconcile::event::{ReconcileEvent, ReconcileResponse};
 use serde_json::{Value, json};
 
 use crate::deployment::StackInfo;
+
+/// How long the local runner keeps what it receives from decide's queues out of sight: 2 s, where Lambda's
+/// poller uses the queue's visibility timeout (360 s as deployed; Lambda refuses less than decide's 60 s).
+/// A message an invocation failed comes back in 2 s instead of minutes, the tests' time rather than AWS's,
+/// and the stack the tests deploy keeps the template's own visibility timeout.
+pub const RUNNER_VISIBILITY_S: i32 = 2;
 use crate::emulator::{control, role_config};
 use crate::events::{notification_event, stream_record};
 
@@ -318,7 +324,7 @@ impl Wiring {
 
     /// One `decide` invocation with up to the mapping's batch size of messages from the requests queue,
     /// as Lambda's SQS event source mapping does it (ReportBatchItemFailures: only successful messages
-    /// are deleted; the rest come back after the queue's visibility timeout).
+    /// are deleted; the rest come back after [`RUNNER_VISIBILITY_S`]).
     pub async fn pump_decide(&self, wait_seconds: i32) -> Result<PumpStats> {
         self.pump_queue(&self.requests, wait_seconds).await
     }
@@ -340,6 +346,7 @@ impl Wiring {
                 .queue_url(&source.url)
                 .max_number_of_messages(want)
                 .wait_time_seconds(if msgs.is_empty() { wait_seconds } else { 0 })
+                .visibility_timeout(RUNNER_VISIBILITY_S)
                 .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_attribute_names("All")
                 .send()
