@@ -15,7 +15,7 @@
 
 CLI:
   python tests/emulator/deploy.py --endpoint http://127.0.0.1:4566 --account 111111111111 \
-      --stack-name gatekeeper --template infra/template.yaml --parameter ManagedServiceIds=vpce-svc-1 \
+      --stack-name gatekeeper --template infra/template.yaml --parameter ManagedServiceIds=vpce-svc-0123456789abcdef0 \
       --out .local/stack.json
 """
 

@@ -18,7 +18,8 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
     - AWS::Lambda::Permission gets a physical ID (moto listed it with none).
     - a parameter value (given, or the Default) that breaks its parameter's constraints (AllowedValues,
       AllowedPattern, MinLength/MaxLength, MinValue/MaxValue, a Number that is not one) is refused with a
-      ValidationError naming the parameter, and nothing is created (moto took any value).
+      ValidationError naming the parameter, and nothing is created (moto took any value). CreateStack only:
+      UpdateStack and change sets, which the project does not use, still take any value.
   added resource types
     AWS::CloudWatch::Alarm, AWS::EC2::VPCEndpointConnectionNotification, AWS::IAM::RolePolicy,
     AWS::Lambda::EventInvokeConfig, AWS::SNS::Subscription, AWS::SNS::TopicPolicy, AWS::SQS::QueuePolicy
@@ -26,6 +27,8 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
     - event source mappings are INERT: kept as data (ListEventSourceMappings lists them), but moto never
       receives SQS messages, reads stream records or runs a function for them. The project's runner drives
       the handlers itself.
+    - an SQS mapping is refused, on create and on update, when the function's timeout exceeds the queue's
+      visibility timeout, as the Lambda guide says (moto made it).
     - Put/UpdateFunctionEventInvokeConfig overwrite/merge as the Lambda API reference says (moto appended).
     - delivery from SNS to a `lambda` subscription is an asynchronous invocation: the event Lambda builds is
       queued per function, and the runner takes and finishes invocations through the control paths below;
@@ -46,6 +49,7 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import json
+import math
 import os
 import re
 import sys
@@ -99,6 +103,7 @@ PATCH_POINTS = {
     ),
     "moto.awslambda.models.Permission.create_from_cloudformation_json": (lambda_models.Permission, "create_from_cloudformation_json"),
     "moto.awslambda.models.LambdaBackend.create_event_source_mapping": (lambda_models.LambdaBackend, "create_event_source_mapping"),
+    "moto.awslambda.models.LambdaBackend.update_event_source_mapping": (lambda_models.LambdaBackend, "update_event_source_mapping"),
     "moto.awslambda.models.LambdaBackend.put_function_event_invoke_config": (
         lambda_models.LambdaBackend,
         "put_function_event_invoke_config",
@@ -237,11 +242,27 @@ cfn_models.Stack.parameter_list = property(_parameter_list)
 _orig_load_parameters = parsing.ResourceMap.load_parameters
 
 
+# A number as a template writes one: digits, an optional fraction and exponent (not Python's "nan", "inf" or
+# "1_000", which float() takes).
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
 def _number(raw: Any) -> float | None:
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
+    text = _text(raw)
+    if _NUMBER.fullmatch(text) is None:
         return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def _text(v: Any) -> str:
+    """A parameter value or constraint as CloudFormation writes it: a YAML boolean as "true"/"false", a list
+    comma-joined (as deploy.py's `_str`)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return ",".join(_text(x) for x in v)
+    return str(v)
 
 
 def parameter_problem(name: str, slot: dict, value: Any) -> str | None:
@@ -252,8 +273,10 @@ def parameter_problem(name: str, slot: dict, value: Any) -> str | None:
     def broken(what: str) -> str:
         return f"Parameter '{name}' failed to satisfy constraint: {described}" if described else f"Parameter '{name}' {what}"
 
-    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
-    items = text.split(",") if kind == "CommaDelimitedList" or kind.startswith("List<") else [text]
+    text = _text(value)
+    # CloudFormation User Guide, "Parameters syntax", CommaDelimitedList: "Each member string is space trimmed"
+    # (deploy.py expands Fn::ForEach over the same trimmed members).
+    items = [v.strip() for v in text.split(",")] if kind == "CommaDelimitedList" or kind.startswith("List<") else [text]
     if kind == "Number" or kind == "List<Number>":
         for item in items:
             number = _number(item)
@@ -263,7 +286,7 @@ def parameter_problem(name: str, slot: dict, value: Any) -> str | None:
                 return broken(f"must be a number not less than {slot['MinValue']}")
             if "MaxValue" in slot and number > float(slot["MaxValue"]):
                 return broken(f"must be a number not greater than {slot['MaxValue']}")
-    if "AllowedValues" in slot and any(item not in [str(v) for v in slot["AllowedValues"]] for item in items):
+    if "AllowedValues" in slot and any(item not in [_text(v) for v in slot["AllowedValues"]] for item in items):
         return broken("must be one of AllowedValues")
     if "AllowedPattern" in slot:
         pattern = re.compile(slot["AllowedPattern"])
@@ -282,7 +305,7 @@ def _load_parameters(self) -> None:
     slots = self._template.get("Parameters", {})
     for name, slot in slots.items():
         value = self.input_parameters.get(name, slot.get("Default"))
-        if value is None or str(slot.get("Type", "")).startswith("AWS::"):
+        if value is None or re.match(r"(List<)?AWS::", str(slot.get("Type", ""))):
             continue  # a missing value is moto's MissingParameterError; AWS-specific types are looked up, not matched
         problem = parameter_problem(name, slot, value)
         if problem:
@@ -467,14 +490,13 @@ _orig_create_esm = lambda_models.LambdaBackend.create_event_source_mapping
 
 
 def _check_visibility(backend, spec) -> None:
-    """Lambda refuses an SQS event source mapping whose queue's visibility timeout is under the function's
-    timeout: `InvalidParameterValueException: Queue visibility timeout: 30 seconds is less than Function
-    timeout: 60 seconds` (HTTP 400). The Lambda guide only recommends six times the function's timeout
-    ("Creating and configuring an Amazon SQS event source mapping"); the refusal is what users of
-    CreateEventSourceMapping report, through CloudFormation and Terraform alike (e.g.
-    hashicorp/terraform-provider-aws#18099, github-aws-runners/terraform-aws-github-runner#465, where a
-    CloudFormation stack failed with "Invalid request provided: Queue visibility timeout: ..."). moto
-    created the mapping."""
+    """Lambda Developer Guide, "Creating and configuring an Amazon SQS event source mapping", Note: "Your
+    function's timeout must be less than or equal to the queue's visibility timeout. Lambda validates this
+    requirement when you create or update an event source mapping and will return an error if the function
+    timeout exceeds the queue's visibility timeout." The error's text is not in the guide; this is the one
+    users report (`InvalidParameterValueException: Queue visibility timeout: 30 seconds is less than Function
+    timeout: 60 seconds`, e.g. hashicorp/terraform-provider-aws#18099; through CloudFormation, "Invalid
+    request provided: Queue visibility timeout: ..."). moto created and updated the mapping."""
     from moto.awslambda.exceptions import InvalidParameterValueException
 
     source = str(spec.get("EventSourceArn") or "")
@@ -514,6 +536,18 @@ def _create_esm(self, spec):
 
 
 lambda_models.LambdaBackend.create_event_source_mapping = _create_esm
+
+_orig_update_esm = lambda_models.LambdaBackend.update_event_source_mapping
+
+
+def _update_esm(self, uuid, spec):
+    esm = self.get_event_source_mapping(uuid)
+    if esm is not None and spec.get("FunctionName"):
+        _check_visibility(self, {"EventSourceArn": esm.event_source_arn, "FunctionName": spec["FunctionName"]})
+    return _orig_update_esm(self, uuid, spec)
+
+
+lambda_models.LambdaBackend.update_event_source_mapping = _update_esm
 
 
 # ============================================================================ added resource types
@@ -1102,7 +1136,7 @@ def sns_conditions_hold(conditions, topic_arn: str) -> bool:
     """Whether a policy statement's `Condition` block holds for SNS calling on behalf of `topic_arn`: every
     condition must hold (IAM User Guide, "IAM JSON policy elements: Condition": conditions are ANDed). The
     keys SNS's requests carry for this are aws:SourceArn (the topic) and aws:SourceAccount (its owner), under
-    ArnEquals/ArnLike/StringEquals/StringLike; a condition this emulator does not evaluate grants nothing, so
+    ArnEquals/ArnLike/StringEquals/StringLike (and their IfExists forms); a condition this emulator does not evaluate grants nothing, so
     a policy the emulator cannot read never lets more through than AWS would. Shared by SNS's delivery to a
     Lambda function and to an SQS queue, so the two read a policy alike."""
     if conditions is None:
@@ -1112,6 +1146,9 @@ def sns_conditions_hold(conditions, topic_arn: str) -> bool:
     for op, conds in conditions.items():
         if not isinstance(conds, dict):
             return False
+        # "...IfExists": as the operator when the key is present (IAM User Guide, "IAM JSON policy elements:
+        # Condition operators"), and SNS's requests always carry aws:SourceArn and aws:SourceAccount.
+        op = op.removesuffix("IfExists")
         for key, want in conds.items():
             wants = [str(w) for w in (want if isinstance(want, list) else [want])]
             if key.lower() == "aws:sourcearn" and op in ("ArnEquals", "ArnLike", "StringEquals", "StringLike"):

@@ -473,6 +473,21 @@ def test_parameter_constraints_as_the_guide_describes_them():
     assert gk_cloudformation.parameter_problem("S", sized, "a") == "Parameter 'S' failed to satisfy constraint: two or three"
     assert gk_cloudformation.parameter_problem("S", sized, "abcd") is not None
     assert gk_cloudformation.parameter_problem("S", {"AllowedValues": ["x", "y"]}, "y") is None
+    # "Each member string is space trimmed"; YAML booleans are "true"/"false"; a number is written as one.
+    assert gk_cloudformation.parameter_problem("L", listed, "a1, a2") is None
+    assert gk_cloudformation.parameter_problem("B", {"AllowedValues": [True, False]}, "true") is None
+    assert gk_cloudformation.parameter_problem("B", {"AllowedValues": [True, False]}, False) is None
+    for bad in ("nan", "inf", "1_000", "", "6O"):
+        assert gk_cloudformation.parameter_problem("N", number, bad) == "Parameter 'N' must be a number", bad
+    assert gk_cloudformation.parameter_problem("N", number, 61) is None
+
+
+def test_a_default_its_own_constraints_refuse_fails_create_stack(endpoint):
+    template = {"Parameters": {"Receives": {"Type": "Number", "Default": 5, "MinValue": 10}},
+                "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "gk-default-refused"}}}}
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        deploy.deploy(endpoint, PROVIDER, "gk-default-refused", template)
+    assert e.value.response["Error"]["Message"] == "Parameter 'Receives' must be a number not less than 10"
 
 
 def test_sns_reads_a_functions_policy_and_a_queues_policy_alike():
@@ -485,6 +500,8 @@ def test_sns_reads_a_functions_policy_and_a_queues_policy_alike():
     assert not hold({"ArnEquals": {"aws:SourceArn": topic + "-other"}}, topic)
     assert not hold({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, topic)  # not evaluated here: grants nothing
     assert not hold({"NumericLessThan": {"aws:SourceArn": "1"}}, topic)
+    assert hold({"ArnLikeIfExists": {"aws:SourceArn": topic}}, topic)  # SNS always sends the key
+    assert not hold({"ArnEqualsIfExists": {"aws:SourceArn": topic + "-other"}}, topic)
 
     unknown = {"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}
     statement = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:InvokeFunction",
@@ -590,6 +607,13 @@ def test_lambda_refuses_a_queue_whose_visibility_timeout_is_under_the_functions_
             assert listed == [], listed
         else:
             made = lam.create_event_source_mapping(FunctionName=decide["name"], EventSourceArn=arn, BatchSize=10)
+            # "...when you create or update an event source mapping": reconcile runs up to 120 s.
+            reconcile = stack["functions"]["ReconcileFunction"]
+            assert reconcile["timeout"] == 120
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                lam.update_event_source_mapping(UUID=made["UUID"], FunctionName=reconcile["name"])
+            assert e.value.response["Error"]["Message"] == "Queue visibility timeout: 60 seconds is less than Function timeout: 120 seconds"
+            assert lam.get_event_source_mapping(UUID=made["UUID"])["FunctionArn"].endswith(decide["name"])  # unchanged
             lam.delete_event_source_mapping(UUID=made["UUID"])
 
 

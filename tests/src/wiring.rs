@@ -1,7 +1,9 @@
 //! The event-source wiring AWS does for the deployed stack, driving the real handlers, each with its
 //! own execution role's credentials and its own deployed configuration:
 //! - the requests queue → `decide`, as the SQS event source mapping does (batch size from the mapping,
-//!   ReportBatchItemFailures: only successful messages are deleted; redrive as the queue says);
+//!   ReportBatchItemFailures: only successful messages are deleted; redrive as the queue says), except that
+//!   what it receives is out of sight for [`RUNNER_VISIBILITY_S`], not the queue's visibility timeout;
+//! - SNS's deliveries of the notifications → `decide`, the same way, on that queue's mapping;
 //! - the connection-notification topic's Lambda subscription → `ingest`, through the emulator's
 //!   asynchronous-invocation queue (retries and the function's dead-letter queue as Lambda does them);
 //! - the allowlist stream → `reconcile`, as the stream event source mapping does (GetRecords);
@@ -18,14 +20,14 @@ use reconcile::event::{ReconcileEvent, ReconcileResponse};
 use serde_json::{Value, json};
 
 use crate::deployment::StackInfo;
+use crate::emulator::{control, role_config};
+use crate::events::{notification_event, stream_record};
 
 /// How long the local runner keeps what it receives from decide's queues out of sight: 2 s, where Lambda's
 /// poller uses the queue's visibility timeout (360 s as deployed; Lambda refuses less than decide's 60 s).
 /// A message an invocation failed comes back in 2 s instead of minutes, the tests' time rather than AWS's,
 /// and the stack the tests deploy keeps the template's own visibility timeout.
 pub const RUNNER_VISIBILITY_S: i32 = 2;
-use crate::emulator::{control, role_config};
-use crate::events::{notification_event, stream_record};
 
 pub type DecideDeps = decide::wiring::AwsDeps;
 
