@@ -28,7 +28,8 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
       receives SQS messages, reads stream records or runs a function for them. The project's runner drives
       the handlers itself.
     - an SQS mapping is refused, on create and on update, when the function's timeout exceeds the queue's
-      visibility timeout, as the Lambda guide says (moto made it).
+      visibility timeout, as the Lambda guide says, and when its BatchSize, batching window or
+      MaximumConcurrency is one the Lambda API reference refuses (more than 10 with no window) (moto made it).
     - Put/UpdateFunctionEventInvokeConfig overwrite/merge as the Lambda API reference says (moto appended).
     - delivery from SNS to a `lambda` subscription is an asynchronous invocation: the event Lambda builds is
       queued per function, and the runner takes and finishes invocations through the control paths below;
@@ -511,8 +512,47 @@ def _check_visibility(backend, spec) -> None:
         raise InvalidParameterValueException(f"Queue visibility timeout: {visibility} seconds is less than Function timeout: {timeout} seconds")
 
 
+def _sqs_settings_problem(spec: dict, fifo: bool) -> str | None:
+    """What the Lambda API reference refuses in an SQS mapping's settings (CreateEventSourceMapping, the
+    `InvalidParameterValueException` "One of the parameters in the request is not valid"), or None:
+    - BatchSize: "Amazon Simple Queue Service – Default 10. For standard queues the max is 10,000. For FIFO
+      queues the max is 10" (minimum 1);
+    - MaximumBatchingWindowInSeconds, 0 to 300: "For streams and Amazon SQS event sources, when you set
+      BatchSize to a value greater than 10, you must set MaximumBatchingWindowInSeconds to at least 1";
+    - ScalingConfig.MaximumConcurrency, 2 to 1000 (ScalingConfig).
+    The texts are not documented; the batching window's is the one users report, the others name the field."""
+    batch = 10 if spec.get("BatchSize") is None else int(spec["BatchSize"])
+    window = 0 if spec.get("MaximumBatchingWindowInSeconds") is None else int(spec["MaximumBatchingWindowInSeconds"])
+    most = 10 if fifo else 10000
+    if not 1 <= batch <= most:
+        return f"BatchSize {batch} is out of range: 1 to {most} for {'a FIFO' if fifo else 'a standard'} queue"
+    if not 0 <= window <= 300:
+        return f"MaximumBatchingWindowInSeconds {window} is out of range: 0 to 300"
+    if batch > 10 and window < 1:
+        return "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10"
+    concurrency = (spec.get("ScalingConfig") or {}).get("MaximumConcurrency")
+    if concurrency is not None and not 2 <= int(concurrency) <= 1000:
+        return f"ScalingConfig.MaximumConcurrency {concurrency} is out of range: 2 to 1000"
+    return None
+
+
+def _check_sqs_settings(spec: dict, current: dict | None = None) -> None:
+    """Refuses an SQS mapping's settings the Lambda API refuses (`_sqs_settings_problem`); on an update, the
+    settings as they would stand after it."""
+    from moto.awslambda.exceptions import InvalidParameterValueException
+
+    source = str(spec.get("EventSourceArn") or (current or {}).get("EventSourceArn") or "")
+    if ":sqs:" not in source:
+        return
+    merged = {**(current or {}), **{k: v for k, v in spec.items() if v is not None}}
+    problem = _sqs_settings_problem(merged, fifo=source.endswith(".fifo"))
+    if problem:
+        raise InvalidParameterValueException(problem)
+
+
 def _create_esm(self, spec):
     _check_visibility(self, spec)
+    _check_sqs_settings(spec)
     esm = _orig_create_esm(self, spec)
     # moto registers the mapping on the queue / table / stream, and then acts on it itself (receives SQS
     # messages, sends stream records to a function it runs in Docker). The project's runner polls as Lambda
@@ -542,8 +582,12 @@ _orig_update_esm = lambda_models.LambdaBackend.update_event_source_mapping
 
 def _update_esm(self, uuid, spec):
     esm = self.get_event_source_mapping(uuid)
-    if esm is not None and spec.get("FunctionName"):
-        _check_visibility(self, {"EventSourceArn": esm.event_source_arn, "FunctionName": spec["FunctionName"]})
+    if esm is not None:
+        if spec.get("FunctionName"):
+            _check_visibility(self, {"EventSourceArn": esm.event_source_arn, "FunctionName": spec["FunctionName"]})
+        current = {"EventSourceArn": esm.event_source_arn, "BatchSize": esm.batch_size,
+                   "MaximumBatchingWindowInSeconds": esm.max_batch_window, "ScalingConfig": esm.scaling_config}
+        _check_sqs_settings({k: v for k, v in spec.items() if k != "EventSourceArn"}, current)
     return _orig_update_esm(self, uuid, spec)
 
 

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import pytest
 
@@ -615,6 +616,38 @@ def test_lambda_refuses_a_queue_whose_visibility_timeout_is_under_the_functions_
             assert e.value.response["Error"]["Message"] == "Queue visibility timeout: 60 seconds is less than Function timeout: 120 seconds"
             assert lam.get_event_source_mapping(UUID=made["UUID"])["FunctionArn"].endswith(decide["name"])  # unchanged
             lam.delete_event_source_mapping(UUID=made["UUID"])
+
+
+def test_lambda_refuses_sqs_mapping_settings_its_api_reference_refuses(endpoint, provider, stack):
+    session = provider["session"]
+    sqs = client(session, endpoint, "sqs")
+    # botocore checks the model's ranges before sending; the SDK for Rust and CloudFormation do not, so the
+    # service's own answer is what is tested here.
+    lam = session.client("lambda", endpoint_url=endpoint, config=botocore.config.Config(parameter_validation=False))
+    decide = stack["functions"]["DecideFunction"]["name"]
+    url = sqs.create_queue(QueueName="gk-settings", Attributes={"VisibilityTimeout": "360"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    refused = {
+        "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10": {"BatchSize": 11},
+        "BatchSize 10001 is out of range": {"BatchSize": 10001, "MaximumBatchingWindowInSeconds": 1},
+        "MaximumBatchingWindowInSeconds 301 is out of range": {"BatchSize": 100, "MaximumBatchingWindowInSeconds": 301},
+        "ScalingConfig.MaximumConcurrency 1 is out of range": {"ScalingConfig": {"MaximumConcurrency": 1}},
+    }
+    for says, settings in refused.items():
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            lam.create_event_source_mapping(FunctionName=decide, EventSourceArn=arn, **settings)
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValueException", settings
+        assert says in e.value.response["Error"]["Message"], (settings, e.value.response["Error"]["Message"])
+    assert lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"] == []
+    # The template's settings (BatchSize 1000 with a 2 s window, MaximumConcurrency 2) are taken ...
+    made = lam.create_event_source_mapping(FunctionName=decide, EventSourceArn=arn, BatchSize=1000,
+                                           MaximumBatchingWindowInSeconds=2, ScalingConfig={"MaximumConcurrency": 2})
+    # ... and an update is judged on the settings it would leave: 1000 with no window is refused.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.update_event_source_mapping(UUID=made["UUID"], MaximumBatchingWindowInSeconds=0)
+    assert "greater than 10" in e.value.response["Error"]["Message"]
+    lam.update_event_source_mapping(UUID=made["UUID"], BatchSize=10, MaximumBatchingWindowInSeconds=0)
+    lam.delete_event_source_mapping(UUID=made["UUID"])
 
 
 def test_event_source_mappings_are_inert(endpoint, provider, stack):
