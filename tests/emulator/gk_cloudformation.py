@@ -287,8 +287,10 @@ def parameter_problem(name: str, slot: dict, value: Any) -> str | None:
                 return broken(f"must be a number not less than {slot['MinValue']}")
             if "MaxValue" in slot and number > float(slot["MaxValue"]):
                 return broken(f"must be a number not greater than {slot['MaxValue']}")
-    if "AllowedValues" in slot and any(item not in [_text(v) for v in slot["AllowedValues"]] for item in items):
-        return broken("must be one of AllowedValues")
+    if "AllowedValues" in slot:
+        allowed = {_text(v) for v in slot["AllowedValues"]}
+        if any(item not in allowed for item in items):
+            return broken("must be one of AllowedValues")
     if "AllowedPattern" in slot:
         pattern = re.compile(slot["AllowedPattern"])
         if any(pattern.fullmatch(item) is None for item in items):
@@ -490,7 +492,7 @@ ddb_table.Table.create_from_cloudformation_json = classmethod(_table_create)
 _orig_create_esm = lambda_models.LambdaBackend.create_event_source_mapping
 
 
-def _check_visibility(backend, spec) -> None:
+def _visibility_problem(backend, source: str, function_name) -> str | None:
     """Lambda Developer Guide, "Creating and configuring an Amazon SQS event source mapping", Note: "Your
     function's timeout must be less than or equal to the queue's visibility timeout. Lambda validates this
     requirement when you create or update an event source mapping and will return an error if the function
@@ -498,18 +500,14 @@ def _check_visibility(backend, spec) -> None:
     users report (`InvalidParameterValueException: Queue visibility timeout: 30 seconds is less than Function
     timeout: 60 seconds`, e.g. hashicorp/terraform-provider-aws#18099; through CloudFormation, "Invalid
     request provided: Queue visibility timeout: ..."). moto created and updated the mapping."""
-    from moto.awslambda.exceptions import InvalidParameterValueException
-
-    source = str(spec.get("EventSourceArn") or "")
-    if ":sqs:" not in source:
-        return
     queue = next((q for q in sqs_models.sqs_backends[backend.account_id][backend.region_name].queues.values() if q.queue_arn == source), None)
-    fn = _function_named(backend.account_id, backend.region_name, str(spec.get("FunctionName") or ""))
+    fn = _function_named(backend.account_id, backend.region_name, str(function_name or ""))
     if queue is None or fn is None:
-        return  # moto's own checks answer a missing queue or function
+        return None  # moto's own checks answer a missing queue or function (an update may name none)
     visibility, timeout = int(queue.visibility_timeout), int(fn.timeout)
     if visibility < timeout:
-        raise InvalidParameterValueException(f"Queue visibility timeout: {visibility} seconds is less than Function timeout: {timeout} seconds")
+        return f"Queue visibility timeout: {visibility} seconds is less than Function timeout: {timeout} seconds"
+    return None
 
 
 def _sqs_settings_problem(spec: dict, fifo: bool) -> str | None:
@@ -536,23 +534,23 @@ def _sqs_settings_problem(spec: dict, fifo: bool) -> str | None:
     return None
 
 
-def _check_sqs_settings(spec: dict, current: dict | None = None) -> None:
-    """Refuses an SQS mapping's settings the Lambda API refuses (`_sqs_settings_problem`); on an update, the
-    settings as they would stand after it."""
+def _check_sqs_mapping(backend, spec: dict) -> None:
+    """Refuses an SQS mapping Lambda refuses, its visibility rule first, then its settings: `spec` as
+    CreateEventSourceMapping takes it, or, for an update, the mapping as the update would leave it."""
     from moto.awslambda.exceptions import InvalidParameterValueException
 
-    source = str(spec.get("EventSourceArn") or (current or {}).get("EventSourceArn") or "")
+    source = str(spec.get("EventSourceArn") or "")
     if ":sqs:" not in source:
         return
-    merged = {**(current or {}), **{k: v for k, v in spec.items() if v is not None}}
-    problem = _sqs_settings_problem(merged, fifo=source.endswith(".fifo"))
+    problem = _visibility_problem(backend, source, spec.get("FunctionName")) or _sqs_settings_problem(
+        spec, fifo=source.endswith(".fifo")
+    )
     if problem:
         raise InvalidParameterValueException(problem)
 
 
 def _create_esm(self, spec):
-    _check_visibility(self, spec)
-    _check_sqs_settings(spec)
+    _check_sqs_mapping(self, spec)
     esm = _orig_create_esm(self, spec)
     # moto registers the mapping on the queue / table / stream, and then acts on it itself (receives SQS
     # messages, sends stream records to a function it runs in Docker). The project's runner polls as Lambda
@@ -583,11 +581,11 @@ _orig_update_esm = lambda_models.LambdaBackend.update_event_source_mapping
 def _update_esm(self, uuid, spec):
     esm = self.get_event_source_mapping(uuid)
     if esm is not None:
-        if spec.get("FunctionName"):
-            _check_visibility(self, {"EventSourceArn": esm.event_source_arn, "FunctionName": spec["FunctionName"]})
-        current = {"EventSourceArn": esm.event_source_arn, "BatchSize": esm.batch_size,
-                   "MaximumBatchingWindowInSeconds": esm.max_batch_window, "ScalingConfig": esm.scaling_config}
-        _check_sqs_settings({k: v for k, v in spec.items() if k != "EventSourceArn"}, current)
+        # The visibility rule is judged when the update names a function; the settings as they would stand.
+        current = {"BatchSize": esm.batch_size, "MaximumBatchingWindowInSeconds": esm.max_batch_window,
+                   "ScalingConfig": esm.scaling_config}
+        changed = {k: v for k, v in spec.items() if v is not None and k != "EventSourceArn"}
+        _check_sqs_mapping(self, {**current, **changed, "EventSourceArn": esm.event_source_arn})
     return _orig_update_esm(self, uuid, spec)
 
 

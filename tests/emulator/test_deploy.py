@@ -588,6 +588,12 @@ def test_a_successful_invocation_is_not_retried(endpoint, stack, provider):
     assert take(endpoint, ingest["arn"], 0.3) == []
 
 
+def queue_arn(sqs, name: str, visibility: int) -> str:
+    """A new queue with this visibility timeout: its ARN."""
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(visibility)})["QueueUrl"]
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
 def test_lambda_refuses_a_queue_whose_visibility_timeout_is_under_the_functions_timeout(endpoint, provider, stack):
     # What users of CreateEventSourceMapping report Lambda answering (hashicorp/terraform-provider-aws#18099):
     # the queue must keep a message out of sight at least as long as the function may run.
@@ -596,8 +602,7 @@ def test_lambda_refuses_a_queue_whose_visibility_timeout_is_under_the_functions_
     decide = stack["functions"]["DecideFunction"]
     assert decide["timeout"] == 60
     for visibility, refused in ((59, True), (60, False)):
-        url = sqs.create_queue(QueueName=f"gk-visibility-{visibility}", Attributes={"VisibilityTimeout": str(visibility)})["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        arn = queue_arn(sqs, f"gk-visibility-{visibility}", visibility)
         if refused:
             with pytest.raises(botocore.exceptions.ClientError) as e:
                 lam.create_event_source_mapping(FunctionName=decide["name"], EventSourceArn=arn, BatchSize=10)
@@ -625,8 +630,7 @@ def test_lambda_refuses_sqs_mapping_settings_its_api_reference_refuses(endpoint,
     # service's own answer is what is tested here.
     lam = session.client("lambda", endpoint_url=endpoint, config=botocore.config.Config(parameter_validation=False))
     decide = stack["functions"]["DecideFunction"]["name"]
-    url = sqs.create_queue(QueueName="gk-settings", Attributes={"VisibilityTimeout": "360"})["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = queue_arn(sqs, "gk-settings", 360)
     refused = {
         "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10": {"BatchSize": 11},
         "BatchSize 10001 is out of range": {"BatchSize": 10001, "MaximumBatchingWindowInSeconds": 1},
