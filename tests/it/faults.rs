@@ -208,6 +208,37 @@ async fn when_connections_drop_before_or_after_aws_acts_should_decide_once_and_n
     Ok(())
 }
 
+#[tokio::test]
+async fn when_an_accept_lands_but_every_answer_is_lost_should_ask_ec2_and_announce_it_in_the_same_invocation()
+-> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", "222222222222", "allow", &[]).await?;
+    let id = w.endpoint("222222222222").await?;
+    // `drop_after` on every Accept: EC2 acts, then the connection closes before its answer, and so for the
+    // SDK's repeats (which EC2 refuses, the connection no longer waiting): the call ends with no answer.
+    let rules =
+        w.wiring.access_keys.iter().map(
+            |key| json!({"match": "ec2:AcceptVpcEndpointConnections", "rate": 1.0, "kind": "drop_after", "key": key}),
+        );
+    faults(&w, Value::Array(rules.collect())).await?;
+    let out =
+        w.wiring.deps().decide_batch(w.sqs_event(&id, "m1"), "invocation-a", shared::domain::time::now_ms()).await;
+    faults(&w, json!([])).await?;
+    // Not failed back to the queue (in AWS, announced only after the visibility timeout, 360 s) nor counted
+    // as an error: Describe shows the accept took effect.
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(out.metrics.get("Errors"), 0, "{:?}", out.metrics);
+    assert_eq!(out.metrics.get("Accepted"), 1, "{:?}", out.metrics);
+    let calls = control(&w, "/_gatekeeper/calls", None).await?;
+    assert!(calls["fault:drop_after"].as_u64().unwrap_or(0) >= 1, "the answers were dropped: {calls}");
+    assert_eq!(calls["sns:Publish"], 1, "{calls}");
+    w.settle(Duration::from_secs(5)).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1);
+    assert_eq!(w.inbox().await?.len(), 1);
+    Ok(())
+}
+
 /// How long a hung call's answer is held back: far longer than the functions' call timeouts
 /// (`shared::adapters::CALL_TIMEOUT`, 7 s). Without them the invocation waits all of it (measured: 40.1 s
 /// and 40.2 s with decide's wiring built without them).

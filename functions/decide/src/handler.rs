@@ -10,7 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
-use shared::domain::protocol::{Skip, Step, next_step};
+use shared::domain::protocol::{Skip, Step, next_step, took_effect};
 use shared::domain::quota::{Seen, take_slot};
 use shared::domain::record::{ANNOUNCED_ATTRIBUTE, Announced, Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
@@ -908,6 +908,14 @@ where
         };
         let item_failures = match result {
             Ok(f) => f,
+            // No answer (a timeout, a dropped connection): the call may have taken effect, and the SDK's own
+            // retry of it may have been refused for that very reason. EC2 tells.
+            Err(e) if e.kind == ErrorKind::Uncertain => {
+                warn!(service_id = %self.service, error = %e, "EC2's {api} got no answer; asking EC2 whether it took effect");
+                return self
+                    .took_effect_after_all(chunk.iter().map(|r| (r.clone(), e.clone())).collect(), failed)
+                    .await;
+            }
             Err(e) => {
                 self.give_up(chunk, &e, failed).await;
                 return vec![];
@@ -915,6 +923,7 @@ where
         };
         let by_id: HashMap<&str, _> = item_failures.iter().map(|f| (f.endpoint_id.as_str(), f)).collect();
         let mut done = Vec::new();
+        let mut refused = Vec::new();
         for r in chunk {
             match by_id.get(r.endpoint_id.as_str()) {
                 None => done.push(r.clone()),
@@ -925,13 +934,61 @@ where
                     }
                 }
                 Some(f) => {
-                    // Most often the state moved under us (the consumer deleted it, or a person acted):
-                    // the retry re-reads EC2 and finds out.
-                    warn!(endpoint_id = %r.endpoint_id, code = %f.code, message = %f.message, "EC2 refused this endpoint; will retry");
-                    self.count(names::ERRORS);
-                    failed.insert(r.endpoint_id.clone());
-                    self.end_early(r).await;
+                    // The state moved under us: a person acted, the consumer deleted it, or this call is the
+                    // SDK's repeat of one that landed unanswered (EC2's code for it is not documented).
+                    warn!(endpoint_id = %r.endpoint_id, code = %f.code, message = %f.message, "EC2 refused this endpoint; asking EC2 why");
+                    let e = PortError {
+                        service: "ec2",
+                        operation: api,
+                        kind: ErrorKind::Retryable,
+                        code: f.code.clone(),
+                        message: f.message.clone(),
+                    };
+                    refused.push((r.clone(), e));
                 }
+            }
+        }
+        done.extend(self.took_effect_after_all(refused, failed).await);
+        done
+    }
+
+    /// Of claims whose Accept/Reject got no answer or was refused for their endpoint (each with why), those
+    /// EC2 now shows as decided (`protocol::took_effect`): they go on to their notification in this
+    /// invocation, as their retry would after the visibility timeout, and are not counted as errors. The
+    /// rest, and all of them if EC2 cannot be asked, are retried with their claims ended early, as before.
+    /// One Describe, made only when a call went wrong.
+    async fn took_effect_after_all(
+        &mut self,
+        unsure: Vec<(DecisionRecord, PortError)>,
+        failed: &mut BTreeSet<EndpointId>,
+    ) -> Vec<DecisionRecord> {
+        if unsure.is_empty() {
+            return vec![];
+        }
+        let filter = ConnectionFilter {
+            endpoints: unsure.iter().map(|(r, _)| r.endpoint_id.clone()).collect(),
+            ..Default::default()
+        };
+        let states: HashMap<EndpointId, ConnectionState> = match self
+            .deps
+            .connections
+            .describe(self.service, &filter)
+            .await
+        {
+            Ok(conns) => conns.into_iter().map(|c| (c.endpoint_id, c.state)).collect(),
+            Err(e) => {
+                warn!(service_id = %self.service, error = %e, "could not ask EC2 whether its actions took effect; retried");
+                HashMap::new()
+            }
+        };
+        let mut done = Vec::new();
+        for (r, e) in unsure {
+            if states.get(&r.endpoint_id).is_some_and(|state| took_effect(&r, state)) {
+                info!(endpoint_id = %r.endpoint_id, error = %e, "EC2 shows the action took effect all the same; announcing it");
+                done.push(r);
+            } else {
+                self.fail(failed, &r.endpoint_id, &e);
+                self.end_early(&r).await;
             }
         }
         done

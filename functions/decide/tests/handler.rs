@@ -55,6 +55,13 @@ struct Faults {
     /// The publish goes out, but its answer is lost (a dropped connection).
     notify_answer_lost: bool,
     refuse: Option<&'static str>,
+    /// Accept/Reject take effect, but their answers are lost (the SDK's repeats included).
+    act_lands_unanswered: bool,
+    /// Accept/Reject get no answer and do not take effect.
+    act_unanswered: bool,
+    /// Accept/Reject take effect, and answer each ID `Unsuccessful` (InvalidState): what the SDK's repeat of
+    /// a call that landed unanswered gets.
+    act_lands_then_refused: bool,
     /// A person accepts the connection by hand right after decide claims it.
     accept_by_hand_on_claim: bool,
     tag: bool,
@@ -153,6 +160,9 @@ impl Fake<'_> {
             faults.act_throttled_times -= 1;
             return Err(throttled("ec2"));
         }
+        if faults.act_unanswered {
+            return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
+        }
         if let Some(code) = faults.refuse {
             return Ok(ids
                 .iter()
@@ -164,6 +174,19 @@ impl Fake<'_> {
             if let Some(c) = conns.get_mut(id.as_str()) {
                 c.state = to.clone();
             }
+        }
+        if faults.act_lands_unanswered {
+            return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
+        }
+        if faults.act_lands_then_refused {
+            return Ok(ids
+                .iter()
+                .map(|i| ItemFailure {
+                    endpoint_id: i.to_string(),
+                    code: "InvalidState".into(),
+                    message: String::new(),
+                })
+                .collect());
         }
         Ok(vec![])
     }
@@ -774,6 +797,52 @@ async fn when_the_reject_call_is_throttled_should_abandon_the_claim_and_decide_a
     assert_eq!(w.sent.lock().unwrap().len(), 1);
     deliver(&w).await;
     assert_eq!(w.records.lock().unwrap()[B].status, Status::Notified);
+}
+
+#[tokio::test]
+async fn when_the_accept_lands_but_its_answer_is_lost_should_find_it_in_ec2_and_announce_it_at_once() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_lands_unanswered = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "not left to a retry after the visibility timeout");
+    assert_eq!(out.metrics.get(names::ERRORS), 0, "{:?}", out.metrics);
+    assert_eq!(out.metrics.get(names::ACCEPTED), 1, "{:?}", out.metrics);
+    assert_eq!(state(&w, A), "available");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
+}
+
+#[tokio::test]
+async fn when_the_sdks_repeat_of_a_landed_reject_is_refused_should_announce_the_reject_at_once() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().act_lands_then_refused = true;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(out.metrics.get(names::ERRORS), 0, "{:?}", out.metrics);
+    assert_eq!(out.metrics.get(names::REJECTED), 1, "{:?}", out.metrics);
+    assert_eq!(state(&w, B), "rejected");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_the_reject_gets_no_answer_and_did_not_land_should_retry_it_and_not_announce_it() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().act_unanswered = true;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
+    assert_eq!(state(&w, B), "pendingAcceptance");
+    assert!(w.sent.lock().unwrap().is_empty(), "nothing announced that EC2 does not show");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim ended early");
+    w.faults.lock().unwrap().act_unanswered = false;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(state(&w, B), "rejected");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]
