@@ -94,6 +94,7 @@ import gk_dispatch  # moto's dispatch without re-listing its package and a class
 import gk_dynamodb  # moto's DynamoDB answers written without a model walk per attribute value (bytes unchanged)
 import gk_endpoint_services  # service configurations, private DNS name verification, tags on PrivateLink IDs
 import gk_iam  # IAM enforced for the functions' role credentials
+import gk_policy  # resource policies read for a service principal's call (topic, key, queue, function)
 import gk_sqs  # moto's ReceiveMessage linear in the queue's depth (what it answers unchanged)
 
 # After an accept, a connection is `pending` this long before it is `available` (as EC2 does).
@@ -232,7 +233,8 @@ def _principal_type(principal: str) -> str:
     if re.fullmatch(r"[a-z0-9.-]+\.amazonaws\.com", principal):
         return "Service"
     # The error code for a principal EC2 does not take is not documented; InvalidPrincipal is this
-    # emulator's choice (Gatekeeper never sends principals to EC2).
+    # emulator's choice. (reconcile's allowed-principals sync does send principals; it reads an error of
+    # ModifyVpcEndpointServicePermissions by its kind, never its code, so any code serves.)
     raise _Error("InvalidPrincipal", f"Invalid principal {principal}")
 
 
@@ -336,99 +338,11 @@ def _admits(svc, account: str) -> bool:
 # only" - so no notification for a Gateway Load Balancer endpoint. (Whether AWS refuses to create one for a
 # Gateway Load Balancer service, and with which error, is not documented: the emulator creates it, and
 # publishes nothing for such endpoints.)
-# The policies are evaluated for this one caller only: an explicit Deny wins, else an Allow is needed.
-# Principal "*" and {"AWS": "*"} (IAM: all principals) or {"Service": "vpce.amazonaws.com"} match; Action
-# and Resource with * and ? wildcards. Conditions: only the operators StringEquals, StringLike, ArnEquals,
-# ArnLike (IAM: ArnEquals and ArnLike both compare the six ARN parts with wildcards) on the keys
-# aws:SourceArn and aws:SourceAccount. Anything else (another operator or key, NotPrincipal, NotAction,
-# NotResource) is taken as not granting: an Allow holding one does not apply, a Deny holding one does. So a
-# topic with moto's (and AWS's) default policy, whose Allow has the condition AWS:SourceOwner, gets nothing:
-# add the documented statement.
+# The policies are read by gk_policy (an explicit Deny wins, else an Allow is needed; its docstring says
+# what is evaluated), for the caller vpce.amazonaws.com with the notification's aws:SourceArn and
+# aws:SourceAccount. So a topic with moto's (and AWS's) default policy, whose Allow has the condition
+# AWS:SourceOwner, gets nothing: add the documented statement.
 VPCE_PRINCIPAL = "vpce.amazonaws.com"
-_CONDITION_OPERATORS = ("StringEquals", "StringLike", "ArnEquals", "ArnLike")
-
-
-def _wild(pattern: str, value: str) -> bool:
-    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(rx, value, re.S) is not None
-
-
-def _arn_like(pattern: str, value: str) -> bool:
-    p, v = pattern.split(":", 5), value.split(":", 5)
-    return len(p) == len(v) == 6 and all(_wild(a, b) for a, b in zip(p, v))
-
-
-def _as_list(v) -> list:
-    return v if isinstance(v, list) else [v]
-
-
-def _condition(cond, ctx: dict[str, str]) -> bool | None:
-    """True: holds; False: fails; None: holds nothing this emulator evaluates (and fails nothing)."""
-    if not cond:
-        return True
-    if not isinstance(cond, dict):
-        return None
-    unknown = False
-    for op, block in cond.items():
-        if op not in _CONDITION_OPERATORS or not isinstance(block, dict):
-            unknown = True
-            continue
-        for key, values in block.items():
-            actual = ctx.get(key.lower())
-            if actual is None:
-                unknown = True
-                continue
-            values = [str(v) for v in _as_list(values)]
-            if op == "StringEquals":
-                ok = actual in values
-            elif op == "StringLike":
-                ok = any(_wild(v, actual) for v in values)
-            else:
-                ok = any(_arn_like(v, actual) for v in values)
-            if not ok:
-                return False
-    return None if unknown else True
-
-
-def _principal_matches(principal) -> bool:
-    if principal == "*":
-        return True
-    if isinstance(principal, dict):
-        if "*" in _as_list(principal.get("AWS", [])):
-            return True
-        return VPCE_PRINCIPAL in _as_list(principal.get("Service", []))
-    return False
-
-
-def _policy_allows(policy, actions: tuple[str, ...], resource: str, ctx: dict[str, str]) -> bool:
-    if isinstance(policy, str):
-        try:
-            policy = json.loads(policy)
-        except ValueError:
-            return False
-    if not isinstance(policy, dict):
-        return False
-    statements = [s for s in _as_list(policy.get("Statement", [])) if isinstance(s, dict)]
-    for action in actions:
-        allowed = False
-        for st in statements:
-            acts = any(_wild(str(a).lower(), action.lower()) for a in _as_list(st.get("Action", [])))
-            res = "Resource" not in st or any(_wild(str(r), resource) for r in _as_list(st["Resource"]))
-            cond = _condition(st.get("Condition"), ctx)
-            if st.get("Effect") == "Deny":
-                who = "NotPrincipal" in st or _principal_matches(st.get("Principal"))
-                acts = acts or "NotAction" in st
-                res = res or "NotResource" in st
-                if who and acts and res and cond is not False:
-                    return False
-            elif st.get("Effect") == "Allow":
-                if any(k in st for k in ("NotPrincipal", "NotAction", "NotResource")):
-                    continue
-                if _principal_matches(st.get("Principal")) and acts and res and cond is True:
-                    allowed = True
-        if not allowed:
-            return False
-    return True
 
 
 def _delivery_blocked(svc, topic_arn: str) -> str | None:
@@ -441,11 +355,10 @@ def _delivery_blocked(svc, topic_arn: str) -> str | None:
         topic = sns_backends[account][region].topics[topic_arn]
     except KeyError:
         return "topic-not-found"
-    ctx = {
-        "aws:sourcearn": f"arn:aws:ec2:{provider.region_name}:{provider.account_id}:vpc-endpoint-service/{svc.id}",
-        "aws:sourceaccount": provider.account_id,
-    }
-    if not _policy_allows(getattr(topic, "_policy_json", None), ("sns:Publish",), topic_arn, ctx):
+    ctx = gk_policy.on_behalf_of(
+        f"arn:aws:ec2:{provider.region_name}:{provider.account_id}:vpc-endpoint-service/{svc.id}", provider.account_id
+    )
+    if not gk_policy.policy_allows(getattr(topic, "_policy_json", None), ("sns:Publish",), topic_arn, VPCE_PRINCIPAL, ctx):
         return "topic-policy"
     key_id = getattr(topic, "kms_master_key_id", "") or ""
     if key_id:
@@ -456,7 +369,7 @@ def _delivery_blocked(svc, topic_arn: str) -> str | None:
             key = kms.describe_key(key_id)
         except Exception:  # noqa: BLE001 - a key that does not exist encrypts nothing
             return "kms-key-policy"
-        if not _policy_allows(key.policy, ("kms:GenerateDataKey", "kms:Decrypt"), key.arn, ctx):
+        if not gk_policy.policy_allows(key.policy, ("kms:GenerateDataKey", "kms:Decrypt"), key.arn, VPCE_PRINCIPAL, ctx):
             return "kms-key-policy"
     return None
 
@@ -931,6 +844,33 @@ _THROTTLE_JSON = {
     "events": "ThrottlingException",
     "sqs": "com.amazonaws.sqs#RequestThrottled",
 }
+# SNS documents two faces for a throttled call: the API reference's ThrottledException (code "Throttled",
+# HTTP 429: the SNS API model), and the Knowledge Center's "How do I troubleshoot ThrottlingException and
+# Rate exceeded errors in Amazon SNS?" ("An error occurred (ThrottlingException) when calling the publish
+# operation: Rate exceeded"). The SDK's standard retry takes the second as throttling and not the first
+# (429 is not among its transient statuses), so the two reach the caller differently: the injected
+# throttle answers them in turn, so that code is tried under both.
+_SNS_THROTTLES = (("Throttled", "429 Too Many Requests"), ("ThrottlingException", "400 Bad Request"))
+_SNS_THROTTLE_TURN = [0]
+# The error a service answers for its own failure (HTTP 500), as each API model names it; EC2's from the EC2 API
+# reference, "Error codes" (InternalError); any other, the common error InternalFailure ("Common errors").
+_INTERNAL_ERROR = {"dynamodb": "com.amazonaws.dynamodb.v20120810#InternalServerError", "events": "InternalException",
+                   "sns": "InternalError", "ec2": "InternalError"}
+
+
+def _throttle_answer(service: str) -> tuple[str, str]:
+    """(code, HTTP status) of `service`'s own throttling error. EC2's RequestLimitExceeded is documented by its
+    code (EC2 API reference, "Request throttling"); its status, 503, is what users report (AWS does not
+    document it). DynamoDB, SQS and EventBridge answer 400 with their models' codes; another awsQuery service
+    the generic Throttling."""
+    if service == "sns":
+        with _LOCK:
+            turn = _SNS_THROTTLE_TURN[0]
+            _SNS_THROTTLE_TURN[0] += 1
+        return _SNS_THROTTLES[turn % len(_SNS_THROTTLES)]
+    if service == "ec2":
+        return "RequestLimitExceeded", "503 Service Unavailable"
+    return _THROTTLE_JSON.get(service, "Throttling"), "400 Bad Request"
 
 
 def _take_token(account: str, region: str, action: str) -> bool:
@@ -1064,14 +1004,16 @@ class GatekeeperLayer:
                 elif kind == "drop_after":
                     drop_after = True
                 elif kind == "error500":
-                    return _error(start_response, service, "InternalError", "injected", "500 Internal Server Error")
+                    code = _INTERNAL_ERROR.get(service, "InternalFailure")
+                    return _error(start_response, service, code, "injected", "500 Internal Server Error")
                 else:
-                    code = _THROTTLE_JSON.get(service, "RequestLimitExceeded" if service == "ec2" else "Throttling")
-                    return _error(start_response, service, code, "Rate exceeded (injected)", "400 Bad Request")
+                    code, status = _throttle_answer(service)
+                    return _error(start_response, service, code, "Rate exceeded (injected)", status)
         if EC2_THROTTLE and service == "ec2" and not _take_token(_account_of(key), region, action):
             _count("ec2:throttled")
             _count(f"ec2:throttled:{action}")
-            return _error(start_response, "ec2", "RequestLimitExceeded", "Request limit exceeded.", "503 Service Unavailable")
+            code, status = _throttle_answer("ec2")
+            return _error(start_response, "ec2", code, "Request limit exceeded.", status)
         if drop_after:
             # Let the service do the work (its body is produced and thrown away), then lose the answer.
             answer = self.app(environ, lambda status, headers, exc_info=None: (lambda data: None))

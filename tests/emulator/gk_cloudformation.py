@@ -48,7 +48,6 @@ Control paths (JSON bodies; answered through control()):
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import json
 import math
 import os
@@ -60,6 +59,7 @@ import uuid
 from collections import deque
 from typing import Any
 
+import gk_policy
 import moto
 from moto.awslambda import models as lambda_models
 from moto.cloudformation import models as cfn_models
@@ -94,6 +94,7 @@ PATCH_POINTS = {
     "moto.cloudformation.parsing.ResourceMap.load_parameters": (parsing.ResourceMap, "load_parameters"),
     "moto.events.models.EventBus": (events_models, "EventBus"),
     "moto.events.models.Archive": (events_models, "Archive"),
+    "moto.events.models.EventsBackend._RATE_REGEX": (events_models.EventsBackend, "_RATE_REGEX"),
     "moto.iam.models.Role.create_from_cloudformation_json": (iam_models.Role, "create_from_cloudformation_json"),
     "moto.awslambda.models.LambdaFunction.__init__": (lambda_models.LambdaFunction, "__init__"),
     "moto.awslambda.models.LambdaFunction.get_configuration": (lambda_models.LambdaFunction, "get_configuration"),
@@ -346,6 +347,12 @@ parsing.clean_json = _clean_json  # the original's recursion looks the name up i
 events_models.EventBus.physical_resource_id = property(lambda self: self.name)
 # AWS::Events::Archive, "Return values": "Ref returns the archive name" (moto listed it with no physical ID).
 events_models.Archive.physical_resource_id = property(lambda self: self.name)
+# EventBridge, "Rate expressions reference": rate(value unit), value "A positive number"; "If the value is
+# equal to 1, then the unit must be singular. If the value is greater than 1, the unit must be plural. For
+# example, rate(1 hours) and rate(5 hour) aren't valid". moto's pattern took any digits (none, 0, or 1 with a
+# plural unit) and anything after the unit; PutRule (and a stack's AWS::Events::Rule, through it) now
+# answers its ValidationException "Parameter ScheduleExpression is not valid." for those.
+events_models.EventsBackend._RATE_REGEX = re.compile(r"^rate\((1 (minute|hour|day)|(?!0)(?!1 )\d+ (minutes|hours|days))\)$")
 
 # ================================================================================== IAM roles
 
@@ -1153,87 +1160,26 @@ def done(inv_id: str, ok: bool, error: str = "", error_type: str = "Unhandled") 
 _orig_sub_publish = sns_models.Subscription.publish
 
 
-def _sns_may_invoke(fn, topic_arn: str, account_id: str) -> bool:
+SNS_PRINCIPAL = "sns.amazonaws.com"
+
+
+def _sns_may_invoke(fn, topic_arn: str) -> bool:
     # Lambda developer guide, "Using Lambda with Amazon SNS": SNS invokes the function only if the function's
     # resource-based policy lets the service principal sns.amazonaws.com call lambda:InvokeFunction (SAM
-    # adds that permission for an SNS event).
-    for st in list(getattr(fn.policy, "statements", [])):
-        if st.get("Effect", "Allow") != "Allow":
-            continue
-        principal = st.get("Principal")
-        service = principal.get("Service") if isinstance(principal, dict) else principal
-        services = service if isinstance(service, list) else [service]
-        if "sns.amazonaws.com" not in services and "*" not in services:
-            continue
-        actions = st.get("Action")
-        actions = actions if isinstance(actions, list) else [actions]
-        if not any(a in ("lambda:InvokeFunction", "lambda:*", "*") for a in actions):
-            continue
-        if sns_conditions_hold(st.get("Condition"), topic_arn):
-            return True
-    return False
-
-
-def sns_conditions_hold(conditions, topic_arn: str) -> bool:
-    """Whether a policy statement's `Condition` block holds for SNS calling on behalf of `topic_arn`: every
-    condition must hold (IAM User Guide, "IAM JSON policy elements: Condition": conditions are ANDed). The
-    keys SNS's requests carry for this are aws:SourceArn (the topic) and aws:SourceAccount (its owner), under
-    ArnEquals/ArnLike/StringEquals/StringLike (and their IfExists forms); a condition this emulator does not evaluate grants nothing, so
-    a policy the emulator cannot read never lets more through than AWS would. Shared by SNS's delivery to a
-    Lambda function and to an SQS queue, so the two read a policy alike."""
-    if conditions is None:
-        return True
-    if not isinstance(conditions, dict):
-        return False
-    for op, conds in conditions.items():
-        if not isinstance(conds, dict):
-            return False
-        # "...IfExists": as the operator when the key is present (IAM User Guide, "IAM JSON policy elements:
-        # Condition operators"), and SNS's requests always carry aws:SourceArn and aws:SourceAccount.
-        op = op.removesuffix("IfExists")
-        for key, want in conds.items():
-            wants = [str(w) for w in (want if isinstance(want, list) else [want])]
-            if key.lower() == "aws:sourcearn" and op in ("ArnEquals", "ArnLike", "StringEquals", "StringLike"):
-                if not any(fnmatch.fnmatchcase(topic_arn, w) if op.endswith("Like") else topic_arn == w for w in wants):
-                    return False
-            elif key.lower() == "aws:sourceaccount" and op in ("StringEquals", "StringLike"):
-                account = topic_arn.split(":")[4]
-                if not any(fnmatch.fnmatchcase(account, w) if op.endswith("Like") else account == w for w in wants):
-                    return False
-            else:
-                return False
-    return True
+    # adds that permission for an SNS event). Read by gk_policy, as a queue's policy is.
+    policy = {"Statement": list(getattr(fn.policy, "statements", []))}
+    ctx = gk_policy.on_behalf_of(topic_arn, topic_arn.split(":")[4])
+    return gk_policy.policy_allows(policy, ("lambda:InvokeFunction",), fn.function_arn, SNS_PRINCIPAL, ctx)
 
 
 def _sns_may_send(queue, topic_arn: str) -> bool:
     # SNS developer guide, "Subscribing an Amazon SQS queue to an Amazon SNS topic", step 2: "you must set a
     # policy on the queue that allows the Amazon SNS topic to perform the sqs:SendMessage action" (its example:
-    # Principal {"Service": "sns.amazonaws.com"}, Condition ArnEquals aws:SourceArn the topic). Evaluated for
-    # that one caller: an Allow for sns.amazonaws.com (or "*") with sqs:SendMessage on the queue, whose
-    # conditions, if any, are aws:SourceArn or aws:SourceAccount ones that hold. An explicit Deny is not
-    # evaluated (the template writes none).
+    # Principal {"Service": "sns.amazonaws.com"}, Condition ArnEquals aws:SourceArn the topic). Read by
+    # gk_policy, as a function's policy is: an explicit Deny wins, else an Allow that holds is needed.
+    ctx = gk_policy.on_behalf_of(topic_arn, topic_arn.split(":")[4])
     policy = getattr(queue, "_policy_json", None) or {}
-    statements = policy.get("Statement", []) if isinstance(policy, dict) else []
-    for st in statements if isinstance(statements, list) else [statements]:
-        if not isinstance(st, dict) or st.get("Effect") != "Allow":
-            continue
-        principal = st.get("Principal")
-        if isinstance(principal, dict):
-            names = [principal.get("Service"), principal.get("AWS")]
-            names = [n for v in names for n in (v if isinstance(v, list) else [v]) if n]
-        else:
-            names = [principal]
-        if not any(p in ("sns.amazonaws.com", "*") for p in names):
-            continue
-        actions = st.get("Action")
-        if not any(a in ("sqs:SendMessage", "sqs:*", "*") for a in (actions if isinstance(actions, list) else [actions])):
-            continue
-        resources = st.get("Resource", "*")
-        if not any(fnmatch.fnmatchcase(queue.queue_arn, r) for r in (resources if isinstance(resources, list) else [resources])):
-            continue
-        if sns_conditions_hold(st.get("Condition"), topic_arn):
-            return True
-    return False
+    return gk_policy.policy_allows(policy, ("sqs:SendMessage",), queue.queue_arn, SNS_PRINCIPAL, ctx)
 
 
 def _sub_publish(self, message, message_id, subject=None, message_attributes=None, group_id=None, deduplication_id=None, message_structure=None):
@@ -1280,7 +1226,7 @@ def _sub_publish(self, message, message_id, subject=None, message_attributes=Non
     if fn is None:
         _UNDELIVERED.append({**why, "target": self.endpoint, "error": "function does not exist"})
         return None
-    if not _sns_may_invoke(fn, self.topic.arn, self.account_id):
+    if not _sns_may_invoke(fn, self.topic.arn):
         _UNDELIVERED.append({**why, "target": self.endpoint, "error": "the function's resource policy does not allow sns.amazonaws.com"})
         return None
     # moto's SNS notification: a real message ID, timestamp and signature, with a signing certificate moto

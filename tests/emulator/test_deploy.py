@@ -3,6 +3,7 @@ resource created, everything read back matching the template, the SNS-to-Lambda 
 retries and dead-letter queue, inert event source mappings, the Fn::ForEach expander, and the moto patch
 points gk_cloudformation.py depends on."""
 
+import copy
 import json
 import re
 import socket
@@ -336,7 +337,8 @@ def test_subscriptions_and_schedules_match_the_template(stack, translated):
     assert sorted((s["topic_arn"], s["function"]) for s in stack["sns_lambda_subscriptions"]) == want_subs
     assert want_subs, "the template subscribes a function to SNS"
     want_rules = sorted(
-        (stack["resources"][lid]["physical_id"], resolve(r["Properties"]["ScheduleExpression"]), t["Arn"]["Fn::GetAtt"][0])
+        (stack["resources"][lid]["physical_id"], resolve(resolve_if(r["Properties"]["ScheduleExpression"], cfn_template, values)),
+         t["Arn"]["Fn::GetAtt"][0])
         for lid, r in of_type(cfn_template, "AWS::Events::Rule").items()
         if "ScheduleExpression" in r["Properties"]
         for t in r["Properties"].get("Targets") or []
@@ -459,6 +461,39 @@ def test_a_parameter_value_its_constraints_refuse_fails_create_stack_and_creates
         assert not [s for s in stacks if s["StackName"] == f"gk-bad-{key.lower()}"], (key, stacks)
 
 
+def test_eventbridge_takes_a_rate_only_with_its_unit_in_the_number_of_its_value(endpoint, provider):
+    # EventBridge, "Rate expressions reference": a positive value; "If the value is equal to 1, then the unit
+    # must be singular. If the value is greater than 1, the unit must be plural". moto took rate(1 minutes).
+    events = client(provider["session"], endpoint, "events")
+    for expr in ("rate(1 minutes)", "rate(5 minute)", "rate(0 minutes)", "rate(minutes)", "rate(1.5 hours)"):
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            events.put_rule(Name="gk-rate-bad", ScheduleExpression=expr)
+        assert e.value.response["Error"]["Code"] == "ValidationException", expr
+        assert "ScheduleExpression is not valid" in e.value.response["Error"]["Message"], expr
+    for expr in ("rate(1 minute)", "rate(5 minutes)", "rate(1 hour)", "rate(2 days)", "cron(0 12 * * ? *)"):
+        events.put_rule(Name="gk-rate-good", ScheduleExpression=expr)
+    events.delete_rule(Name="gk-rate-good")
+
+
+def test_every_sweep_interval_the_template_takes_is_a_schedule_eventbridge_takes(endpoint, provider):
+    # What SweepIntervalMinutes allows (MinValue to MaxValue) each gives the sweep rule a schedule that
+    # EventBridge's PutRule takes; rate(1 minutes) from a bare !Sub would fail the stack at the rule.
+    template = deploy.load_template(TEMPLATE)
+    param = template["Parameters"]["SweepIntervalMinutes"]
+    events = client(provider["session"], endpoint, "events")
+    seen = set()
+    for minutes in range(int(param["MinValue"]), int(param["MaxValue"]) + 1):
+        params = {"ManagedServiceIds": provider["svc"]["ServiceId"], "SweepIntervalMinutes": str(minutes)}
+        cfn, _ = deploy.prepare(copy.deepcopy(template), params, region=REGION, account=PROVIDER, stack_name=STACK)
+        values = deploy.parameter_values(cfn, params, region=REGION, account=PROVIDER, stack_name=STACK)
+        (rule,) = [r for r in of_type(cfn, "AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
+        expr = resolver({"resources": {}}, values)(resolve_if(rule["Properties"]["ScheduleExpression"], cfn, values))
+        events.put_rule(Name="gk-sweep-schedule", ScheduleExpression=expr)
+        seen.add(expr)
+    events.delete_rule(Name="gk-sweep-schedule")
+    assert {"rate(1 minute)", "rate(5 minutes)", "rate(60 minutes)"} <= seen
+
+
 def test_parameter_constraints_as_the_guide_describes_them():
     number = {"Type": "Number", "MinValue": 60, "MaxValue": 100}
     assert gk_cloudformation.parameter_problem("N", number, "60") is None
@@ -492,27 +527,26 @@ def test_a_default_its_own_constraints_refuse_fails_create_stack(endpoint):
 
 
 def test_sns_reads_a_functions_policy_and_a_queues_policy_alike():
+    # One reader (gk_policy) for both: a condition it does not evaluate grants nothing on either, an explicit
+    # Deny wins on either, and the documented statement grants on both.
     topic = f"arn:aws:sns:{REGION}:{PROVIDER}:decisions"
-    hold = gk_cloudformation.sns_conditions_hold
-    assert hold(None, topic)
-    assert hold({"ArnLike": {"AWS:SourceArn": f"arn:aws:sns:{REGION}:{PROVIDER}:*"}}, topic)
-    assert hold({"ArnEquals": {"aws:SourceArn": topic}, "StringEquals": {"aws:SourceAccount": PROVIDER}}, topic)
-    assert not hold({"ArnEquals": {"aws:SourceArn": topic}, "StringEquals": {"aws:SourceAccount": CONSUMER}}, topic)  # ANDed
-    assert not hold({"ArnEquals": {"aws:SourceArn": topic + "-other"}}, topic)
-    assert not hold({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, topic)  # not evaluated here: grants nothing
-    assert not hold({"NumericLessThan": {"aws:SourceArn": "1"}}, topic)
-    assert hold({"ArnLikeIfExists": {"aws:SourceArn": topic}}, topic)  # SNS always sends the key
-    assert not hold({"ArnEqualsIfExists": {"aws:SourceArn": topic + "-other"}}, topic)
-
     unknown = {"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}
     statement = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:InvokeFunction",
                  "Condition": unknown}
-    fn = type("Fn", (), {"policy": type("P", (), {"statements": [statement]})()})()
-    assert not gk_cloudformation._sns_may_invoke(fn, topic, PROVIDER)  # as the queue's reading refuses it
+    fn = type("Fn", (), {"function_arn": f"arn:aws:lambda:{REGION}:{PROVIDER}:function:f",
+                         "policy": type("P", (), {"statements": [statement]})()})()
+    assert not gk_cloudformation._sns_may_invoke(fn, topic)
     statement["Condition"] = {"ArnLike": {"AWS:SourceArn": topic}}
-    assert gk_cloudformation._sns_may_invoke(fn, topic, PROVIDER)
-    queue = type("Q", (), {"queue_arn": f"arn:aws:sqs:{REGION}:{PROVIDER}:q", "_policy_json": {"Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": "*", "Condition": unknown}]}})()
+    assert gk_cloudformation._sns_may_invoke(fn, topic)
+    fn.policy.statements.append({"Effect": "Deny", "Principal": "*", "Action": "lambda:*", "Condition": {"ArnEquals": {"aws:SourceArn": topic}}})
+    assert not gk_cloudformation._sns_may_invoke(fn, topic)
+
+    allow = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": "*", "Condition": unknown}
+    queue = type("Q", (), {"queue_arn": f"arn:aws:sqs:{REGION}:{PROVIDER}:q", "_policy_json": {"Statement": [allow]}})()
+    assert not gk_cloudformation._sns_may_send(queue, topic)
+    allow["Condition"] = {"ArnEquals": {"aws:SourceArn": topic}}
+    assert gk_cloudformation._sns_may_send(queue, topic)
+    queue._policy_json["Statement"].append({"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sqs:SendMessage", "Resource": "*"})
     assert not gk_cloudformation._sns_may_send(queue, topic)
 
 

@@ -830,10 +830,31 @@ def test_injected_faults_answer_in_the_service_protocol(world):
         with pytest.raises(botocore.exceptions.ClientError) as e:
             sns.publish(TopicArn=world["topic"], Message="x")
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert e.value.response["Error"]["Code"] == "InternalError"  # the SNS model's InternalErrorException
         assert calls(world["url"])["fault:throttle"] >= 1
     finally:
         control(world["url"], "/_gatekeeper/faults", {"rules": []})
     assert "TableNames" in ddb.list_tables()
+
+
+def test_injected_sns_throttles_take_both_documented_faces_and_500s_each_services_code(world):
+    # SNS: the API model's Throttled (429) and the Knowledge Center's ThrottlingException (400), in turn.
+    control(world["url"], "/_gatekeeper/faults", {"rules": [{"match": "sns:Publish", "rate": 1.0, "kind": "throttle"},
+                                                             {"match": "dynamodb:*", "rate": 1.0, "kind": "error500"}]})
+    try:
+        sns = session(world["url"], PROVIDER).client("sns", endpoint_url=world["url"], config=NO_RETRY)
+        seen = set()
+        for _ in range(2):
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                sns.publish(TopicArn=world["topic"], Message="x")
+            seen.add((e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]))
+        assert seen == {("Throttled", 429), ("ThrottlingException", 400)}
+        ddb = session(world["url"], PROVIDER).client("dynamodb", endpoint_url=world["url"], config=NO_RETRY)
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            ddb.list_tables()
+        assert (e.value.response["Error"]["Code"], e.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("InternalServerError", 500)
+    finally:
+        control(world["url"], "/_gatekeeper/faults", {"rules": []})
 
 
 def test_a_latency_floor_answers_its_ms_after_arrival_with_the_processing_inside_it(world):

@@ -1,0 +1,121 @@
+"""The emulator's one reader of resource-based policies, for a call an AWS service principal makes on a
+resource's behalf: vpce.amazonaws.com publishing a connection notification to a topic (and using the topic's
+KMS key), sns.amazonaws.com delivering to a queue or invoking a function.
+
+IAM User Guide, "Policy evaluation logic" and "IAM JSON policy elements":
+- An explicit Deny that applies wins; otherwise an Allow that applies is needed.
+- Principal "*" and {"AWS": "*"} are everyone; {"Service": "<principal>"} is that service.
+- Action and Resource match with the wildcards * and ? ("Action", "Resource"; action names are not case
+  sensitive).
+- Conditions: every operator block and every key in it must hold (they are ANDed); a key's values are ORed.
+  Evaluated here: StringEquals, StringLike, ArnEquals, ArnLike ("Condition operators": ArnEquals and ArnLike
+  both compare the six colon-delimited ARN parts, each with * and ? wildcards; StringLike has the same
+  wildcards), and their ...IfExists forms ("...IfExists": when the key is present, as the operator), on
+  the keys aws:SourceArn and aws:SourceAccount, which a service principal's call on a resource's behalf
+  carries ("AWS global condition context keys").
+
+What is not evaluated (another operator or key, NotPrincipal, NotAction, NotResource) never lets more through
+than AWS might: an Allow that holds one does not apply, a Deny that holds one does. So a topic with moto's
+(and AWS's) default policy, whose Allow has the condition AWS:SourceOwner, grants a service nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+CONDITION_OPERATORS = ("StringEquals", "StringLike", "ArnEquals", "ArnLike")
+
+
+def as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def wild(pattern: str, value: str) -> bool:
+    """IAM's wildcard match: * any run of characters, ? any one; nothing else is special."""
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, value, re.S) is not None
+
+
+def arn_like(pattern: str, value: str) -> bool:
+    p, v = pattern.split(":", 5), value.split(":", 5)
+    return len(p) == len(v) == 6 and all(wild(a, b) for a, b in zip(p, v))
+
+
+def condition(cond, ctx: dict[str, str]) -> bool | None:
+    """True: holds; False: fails; None: holds nothing this reader evaluates (and fails nothing).
+    `ctx`: the request's condition keys, lower case."""
+    if not cond:
+        return True
+    if not isinstance(cond, dict):
+        return None
+    unknown = False
+    for op, block in cond.items():
+        base = op.removesuffix("IfExists")
+        if base not in CONDITION_OPERATORS or not isinstance(block, dict):
+            unknown = True
+            continue
+        for key, values in block.items():
+            actual = ctx.get(key.lower())
+            if actual is None:
+                # A key this reader does not know: whether AWS's call carries it is not known either.
+                unknown = True
+                continue
+            values = [str(v) for v in as_list(values)]
+            if base == "StringEquals":
+                ok = actual in values
+            elif base == "StringLike":
+                ok = any(wild(v, actual) for v in values)
+            else:
+                ok = any(arn_like(v, actual) for v in values)
+            if not ok:
+                return False
+    return None if unknown else True
+
+
+def principal_matches(principal, service: str) -> bool:
+    if principal == "*":
+        return True
+    if isinstance(principal, dict):
+        if "*" in as_list(principal.get("AWS", [])):
+            return True
+        return service in as_list(principal.get("Service", []))
+    return False
+
+
+def policy_allows(policy, actions: tuple[str, ...], resource: str, service: str, ctx: dict[str, str]) -> bool:
+    """Whether `policy` (a document, or its JSON) lets the service principal `service` take every one of
+    `actions` on `resource`, with the condition keys `ctx` (lower-case names)."""
+    if isinstance(policy, str):
+        try:
+            policy = json.loads(policy)
+        except ValueError:
+            return False
+    if not isinstance(policy, dict):
+        return False
+    statements = [s for s in as_list(policy.get("Statement", [])) if isinstance(s, dict)]
+    for action in actions:
+        allowed = False
+        for st in statements:
+            acts = any(wild(str(a).lower(), action.lower()) for a in as_list(st.get("Action", [])))
+            res = "Resource" not in st or any(wild(str(r), resource) for r in as_list(st["Resource"]))
+            cond = condition(st.get("Condition"), ctx)
+            if st.get("Effect") == "Deny":
+                who = "NotPrincipal" in st or principal_matches(st.get("Principal"), service)
+                acts = acts or "NotAction" in st
+                res = res or "NotResource" in st
+                if who and acts and res and cond is not False:
+                    return False
+            elif st.get("Effect") == "Allow":
+                if any(k in st for k in ("NotPrincipal", "NotAction", "NotResource")):
+                    continue
+                if principal_matches(st.get("Principal"), service) and acts and res and cond is True:
+                    allowed = True
+        if not allowed:
+            return False
+    return True
+
+
+def on_behalf_of(source_arn: str, source_account: str) -> dict[str, str]:
+    """The condition keys of a service principal's call made for the resource `source_arn`."""
+    return {"aws:sourcearn": source_arn, "aws:sourceaccount": source_account}
