@@ -23,7 +23,8 @@ Added or replaced, typed after the EC2 API reference:
 
 Behaviour, each cited where it is implemented:
 - An interface endpoint created (from any account, through STS AssumeRole) to a service that requires
-  acceptance waits in `pendingAcceptance`; an accepted one passes through `pending` to `available`.
+  acceptance waits in `pendingAcceptance`; an accepted one, or one to a service that accepts without asking,
+  passes through `pending` to `available`; a deleted one through `deleting` to `deleted`.
 - Eventual consistency (off by default): with a lag, a new connection, a connection's state change and an
   allowed-principal change become visible to DescribeVpcEndpointConnections /
   DescribeVpcEndpointServicePermissions only after the lag. Accept and Reject act on the true state.
@@ -74,6 +75,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import inspect
 import json
 import os
@@ -97,7 +99,8 @@ import gk_iam  # IAM enforced for the functions' role credentials
 import gk_policy  # resource policies read for a service principal's call (topic, key, queue, function)
 import gk_sqs  # moto's ReceiveMessage linear in the queue's depth (what it answers unchanged)
 
-# After an accept, a connection is `pending` this long before it is `available` (as EC2 does).
+# After an accept (or a create that needs none), a connection is `pending` this long before it is
+# `available`, and a deleted one `deleting` this long before `deleted` (as EC2 does; the time is ours).
 ACCEPT_DELAY_SECONDS = float(os.environ.get("GATEKEEPER_EMU_ACCEPT_DELAY", "0.3"))
 # Eventual consistency: how long a change takes to show in Describe* (0: at once).
 LAG_SECONDS = float(os.environ.get("GATEKEEPER_EMU_LAG_MS", "0")) / 1000
@@ -194,6 +197,18 @@ def _become_available(ep) -> None:
             _set_state(ep, "available")
 
 
+def _become_deleted(ep) -> None:
+    with _LOCK:
+        if ep.state == "deleting":
+            _set_state(ep, "deleted")
+
+
+def _after(seconds: float, fn, ep) -> None:
+    timer = threading.Timer(seconds, fn, args=(ep,))
+    timer.daemon = True
+    timer.start()
+
+
 def _connections_of(provider: EC2Backend):
     owned = {svc.id for svc in provider.configurations.values()}
     for backend in _all_backends():
@@ -261,6 +276,10 @@ def _modify_vpc_endpoint_service_permissions(self, service_id, add_principals=No
     with _LOCK:
         perms = _perms(config)
         for p in add_principals:
+            # What EC2 does with a principal it already allows, and with the removal of one it does not, is
+            # not documented: here the first keeps its permission (and is not in AddedPrincipals) and the
+            # second is a no-op. reconcile adds only principals it read as missing and removes only ones it
+            # read as present, so it depends on neither.
             if p not in perms:
                 perms[p] = {"id": f"vpce-svc-perm-{_rand_hex()}", "type": types[p]}
                 added.append((p, dict(perms[p])))
@@ -454,7 +473,14 @@ def _create_vpc_endpoint(self, *args, **kwargs):
         # EC2 API reference, CreateVpcEndpoint IpAddressType (ipv4 | dualstack | ipv6); with IPv4 subnets
         # (the only ones the emulator's callers make) an endpoint is ipv4 unless asked otherwise.
         ep._gk_ip_address_type = extra.get("ip_address_type") or "ipv4"
-        _set_state(ep, "pendingAcceptance" if _acceptance_required(svc) else "available")
+        # Amazon VPC User Guide, "Interface endpoint lifecycle": an endpoint waits in pendingAcceptance for the
+        # provider, or, to a service that accepts without asking, goes through pending to available, as an
+        # accepted one does ("it can take time ... for the state to be available"; the delay is ours).
+        if _acceptance_required(svc):
+            _set_state(ep, "pendingAcceptance")
+        else:
+            _set_state(ep, "pending")
+            _after(ACCEPT_DELAY_SECONDS, _become_available, ep)
         _publish(svc, ep, "Connect")
     return ep
 
@@ -470,8 +496,10 @@ def _delete_vpc_endpoints(self, vpce_ids=None):
     for vpce_id, was in before.items():
         ep = self.vpc_end_points.get(vpce_id)
         svc = getattr(ep, "_gk_service", None) if ep is not None else None
-        if svc is not None and was != "deleted":
-            _set_state(ep, "deleted")
+        if svc is not None and was not in ("deleting", "deleted"):
+            # The same lifecycle: a deleted endpoint is deleting, then deleted (the delay is ours).
+            _set_state(ep, "deleting")
+            _after(ACCEPT_DELAY_SECONDS, _become_deleted, ep)
             _publish(svc, ep, "Delete")
 
 
@@ -574,7 +602,10 @@ def describe_vpc_endpoint_connections(self) -> ActionResult:
                     "VpcEndpointRegion": ep.ec2_backend.region_name,
                 }
             )
-    items.sort(key=lambda i: (i["CreationTimestamp"], i["VpcEndpointId"]))
+    # AWS documents no order for DescribeVpcEndpointConnections. The emulator answers in an order of its own
+    # that is neither creation nor ID order (a hash of the ID with a per-process salt), stable across the
+    # pages of one listing, so a caller that leans on an order it was never promised shows up in the tests.
+    items.sort(key=lambda i: hashlib.sha256((_ORDER_SALT + i["VpcEndpointId"]).encode()).digest())
     page, token = _page(self, items)
     result = {"VpcEndpointConnections": page}
     if token:
@@ -606,9 +637,7 @@ def _act(self, action: str, allowed_from: tuple[str, ...], new_state: str, event
             else:
                 _set_state(ep, new_state)
                 if new_state == "pending":
-                    timer = threading.Timer(ACCEPT_DELAY_SECONDS, _become_available, args=(ep,))
-                    timer.daemon = True
-                    timer.start()
+                    _after(ACCEPT_DELAY_SECONDS, _become_available, ep)
                 changed.append(ep)
                 continue
             unsuccessful.append({"ResourceId": vpce_id, "Error": {"Code": code, "Message": msg}})
@@ -837,6 +866,7 @@ EC2_THROTTLE = os.environ.get("GATEKEEPER_EMU_EC2_THROTTLE", "1") != "0"
 _BUCKETS: dict[tuple[str, str, str], list[float]] = {}  # (account, region, action) -> [tokens, last refill]
 _FAULTS: list[dict] = []
 _FAULT_RNG = random.Random(7)
+_ORDER_SALT = os.environ.get("GATEKEEPER_EMU_ORDER_SALT") or os.urandom(8).hex()
 
 # The throttling error each protocol family answers with.
 _THROTTLE_JSON = {

@@ -307,8 +307,9 @@ def test_delete_notifies_and_shows_deleted(world):
     consumer, vpce = create_endpoint(world, CONSUMER_A)
     assert events(world, 1) == ["Connect"]
     consumer.delete_vpc_endpoints(VpcEndpointIds=[vpce])
-    assert state_of(world, vpce) == "deleted"
+    assert state_of(world, vpce) == "deleting"  # the lifecycle's deleting, then deleted
     assert events(world, 1) == ["Delete"]
+    wait_state(world, vpce, "deleted")
 
 
 def test_connection_has_its_own_tags_ip_address_type_and_region(world):
@@ -556,7 +557,8 @@ def test_modified_configuration_shows_in_describe_and_takes_effect(endpoint):
     assert ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, AcceptanceRequired=False)["Return"] is True
     assert service_configuration(w)["AcceptanceRequired"] is False
     _, auto = create_endpoint(w, CONSUMER_A)
-    assert state_of(w, auto) == "available"  # no acceptance needed any more
+    assert state_of(w, auto) == "pending"  # no acceptance needed any more: pending, then available
+    wait_state(w, auto, "available")
     ec2.modify_vpc_endpoint_service_configuration(ServiceId=sid, AcceptanceRequired=True)
     assert service_configuration(w)["AcceptanceRequired"] is True
     _, held = create_endpoint(w, CONSUMER_A)
