@@ -547,13 +547,17 @@ def _filters(resp: EC2Response, allowed) -> dict[str, list[str]]:
     return out
 
 
-def _page(resp: EC2Response, items: list, lo: int = 5, hi: int = 1000):
+def _page(resp: EC2Response, items: list, lo: int = 5, hi: int = 1000, key=None):
     # EC2 API reference (the Describe* actions here): MaxResults "can be between 5 and 1,000; if MaxResults
-    # is given a value larger than 1,000, only 1,000 results are returned."
+    # is given a value larger than 1,000, only 1,000 results are returned." With `key` (items sorted by it),
+    # the token is the last key returned and the next page starts after it, so items created between two
+    # pages neither repeat nor push others out; without, an offset.
     max_results = resp._get_param("MaxResults")
     token = resp._get_param("NextToken")
     start = 0
-    if token:
+    if token and key is not None:
+        start = next((i for i, item in enumerate(items) if key(item) > token), len(items))
+    elif token:
         try:
             start = int(token)
         except ValueError:
@@ -564,7 +568,9 @@ def _page(resp: EC2Response, items: list, lo: int = 5, hi: int = 1000):
     if max_results < lo:
         raise _Error("InvalidParameterValue", f"MaxResults must be between {lo} and {hi}")
     end = start + max_results
-    return items[start:end], (str(end) if end < len(items) else None)
+    if end >= len(items):
+        return items[start:end], None
+    return items[start:end], (key(items[end - 1]) if key is not None else str(end))
 
 
 def _tags(backend, resource_id: str) -> list[dict]:
@@ -603,10 +609,10 @@ def describe_vpc_endpoint_connections(self) -> ActionResult:
                 }
             )
     # AWS documents no order for DescribeVpcEndpointConnections. The emulator answers in an order of its own
-    # that is neither creation nor ID order (a hash of the ID with a per-process salt), stable across the
-    # pages of one listing, so a caller that leans on an order it was never promised shows up in the tests.
-    items.sort(key=lambda i: hashlib.sha256((_ORDER_SALT + i["VpcEndpointId"]).encode()).digest())
-    page, token = _page(self, items)
+    # that is neither creation nor ID order (a hash of the ID with a salt), paged by that hash, so a caller
+    # that leans on an order it was never promised shows up in the tests.
+    items.sort(key=_listing_order)
+    page, token = _page(self, items, key=_listing_order)
     result = {"VpcEndpointConnections": page}
     if token:
         result["NextToken"] = token
@@ -866,7 +872,13 @@ EC2_THROTTLE = os.environ.get("GATEKEEPER_EMU_EC2_THROTTLE", "1") != "0"
 _BUCKETS: dict[tuple[str, str, str], list[float]] = {}  # (account, region, action) -> [tokens, last refill]
 _FAULTS: list[dict] = []
 _FAULT_RNG = random.Random(7)
-_ORDER_SALT = os.environ.get("GATEKEEPER_EMU_ORDER_SALT") or os.urandom(8).hex()
+# The salt of the listing order below, fixed so that a run repeats; GATEKEEPER_EMU_ORDER_SALT gives another
+# order (the server prints the one it uses).
+_ORDER_SALT = os.environ.get("GATEKEEPER_EMU_ORDER_SALT") or "gatekeeper"
+
+
+def _listing_order(item: dict) -> str:
+    return hashlib.sha256((_ORDER_SALT + item["VpcEndpointId"]).encode()).hexdigest()
 
 # The throttling error each protocol family answers with.
 _THROTTLE_JSON = {
@@ -1130,6 +1142,7 @@ def main() -> None:
     app = GatekeeperLayer(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     print(f"gatekeeper local AWS listening on http://127.0.0.1:{server.server_port}", flush=True)
+    print(f"connection listings ordered with GATEKEEPER_EMU_ORDER_SALT={_ORDER_SALT}", flush=True)
     server.serve_forever()
 
 

@@ -10,12 +10,13 @@ IAM User Guide, "Policy evaluation logic" and "IAM JSON policy elements":
 - Conditions: every operator block and every key in it must hold (they are ANDed); a key's values are ORed.
   Evaluated here: StringEquals, StringLike, ArnEquals, ArnLike ("Condition operators": ArnEquals and ArnLike
   both compare the six colon-delimited ARN parts, each with * and ? wildcards; StringLike has the same
-  wildcards), and their ...IfExists forms ("...IfExists": when the key is present, as the operator), on
+  wildcards), their negations StringNotEquals, StringNotLike, ArnNotEquals, ArnNotLike (the confused-deputy
+  Deny "StringNotEquals aws:SourceAccount" among them), and their ...IfExists forms ("...IfExists": when the key is present, as the operator), on
   the keys aws:SourceArn and aws:SourceAccount, which a service principal's call on a resource's behalf
   carries ("AWS global condition context keys").
 
-What is not evaluated (another operator or key, NotPrincipal, NotAction, NotResource) never lets more through
-than AWS might: an Allow that holds one does not apply, a Deny that holds one does. So a topic with moto's
+What is not evaluated (another operator or key, ...IfExists or a negation on a key the call is not known to
+carry, NotPrincipal, NotAction, NotResource) never lets more through than AWS might: an Allow that holds one does not apply, a Deny that holds one does. So a topic with moto's
 (and AWS's) default policy, whose Allow has the condition AWS:SourceOwner, grants a service nothing.
 """
 
@@ -24,7 +25,8 @@ from __future__ import annotations
 import json
 import re
 
-CONDITION_OPERATORS = ("StringEquals", "StringLike", "ArnEquals", "ArnLike")
+CONDITION_OPERATORS = ("StringEquals", "StringLike", "ArnEquals", "ArnLike",
+                       "StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike")
 
 
 def as_list(v) -> list:
@@ -62,12 +64,15 @@ def condition(cond, ctx: dict[str, str]) -> bool | None:
                 unknown = True
                 continue
             values = [str(v) for v in as_list(values)]
-            if base == "StringEquals":
+            positive = base.replace("Not", "")
+            if positive == "StringEquals":
                 ok = actual in values
-            elif base == "StringLike":
+            elif positive == "StringLike":
                 ok = any(wild(v, actual) for v in values)
             else:
                 ok = any(arn_like(v, actual) for v in values)
+            if "Not" in base:
+                ok = not ok  # "...Not...": none of the values matches
             if not ok:
                 return False
     return None if unknown else True

@@ -448,6 +448,7 @@ def test_a_parameter_value_its_constraints_refuse_fails_create_stack_and_creates
         "RequestsVisibilityTimeoutSeconds": ("59", "must be a number not less than 60"),
         "ClaimLeaseSeconds": ("3601", "must be a number not greater than 3600"),
         "DefaultAction": ("accept", "must be one of AllowedValues"),
+        "SweepIntervalMinutes": ("2.5", "failed to satisfy constraint: must be a whole number of minutes from 1 to 60"),
         "ManagedServiceIds": (f"{svc},vpce-svc-XYZ", "failed to satisfy constraint: each value must be an endpoint service ID"),
     }
     for key, (value, says) in cases.items():
@@ -479,10 +480,12 @@ def test_every_sweep_interval_the_template_takes_is_a_schedule_eventbridge_takes
     # What SweepIntervalMinutes allows (MinValue to MaxValue) each gives the sweep rule a schedule that
     # EventBridge's PutRule takes; rate(1 minutes) from a bare !Sub would fail the stack at the rule.
     template = deploy.load_template(TEMPLATE)
-    param = template["Parameters"]["SweepIntervalMinutes"]
+    pattern = re.compile(template["Parameters"]["SweepIntervalMinutes"]["AllowedPattern"])
+    taken = [v for v in [str(n) for n in range(0, 1500)] + ["01", "1.0", "2.5", "-1", " 5"] if pattern.fullmatch(v)]
+    assert taken == [str(n) for n in range(1, 61)], taken  # what CloudFormation lets through: 1..60, as written
     events = client(provider["session"], endpoint, "events")
     seen = set()
-    for minutes in range(int(param["MinValue"]), int(param["MaxValue"]) + 1):
+    for minutes in taken:
         params = {"ManagedServiceIds": provider["svc"]["ServiceId"], "SweepIntervalMinutes": str(minutes)}
         cfn, _ = deploy.prepare(copy.deepcopy(template), params, region=REGION, account=PROVIDER, stack_name=STACK)
         values = deploy.parameter_values(cfn, params, region=REGION, account=PROVIDER, stack_name=STACK)

@@ -282,6 +282,24 @@ def test_another_accounts_service_cannot_be_acted_on(world):
     assert stranger.describe_vpc_endpoint_connections()["VpcEndpointConnections"] == []
 
 
+def test_a_listing_is_in_no_creation_order_and_pages_survive_endpoints_created_between_them(world):
+    made = [create_endpoint(world, CONSUMER_B)[1] for _ in range(8)]
+    listed = [c["VpcEndpointId"] for c in connections(world) if c["VpcEndpointId"] in made]
+    assert sorted(listed) == sorted(made) and listed != made  # AWS promises no order: not creation order
+    before = {c["VpcEndpointId"] for c in connections(world)}
+    page = world["ec2"].describe_vpc_endpoint_connections(MaxResults=5)
+    seen = [c["VpcEndpointId"] for c in page["VpcEndpointConnections"]]
+    for _ in range(6):  # created between the pages: wherever they land, nothing listed before is skipped
+        create_endpoint(world, CONSUMER_B)
+    token = page.get("NextToken")
+    while token:
+        page = world["ec2"].describe_vpc_endpoint_connections(MaxResults=5, NextToken=token)
+        seen += [c["VpcEndpointId"] for c in page["VpcEndpointConnections"]]
+        token = page.get("NextToken")
+    assert len(seen) == len(set(seen)), "no connection twice"
+    assert before <= set(seen), "none of those there before the first page was skipped"
+
+
 def test_filters_and_pagination(world):
     for _ in range(3):
         create_endpoint(world, CONSUMER_B)

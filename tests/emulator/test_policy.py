@@ -25,6 +25,24 @@ def test_what_is_not_evaluated_is_neither_true_nor_false():
     assert hold({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}, "ArnEquals": {"aws:SourceArn": "x"}}, CTX) is False
 
 
+def test_negated_operators_hold_when_no_value_matches():
+    hold = gk_policy.condition
+    assert hold({"StringNotEquals": {"aws:SourceAccount": "222222222222"}}, CTX) is True
+    assert hold({"StringNotEquals": {"aws:SourceAccount": ["222222222222", "111111111111"]}}, CTX) is False
+    assert hold({"ArnNotLike": {"aws:SourceArn": "arn:aws:sns:*:*:other"}}, CTX) is True
+    assert hold({"ArnNotEquals": {"aws:SourceArn": TOPIC}}, CTX) is False
+    assert hold({"StringNotLike": {"aws:SourceVpc": "vpc-*"}}, CTX) is None  # a key the call is not known to carry
+    # The confused-deputy Deny: it does not apply to the topic's own account's call, and does to another's.
+    q = "arn:aws:sqs:us-east-1:111111111111:q"
+    allow = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": q}
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage", "Resource": q,
+            "Condition": {"StringNotEquals": {"aws:SourceAccount": "111111111111"}}}
+    policy = {"Statement": [allow, deny]}
+    assert gk_policy.policy_allows(policy, ("sqs:SendMessage",), q, "sns.amazonaws.com", CTX)
+    other = gk_policy.on_behalf_of("arn:aws:sns:us-east-1:999999999999:t", "999999999999")
+    assert not gk_policy.policy_allows(policy, ("sqs:SendMessage",), q, "sns.amazonaws.com", other)
+
+
 def test_if_exists_reads_a_present_key_as_its_operator():
     hold = gk_policy.condition
     assert hold({"ArnLikeIfExists": {"aws:SourceArn": TOPIC}}, CTX) is True
