@@ -121,6 +121,9 @@ pub mod names {
     pub const EC2_BUDGET_WAITS: &str = "Ec2BudgetWaits";
     /// Accepted connections that could not be tagged with their tenant (best effort; the accept stands).
     pub const TENANT_TAG_FAILED: &str = "TenantTagFailed";
+    /// Connections whose Accept/Reject got no answer, or was refused for them, and which Describe then
+    /// showed decided: announced in the same invocation rather than retried (decide).
+    pub const EC2_RECHECKED: &str = "Ec2Rechecked";
     /// Age of the oldest connection still pending at a sweep: alarmed on when a connection waits longer
     /// than the sweep should allow.
     pub const OLDEST_PENDING_SECONDS: &str = "OldestPendingSeconds";

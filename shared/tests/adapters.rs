@@ -226,12 +226,12 @@ async fn a_throttled_claim_is_a_retryable_error() {
     assert_eq!(err.code, "ProvisionedThroughputExceededException");
 }
 
-/// An HTTP client for SNS that answers every call from `answer` (a dropped connection or a status), and
-/// counts the calls that reach it, retries included.
-fn sns_answering(
-    answer: fn() -> Result<u16, ()>,
-    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> aws_sdk_sns::Client {
+/// An HTTP client for SNS that answers every call from `answer` (a dropped connection, or a status and the
+/// error code of an awsQuery error body), and counts the calls that reach it, retries included.
+/// What the SNS client's HTTP connection answers: a dropped connection, or a status and an error code.
+type SnsAnswer = fn() -> Result<(u16, &'static str), ()>;
+
+fn sns_answering(answer: SnsAnswer, calls: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> aws_sdk_sns::Client {
     use aws_smithy_runtime_api::client::http::{
         HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector, http_client_fn,
     };
@@ -241,17 +241,18 @@ fn sns_answering(
     use aws_smithy_types::body::SdkBody;
 
     #[derive(Debug)]
-    struct Answer(fn() -> Result<u16, ()>, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    struct Answer(SnsAnswer, std::sync::Arc<std::sync::atomic::AtomicUsize>);
     impl HttpConnector for Answer {
         fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
             self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             HttpConnectorFuture::ready(match (self.0)() {
                 Err(()) => Err(ConnectorError::io("connection closed before message completed".into())),
-                Ok(status) => Ok(Response::new(
+                Ok((status, code)) => Ok(Response::new(
                     StatusCode::try_from(status).unwrap(),
-                    SdkBody::from(
-                        "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalError</Code><Message>x</Message></Error></ErrorResponse>",
-                    ),
+                    SdkBody::from(format!(
+                        "<ErrorResponse><Error><Type>{}</Type><Code>{code}</Code><Message>x</Message></Error></ErrorResponse>",
+                        if status >= 500 { "Receiver" } else { "Sender" }
+                    )),
                 )),
             })
         }
@@ -283,9 +284,38 @@ async fn a_publish_whose_answer_was_lost_is_not_retried_and_is_uncertain() {
 
     // A refusal (5xx) means nothing went out: the SDK retries it as before.
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
-    let sns = SnsNotifier::new(sns_answering(|| Ok(500), calls.clone()), "arn:aws:sns:us-east-1:111111111111:t");
+    let sns = SnsNotifier::new(
+        sns_answering(|| Ok((500, "InternalError")), calls.clone()),
+        "arn:aws:sns:us-east-1:111111111111:t",
+    );
     let err = sns.notify(&n).await.unwrap_err();
     assert_eq!((err.kind, calls.load(Ordering::SeqCst)), (ErrorKind::Retryable, 3), "{err}");
+}
+
+/// SNS's throttling of Publish has more than one documented face: the API reference's `ThrottledException`
+/// (code `Throttled`, HTTP 429, which the SDK's standard retry does not take as throttling) and the
+/// Knowledge Center's "ThrottlingException ... Rate exceeded" for publish (plus awsQuery's generic
+/// `Throttling`). Under each, nothing went out: the publish is refused (retryable, so the record goes back to
+/// `acted` and the retry publishes), never taken as uncertain or as a permanent failure.
+#[tokio::test]
+async fn a_publish_sns_throttles_is_refused_and_retryable_under_each_code_sns_may_answer() {
+    use shared::adapters::sns::SnsNotifier;
+    use shared::domain::record::Announcement;
+    use shared::ports::Notifier;
+    use std::sync::atomic::AtomicUsize;
+
+    let n = Announcement::for_record(&record());
+    let answers: [(SnsAnswer, &str); 3] = [
+        (|| Ok((429, "Throttled")), "Throttled"),
+        (|| Ok((400, "ThrottlingException")), "ThrottlingException"),
+        (|| Ok((400, "Throttling")), "Throttling"),
+    ];
+    for (answer, code) in answers {
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let sns = SnsNotifier::new(sns_answering(answer, calls), "arn:aws:sns:us-east-1:111111111111:t");
+        let err = sns.notify(&n).await.unwrap_err();
+        assert_eq!((err.kind, err.code.as_str()), (ErrorKind::Retryable, code), "{err}");
+    }
 }
 
 #[tokio::test]

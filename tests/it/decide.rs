@@ -275,6 +275,35 @@ async fn when_the_deployed_role_lacks_sns_publish_should_act_once_and_keep_the_n
     Ok(())
 }
 
+#[tokio::test]
+async fn a_decision_owed_its_notification_after_its_message_is_gone_is_found_by_the_sweep_and_announced() -> Result<()>
+{
+    let w = World::new(DefaultAction::Reject).await?;
+    w.rule("SVC", ALLOWED, "allow", &[]).await?;
+    let id = w.endpoint(ALLOWED).await?;
+    w.wiring.drop_notifications().await?; // the Connect notification would request it again
+    // Every publish refused (SNS throttling): decide accepts and leaves the record `acted`, owed. Its message
+    // is handed to decide directly, so nothing of it stays in the queue: as if it had reached the DLQ.
+    w.faults(json!([{"match": "sns:Publish", "rate": 1.0, "kind": "throttle"}])).await?;
+    let out =
+        w.wiring.deps().decide_batch(w.sqs_event(&id, "m1"), "invocation-a", shared::domain::time::now_ms()).await;
+    w.faults(json!([])).await?;
+    assert_eq!(out.failed_messages, ["m1"], "{:?}", out.metrics);
+    assert_eq!(w.records(&id).await?[0]["status"], s("acted"));
+    assert_eq!(w.settled_state(&id).await?, "available", "no longer pending: only the owed index brings it back");
+    w.settle(SETTLE).await?;
+    assert!(w.inbox().await?.is_empty(), "nothing announced yet");
+    let swept = w.wiring.sweep().await?;
+    assert_eq!(swept["requests"], 1, "{swept}");
+    w.settle(SETTLE).await?;
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].body["decision"], "accepted");
+    assert_eq!(w.records(&id).await?[0]["status"], s("notified"));
+    assert_eq!(w.ec2_actions(&id, "Accept"), 1, "announced, not accepted again");
+    Ok(())
+}
+
 /// Decide's budget of Accept/Reject calls, in the deployed decisions table with decide's own role: twelve
 /// concurrent asks in one window get exactly its five calls; the rest learn when the next window starts,
 /// which has room again; each API is counted apart.

@@ -116,6 +116,34 @@ async fn when_an_allowed_account_is_removed_should_revoke_with_revocation_on() -
 }
 
 #[tokio::test]
+async fn with_revocation_on_an_invalid_deny_that_names_no_one_should_block_new_accepts_and_revoke_no_one() -> Result<()>
+{
+    let w = revoking().await?;
+    w.rule("SVC", A, "allow", &[]).await?;
+    let id = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    w.inbox().await?;
+    // Written behind the CLI's back (it refuses a "*" principal): a deny about everyone and no one. Its
+    // stream record asks decide about every accepted connection; a sweep does too.
+    w.rule("*", "*", "deny", &[]).await?;
+    w.settle(SETTLE).await?;
+    w.wiring.sweep().await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "available", "never revoked en masse");
+    assert!(w.inbox().await?.is_empty());
+    assert_eq!(w.records(&id).await?.len(), 1, "no revocation on file");
+    // A new connection from the same account is not accepted while the item stands.
+    let next = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&next).await?, "rejected");
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].body["reason"], "invalid_rule_unscoped");
+    Ok(())
+}
+
+#[tokio::test]
 async fn when_an_allowed_account_is_removed_should_leave_it_with_revocation_off() -> Result<()> {
     let w = World::new(DefaultAction::Reject).await?;
     w.rule("SVC", A, "allow", &[]).await?;

@@ -138,10 +138,12 @@ pub async fn pending<C: Connections, A: Allowlist>(
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     for service in settings.managed()? {
-        let pending = conns.describe(service, &ConnectionFilter::pending()).await?;
+        let mut pending = conns.describe(service, &ConnectionFilter::pending()).await?;
         if pending.is_empty() {
             continue;
         }
+        // Oldest first: EC2 documents no order for its answer.
+        pending.sort_by(|a, b| (a.created_at_ms, &a.endpoint_id).cmp(&(b.created_at_ms, &b.endpoint_id)));
         let rules = allowlist.rules_for(service).await?;
         for c in pending {
             let d = would(settings, &c, &rules)?;
@@ -316,6 +318,22 @@ mod tests {
         let mut item = allow_item("*", principal);
         item.insert("expires_at".into(), Attr::N(expires_at.into()));
         item
+    }
+
+    #[tokio::test]
+    async fn pending_lists_the_oldest_connection_first_whatever_order_ec2_answers_in() {
+        // EC2 documents no order for DescribeVpcEndpointConnections: here it answers newest first.
+        let mut newer = connection("vpce-0123456789abcdef1", SVC, "222222222222");
+        newer.created_at_ms += 60_000;
+        let older = connection("vpce-0123456789abcdef2", SVC, "333333333333");
+        let conns = FakeConnections(vec![newer, older]);
+        let allowlist = FakeAllowlist::with(&[allow_item("*", "222222222222")]);
+        let mut o = out(Output::Json);
+        pending(&conns, &allowlist, &settings(&[SVC], NOW), &mut o).await.unwrap();
+        let rows: Value = serde_json::from_str(&o.text()).unwrap();
+        let order: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["endpoint_id"].as_str().unwrap()).collect();
+        assert_eq!(order, ["vpce-0123456789abcdef2", "vpce-0123456789abcdef1"]);
+        assert_eq!((rows[0]["would"].as_str(), rows[1]["would"].as_str()), (Some("reject"), Some("accept")));
     }
 
     #[tokio::test]

@@ -954,9 +954,11 @@ where
 
     /// Of claims whose Accept/Reject got no answer or was refused for their endpoint (each with why), those
     /// EC2 now shows as decided (`protocol::took_effect`): they go on to their notification in this
-    /// invocation, as their retry would after the visibility timeout, and are not counted as errors. The
-    /// rest, and all of them if EC2 cannot be asked, are retried with their claims ended early, as before.
-    /// One Describe, made only when a call went wrong.
+    /// invocation, as their retry would after the visibility timeout, and are counted `Ec2Rechecked`, not
+    /// as errors. The rest, and all of them if EC2 cannot be asked, are retried with their claims ended
+    /// early, as before. One Describe, made only when a call went wrong, and only if it could time out
+    /// (`shared::adapters::CALL_TIMEOUT`) before the finishing reserve less the cut-off: an unanswered
+    /// Accept/Reject started late does not carry the batch into its stop.
     async fn took_effect_after_all(
         &mut self,
         unsure: Vec<(DecisionRecord, PortError)>,
@@ -969,22 +971,25 @@ where
             endpoints: unsure.iter().map(|(r, _)| r.endpoint_id.clone()).collect(),
             ..Default::default()
         };
-        let states: HashMap<EndpointId, ConnectionState> = match self
-            .deps
-            .connections
-            .describe(self.service, &filter)
-            .await
-        {
-            Ok(conns) => conns.into_iter().map(|c| (c.endpoint_id, c.state)).collect(),
-            Err(e) => {
-                warn!(service_id = %self.service, error = %e, "could not ask EC2 whether its actions took effect; retried");
-                HashMap::new()
+        let in_time = tokio::time::Instant::now() + shared::adapters::CALL_TIMEOUT
+            <= self.patience_until + FINISH_RESERVE - CUT_OFF;
+        let states: HashMap<EndpointId, ConnectionState> = if !in_time {
+            warn!(service_id = %self.service, "too near the deadline to ask EC2 whether its actions took effect; retried");
+            HashMap::new()
+        } else {
+            match self.deps.connections.describe(self.service, &filter).await {
+                Ok(conns) => conns.into_iter().map(|c| (c.endpoint_id, c.state)).collect(),
+                Err(e) => {
+                    warn!(service_id = %self.service, error = %e, "could not ask EC2 whether its actions took effect; retried");
+                    HashMap::new()
+                }
             }
         };
         let mut done = Vec::new();
         for (r, e) in unsure {
             if states.get(&r.endpoint_id).is_some_and(|state| took_effect(&r, state)) {
                 info!(endpoint_id = %r.endpoint_id, error = %e, "EC2 shows the action took effect all the same; announcing it");
+                self.count(names::EC2_RECHECKED);
                 done.push(r);
             } else {
                 self.fail(failed, &r.endpoint_id, &e);

@@ -59,6 +59,8 @@ struct Faults {
     act_lands_unanswered: bool,
     /// Accept/Reject get no answer and do not take effect.
     act_unanswered: bool,
+    /// How long (ms) each Accept/Reject call takes.
+    act_after_ms: u64,
     /// Accept/Reject take effect, and answer each ID `Unsuccessful` (InvalidState): what the SDK's repeat of
     /// a call that landed unanswered gets.
     act_lands_then_refused: bool,
@@ -110,6 +112,11 @@ struct World {
     budget_asked: Mutex<Vec<&'static str>>,
     /// The next call taken is taken in a window that has already ended (an answer that waited).
     budget_stale_once: Mutex<bool>,
+    /// Describe calls made, and from which call on (counting from 1) Describe is throttled.
+    describes: Mutex<usize>,
+    describe_fails_from: Mutex<Option<usize>>,
+    /// With `refuse`: a person moves each connection to this state as the call is refused.
+    person_sets: Mutex<Option<ConnectionState>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -117,6 +124,14 @@ struct Fake<'a>(&'a World);
 impl Connections for Fake<'_> {
     async fn describe(&self, service: &ServiceId, f: &ConnectionFilter) -> PortResult<Vec<Connection>> {
         if self.0.faults.lock().unwrap().describe {
+            return Err(throttled("ec2"));
+        }
+        let n = {
+            let mut d = self.0.describes.lock().unwrap();
+            *d += 1;
+            *d
+        };
+        if self.0.describe_fails_from.lock().unwrap().is_some_and(|from| n >= from) {
             return Err(throttled("ec2"));
         }
         let conns = self.0.conns.lock().unwrap();
@@ -134,6 +149,8 @@ impl Connections for Fake<'_> {
             .collect())
     }
     async fn accept(&self, _: &ServiceId, ids: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
+        let took = self.0.faults.lock().unwrap().act_after_ms;
+        tokio::time::sleep(std::time::Duration::from_millis(took)).await;
         *self.0.accept_calls.lock().unwrap() += 1;
         self.act(ids, ConnectionState::Available)
     }
@@ -164,6 +181,14 @@ impl Fake<'_> {
             return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
         }
         if let Some(code) = faults.refuse {
+            if let Some(state) = self.0.person_sets.lock().unwrap().clone() {
+                let mut conns = self.0.conns.lock().unwrap();
+                for id in ids {
+                    if let Some(c) = conns.get_mut(id.as_str()) {
+                        c.state = state.clone();
+                    }
+                }
+            }
             return Ok(ids
                 .iter()
                 .map(|i| ItemFailure { endpoint_id: i.to_string(), code: code.into(), message: String::new() })
@@ -812,6 +837,81 @@ async fn when_the_accept_lands_but_its_answer_is_lost_should_find_it_in_ec2_and_
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
+    assert_eq!(out.metrics.get(names::EC2_RECHECKED), 1, "{:?}", out.metrics);
+    assert_eq!(*w.describes.lock().unwrap(), 2, "the first read and one to ask whether the accept took effect");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_an_unanswered_accept_ends_too_near_the_deadline_should_not_ask_ec2_again_but_retry_it() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_lands_unanswered = true;
+    // No patience: the reserve is 15 s, less the 1 s cut-off. An accept that takes 8 s to go unanswered
+    // leaves 6 s, less than a Describe may take (7 s): it is not asked, and the message is retried.
+    w.faults.lock().unwrap().act_after_ms = 8_000;
+    let out = deps(&w).decide_batch_within(event(&[A]), "inv-1", 10_000, std::time::Duration::ZERO).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(*w.describes.lock().unwrap(), 1, "only the first read");
+    assert!(w.sent.lock().unwrap().is_empty());
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, 0, "claim ended early, in time");
+    // With 6 s taken instead, 8 s are left: it is asked, and announced.
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_lands_unanswered = true;
+    w.faults.lock().unwrap().act_after_ms = 6_000;
+    let out = deps(&w).decide_batch_within(event(&[A]), "inv-1", 10_000, std::time::Duration::ZERO).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_asking_ec2_again_fails_too_should_retry_the_unanswered_accept_not_announce_it() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_lands_unanswered = true;
+    *w.describe_fails_from.lock().unwrap() = Some(2);
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
+    assert!(w.sent.lock().unwrap().is_empty());
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, 0, "claim ended early");
+    // The retry finds the dead claim's accept done and announces it, without accepting again.
+    w.faults.lock().unwrap().act_lands_unanswered = false;
+    *w.describe_fails_from.lock().unwrap() = None;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
+    assert!(out.failed_messages.is_empty());
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_an_accept_is_refused_because_a_person_rejected_it_should_announce_nothing() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().refuse = Some("InvalidState");
+    *w.person_sets.lock().unwrap() = Some(ConnectionState::Rejected);
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"], "the retry closes it from EC2's state");
+    assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
+    assert_eq!(out.metrics.get(names::ACCEPTED), 0, "{:?}", out.metrics);
+    assert!(w.sent.lock().unwrap().is_empty(), "an accept EC2 does not show is never announced");
+}
+
+#[tokio::test]
+async fn when_a_revocations_reject_lands_unanswered_should_announce_the_revocation_at_once() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.conns.lock().unwrap().get_mut(B).unwrap().state = ConnectionState::Available;
+    w.faults.lock().unwrap().act_lands_unanswered = true;
+    let mut d = deps(&w);
+    d.config.revoke = true;
+    let out = d.decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(out.metrics.get(names::REVOKED), 1, "{:?}", out.metrics);
+    assert_eq!(out.metrics.get(names::ERRORS), 0, "{:?}", out.metrics);
+    assert_eq!(state(&w, B), "rejected");
+    assert_eq!(*w.reject_calls.lock().unwrap(), 1);
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -41,6 +41,9 @@ struct World {
     health: Mutex<Option<ServiceHealth>>,
     /// DescribeVpcEndpointServicePermissions calls.
     principal_reads: Mutex<usize>,
+    /// The decisions the `owed` index lists.
+    owed: Vec<&'static str>,
+    revoke: bool,
 }
 
 struct Fake<'a>(&'a World);
@@ -136,7 +139,7 @@ impl PrincipalLedger for Fake<'_> {
 impl OwedDecisions for Fake<'_> {
     async fn owed(&self, _: &ServiceId) -> PortResult<Vec<EndpointId>> {
         self.fault("dynamodb")?;
-        Ok(vec![])
+        Ok(self.0.owed.iter().map(|e| EndpointId::parse(e).unwrap()).collect())
     }
 }
 
@@ -161,7 +164,7 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fak
             allowlist_table: "a".into(),
             decisions_table: "d".into(),
             managed: [ServiceId::parse(SVC).unwrap()].into(),
-            revoke: false,
+            revoke: w.revoke,
             home_region: Region::parse("us-east-1").unwrap(),
             sweep_interval_s: 300,
             manage_principals: w.manage,
@@ -243,6 +246,71 @@ async fn when_the_sample_allowlist_changes_arrive_should_request_the_accounts_pe
         assert_eq!(put.iter().map(|r| r.endpoint_id.as_str()).collect::<Vec<_>>(), ["vpce-0aaaaaaaaaaaaaaa1"]);
         assert_eq!(put[0].trigger, Trigger::AllowlistChange);
     }
+}
+
+#[tokio::test]
+async fn when_a_decision_is_owed_the_sweep_should_re_request_it_though_its_connection_waits_no_more() {
+    // An `acted` record whose message reached the DLQ after the accept: the connection is `available`, so
+    // only the `owed` index brings it back; one both pending and owed is requested once.
+    let mut accepted = pending("vpce-0bbbbbbbbbbbbbbb2");
+    accepted.state = ConnectionState::Available;
+    let w = World {
+        conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1"), accepted],
+        owed: vec!["vpce-0bbbbbbbbbbbbbbb2", "vpce-0aaaaaaaaaaaaaaa1"],
+        ..Default::default()
+    };
+    let mut metrics = shared::telemetry::Metrics::default();
+    let n = deps(&w).sweep(&mut metrics).await.unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(metrics.get(shared::telemetry::names::OWED_FOUND), 2);
+    let mut put: Vec<String> = w.put.lock().unwrap().iter().map(|r| r.endpoint_id.to_string()).collect();
+    put.sort();
+    assert_eq!(put, ["vpce-0aaaaaaaaaaaaaaa1", "vpce-0bbbbbbbbbbbbbbb2"]);
+}
+
+fn item(service: &str, principal: &str, effect: &str) -> Item {
+    [("service_id", service), ("principal", principal), ("effect", effect)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Attr::S(v.into())))
+        .collect()
+}
+
+#[tokio::test]
+async fn with_revocation_an_invalid_deny_that_names_no_one_should_revoke_no_one() {
+    let mut accepted = pending("vpce-0bbbbbbbbbbbbbbb2");
+    accepted.state = ConnectionState::Available;
+    // A deny naming no one it could be about (principal "*" is refused) blocks new accepts, never revokes.
+    let w = World {
+        conns: vec![accepted.clone()],
+        rules: vec![item("*", "*", "deny")],
+        revoke: true,
+        ..Default::default()
+    };
+    let mut metrics = shared::telemetry::Metrics::default();
+    deps(&w).sweep(&mut metrics).await.unwrap();
+    assert!(w.put.lock().unwrap().is_empty(), "{:?}", w.put.lock().unwrap());
+    // A valid deny of the owner does revoke: the sweep asks decide about it.
+    let w = World { conns: vec![accepted], rules: vec![item("*", OWNER, "deny")], revoke: true, ..Default::default() };
+    deps(&w).sweep(&mut metrics).await.unwrap();
+    assert_eq!(w.put.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_a_malformed_item_changes_the_stream_should_re_request_whom_it_could_be_about() {
+    // An item whose principal does not parse still names its account: that account's pending connections
+    // (on every managed service, for an item under "*") are decided again.
+    let malformed = include_str!("../../../events/dynamodb/allowlist-insert.json")
+        .replace("arn:aws:iam::222222222222:root", "arn:aws:sts::222222222222:assumed-role/Deploy/session")
+        .replace("\"vpce-svc-0123456789abcdef0\"", "\"*\"");
+    let mut other = pending("vpce-0bbbbbbbbbbbbbbb2");
+    other.owner = AccountId::parse("333333333333").unwrap();
+    let w = World { conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1"), other], ..Default::default() };
+    let ReconcileResponse::Stream(response) = handle(&deps(&w), event(&malformed)).await.unwrap() else {
+        panic!("a stream batch is answered with its failures")
+    };
+    assert!(response.batch_item_failures.is_empty());
+    let put = w.put.lock().unwrap();
+    assert_eq!(put.iter().map(|r| r.endpoint_id.as_str()).collect::<Vec<_>>(), ["vpce-0aaaaaaaaaaaaaaa1"]);
 }
 
 #[tokio::test]
