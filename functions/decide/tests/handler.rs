@@ -117,6 +117,8 @@ struct World {
     describe_fails_from: Mutex<Option<usize>>,
     /// With `refuse`: a person moves each connection to this state as the call is refused.
     person_sets: Mutex<Option<ConnectionState>>,
+    /// Allowlist items besides the allow of `ALLOWED`.
+    extra_rules: Mutex<Vec<shared::domain::Item>>,
 }
 
 struct Fake<'a>(&'a World);
@@ -226,7 +228,9 @@ impl Allowlist for Fake<'_> {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), Attr::S(v.into())))
             .collect();
-        Ok(Rules::from_items(&[item]))
+        let mut items = vec![item];
+        items.extend(self.0.extra_rules.lock().unwrap().iter().cloned());
+        Ok(Rules::from_items(&items))
     }
 }
 
@@ -912,6 +916,34 @@ async fn when_a_revocations_reject_lands_unanswered_should_announce_the_revocati
     assert_eq!(state(&w, B), "rejected");
     assert_eq!(*w.reject_calls.lock().unwrap(), 1);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn when_asked_to_revoke_under_an_invalid_deny_that_names_no_one_should_revoke_nothing() {
+    // reconcile never asks (its sweep leaves such connections out, and an item about no account asks only
+    // about pending ones); were decide asked all the same, it refuses to revoke en masse.
+    let revoking = |w: &World| {
+        connect(w, B, OTHER);
+        w.conns.lock().unwrap().get_mut(B).unwrap().state = ConnectionState::Available;
+    };
+    let w = World::default();
+    revoking(&w);
+    let unscoped = [("service_id", "*"), ("principal", "*"), ("effect", "deny")];
+    w.extra_rules.lock().unwrap().push(unscoped.into_iter().map(|(k, v)| (k.to_owned(), Attr::S(v.into()))).collect());
+    let mut d = deps(&w);
+    d.config.revoke = true;
+    let out = d.decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(*w.reject_calls.lock().unwrap(), 0);
+    assert_eq!(state(&w, B), "available");
+    assert!(w.sent.lock().unwrap().is_empty());
+    // The same connection, not listed, with no such item: revoked.
+    let w = World::default();
+    revoking(&w);
+    let mut d = deps(&w);
+    d.config.revoke = true;
+    d.decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(state(&w, B), "rejected");
 }
 
 #[tokio::test]
