@@ -212,6 +212,9 @@ async fn when_connections_drop_before_or_after_aws_acts_should_decide_once_and_n
 async fn when_an_accept_lands_but_every_answer_is_lost_should_ask_ec2_and_announce_it_in_the_same_invocation()
 -> Result<()> {
     let w = World::new(DefaultAction::Reject).await?;
+    // Describe must show the accept at once for the invocation to find it (with a lag it is retried, as
+    // decide's handler tests show).
+    w.ec2_lag(0).await?;
     w.rule("SVC", "222222222222", "allow", &[]).await?;
     let id = w.endpoint("222222222222").await?;
     // `drop_after` on every Accept: EC2 acts, then the connection closes before its answer, and so for the

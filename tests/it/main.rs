@@ -19,6 +19,13 @@ mod reconcile;
 
 static STACKS: AtomicU32 = AtomicU32::new(0);
 
+/// How long a change takes to show in EC2's Describe calls in every test (the emulator's consistency lag),
+/// unless a test sets another: EC2 is eventually consistent ("Eventual consistency in the Amazon EC2 API":
+/// a result "might not be immediately visible to all subsequent commands"), and AWS gives no bound, so the
+/// tests run against a lag rather than an EC2 that shows every change at once. `GATEKEEPER_TEST_EC2_LAG_MS`
+/// overrides it.
+pub const EC2_LAG_MS: u64 = 300;
+
 pub struct World {
     pub info: StackInfo,
     pub wiring: Wiring,
@@ -28,6 +35,12 @@ pub struct World {
     pub ec2: aws_sdk_ec2::Client,
     pub events: aws_sdk_eventbridge::Client,
     _emulator: Emulator,
+}
+
+async fn ec2_lag(url: &str, ms: u64) -> Result<()> {
+    gatekeeper_local::control(url, "/_gatekeeper/consistency", Some(serde_json::json!({ "lag_ms": ms })))
+        .await
+        .map(|_| ())
 }
 
 /// A decision message as a subscribed team receives it.
@@ -48,6 +61,8 @@ impl World {
         let suffix = format!("{}-{}", std::process::id(), STACKS.fetch_add(1, Ordering::Relaxed));
         let info = provision(&emulator.url, &suffix, options).await?;
         let cfg = account_config(&info.endpoint_url, &info.provider_account).await?;
+        let lag = std::env::var("GATEKEEPER_TEST_EC2_LAG_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(EC2_LAG_MS);
+        ec2_lag(&info.endpoint_url, lag).await?;
         Ok(Self {
             wiring: Wiring::new(info.clone()).await?,
             ddb: aws_sdk_dynamodb::Client::new(&cfg),
@@ -58,6 +73,12 @@ impl World {
             info,
             _emulator: emulator,
         })
+    }
+
+    /// Sets EC2's consistency lag for the rest of this test (see [`EC2_LAG_MS`]): a test whose scenario needs
+    /// Describe to show a change at once says so with 0.
+    pub async fn ec2_lag(&self, ms: u64) -> Result<()> {
+        ec2_lag(&self.info.endpoint_url, ms).await
     }
 
     pub async fn rule(&self, scope: &str, principal: &str, effect: &str, extra: &[(&str, V)]) -> Result<()> {

@@ -315,6 +315,9 @@ async fn when_a_revocation_races_an_accept_in_flight_should_accept_then_revoke_n
 #[tokio::test]
 async fn when_a_newer_decision_claims_first_should_leave_the_stale_one_without_effect() -> Result<()> {
     let w = World::with(Options { default_action: DefaultAction::Reject, revoke: true, ..Options::default() }).await?;
+    // A must see the connection waiting before B acts: with a lag, A's first Describe may not show it yet,
+    // and A then finds it rejected (NotPending), a different race.
+    w.ec2_lag(0).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
     // A has read "allowed"; before it claims, the allow is withdrawn and B decides with the new rules.
