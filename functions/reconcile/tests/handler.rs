@@ -333,10 +333,7 @@ const GONE: &str = "arn:aws:iam::333333333333:root";
 const HAND: &str = "arn:aws:iam::444444444444:root";
 
 fn allow(principal: &str) -> Item {
-    [("service_id", "*"), ("principal", principal), ("effect", "allow")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Attr::S(v.to_owned())))
-        .collect()
+    item("*", principal, "allow")
 }
 
 fn set(v: &[&str]) -> BTreeSet<String> {
