@@ -952,6 +952,15 @@ where
         done
     }
 
+    /// Whether a call started `after` from now would end, were it to time out
+    /// (`shared::adapters::CALL_TIMEOUT`), no later than the finishing reserve after the invocation's patience
+    /// less the cut-off: the bound every call made after the EC2 waits keeps, so none carries the batch into
+    /// its stop.
+    fn call_ends_in_time(&self, after: std::time::Duration) -> bool {
+        tokio::time::Instant::now() + after + shared::adapters::CALL_TIMEOUT
+            <= self.patience_until + FINISH_RESERVE - CUT_OFF
+    }
+
     /// Of claims whose Accept/Reject got no answer or was refused for their endpoint (each with why), those
     /// EC2 now shows as decided (`protocol::took_effect`): they go on to their notification in this
     /// invocation, as their retry would after the visibility timeout, and are counted `Ec2Rechecked`, not
@@ -971,8 +980,7 @@ where
             endpoints: unsure.iter().map(|(r, _)| r.endpoint_id.clone()).collect(),
             ..Default::default()
         };
-        let in_time = tokio::time::Instant::now() + shared::adapters::CALL_TIMEOUT
-            <= self.patience_until + FINISH_RESERVE - CUT_OFF;
+        let in_time = self.call_ends_in_time(std::time::Duration::ZERO);
         let states: HashMap<EndpointId, ConnectionState> = if !in_time {
             warn!(service_id = %self.service, "too near the deadline to ask EC2 whether its actions took effect; retried");
             HashMap::new()
@@ -1012,8 +1020,7 @@ where
         loop {
             round += 1;
             let written = self.deps.log.advance(record, status, self.claim).await;
-            let in_time = tokio::time::Instant::now() + pause + shared::adapters::CALL_TIMEOUT
-                <= self.patience_until + FINISH_RESERVE - CUT_OFF;
+            let in_time = self.call_ends_in_time(pause);
             match written {
                 Err(e) if e.kind != ErrorKind::Permanent && round < 5 && in_time => {
                     warn!(endpoint_id = %record.endpoint_id, status = status.as_str(), error = %e, round, "could not write the record's status; trying again");
