@@ -61,6 +61,9 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
   GET  /_gatekeeper/connection-state/<vpce-id>   the connection's true state (tests' assertions only)
   POST /_gatekeeper/consistency   {"lag_ms": N} sets the eventual-consistency lag (GATEKEEPER_EMU_LAG_MS at
                              start; default 0, i.e. off); an empty body only reads it
+  POST /_gatekeeper/index-lag     {"lag_ms": N}: a Query or Scan of a DynamoDB global secondary index sees the
+                             table as it stood N ms ago (GATEKEEPER_EMU_INDEX_LAG_MS at start; default 0, i.e.
+                             off); an empty body only reads it (gk_dynamodb)
   POST /_gatekeeper/private-dns-verification  {"service_id": "vpce-svc-...", "state": "verified" | "failed" |
                              "pendingVerification"} says what the DNS check of a service's private DNS name
                              found (the emulator has no DNS, so a name stays pendingVerification until then);
@@ -1119,7 +1122,7 @@ class GatekeeperLayer:
             body = json.dumps({"rules": _FAULTS}).encode()
         else:
             body = None
-            for part in (gk_cloudformation, gk_endpoint_services, gk_iam):
+            for part in (gk_cloudformation, gk_dynamodb, gk_endpoint_services, gk_iam):
                 body = part.control(path, environ)
                 if body is not None:
                     break

@@ -18,8 +18,8 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
     - AWS::Lambda::Permission gets a physical ID (moto listed it with none).
     - a parameter value (given, or the Default) that breaks its parameter's constraints (AllowedValues,
       AllowedPattern, MinLength/MaxLength, MinValue/MaxValue, a Number that is not one) is refused with a
-      ValidationError naming the parameter, and nothing is created (moto took any value). CreateStack only:
-      UpdateStack and change sets, which the project does not use, still take any value.
+      ValidationError naming the parameter, and nothing is created (moto took any value), at CreateStack,
+      UpdateStack and CreateChangeSet (which `sam deploy` uses; moto refused only at ExecuteChangeSet).
   added resource types
     AWS::CloudWatch::Alarm, AWS::EC2::VPCEndpointConnectionNotification, AWS::IAM::RolePolicy,
     AWS::Lambda::EventInvokeConfig, AWS::SNS::Subscription, AWS::SNS::TopicPolicy, AWS::SQS::QueuePolicy
@@ -40,6 +40,9 @@ Control paths (JSON bodies; answered through control()):
        -> {"invocations": [{"id", "attempt", "payload"}]}   (taken items are in flight until done)
   POST /_gatekeeper/lambda/done  {"id": "...", "ok": true|false, "error": "...", "error_type": "..."}
        -> {}  or {"error": "..."} for an ID that is not in flight
+  POST /_gatekeeper/sns/deliveries  {"delay_ms": N} (optional) sets how long after its Publish an SNS delivery to
+       a queue is made (GATEKEEPER_EMU_SNS_DELIVERY_MS at start; default 0: at once, apart from the call)
+       -> {"delay_ms", "pending"}   pending: deliveries to queues published and not yet made
   GET  /_gatekeeper/lambda/undelivered
        -> {"undelivered": [...]}  SNS deliveries Lambda refused (no resource-policy permission, no function)
           and failure records that had nowhere to go
@@ -48,6 +51,7 @@ Control paths (JSON bodies; answered through control()):
 from __future__ import annotations
 
 import datetime
+import heapq
 import json
 import math
 import os
@@ -303,21 +307,40 @@ def parameter_problem(name: str, slot: dict, value: Any) -> str | None:
     return None
 
 
-def _load_parameters(self) -> None:
+def refuse_broken_parameters(template: dict, given: dict) -> None:
+    """ValidationError for the first parameter whose value (given, or else its Default) breaks its constraints."""
     from moto.cloudformation.exceptions import ValidationError
 
-    slots = self._template.get("Parameters", {})
-    for name, slot in slots.items():
-        value = self.input_parameters.get(name, slot.get("Default"))
+    for name, slot in ((template or {}).get("Parameters") or {}).items():
+        value = given.get(name, slot.get("Default"))
         if value is None or re.match(r"(List<)?AWS::", str(slot.get("Type", ""))):
             continue  # a missing value is moto's MissingParameterError; AWS-specific types are looked up, not matched
         problem = parameter_problem(name, slot, value)
         if problem:
             raise ValidationError(message=problem)
+
+
+def _load_parameters(self) -> None:
+    refuse_broken_parameters(self._template, self.input_parameters)
     _orig_load_parameters(self)
 
 
 parsing.ResourceMap.load_parameters = _load_parameters
+
+# A change set (what `sam deploy` and `aws cloudformation deploy` create, then execute) is refused at
+# CreateChangeSet for the same reasons, before a change set or a REVIEW_IN_PROGRESS stack exists; moto took
+# any value there and refused it only at ExecuteChangeSet. A parameter left out of an update takes its
+# Default, as in UpdateStack; UsePreviousValue has been read by moto into the stack's value already.
+_orig_create_change_set = cfn_models.CloudFormationBackend.create_change_set
+
+
+def _create_change_set(self, stack_name, change_set_name, template, parameters, *args, **kwargs):
+    if template:
+        refuse_broken_parameters(cfn_models.Stack.parse_template(template), parameters or {})
+    return _orig_create_change_set(self, stack_name, change_set_name, template, parameters, *args, **kwargs)
+
+
+cfn_models.CloudFormationBackend.create_change_set = _create_change_set
 
 # =================================================================================== intrinsics
 
@@ -1159,6 +1182,55 @@ def done(inv_id: str, ok: bool, error: str = "", error_type: str = "Unhandled") 
 
 _orig_sub_publish = sns_models.Subscription.publish
 
+# SNS delivers to a subscribed queue apart from the Publish call: "When a messageId is returned, the message
+# is saved and Amazon SNS immediately delivers it to subscribers" (SNS API reference, Publish), so the
+# copy may reach the queue before or after the publisher has its answer, and a Publish whose answer was
+# lost is delivered all the same. moto delivered inside Publish, before the answer: the one order AWS
+# least often shows. Here each delivery is made on a delivery thread, DELIVERY_DELAY_SECONDS after the
+# Publish that made it (GATEKEEPER_EMU_SNS_DELIVERY_MS at start, or POST /_gatekeeper/sns/deliveries
+# {"delay_ms": N}; 0 by default: at once, racing the answer). AWS documents no delivery time. The queue's
+# existence and policy are read when the delivery is made, as SNS reads them then. Deliveries to Lambda
+# were already asynchronous (invoke_async).
+DELIVERY_DELAY_SECONDS = max(0.0, float(os.environ.get("GATEKEEPER_EMU_SNS_DELIVERY_MS", "0")) / 1000)
+_DELIVERIES = threading.Condition()
+_DUE: list = []  # heap of (due, sequence, fn, args)
+_DELIVERING = [0]  # deliveries taken off _DUE and not yet made
+_SEQUENCE = iter(range(1 << 62))
+_DELIVERER: list[threading.Thread] = []
+
+
+def _deliver_later(fn, *args) -> None:
+    with _DELIVERIES:
+        heapq.heappush(_DUE, (time.monotonic() + DELIVERY_DELAY_SECONDS, next(_SEQUENCE), fn, args))
+        if not _DELIVERER:
+            _DELIVERER.append(threading.Thread(target=_deliver_forever, name="sns-delivery", daemon=True))
+            _DELIVERER[0].start()
+        _DELIVERIES.notify_all()
+
+
+def _deliver_forever() -> None:
+    while True:
+        with _DELIVERIES:
+            while not _DUE or _DUE[0][0] > time.monotonic():
+                _DELIVERIES.wait(None if not _DUE else _DUE[0][0] - time.monotonic())
+            _, _, fn, args = heapq.heappop(_DUE)
+            _DELIVERING[0] += 1
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - a delivery that fails is recorded, as SNS's delivery logs record it
+            _UNDELIVERED.append({"target": getattr(args[0], "endpoint", None), "condition": "SnsDelivery", "error": repr(e)})
+        finally:
+            with _DELIVERIES:
+                _DELIVERING[0] -= 1
+                _DELIVERIES.notify_all()
+
+
+def deliveries_pending() -> int:
+    """SNS deliveries to queues not yet made (for a test waiting until everything published has landed)."""
+    with _DELIVERIES:
+        return len(_DUE) + _DELIVERING[0]
+
+
 
 SNS_PRINCIPAL = "sns.amazonaws.com"
 
@@ -1182,39 +1254,45 @@ def _sns_may_send(queue, topic_arn: str) -> bool:
     return gk_policy.policy_allows(policy, ("sqs:SendMessage",), queue.queue_arn, SNS_PRINCIPAL, ctx)
 
 
+def _deliver_to_sqs(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure) -> None:
+    """One SNS delivery to a subscribed queue, made on the delivery thread (see _DELIVERIES)."""
+    why = {"id": message_id, "target": self.endpoint, "condition": "SnsDelivery"}
+    _, _, _, region, account, name = (self.endpoint.split(":", 5) + [""] * 6)[:6]
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[account][region].queues.get(name)
+    if queue is None:
+        _UNDELIVERED.append({**why, "error": "queue does not exist"})
+        return
+    if not _sns_may_send(queue, self.topic.arn):
+        _UNDELIVERED.append({**why, "error": "the queue's policy does not allow sns.amazonaws.com to send from this topic"})
+        return
+    # SNS developer guide, "Amazon SNS message attributes": "Messages with more than 10 message attributes
+    # directed towards Raw Message Delivery enabled Amazon SQS subscriptions will be discarded as client
+    # side errors."
+    raw = str(self.attributes.get("RawMessageDelivery", "false")).lower() == "true"
+    if raw and len(message_attributes or {}) > 10:
+        _UNDELIVERED.append({**why, "error": "more than 10 message attributes for a raw delivery to SQS"})
+        return
+    if not raw and self.attributes.get("RawMessageDelivery"):
+        # moto delivers raw for any non-empty RawMessageDelivery, "false" included; SNS delivers the JSON
+        # envelope unless it is "true": send what moto sends for an envelope delivery.
+        if message_structure == "json":
+            message = self._parse_message_structure(message, self.protocol)
+        envelope = self.get_post_data(message, message_id, subject, message_attributes=message_attributes)
+        queue_backend = sqs_backends[account][region]
+        queue_backend.send_message(name, json.dumps(envelope, sort_keys=True, indent=2, separators=(",", ": ")),
+                                   deduplication_id=deduplication_id, group_id=group_id, validate_group_id=False)
+        return
+    _orig_sub_publish(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure)
+
+
 def _sub_publish(self, message, message_id, subject=None, message_attributes=None, group_id=None, deduplication_id=None, message_structure=None):
     if self.protocol == "sqs":
         if self._filter_policy_matcher is not None and not self._filter_policy_matcher.matches(message_attributes, message):
             return None
-        why = {"id": message_id, "target": self.endpoint, "condition": "SnsDelivery"}
-        _, _, _, region, account, name = (self.endpoint.split(":", 5) + [""] * 6)[:6]
-        from moto.sqs.models import sqs_backends
-
-        queue = sqs_backends[account][region].queues.get(name)
-        if queue is None:
-            _UNDELIVERED.append({**why, "error": "queue does not exist"})
-            return None
-        if not _sns_may_send(queue, self.topic.arn):
-            _UNDELIVERED.append({**why, "error": "the queue's policy does not allow sns.amazonaws.com to send from this topic"})
-            return None
-        # SNS developer guide, "Amazon SNS message attributes": "Messages with more than 10 message attributes
-        # directed towards Raw Message Delivery enabled Amazon SQS subscriptions will be discarded as client
-        # side errors."
-        raw = str(self.attributes.get("RawMessageDelivery", "false")).lower() == "true"
-        if raw and len(message_attributes or {}) > 10:
-            _UNDELIVERED.append({**why, "error": "more than 10 message attributes for a raw delivery to SQS"})
-            return None
-        if not raw and self.attributes.get("RawMessageDelivery"):
-            # moto delivers raw for any non-empty RawMessageDelivery, "false" included; SNS delivers the JSON
-            # envelope unless it is "true": send what moto sends for an envelope delivery.
-            if message_structure == "json":
-                message = self._parse_message_structure(message, self.protocol)
-            envelope = self.get_post_data(message, message_id, subject, message_attributes=message_attributes)
-            queue_backend = sqs_backends[account][region]
-            queue_backend.send_message(name, json.dumps(envelope, sort_keys=True, indent=2, separators=(",", ": ")),
-                                       deduplication_id=deduplication_id, group_id=group_id, validate_group_id=False)
-            return None
-        return _orig_sub_publish(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure)
+        _deliver_later(_deliver_to_sqs, self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure)
+        return None
     if self.protocol != "lambda":
         return _orig_sub_publish(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure)
     if self._filter_policy_matcher is not None and not self._filter_policy_matcher.matches(message_attributes, message):
@@ -1282,6 +1360,12 @@ def control(path: str, environ) -> bytes | None:
     if path == "/_gatekeeper/lambda/done":
         spec = _body(environ)
         return json.dumps(done(str(spec.get("id")), bool(spec.get("ok")), str(spec.get("error") or ""), str(spec.get("error_type") or "Unhandled"))).encode()
+    if path == "/_gatekeeper/sns/deliveries":
+        global DELIVERY_DELAY_SECONDS
+        spec = _body(environ)
+        if "delay_ms" in spec:
+            DELIVERY_DELAY_SECONDS = max(0.0, float(spec["delay_ms"]) / 1000)
+        return json.dumps({"delay_ms": DELIVERY_DELAY_SECONDS * 1000, "pending": deliveries_pending()}).encode()
     if path == "/_gatekeeper/lambda/undelivered":
         with _ASYNC:
             return json.dumps({"undelivered": list(_UNDELIVERED)}).encode()

@@ -20,11 +20,18 @@ compares the two on generated items of every type.
 
 from __future__ import annotations
 
+import collections
+import copy
+import functools
 import inspect
+import json
+import os
 import threading
+import time
 from typing import Any
 
 from moto.core.serialize import JSONSerializer
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 
 # The members of DynamoDB's AttributeValue union (DynamoDB API reference, AttributeValue).
@@ -133,6 +140,10 @@ def _partition_items(table: Table, hash_key) -> list:
 
 
 def _all_items(self: Table) -> list:
+    if getattr(_QUERYING, "index_of", None) is self:
+        lagged = _as_of_lag(self)
+        if lagged is not None:
+            return lagged
     asked = getattr(_QUERYING, "partition", None)
     if asked is not None and asked[0] is self:
         return _partition_items(self, asked[1])
@@ -141,8 +152,15 @@ def _all_items(self: Table) -> list:
 
 def _query(self: Table, *args, **kwargs):
     bound = _QUERY_SIGNATURE.bind(self, *args, **kwargs)
+    index_name = bound.arguments.get("index_name")
+    if index_name is not None and _lags(self, index_name):
+        _QUERYING.index_of = self
+        try:
+            return _orig_query(self, *args, **kwargs)
+        finally:
+            _QUERYING.index_of = None
     hash_key = bound.arguments.get("hash_key")
-    own_key = bound.arguments.get("index_name") is None and getattr(hash_key, "type", None) == "S"
+    own_key = index_name is None and getattr(hash_key, "type", None) == "S"
     if not (partition_reads and own_key):
         return _orig_query(self, *args, **kwargs)
     _QUERYING.partition = (self, hash_key)
@@ -154,3 +172,122 @@ def _query(self: Table, *args, **kwargs):
 
 Table.all_items = _all_items
 Table.query = _query
+
+
+# ------------------------------------------------------------ a global secondary index lags its table
+
+# DynamoDB Developer Guide, "Using Global Secondary Indexes in DynamoDB", "Reading data from a global
+# secondary index": "Queries on global secondary indexes support eventual consistency only", and
+# "Data synchronization between tables and global secondary indexes": "DynamoDB automatically synchronizes
+# each global secondary index with its base table. When an application writes or deletes items in a table,
+# any global secondary indexes on that table are updated asynchronously, using an eventually consistent
+# model. ... changes to the table data are propagated to the global secondary indexes within a fraction of
+# a second, under normal conditions." moto updates an index with its table: a Query or Scan of a global
+# index read every write at once. With a lag (GATEKEEPER_EMU_INDEX_LAG_MS, or POST
+# /_gatekeeper/index-lag {"lag_ms": N}; 0, off, by default), a read of a global index sees each item as it
+# stood `lag` ago: an item written since is read as it was before its first write in that window (absent
+# if it did not exist), so a new entry shows late and a removed one lingers, as the guide describes.
+# AWS documents no bound, so the lag is a fixed time the tests choose. Writes are recorded through the
+# backend's PutItem, UpdateItem and DeleteItem, which BatchWriteItem and TransactWriteItems also go through;
+# PartiQL writes are not recorded (the project makes none). Local secondary indexes and the table itself
+# are read as they stand: both offer strongly consistent reads.
+INDEX_LAG_SECONDS = max(0.0, float(os.environ.get("GATEKEEPER_EMU_INDEX_LAG_MS", "0")) / 1000)
+_WRITES = threading.RLock()  # one write to a table with a global index at a time, with its old image
+_HISTORY = "_gk_index_history"  # on the Table: deque of (monotonic time, (hash, range), item before or None)
+
+
+def _global_index(table: Table, index_name: str) -> bool:
+    return any(i.name == index_name for i in getattr(table, "global_indexes", None) or [])
+
+
+def _lags(table: Table, index_name: str) -> bool:
+    return INDEX_LAG_SECONDS > 0 and _global_index(table, index_name)
+
+
+def _forget_before(history: collections.deque, cutoff: float) -> None:
+    while history and history[0][0] <= cutoff:
+        history.popleft()
+
+
+def _as_of_lag(table: Table) -> list | None:
+    """Every item of `table` as it stood INDEX_LAG_SECONDS ago, in all_items()'s order; None when nothing
+    was written since (the table as it stands)."""
+    with _WRITES:
+        history = table.__dict__.get(_HISTORY)
+        if not history:
+            return None
+        _forget_before(history, time.monotonic() - INDEX_LAG_SECONDS)
+        before: dict = {}
+        for _, key, old in history:
+            before.setdefault(key, old)  # the first write in the window: the item as it stood before it
+        if not before:
+            return None
+        items = {(i.hash_key, i.range_key): i for i in _orig_all_items(table)}
+    for key, old in before.items():
+        if old is None:
+            items.pop(key, None)
+        else:
+            items[key] = old
+    return sorted(items.values(), key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+def _has_idx_items(self: Table, index_name: str) -> list:
+    if not _lags(self, index_name):
+        return _orig_has_idx_items(self, index_name)
+    lagged = _as_of_lag(self)
+    if lagged is None:
+        return _orig_has_idx_items(self, index_name)
+    wanted = {k["AttributeName"] for k in self.get_index(index_name).schema}
+    return [i for i in lagged if wanted.issubset(i.attrs)]  # moto's rule: the item has every key attribute
+
+
+def _recorded(write, key_of):
+    """`write` (a backend's PutItem, UpdateItem or DeleteItem), recording the item it replaces while a global
+    index lags."""
+
+    @functools.wraps(write)
+    def recorded(backend, table_name, attrs, *args, **kwargs):
+        table = backend.tables.get(table_name) if INDEX_LAG_SECONDS > 0 else None
+        if table is None or not table.global_indexes:
+            return write(backend, table_name, attrs, *args, **kwargs)
+        try:
+            key = key_of(backend, table, attrs)
+        except Exception:  # a malformed key: moto's own write refuses it
+            return write(backend, table_name, attrs, *args, **kwargs)
+        with _WRITES:
+            old = copy.deepcopy(table.get_item(*key))
+            done = write(backend, table_name, attrs, *args, **kwargs)  # raises on a failed condition: nothing recorded
+            history = table.__dict__.setdefault(_HISTORY, collections.deque())
+            now = time.monotonic()
+            _forget_before(history, now - INDEX_LAG_SECONDS)
+            history.append((now, key, old))
+        return done
+
+    return recorded
+
+
+def _key_of_item(backend, table: Table, item: dict) -> tuple:
+    return backend.get_keys_value(table, {k: item[k] for k in (table.hash_key_attr, table.range_key_attr) if k})
+
+
+def _key_of_key(backend, table: Table, key: dict) -> tuple:
+    return backend.get_keys_value(table, key)
+
+
+_orig_has_idx_items = Table.has_idx_items
+Table.has_idx_items = _has_idx_items
+DynamoDBBackend.put_item = _recorded(DynamoDBBackend.put_item, _key_of_item)
+DynamoDBBackend.update_item = _recorded(DynamoDBBackend.update_item, _key_of_key)
+DynamoDBBackend.delete_item = _recorded(DynamoDBBackend.delete_item, _key_of_key)
+
+
+def control(path: str, environ) -> bytes | None:
+    """Answers this module's /_gatekeeper/ control paths (None: not ours)."""
+    global INDEX_LAG_SECONDS
+    if path != "/_gatekeeper/index-lag":
+        return None
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    if "lag_ms" in spec:
+        INDEX_LAG_SECONDS = max(0.0, float(spec["lag_ms"]) / 1000)
+    return json.dumps({"lag_ms": INDEX_LAG_SECONDS * 1000}).encode()

@@ -462,6 +462,30 @@ def test_a_parameter_value_its_constraints_refuse_fails_create_stack_and_creates
         assert not [s for s in stacks if s["StackName"] == f"gk-bad-{key.lower()}"], (key, stacks)
 
 
+def test_a_parameter_value_its_constraints_refuse_fails_create_change_set_as_sam_deploy_makes_it(endpoint, provider):
+    # `sam deploy` deploys through a change set (CreateChangeSet, then ExecuteChangeSet). CloudFormation checks
+    # the parameters when the change set is created; moto took any value there and refused it only when the
+    # change set was executed, after a REVIEW_IN_PROGRESS stack existed.
+    cfn = client(provider["session"], endpoint, "cloudformation")
+    svc = provider["svc"]["ServiceId"]
+    for kind in ("CREATE", "UPDATE"):
+        name = "gk-bad-changeset" if kind == "CREATE" else "gk-bad-changeset-update"
+        prepared, _ = deploy.prepare(deploy.load_template(TEMPLATE), {"ManagedServiceIds": svc}, region=REGION,
+                                     account=PROVIDER, stack_name=name)
+        body = json.dumps(prepared)
+        if kind == "UPDATE":
+            cfn.create_stack(StackName=name, TemplateBody=json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}))
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            cfn.create_change_set(StackName=name, ChangeSetName="bad", ChangeSetType=kind, TemplateBody=body,
+                                  Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+                                  Parameters=[{"ParameterKey": "ManagedServiceIds", "ParameterValue": svc},
+                                              {"ParameterKey": "DefaultAction", "ParameterValue": "accept"}])
+        err = e.value.response["Error"]
+        assert err["Code"] == "ValidationError" and "Parameter 'DefaultAction'" in err["Message"], (kind, err)
+        stacks = [x for x in cfn.list_stacks()["StackSummaries"] if x["StackName"] == name]
+        assert [x["StackStatus"] for x in stacks] == ([] if kind == "CREATE" else ["CREATE_COMPLETE"]), (kind, stacks)
+
+
 def test_eventbridge_takes_a_rate_only_with_its_unit_in_the_number_of_its_value(endpoint, provider):
     # EventBridge, "Rate expressions reference": a positive value; "If the value is equal to 1, then the unit
     # must be singular. If the value is greater than 1, the unit must be plural". moto took rate(1 minutes).

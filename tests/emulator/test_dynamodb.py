@@ -140,3 +140,89 @@ def test_a_query_reads_only_its_partition_and_answers_what_moto_answers():
             gk_dynamodb._orig_all_items = original
             gk_dynamodb.partition_reads = True
         assert sum(len(p[0]) for p in _query_everything(ddb, requests[0])) > 0  # the generated partitions are not empty
+
+
+# ------------------------------------------------------------ a global secondary index lags its table
+
+
+def _owed_table(ddb):
+    ddb.create_table(TableName="records", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"},
+                                           {"AttributeName": "owed", "AttributeType": "S"}],
+                     GlobalSecondaryIndexes=[{"IndexName": "owed", "KeySchema": [{"AttributeName": "owed", "KeyType": "HASH"}],
+                                              "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+
+
+def _owed(ddb) -> list:
+    answer = ddb.query(TableName="records", IndexName="owed", KeyConditionExpression="owed = :s",
+                       ExpressionAttributeValues={":s": {"S": "svc"}})
+    return sorted(i["pk"]["S"] for i in answer["Items"])
+
+
+def _scanned(ddb) -> list:
+    return sorted(i["pk"]["S"] for i in ddb.scan(TableName="records", IndexName="owed")["Items"])
+
+
+def test_a_global_index_shows_each_write_only_after_the_lag_and_the_table_at_once():
+    import boto3
+    from moto import mock_aws
+
+    clock = [1000.0]
+    real_monotonic = gk_dynamodb.time.monotonic
+    gk_dynamodb.time.monotonic = lambda: clock[0]  # the lag is read against this clock, moved by the test
+    gk_dynamodb.INDEX_LAG_SECONDS = 0.5
+    try:
+        with mock_aws():
+            ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+            _owed_table(ddb)
+            key = lambda pk: {"pk": {"S": pk}, "sk": {"S": "0"}}  # noqa: E731
+            ddb.put_item(TableName="records", Item={**key("a"), "owed": {"S": "svc"}})
+            clock[0] += 0.4
+            assert _owed(ddb) == [] and _scanned(ddb) == [], "a new entry is not in the index before the lag"
+            got = ddb.get_item(TableName="records", Key=key("a"), ConsistentRead=True)
+            assert got["Item"]["owed"]["S"] == "svc", "the table itself shows the write at once"
+            clock[0] += 0.2
+            assert _owed(ddb) == ["a"] and _scanned(ddb) == ["a"]
+
+            # A removed entry lingers for the lag; an item written twice in it is read as before the first.
+            ddb.update_item(TableName="records", Key=key("a"), UpdateExpression="REMOVE owed")
+            ddb.put_item(TableName="records", Item={**key("b"), "owed": {"S": "svc"}})
+            clock[0] += 0.1
+            ddb.update_item(TableName="records", Key=key("b"), UpdateExpression="SET note = :n", ExpressionAttributeValues={":n": {"S": "x"}})
+            ddb.delete_item(TableName="records", Key=key("b"))
+            assert _owed(ddb) == ["a"] and _scanned(ddb) == ["a"]
+            clock[0] += 0.45  # as of 0.05 s after the removal and b's put: a gone, b as put (before its update)
+            assert _owed(ddb) == ["b"]
+            clock[0] += 0.1  # as of 0.15 s after: b's update and delete (at +0.1) show too
+            assert _owed(ddb) == [] and _scanned(ddb) == []
+
+            # A write whose condition fails changes nothing, and is not recorded as one.
+            ddb.put_item(TableName="records", Item={**key("c"), "owed": {"S": "svc"}})
+            clock[0] += 0.6
+            try:
+                ddb.put_item(TableName="records", Item=key("c"), ConditionExpression="attribute_not_exists(pk)")
+                raise AssertionError("the condition should fail")
+            except ddb.exceptions.ConditionalCheckFailedException:
+                pass
+            assert _owed(ddb) == ["c"]
+
+            gk_dynamodb.INDEX_LAG_SECONDS = 0.0  # off: moto's own reading, every write at once
+            ddb.put_item(TableName="records", Item={**key("d"), "owed": {"S": "svc"}})
+            assert _owed(ddb) == ["c", "d"]
+    finally:
+        gk_dynamodb.time.monotonic = real_monotonic
+        gk_dynamodb.INDEX_LAG_SECONDS = 0.0
+
+
+def test_the_index_lag_is_set_through_the_control_path():
+    import io
+
+    environ = lambda body: {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}  # noqa: E731
+    try:
+        assert json.loads(gk_dynamodb.control("/_gatekeeper/index-lag", environ(b'{"lag_ms": 250}'))) == {"lag_ms": 250.0}
+        assert gk_dynamodb.INDEX_LAG_SECONDS == 0.25
+        assert json.loads(gk_dynamodb.control("/_gatekeeper/index-lag", environ(b""))) == {"lag_ms": 250.0}
+        assert gk_dynamodb.control("/_gatekeeper/other", environ(b"")) is None
+    finally:
+        gk_dynamodb.INDEX_LAG_SECONDS = 0.0

@@ -974,3 +974,43 @@ def test_sns_delivers_to_a_queue_only_as_its_policy_allows_raw_with_its_attribut
     allowed_arn = sqs.get_queue_attributes(QueueUrl=allowed, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     assert "10 message attributes" in eventually(lambda: undelivered_to(allowed_arn), "eleven attributes discarded")[0]["error"]
     assert not sqs.receive_message(QueueUrl=allowed).get("Messages")
+
+
+def test_sns_delivers_to_a_queue_apart_from_the_publish_and_after_a_lost_answer(endpoint):
+    """SNS API reference, Publish: "When a messageId is returned, the message is saved and Amazon SNS
+    immediately delivers it to subscribers": the delivery is not part of the call, so the publisher may have
+    its answer before the copy is in the queue, and a publish whose answer is lost is delivered all the
+    same. The queue's policy is read when the delivery is made."""
+    sns, sqs = client(endpoint, PROVIDER, "sns"), client(endpoint, PROVIDER, "sqs")
+    topic = sns.create_topic(Name="later-test")["TopicArn"]
+    url = sqs.create_queue(QueueName="later")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(sns_may_send(arn, topic))})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    pending = lambda: control(endpoint, "/_gatekeeper/sns/deliveries")["pending"]  # noqa: E731
+    try:
+        assert control(endpoint, "/_gatekeeper/sns/deliveries", {"delay_ms": 400})["delay_ms"] == 400
+        sns.publish(TopicArn=topic, Message="first")
+        assert pending() == 1 and not sqs.receive_message(QueueUrl=url).get("Messages"), "answered before delivered"
+        got = eventually(lambda: sqs.receive_message(QueueUrl=url).get("Messages"), "the delivery, after the answer")
+        assert [m["Body"] for m in got] == ["first"] and pending() == 0
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+
+        control(endpoint, "/_gatekeeper/faults", {"rules": [{"match": "sns:Publish", "rate": 1.0, "kind": "drop_after"}]})
+        try:
+            with pytest.raises(botocore.exceptions.HTTPClientError):  # no answer
+                client(endpoint, PROVIDER, "sns", config=NO_RETRY).publish(TopicArn=topic, Message="unanswered")
+        finally:
+            control(endpoint, "/_gatekeeper/faults", {"rules": []})
+        got = eventually(lambda: sqs.receive_message(QueueUrl=url).get("Messages"), "the delivery of the unanswered publish")
+        assert [m["Body"] for m in got] == ["unanswered"]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+
+        sns.publish(TopicArn=topic, Message="refused at delivery")
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""})  # before the delivery is made
+        eventually(lambda: pending() == 0, "the delivery made")
+        assert any(u["target"] == arn and "policy" in u["error"]
+                   for u in control(endpoint, "/_gatekeeper/lambda/undelivered")["undelivered"])
+        assert not sqs.receive_message(QueueUrl=url).get("Messages")
+    finally:
+        control(endpoint, "/_gatekeeper/sns/deliveries", {"delay_ms": 0})

@@ -26,6 +26,12 @@ static STACKS: AtomicU32 = AtomicU32::new(0);
 /// overrides it.
 pub const EC2_LAG_MS: u64 = 300;
 
+/// How long a DynamoDB write takes to show in a Query of a global secondary index (the sweep's `owed` index)
+/// in every test: an index "is updated asynchronously, using an eventually consistent model ... within a
+/// fraction of a second, under normal conditions" (DynamoDB Developer Guide, "Using Global Secondary
+/// Indexes"), so the tests read it late rather than at once. `GATEKEEPER_TEST_INDEX_LAG_MS` overrides it.
+pub const INDEX_LAG_MS: u64 = 300;
+
 pub struct World {
     pub info: StackInfo,
     pub wiring: Wiring,
@@ -41,6 +47,16 @@ async fn ec2_lag(url: &str, ms: u64) -> Result<()> {
     gatekeeper_local::control(url, "/_gatekeeper/consistency", Some(serde_json::json!({ "lag_ms": ms })))
         .await
         .map(|_| ())
+}
+
+async fn index_lag(url: &str, ms: u64) -> Result<()> {
+    gatekeeper_local::control(url, "/_gatekeeper/index-lag", Some(serde_json::json!({ "lag_ms": ms })))
+        .await
+        .map(|_| ())
+}
+
+fn lag_ms(variable: &str, default: u64) -> u64 {
+    std::env::var(variable).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// A decision message as a subscribed team receives it.
@@ -61,8 +77,8 @@ impl World {
         let suffix = format!("{}-{}", std::process::id(), STACKS.fetch_add(1, Ordering::Relaxed));
         let info = provision(&emulator.url, &suffix, options).await?;
         let cfg = account_config(&info.endpoint_url, &info.provider_account).await?;
-        let lag = std::env::var("GATEKEEPER_TEST_EC2_LAG_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(EC2_LAG_MS);
-        ec2_lag(&info.endpoint_url, lag).await?;
+        ec2_lag(&info.endpoint_url, lag_ms("GATEKEEPER_TEST_EC2_LAG_MS", EC2_LAG_MS)).await?;
+        index_lag(&info.endpoint_url, lag_ms("GATEKEEPER_TEST_INDEX_LAG_MS", INDEX_LAG_MS)).await?;
         Ok(Self {
             wiring: Wiring::new(info.clone()).await?,
             ddb: aws_sdk_dynamodb::Client::new(&cfg),
@@ -146,6 +162,7 @@ impl World {
                 if quiet >= 3
                     && self.queue_depth(&self.info.requests_queue_url).await.unwrap_or(1) == 0
                     && self.queue_depth(deliveries).await.unwrap_or(1) == 0
+                    && self.sns_deliveries_pending().await.unwrap_or(1) == 0
                 {
                     return Ok(());
                 }
@@ -164,6 +181,13 @@ impl World {
             last.2,
             last.3
         )
+    }
+
+    /// SNS deliveries to queues that the emulator has not made yet: SNS delivers apart from `Publish`, so a
+    /// decision's copies (the team's, decide's own) may land after everything else has gone quiet.
+    async fn sns_deliveries_pending(&self) -> Result<u64> {
+        let answer = gatekeeper_local::control(&self.info.endpoint_url, "/_gatekeeper/sns/deliveries", None).await?;
+        answer["pending"].as_u64().context("pending")
     }
 
     pub async fn queue_depth(&self, url: &str) -> Result<u64> {
