@@ -40,9 +40,10 @@ Control paths (JSON bodies; answered through control()):
        -> {"invocations": [{"id", "attempt", "payload"}]}   (taken items are in flight until done)
   POST /_gatekeeper/lambda/done  {"id": "...", "ok": true|false, "error": "...", "error_type": "..."}
        -> {}  or {"error": "..."} for an ID that is not in flight
-  POST /_gatekeeper/sns/deliveries  {"delay_ms": N} (optional) sets how long after its Publish an SNS delivery to
-       a queue is made (GATEKEEPER_EMU_SNS_DELIVERY_MS at start; default 0: at once, apart from the call)
-       -> {"delay_ms", "pending"}   pending: deliveries to queues published and not yet made
+  POST /_gatekeeper/deliveries  {"delay_ms": N} (optional) sets how long after its call (SNS Publish,
+       EventBridge PutEvents) a delivery to a queue is made (GATEKEEPER_EMU_DELIVERY_MS at start; default 0: at
+       once, apart from the call)
+       -> {"delay_ms", "pending"}   pending: deliveries to queues not yet made
   GET  /_gatekeeper/lambda/undelivered
        -> {"undelivered": [...]}  SNS deliveries Lambda refused (no resource-policy permission, no function)
           and failure records that had nowhere to go
@@ -99,6 +100,8 @@ PATCH_POINTS = {
     "moto.events.models.EventBus": (events_models, "EventBus"),
     "moto.events.models.Archive": (events_models, "Archive"),
     "moto.events.models.EventsBackend._RATE_REGEX": (events_models.EventsBackend, "_RATE_REGEX"),
+    "moto.events.models.Rule._send_to_sqs_queue": (events_models.Rule, "_send_to_sqs_queue"),
+    "moto.cloudformation.models.CloudFormationBackend.create_change_set": (cfn_models.CloudFormationBackend, "create_change_set"),
     "moto.iam.models.Role.create_from_cloudformation_json": (iam_models.Role, "create_from_cloudformation_json"),
     "moto.awslambda.models.LambdaFunction.__init__": (lambda_models.LambdaFunction, "__init__"),
     "moto.awslambda.models.LambdaFunction.get_configuration": (lambda_models.LambdaFunction, "get_configuration"),
@@ -1187,11 +1190,11 @@ _orig_sub_publish = sns_models.Subscription.publish
 # copy may reach the queue before or after the publisher has its answer, and a Publish whose answer was
 # lost is delivered all the same. moto delivered inside Publish, before the answer: the one order AWS
 # least often shows. Here each delivery is made on a delivery thread, DELIVERY_DELAY_SECONDS after the
-# Publish that made it (GATEKEEPER_EMU_SNS_DELIVERY_MS at start, or POST /_gatekeeper/sns/deliveries
+# Publish that made it (GATEKEEPER_EMU_DELIVERY_MS at start, or POST /_gatekeeper/deliveries
 # {"delay_ms": N}; 0 by default: at once, racing the answer). AWS documents no delivery time. The queue's
 # existence and policy are read when the delivery is made, as SNS reads them then. Deliveries to Lambda
 # were already asynchronous (invoke_async).
-DELIVERY_DELAY_SECONDS = max(0.0, float(os.environ.get("GATEKEEPER_EMU_SNS_DELIVERY_MS", "0")) / 1000)
+DELIVERY_DELAY_SECONDS = max(0.0, float(os.environ.get("GATEKEEPER_EMU_DELIVERY_MS", "0")) / 1000)
 _DELIVERIES = threading.Condition()
 _DUE: list = []  # heap of (due, sequence, fn, args)
 _DELIVERING = [0]  # deliveries taken off _DUE and not yet made
@@ -1226,7 +1229,7 @@ def _deliver_forever() -> None:
 
 
 def deliveries_pending() -> int:
-    """SNS deliveries to queues not yet made (for a test waiting until everything published has landed)."""
+    """Deliveries to queues (SNS's, EventBridge's) not yet made (for a test waiting until everything has landed)."""
     with _DELIVERIES:
         return len(_DUE) + _DELIVERING[0]
 
@@ -1340,6 +1343,69 @@ def _sub_publish(self, message, message_id, subject=None, message_attributes=Non
 
 sns_models.Subscription.publish = _sub_publish
 
+# ================================================================================ EventBridge to SQS
+
+# moto put a matched event on its SQS target at once, inside PutEvents, whatever the queue's policy said, and
+# never used the target's DeadLetterConfig. EventBridge, as documented:
+#   - "For Lambda, Amazon SNS, Amazon SQS, and Amazon CloudWatch Logs resources, EventBridge uses
+#     resource-based policies" (EventBridge user guide, "Using resource-based policies for Amazon
+#     EventBridge"): the queue's policy must let events.amazonaws.com sqs:SendMessage, read here by gk_policy
+#     with aws:SourceArn the rule's ARN, as for SNS's deliveries;
+#   - "for errors that result from missing permissions to a target, or if a target resource that no longer
+#     exists, no retry attempts will happen ... EventBridge sends these events directly to the target DLQ, if
+#     you have specified one", each message with the attributes RULE_ARN, TARGET_ARN, ERROR_CODE (e.g.
+#     NO_PERMISSIONS, NO_RESOURCE) and ERROR_MESSAGE (user guide, "Using dead-letter queues to process
+#     undelivered events"); the DLQ's own policy must allow EventBridge too ("Granting permissions to the
+#     dead-letter queue"). An event neither queue takes is dropped: recorded in /_gatekeeper/lambda/undelivered.
+#   - delivery is apart from the PutEvents call, made on the delivery thread (as SNS's deliveries above).
+# The error message text is not documented; the emulator's is its own.
+EVENTS_PRINCIPAL = "events.amazonaws.com"
+_orig_send_to_sqs_queue = events_models.Rule._send_to_sqs_queue
+
+
+def _events_may_send(queue, rule_arn: str) -> bool:
+    ctx = gk_policy.on_behalf_of(rule_arn, rule_arn.split(":")[4])
+    policy = getattr(queue, "_policy_json", None) or {}
+    return gk_policy.policy_allows(policy, ("sqs:SendMessage",), queue.queue_arn, EVENTS_PRINCIPAL, ctx)
+
+
+def _queue_of(arn: str):
+    from moto.sqs.models import sqs_backends
+
+    _, _, _, region, account, name = (arn.split(":", 5) + [""] * 6)[:6]
+    return sqs_backends[account][region].queues.get(name), sqs_backends[account][region], name
+
+
+def _event_to_sqs(rule, target: dict, event: dict, group_id) -> None:
+    """One EventBridge delivery to a queue target (on the delivery thread), or to the target's DLQ."""
+    queue, _, name = _queue_of(target["Arn"])
+    if queue is not None and _events_may_send(queue, rule.arn):
+        _orig_send_to_sqs_queue(rule, name, event, group_id)
+        return
+    code, why = ("NO_RESOURCE", "the target queue does not exist") if queue is None else (
+        "NO_PERMISSIONS", "the target queue's policy does not allow events.amazonaws.com to send from this rule")
+    dlq_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+    dlq, dlq_backend, dlq_name = _queue_of(dlq_arn) if dlq_arn else (None, None, None)
+    if dlq is not None and _events_may_send(dlq, rule.arn):
+        attributes = {"RULE_ARN": rule.arn, "TARGET_ARN": target["Arn"], "ERROR_CODE": code, "ERROR_MESSAGE": why}
+        dlq_backend.send_message(dlq_name, json.dumps(event),
+                                 message_attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})
+        return
+    _UNDELIVERED.append({"target": target["Arn"], "rule_arn": rule.arn, "condition": "EventBridgeDelivery", "error": why,
+                         "dlq": dlq_arn and ("dead-letter queue missing or its policy does not allow events.amazonaws.com")})
+
+
+def _send_to_sqs_queue(self, resource_id: str, event: dict, group_id=None) -> None:
+    target = next((t for t in self.targets if t.get("Arn", "").startswith("arn:aws:sqs:")
+                   and t["Arn"].rsplit(":", 1)[-1] == resource_id), None)
+    if target is None:  # not one of this rule's targets: moto's own call
+        return _orig_send_to_sqs_queue(self, resource_id, event, group_id)
+    _deliver_later(_event_to_sqs, self, target, dict(event), group_id)
+    return None
+
+
+events_models.Rule._send_to_sqs_queue = _send_to_sqs_queue
+
 # ================================================================================= control paths
 
 
@@ -1360,7 +1426,7 @@ def control(path: str, environ) -> bytes | None:
     if path == "/_gatekeeper/lambda/done":
         spec = _body(environ)
         return json.dumps(done(str(spec.get("id")), bool(spec.get("ok")), str(spec.get("error") or ""), str(spec.get("error_type") or "Unhandled"))).encode()
-    if path == "/_gatekeeper/sns/deliveries":
+    if path == "/_gatekeeper/deliveries":
         global DELIVERY_DELAY_SECONDS
         spec = _body(environ)
         if "delay_ms" in spec:

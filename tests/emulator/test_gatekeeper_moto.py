@@ -976,6 +976,66 @@ def test_sns_delivers_to_a_queue_only_as_its_policy_allows_raw_with_its_attribut
     assert not sqs.receive_message(QueueUrl=allowed).get("Messages")
 
 
+def test_eventbridge_delivers_to_a_queue_only_as_its_policy_allows_else_to_the_targets_dlq(endpoint):
+    """EventBridge user guide: "For Lambda, Amazon SNS, Amazon SQS, and Amazon CloudWatch Logs resources,
+    EventBridge uses resource-based policies"; "for errors that result from missing permissions to a target
+    ... EventBridge sends these events directly to the target DLQ, if you have specified one", with the
+    attributes RULE_ARN, TARGET_ARN, ERROR_CODE and ERROR_MESSAGE. Delivery is apart from PutEvents."""
+    events, sqs = client(endpoint, PROVIDER, "events"), client(endpoint, PROVIDER, "sqs")
+    bus = events.create_event_bus(Name="delivery-test")["EventBusArn"]
+
+    def queue(name):
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def allow(url, arn, rule_arn):
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+
+    def rule(name, kind, target_arn, dlq_arn=None):
+        arn = events.put_rule(Name=name, EventBusName="delivery-test", EventPattern=json.dumps({"detail-type": [kind]}))["RuleArn"]
+        target = {"Id": "q", "Arn": target_arn, **({"DeadLetterConfig": {"Arn": dlq_arn}} if dlq_arn else {})}
+        events.put_targets(Rule=name, EventBusName="delivery-test", Targets=[target])
+        return arn
+
+    def put(kind):
+        out = events.put_events(Entries=[{"EventBusName": bus, "Source": "gatekeeper", "DetailType": kind, "Detail": '{"n": 1}'}])
+        assert out["FailedEntryCount"] == 0
+
+    ok_url, ok_arn = queue("eb-allowed")
+    allow(ok_url, ok_arn, rule("eb-allowed", "allowed", ok_arn))
+    bad_url, bad_arn = queue("eb-other-rule")
+    dlq_url, dlq_arn = queue("eb-dlq")
+    refused_rule = rule("eb-refused", "refused", bad_arn, dlq_arn)
+    allow(bad_url, bad_arn, refused_rule + "-another")  # names another rule: EventBridge may not send
+    allow(dlq_url, dlq_arn, refused_rule)
+    lost_url, lost_arn = queue("eb-no-dlq")
+    rule("eb-lost", "lost", lost_arn)  # no policy at all, no DLQ
+
+    try:
+        control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 400})
+        put("allowed")
+        assert not sqs.receive_message(QueueUrl=ok_url).get("Messages"), "delivered apart from PutEvents"
+        got = eventually(lambda: sqs.receive_message(QueueUrl=ok_url).get("Messages"), "the event in the allowed queue")
+        assert json.loads(got[0]["Body"])["detail"] == {"n": 1}
+    finally:
+        control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 0})
+
+    put("refused")
+    got = eventually(lambda: sqs.receive_message(QueueUrl=dlq_url, MessageAttributeNames=["All"]).get("Messages"), "the event in the DLQ")
+    attrs = {k: v["StringValue"] for k, v in got[0]["MessageAttributes"].items()}
+    assert (attrs["ERROR_CODE"], attrs["RULE_ARN"], attrs["TARGET_ARN"]) == ("NO_PERMISSIONS", refused_rule, bad_arn)
+    assert json.loads(got[0]["Body"])["detail-type"] == "refused"
+    assert not sqs.receive_message(QueueUrl=bad_url).get("Messages")
+
+    put("lost")
+    eventually(lambda: [u for u in control(endpoint, "/_gatekeeper/lambda/undelivered")["undelivered"] if u["target"] == lost_arn],
+               "the dropped event recorded")
+    assert not sqs.receive_message(QueueUrl=lost_url).get("Messages")
+
+
 def test_sns_delivers_to_a_queue_apart_from_the_publish_and_after_a_lost_answer(endpoint):
     """SNS API reference, Publish: "When a messageId is returned, the message is saved and Amazon SNS
     immediately delivers it to subscribers": the delivery is not part of the call, so the publisher may have
@@ -987,9 +1047,9 @@ def test_sns_delivers_to_a_queue_apart_from_the_publish_and_after_a_lost_answer(
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(sns_may_send(arn, topic))})
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-    pending = lambda: control(endpoint, "/_gatekeeper/sns/deliveries")["pending"]  # noqa: E731
+    pending = lambda: control(endpoint, "/_gatekeeper/deliveries")["pending"]  # noqa: E731
     try:
-        assert control(endpoint, "/_gatekeeper/sns/deliveries", {"delay_ms": 400})["delay_ms"] == 400
+        assert control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 400})["delay_ms"] == 400
         sns.publish(TopicArn=topic, Message="first")
         assert pending() == 1 and not sqs.receive_message(QueueUrl=url).get("Messages"), "answered before delivered"
         got = eventually(lambda: sqs.receive_message(QueueUrl=url).get("Messages"), "the delivery, after the answer")
@@ -1013,4 +1073,4 @@ def test_sns_delivers_to_a_queue_apart_from_the_publish_and_after_a_lost_answer(
                    for u in control(endpoint, "/_gatekeeper/lambda/undelivered")["undelivered"])
         assert not sqs.receive_message(QueueUrl=url).get("Messages")
     finally:
-        control(endpoint, "/_gatekeeper/sns/deliveries", {"delay_ms": 0})
+        control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 0})

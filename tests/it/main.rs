@@ -162,7 +162,7 @@ impl World {
                 if quiet >= 3
                     && self.queue_depth(&self.info.requests_queue_url).await.unwrap_or(1) == 0
                     && self.queue_depth(deliveries).await.unwrap_or(1) == 0
-                    && self.sns_deliveries_pending().await.unwrap_or(1) == 0
+                    && self.deliveries_pending().await.unwrap_or(1) == 0
                 {
                     return Ok(());
                 }
@@ -183,10 +183,11 @@ impl World {
         )
     }
 
-    /// SNS deliveries to queues that the emulator has not made yet: SNS delivers apart from `Publish`, so a
-    /// decision's copies (the team's, decide's own) may land after everything else has gone quiet.
-    async fn sns_deliveries_pending(&self) -> Result<u64> {
-        let answer = gatekeeper_local::control(&self.info.endpoint_url, "/_gatekeeper/sns/deliveries", None).await?;
+    /// Deliveries to queues that the emulator has not made yet: SNS and EventBridge deliver apart from
+    /// `Publish` and `PutEvents`, so a request, or a decision's copies (the team's, decide's own), may land
+    /// after everything else has gone quiet.
+    async fn deliveries_pending(&self) -> Result<u64> {
+        let answer = gatekeeper_local::control(&self.info.endpoint_url, "/_gatekeeper/deliveries", None).await?;
         answer["pending"].as_u64().context("pending")
     }
 
