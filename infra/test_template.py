@@ -203,6 +203,16 @@ def test_every_asynchronous_path_has_a_dead_letter_queue():
     assert "DeadLetterConfig" in target
 
 
+def test_the_allowlist_stream_is_read_from_its_oldest_record_so_no_change_is_missed():
+    # Lambda developer guide, "Polling and stream starting positions": polling starts minutes after a mapping
+    # is created (up to 90 s after an update), so "if you specify LATEST as the starting position for the
+    # stream, the event source mapping could miss events during a create or update. To ensure that no events
+    # are missed, specify either TRIM_HORIZON or AT_TIMESTAMP." A missed change is a revocation or principal
+    # sync left to the next sweep.
+    stream = RESOURCES["ReconcileFunction"]["Properties"]["Events"]["AllowlistChanges"]["Properties"]
+    assert stream["StartingPosition"] == "TRIM_HORIZON"
+
+
 def test_the_decisions_topic_delivers_to_decide_through_a_queue_only_that_topic_may_send_to():
     sub = RESOURCES["DeliveriesSubscription"]["Properties"]
     assert (sub["TopicArn"], sub["Protocol"], sub["Endpoint"]) == (
