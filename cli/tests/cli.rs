@@ -130,6 +130,36 @@ async fn edits_the_allowlist_with_validation_and_conditional_writes() -> Result<
     l.ok(&["allow", "222222222222", "--service", &svc, "--replace", "--max-endpoints", "3"]);
     assert_eq!(l.json(&["list", "--service", &svc]).as_array().unwrap().len(), 2, "the service's entry and the * deny");
 
+    // An edit whose answer is lost is repeated by the SDK and fails its own condition; the item it finds is
+    // its own write, its regions and endpoints in DynamoDB's order rather than as written (a set keeps no
+    // order): written, not "changed since it was read".
+    let (a, b) = ("vpce-0fedcba9876543210", "vpce-0123456789abcdef0");
+    let drop_once =
+        serde_json::json!({"rules": [{"match": "dynamodb:PutItem", "rate": 1.0, "kind": "drop_after", "times": 1}]});
+    gatekeeper_local::control(&l.info.endpoint_url, "/_gatekeeper/faults", Some(drop_once)).await?;
+    let out = l.run(&[
+        "allow",
+        "222222222222",
+        "--service",
+        &svc,
+        "--replace",
+        "--regions",
+        "us-east-1,eu-west-1,ap-south-1",
+        "--endpoint",
+        &format!("{a},{b}"),
+    ]);
+    gatekeeper_local::control(&l.info.endpoint_url, "/_gatekeeper/faults", Some(serde_json::json!({"rules": []})))
+        .await?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let entry = l
+        .json(&["list", "--service", &svc])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["principal"] == "222222222222")
+        .cloned();
+    assert_eq!(entry.unwrap()["regions"], serde_json::json!(["ap-south-1", "eu-west-1", "us-east-1"]));
+
     // Bad input: a clear one-line error, exit 252, nothing written.
     for (args, why) in [
         (vec!["allow", "*"], "cannot be listed"),

@@ -54,7 +54,7 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
                              drop_after (the service handles the request, then the connection is
                              closed before the answer: the call took effect, the caller cannot know);
                              "match" is "service:Action", "service:*" or "*"; an optional "key" limits a
-                             rule to one caller's access key
+                             rule to one caller's access key, an optional "times" to its first N faults
   POST /_gatekeeper/ec2-throttle  {"enabled": false} turns EC2's throttling off (GATEKEEPER_EMU_EC2_THROTTLE=0
                              at start); optional "limits": {"<Action>": [bucket, refill per s] | null}
                              overrides (null: not throttled) an action's bucket; answers the settings in force
@@ -880,6 +880,18 @@ _FAULT_RNG = random.Random(7)
 _ORDER_SALT = os.environ.get("GATEKEEPER_EMU_ORDER_SALT") or "gatekeeper"
 
 
+def _spend(rule: dict) -> bool:
+    """Whether a fault rule that matched a call still applies: a rule with "times" applies to that many calls."""
+    if "times" not in rule:
+        return True
+    with _LOCK:
+        left = int(rule.get("times", 0))
+        if left <= 0:
+            return False
+        rule["times"] = left - 1
+        return True
+
+
 def _listing_order(item: dict) -> str:
     return hashlib.sha256((_ORDER_SALT + item["VpcEndpointId"]).encode()).hexdigest()
 
@@ -1037,7 +1049,7 @@ class GatekeeperLayer:
             pattern = rule.get("match", "*")
             hit = pattern in ("*", name) or (pattern.endswith(":*") and name.startswith(pattern[:-1]))
             hit = hit and rule.get("key") in (None, key)
-            if hit and _FAULT_RNG.random() < float(rule.get("rate", 0)):
+            if hit and _FAULT_RNG.random() < float(rule.get("rate", 0)) and _spend(rule):
                 kind = rule.get("kind", "throttle")
                 _count(f"fault:{kind}")
                 if kind == "slow":

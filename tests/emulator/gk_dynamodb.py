@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import copy
 import functools
+import hashlib
 import inspect
 import json
 import os
@@ -32,6 +33,7 @@ from typing import Any
 
 from moto.core.serialize import JSONSerializer
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 
 # The members of DynamoDB's AttributeValue union (DynamoDB API reference, AttributeValue).
@@ -279,6 +281,33 @@ Table.has_idx_items = _has_idx_items
 DynamoDBBackend.put_item = _recorded(DynamoDBBackend.put_item, _key_of_item)
 DynamoDBBackend.update_item = _recorded(DynamoDBBackend.update_item, _key_of_key)
 DynamoDBBackend.delete_item = _recorded(DynamoDBBackend.delete_item, _key_of_key)
+
+
+# ---------------------------------------------------------------------- a set keeps no order
+
+# DynamoDB Developer Guide, "Supported data types and naming rules", Sets: "The order of the values within a
+# set is not preserved. Therefore, your applications must not rely on any particular order of elements
+# within the set." moto kept a set's values in the order they were written, so code that compared a set
+# read back with the one it wrote passed here and failed against DynamoDB. A set (SS, NS, BS) is stored here
+# in an order of its own: by a salted hash of each value (GATEKEEPER_EMU_ORDER_SALT, as EC2's listing order),
+# fixed so that a run repeats. Equality, conditions and updates are moto's: it compares sets as sets.
+SET_ORDER_SALT = os.environ.get("GATEKEEPER_EMU_ORDER_SALT") or "gatekeeper"
+_SET_TYPES = frozenset({"SS", "NS", "BS"})
+_orig_dynamo_type_init = DynamoType.__init__
+
+
+def _set_order(value) -> str:
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return hashlib.sha256(SET_ORDER_SALT.encode() + b"\0" + raw).hexdigest()
+
+
+def _dynamo_type_init(self, type_as_dict) -> None:
+    _orig_dynamo_type_init(self, type_as_dict)
+    if self.type in _SET_TYPES and type(self.value) is list and len(self.value) > 1:
+        self.value = sorted(self.value, key=_set_order)
+
+
+DynamoType.__init__ = _dynamo_type_init
 
 
 def control(path: str, environ) -> bytes | None:

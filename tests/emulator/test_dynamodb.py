@@ -226,3 +226,25 @@ def test_the_index_lag_is_set_through_the_control_path():
         assert gk_dynamodb.control("/_gatekeeper/other", environ(b"")) is None
     finally:
         gk_dynamodb.INDEX_LAG_SECONDS = 0.0
+
+
+def test_a_set_is_read_back_in_an_order_of_its_own_not_as_written():
+    # DynamoDB Developer Guide, Sets: "The order of the values within a set is not preserved."
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+        ddb.create_table(TableName="sets", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        written = [f"r{i}" for i in range(8)]
+        for order in (written, written[::-1]):
+            ddb.put_item(TableName="sets", Item={"pk": {"S": "a"}, "ss": {"SS": order}, "ns": {"NS": ["1", "2", "3"]}})
+            got = ddb.get_item(TableName="sets", Key={"pk": {"S": "a"}}, ConsistentRead=True)["Item"]
+            assert sorted(got["ss"]["SS"]) == sorted(written), "the same members"
+            assert got["ss"]["SS"] != order, "not in the order written"
+            reread = ddb.get_item(TableName="sets", Key={"pk": {"S": "a"}}, ConsistentRead=True)["Item"]
+            assert reread["ss"]["SS"] == got["ss"]["SS"], "the same order each read"
+        # A condition compares the set as a set, in any order.
+        ddb.put_item(TableName="sets", Item={"pk": {"S": "a"}, "ss": {"SS": ["x"]}}, ConditionExpression="ss = :s",
+                     ExpressionAttributeValues={":s": {"SS": written[::-1]}})

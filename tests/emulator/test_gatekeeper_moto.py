@@ -923,6 +923,20 @@ def test_dropped_connections_before_and_after_the_service_handles_the_call(world
     assert counted["fault:drop"] == 1 and counted["fault:drop_after"] == 1
 
 
+def test_a_fault_rule_with_times_applies_to_that_many_calls(world):
+    sqs = session(world["url"], PROVIDER).client("sqs", endpoint_url=world["url"], config=NO_RETRY)
+    url = sqs.create_queue(QueueName="times")["QueueUrl"]
+    try:
+        control(world["url"], "/_gatekeeper/faults", {"rules": [{"match": "sqs:SendMessage", "rate": 1.0, "kind": "throttle", "times": 2}]})
+        for _ in range(2):
+            with pytest.raises(botocore.exceptions.ClientError):
+                sqs.send_message(QueueUrl=url, MessageBody="refused")
+        sqs.send_message(QueueUrl=url, MessageBody="taken")  # the rule is spent
+        assert control(world["url"], "/_gatekeeper/faults", {"rules": [{"match": "x", "times": 0}]})["rules"][0]["times"] == 0
+    finally:
+        control(world["url"], "/_gatekeeper/faults", {"rules": []})
+
+
 def test_sns_delivers_to_a_queue_only_as_its_policy_allows_raw_with_its_attributes(endpoint):
     """SNS developer guide: "Subscribing an Amazon SQS queue to an Amazon SNS topic" (the queue's policy must
     let the topic sqs:SendMessage), "Amazon SNS raw message delivery" (the message as published, no SNS

@@ -60,6 +60,9 @@ pub struct Wiring {
     requests: DecideQueue,
     deliveries: DecideQueue,
     stream_arn: String,
+    /// Where the stream's mapping starts reading (its deployed `StartingPosition`), at the first pump: with
+    /// `LATEST`, a change made before then is never read, as Lambda warns for a mapping's first minutes.
+    stream_start: aws_sdk_dynamodbstreams::types::ShardIteratorType,
     /// Where each shard of the allowlist stream has been read to.
     shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
     invocation: AtomicU64,
@@ -142,6 +145,11 @@ impl Wiring {
             requests,
             deliveries,
             stream_arn: stream.event_source_arn.clone(),
+            stream_start: match stream.starting_position.as_deref() {
+                Some("TRIM_HORIZON") => aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon,
+                Some("LATEST") => aws_sdk_dynamodbstreams::types::ShardIteratorType::Latest,
+                other => anyhow::bail!("the allowlist stream's mapping starts at {other:?}: not a stream position"),
+            },
             decide_sdk,
             shard_iterators: Default::default(),
             invocation: 0.into(),
@@ -266,7 +274,7 @@ impl Wiring {
                     .get_shard_iterator()
                     .stream_arn(&self.stream_arn)
                     .shard_id(shard.shard_id().unwrap_or_default())
-                    .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                    .shard_iterator_type(self.stream_start.clone())
                     .send()
                     .await?;
                 its.extend(it.shard_iterator().map(str::to_owned));

@@ -311,7 +311,8 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
         }
         list.into_iter().map(|r| Region::parse(r).map_err(|e| fail(e.to_string()))).collect::<Result<Vec<_>, _>>()
     })
-    .transpose()?;
+    .transpose()?
+    .map(as_set);
     let text = |name: &str| -> Result<Option<String>, EntryError> {
         match item.get(name) {
             None | Some(Attr::Null) => Ok(None),
@@ -335,7 +336,8 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
     }
     .into_iter()
     .map(|e| EndpointId::parse(e).map_err(|err| fail(format!("`endpoints`: {err}"))))
-    .collect::<Result<Vec<_>, _>>()?;
+    .collect::<Result<Vec<_>, _>>()
+    .map(as_set)?;
     let registered_only = match item.get("registered_only") {
         None | Some(Attr::Null) => false,
         Some(Attr::Bool(b)) => *b,
@@ -363,6 +365,15 @@ pub fn parse_item(item: &Item) -> Result<AllowlistEntry, EntryError> {
         created_by: text("created_by")?,
         created_at,
     })
+}
+
+/// `regions` and `endpoints` as the sets they are, sorted: DynamoDB keeps no order in a set ("The order of
+/// the values within a set is not preserved", Developer Guide, "Supported data types"), so an entry read back
+/// equals the one written whatever order its sets come back in.
+fn as_set<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The entries that may apply to one connection's owner: parsed ones and the invalid ones about it.
@@ -422,6 +433,25 @@ mod tests {
         let e = parse_item(&it).unwrap();
         assert_eq!(e.to_item(), it);
         assert_eq!(parse_item(&e.to_item()).unwrap(), e);
+    }
+
+    #[test]
+    fn an_entry_is_the_same_whatever_order_its_sets_are_read_in() {
+        // DynamoDB keeps no order within a set, so the CLI's import finds nothing to change in an entry
+        // read back with its regions or endpoints in another order.
+        let with = |regions: &[&str], endpoints: &[&str]| {
+            parse_item(&item(&[
+                ("service_id", s("*")),
+                ("principal", s("111122223333")),
+                ("effect", s("allow")),
+                ("regions", Attr::Ss(regions.iter().map(|r| (*r).to_owned()).collect())),
+                ("endpoints", Attr::Ss(endpoints.iter().map(|e| (*e).to_owned()).collect())),
+            ]))
+            .unwrap()
+        };
+        let (a, b) = ("vpce-0123456789abcdef0", "vpce-0fedcba9876543210");
+        assert_eq!(with(&["us-east-1", "eu-west-1"], &[b, a]), with(&["eu-west-1", "us-east-1"], &[a, b]));
+        assert_ne!(with(&["us-east-1"], &[a]), with(&["eu-west-1"], &[a]));
     }
 
     #[test]

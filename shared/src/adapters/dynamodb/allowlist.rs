@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_smithy_runtime_api::http::Response;
 
-use super::attrs::{from_item, n, s, to_item};
+use super::attrs::{from_item, n, s, same_item, to_item};
 use crate::adapters::{bad_data, classify};
 use crate::domain::allowlist::{ALL_SERVICES, Item};
 use crate::domain::{Rules, ServiceId};
@@ -171,7 +171,9 @@ impl AllowlistAdmin for DynamoAllowlist {
         match res {
             Ok(_) => Ok(Written::Yes),
             Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(c)) if c.item() == Some(&written) => {
+                Some(PutItemError::ConditionalCheckFailedException(c))
+                    if c.item().is_some_and(|i| same_item(i, &written)) =>
+                {
                     Ok(Written::Yes)
                 }
                 Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(Written::Lost),
@@ -427,6 +429,25 @@ mod tests {
         let table = DynamoAllowlist::new(ddb(&[&put, &delete]), "allowlist");
         assert_eq!(table.put_if(&item(), Expect::Version(Some(4))).await.unwrap(), Written::Yes);
         assert_eq!(table.delete_if(&k(), Some(4)).await.unwrap(), Written::Yes);
+    }
+
+    #[tokio::test]
+    async fn when_a_repeated_edit_finds_its_own_write_with_its_sets_in_another_order_it_should_be_written() {
+        // DynamoDB keeps no order within a set: the standing item may list the regions otherwise.
+        let mut mine = item();
+        mine.insert("regions".into(), Attr::Ss(vec!["eu-west-1".into(), "us-east-1".into()]));
+        let mut standing = versioned(&mine, Expect::Version(Some(4)));
+        standing.insert("regions".into(), AttributeValue::Ss(vec!["us-east-1".into(), "eu-west-1".into()]));
+        let put = mock!(Client::put_item)
+            .then_error(move || PutItemError::ConditionalCheckFailedException(failed(Some(standing.clone()))));
+        // Another region in the standing item: another write, a lost race.
+        let mut other = versioned(&mine, Expect::Version(Some(4)));
+        other.insert("regions".into(), AttributeValue::Ss(vec!["us-east-1".into(), "eu-west-2".into()]));
+        let lost = mock!(Client::put_item)
+            .then_error(move || PutItemError::ConditionalCheckFailedException(failed(Some(other.clone()))));
+        let table = DynamoAllowlist::new(ddb(&[&put, &lost]), "allowlist");
+        assert_eq!(table.put_if(&mine, Expect::Version(Some(4))).await.unwrap(), Written::Yes);
+        assert_eq!(table.put_if(&mine, Expect::Version(Some(4))).await.unwrap(), Written::Lost);
     }
 
     fn cancelled(codes: &'static [&'static str]) -> Rule {
