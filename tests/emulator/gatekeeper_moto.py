@@ -52,7 +52,10 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
                              in flight together are not charged for each other's),
                              drop (the connection is closed before the service sees the request),
                              drop_after (the service handles the request, then the connection is
-                             closed before the answer: the call took effect, the caller cannot know);
+                             closed before the answer: the call took effect, the caller cannot know),
+                             partial (events:PutEvents only: each entry fails with the rule's "entries"
+                             probability, default 0.5, InternalFailure or ThrottlingException in turn, the
+                             rest are put);
                              "match" is "service:Action", "service:*" or "*"; an optional "key" limits a
                              rule to one caller's access key, an optional "times" to its first N faults
   POST /_gatekeeper/ec2-throttle  {"enabled": false} turns EC2's throttling off (GATEKEEPER_EMU_EC2_THROTTLE=0
@@ -80,6 +83,7 @@ import argparse
 import datetime
 import hashlib
 import inspect
+import io
 import json
 import os
 import random
@@ -948,7 +952,6 @@ def _take_token(account: str, region: str, action: str) -> bool:
 
 def _identify(environ) -> tuple[str, str, str, bytes, str]:
     """(service, action, access key, body, region) of a request, from SigV4's scope and the protocol."""
-    import io
     from urllib.parse import parse_qs
 
     auth = environ.get("HTTP_AUTHORIZATION", "")
@@ -1014,6 +1017,48 @@ def _held_until(until: float, answer):
     return body
 
 
+# EventBridge API reference, PutEvents: "if an individual entry within a request fails, EventBridge continues
+# processing the rest of the entries"; the answer lists every entry in request order, a failed one with
+# ErrorCode and ErrorMessage instead of EventId, and FailedEntryCount counts them (PutEventsResultEntry names
+# InternalFailure and ThrottlingException among the codes to retry). The `partial` fault fails each entry of a
+# PutEvents with the rule's "entries" probability (0.5 by default), those codes in turn; moto handles the rest.
+_PARTIAL_CODES = ("InternalFailure", "ThrottlingException")
+_PARTIAL_TURN = [0]
+
+
+def _put_events_partly(app, environ, start_response, body: bytes, share: float):
+    request = json.loads(body or b"{}")
+    entries = request.get("Entries") or []
+    failing = {i for i in range(len(entries)) if _FAULT_RNG.random() < share}
+    for _ in failing:
+        _count("fault:partial_entry")
+    answered: dict = {"FailedEntryCount": 0, "Entries": []}
+    status, headers = "200 OK", [("Content-Type", "application/x-amz-json-1.1")]
+    kept = [e for i, e in enumerate(entries) if i not in failing]
+    if kept:
+        sent = json.dumps({**request, "Entries": kept}).encode()
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(sent), str(len(sent))
+        seen: dict = {}
+        raw = b"".join(app(environ, lambda st, hd, exc_info=None: seen.update(status=st, headers=hd) or (lambda data: None)))
+        if not seen.get("status", "").startswith("200"):  # the whole call failed: answer as moto did
+            start_response(seen["status"], seen["headers"])
+            return [raw]
+        answered = json.loads(raw)
+        status = seen["status"]
+    done = iter(answered.get("Entries") or [])
+    merged = []
+    for i in range(len(entries)):
+        if i in failing:
+            code = _PARTIAL_CODES[_PARTIAL_TURN[0] % len(_PARTIAL_CODES)]
+            _PARTIAL_TURN[0] += 1
+            merged.append({"ErrorCode": code, "ErrorMessage": "injected entry failure"})
+        else:
+            merged.append(next(done))
+    out = json.dumps({"FailedEntryCount": int(answered.get("FailedEntryCount") or 0) + len(failing), "Entries": merged}).encode()
+    start_response(status, [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(out)))])
+    return [out]
+
+
 class GatekeeperLayer:
     def __init__(self, app):
         self.app = app
@@ -1045,6 +1090,7 @@ class GatekeeperLayer:
             return _error(start_response, service, code, message, status)
         drop_after = False
         floor = None
+        partly = None
         for rule in list(_FAULTS):
             pattern = rule.get("match", "*")
             hit = pattern in ("*", name) or (pattern.endswith(":*") and name.startswith(pattern[:-1]))
@@ -1060,6 +1106,8 @@ class GatekeeperLayer:
                     _drop(environ)
                 elif kind == "drop_after":
                     drop_after = True
+                elif kind == "partial" and name == "events:PutEvents":
+                    partly = float(rule.get("entries", 0.5))
                 elif kind == "error500":
                     code = _INTERNAL_ERROR.get(service, "InternalFailure")
                     return _error(start_response, service, code, "injected", "500 Internal Server Error")
@@ -1071,6 +1119,8 @@ class GatekeeperLayer:
             _count(f"ec2:throttled:{action}")
             code, status = _throttle_answer("ec2")
             return _error(start_response, "ec2", code, "Request limit exceeded.", status)
+        if partly is not None:
+            return _put_events_partly(self.app, environ, start_response, body, partly)
         if drop_after:
             # Let the service do the work (its body is produced and thrown away), then lose the answer.
             answer = self.app(environ, lambda status, headers, exc_info=None: (lambda data: None))

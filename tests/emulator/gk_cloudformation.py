@@ -42,8 +42,10 @@ Control paths (JSON bodies; answered through control()):
        -> {}  or {"error": "..."} for an ID that is not in flight
   POST /_gatekeeper/deliveries  {"delay_ms": N} (optional) sets how long after its call (SNS Publish,
        EventBridge PutEvents) a delivery to a queue is made (GATEKEEPER_EMU_DELIVERY_MS at start; default 0: at
-       once, apart from the call)
-       -> {"delay_ms", "pending"}   pending: deliveries to queues not yet made
+       once, apart from the call); {"duplicate_rate": r} makes that share of deliveries (to queues, and SNS's
+       to functions) twice, as at-least-once delivery may
+       -> {"delay_ms", "duplicate_rate", "duplicated", "pending"}   duplicated: deliveries made twice so far;
+          pending: deliveries to queues not yet made
   GET  /_gatekeeper/lambda/undelivered
        -> {"undelivered": [...]}  SNS deliveries Lambda refused (no resource-policy permission, no function)
           and failure records that had nowhere to go
@@ -56,6 +58,7 @@ import heapq
 import json
 import math
 import os
+import random
 import re
 import sys
 import threading
@@ -1195,6 +1198,27 @@ _orig_sub_publish = sns_models.Subscription.publish
 # existence and policy are read when the delivery is made, as SNS reads them then. Deliveries to Lambda
 # were already asynchronous (invoke_async).
 DELIVERY_DELAY_SECONDS = max(0.0, float(os.environ.get("GATEKEEPER_EMU_DELIVERY_MS", "0")) / 1000)
+# At least once, not exactly once: the share of deliveries made twice (0 by default; POST
+# /_gatekeeper/deliveries {"duplicate_rate": r}). SNS developer guide, "Message delivery for standard topics"
+# ... "A message is delivered at least once, but occasionally more than one copy of a message is delivered";
+# Lambda developer guide, "Error handling for asynchronous invocation": "it's possible for it to receive the
+# same event from Lambda multiple times"; EventBridge retries a delivery that met "network conditions"
+# ("How EventBridge retries delivering events"), so one that landed but was not acknowledged is sent again
+# (inferred: the guide names no duplicates). Applied to SNS's deliveries to queues and functions and
+# EventBridge's to queues; a copy carries the same message (the same SNS MessageId, the same event id).
+DUPLICATE_RATE = 0.0
+_DUPLICATE_RNG = random.Random(11)
+
+
+_DUPLICATED = [0]  # deliveries made twice so far
+
+
+def _copies() -> int:
+    """How many times the next delivery is made: twice for DUPLICATE_RATE of them."""
+    with _DELIVERIES:
+        twice = DUPLICATE_RATE > 0 and _DUPLICATE_RNG.random() < DUPLICATE_RATE
+        _DUPLICATED[0] += twice
+        return 2 if twice else 1
 _DELIVERIES = threading.Condition()
 _DUE: list = []  # heap of (due, sequence, fn, args)
 _DELIVERING = [0]  # deliveries taken off _DUE and not yet made
@@ -1203,8 +1227,10 @@ _DELIVERER: list[threading.Thread] = []
 
 
 def _deliver_later(fn, *args) -> None:
+    copies = _copies()
     with _DELIVERIES:
-        heapq.heappush(_DUE, (time.monotonic() + DELIVERY_DELAY_SECONDS, next(_SEQUENCE), fn, args))
+        for _ in range(copies):
+            heapq.heappush(_DUE, (time.monotonic() + DELIVERY_DELAY_SECONDS, next(_SEQUENCE), fn, args))
         if not _DELIVERER:
             _DELIVERER.append(threading.Thread(target=_deliver_forever, name="sns-delivery", daemon=True))
             _DELIVERER[0].start()
@@ -1337,7 +1363,8 @@ def _sub_publish(self, message, message_id, subject=None, message_attributes=Non
     }
     # SNS invokes Lambda asynchronously (Lambda developer guide, "Invoking Lambda functions": SNS is an
     # asynchronous caller).
-    invoke_async(fn.function_arn, {"Records": [record]})
+    for _ in range(_copies()):
+        invoke_async(fn.function_arn, {"Records": [record]})
     return None
 
 
@@ -1427,11 +1454,14 @@ def control(path: str, environ) -> bytes | None:
         spec = _body(environ)
         return json.dumps(done(str(spec.get("id")), bool(spec.get("ok")), str(spec.get("error") or ""), str(spec.get("error_type") or "Unhandled"))).encode()
     if path == "/_gatekeeper/deliveries":
-        global DELIVERY_DELAY_SECONDS
+        global DELIVERY_DELAY_SECONDS, DUPLICATE_RATE
         spec = _body(environ)
         if "delay_ms" in spec:
             DELIVERY_DELAY_SECONDS = max(0.0, float(spec["delay_ms"]) / 1000)
-        return json.dumps({"delay_ms": DELIVERY_DELAY_SECONDS * 1000, "pending": deliveries_pending()}).encode()
+        if "duplicate_rate" in spec:
+            DUPLICATE_RATE = min(1.0, max(0.0, float(spec["duplicate_rate"])))
+        return json.dumps({"delay_ms": DELIVERY_DELAY_SECONDS * 1000, "duplicate_rate": DUPLICATE_RATE,
+                           "duplicated": _DUPLICATED[0], "pending": deliveries_pending()}).encode()
     if path == "/_gatekeeper/lambda/undelivered":
         with _ASYNC:
             return json.dumps({"undelivered": list(_UNDELIVERED)}).encode()

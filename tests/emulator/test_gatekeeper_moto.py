@@ -923,6 +923,23 @@ def test_dropped_connections_before_and_after_the_service_handles_the_call(world
     assert counted["fault:drop"] == 1 and counted["fault:drop_after"] == 1
 
 
+def test_a_partial_fault_fails_some_putevents_entries_and_puts_the_rest(world):
+    """EventBridge PutEvents: "if an individual entry within a request fails, EventBridge continues processing
+    the rest"; the answer lists every entry in order, a failed one with ErrorCode, and FailedEntryCount."""
+    events = session(world["url"], PROVIDER).client("events", endpoint_url=world["url"], config=NO_RETRY)
+    entries = [{"Source": "s", "DetailType": "d", "Detail": json.dumps({"n": i})} for i in range(10)]
+    try:
+        control(world["url"], "/_gatekeeper/faults", {"rules": [{"match": "events:PutEvents", "rate": 1.0, "kind": "partial", "entries": 0.5}]})
+        out = events.put_events(Entries=entries)
+    finally:
+        control(world["url"], "/_gatekeeper/faults", {"rules": []})
+    failed = [e for e in out["Entries"] if "ErrorCode" in e]
+    assert len(out["Entries"]) == 10 and out["FailedEntryCount"] == len(failed) and 0 < len(failed) < 10, out
+    assert {e["ErrorCode"] for e in failed} <= {"InternalFailure", "ThrottlingException"}
+    assert all("EventId" in e for e in out["Entries"] if "ErrorCode" not in e)
+    assert events.put_events(Entries=entries)["FailedEntryCount"] == 0, "the rule lifted"
+
+
 def test_a_fault_rule_with_times_applies_to_that_many_calls(world):
     sqs = session(world["url"], PROVIDER).client("sqs", endpoint_url=world["url"], config=NO_RETRY)
     url = sqs.create_queue(QueueName="times")["QueueUrl"]
@@ -1048,6 +1065,38 @@ def test_eventbridge_delivers_to_a_queue_only_as_its_policy_allows_else_to_the_t
     eventually(lambda: [u for u in control(endpoint, "/_gatekeeper/lambda/undelivered")["undelivered"] if u["target"] == lost_arn],
                "the dropped event recorded")
     assert not sqs.receive_message(QueueUrl=lost_url).get("Messages")
+
+
+def test_deliveries_may_be_made_twice_as_at_least_once_delivery_allows(endpoint):
+    """SNS developer guide (standard topics): "A message is delivered at least once, but occasionally more than
+    one copy of a message is delivered." With duplicate_rate 1, every delivery to a queue is made twice, each
+    copy the same message; by default each is made once."""
+    sns, sqs = client(endpoint, PROVIDER, "sns"), client(endpoint, PROVIDER, "sqs")
+    topic = sns.create_topic(Name="twice-test")["TopicArn"]
+    url = sqs.create_queue(QueueName="twice")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(sns_may_send(arn, topic))})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+    def received(n):
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < n and time.monotonic() < deadline:
+            got += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for m in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return [json.loads(m["Body"])["MessageId"] for m in got]
+
+    try:
+        assert control(endpoint, "/_gatekeeper/deliveries", {"duplicate_rate": 1.0})["duplicate_rate"] == 1.0
+        published = sns.publish(TopicArn=topic, Message="twice")["MessageId"]
+        eventually(lambda: control(endpoint, "/_gatekeeper/deliveries")["pending"] == 0, "both copies made")
+        assert received(2) == [published, published], "two copies of the one message"
+    finally:
+        control(endpoint, "/_gatekeeper/deliveries", {"duplicate_rate": 0})
+    published = sns.publish(TopicArn=topic, Message="once")["MessageId"]
+    eventually(lambda: control(endpoint, "/_gatekeeper/deliveries")["pending"] == 0, "the copy made")
+    assert received(1) == [published] and not sqs.receive_message(QueueUrl=url).get("Messages")
 
 
 def test_sns_delivers_to_a_queue_apart_from_the_publish_and_after_a_lost_answer(endpoint):

@@ -209,6 +209,49 @@ async fn when_connections_drop_before_or_after_aws_acts_should_decide_once_and_n
 }
 
 #[tokio::test]
+async fn when_every_delivery_arrives_twice_should_act_once_and_publish_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    // At least once, not exactly once: every SNS delivery (EC2's connection notifications to ingest, each
+    // decision to the team's queue and to the stack's deliveries queue) and every EventBridge delivery (each
+    // Connection Request to the requests queue) is made twice, each copy the same message.
+    control(&w, "/_gatekeeper/deliveries", Some(json!({"duplicate_rate": 1.0}))).await?;
+    let (endpoints, allowed) = burst(&w, 4, 3).await?;
+    let decided = decide_everything(&w).await;
+    control(&w, "/_gatekeeper/deliveries", Some(json!({"duplicate_rate": 0.0}))).await?;
+    decided?;
+    let calls = assert_decided_once(&w, &endpoints, &allowed).await?;
+    assert_eq!(calls["sns:Publish"], endpoints.len(), "one publish per decision: {calls}");
+    // The team's queue holds SNS's two copies of each one publish, and nothing more.
+    let per_endpoint = notifications(&w).await?;
+    for (_, id) in &endpoints {
+        assert_eq!(per_endpoint.get(id.as_str()), Some(&2), "{id}: {per_endpoint:?}");
+        let records = w.records(id).await?;
+        assert_eq!(records.len(), 1, "{id}");
+        assert_eq!(records[0]["status"].as_s().map(String::as_str).ok(), Some("notified"), "{id}");
+    }
+    // Each endpoint's Connect and Accept/Reject notifications, its request, and its decision's two copies
+    // were each delivered twice.
+    let duplicated = control(&w, "/_gatekeeper/deliveries", None).await?["duplicated"].as_u64().unwrap_or(0);
+    assert!(duplicated >= 5 * endpoints.len() as u64, "{duplicated} deliveries made twice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn when_putevents_fails_some_entries_every_request_still_arrives_and_each_is_decided_once() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    // Every PutEvents of the functions answers with about half its entries failed (InternalFailure,
+    // ThrottlingException), the rest put: ingest and the sweep send only the failed ones again.
+    faults(&w, Value::Array(on(&w, &["events:PutEvents"], &[("partial", 1.0)]))).await?;
+    let (endpoints, allowed) = burst(&w, 4, 4).await?;
+    decide_everything(&w).await?;
+    let calls = assert_decided_once(&w, &endpoints, &allowed).await?;
+    assert!(calls["fault:partial_entry"].as_u64().unwrap_or(0) >= 4, "entries were failed: {calls}");
+    let per_endpoint = notifications(&w).await?;
+    assert!(endpoints.iter().all(|(_, id)| per_endpoint.get(id.as_str()) == Some(&1)), "{per_endpoint:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn when_an_accept_lands_but_every_answer_is_lost_should_ask_ec2_and_announce_it_in_the_same_invocation()
 -> Result<()> {
     let w = World::new(DefaultAction::Reject).await?;
