@@ -33,7 +33,9 @@ from typing import Any
 
 from moto.core.serialize import JSONSerializer
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodb.models.table import Table
 
 # The members of DynamoDB's AttributeValue union (DynamoDB API reference, AttributeValue).
@@ -308,6 +310,54 @@ def _dynamo_type_init(self, type_as_dict) -> None:
 
 
 DynamoType.__init__ = _dynamo_type_init
+
+
+# ----------------------------------------------------- TransactWriteItems is idempotent by its token
+
+# DynamoDB API reference, TransactWriteItems, ClientRequestToken: "Providing a ClientRequestToken makes the
+# call to TransactWriteItems idempotent, meaning that multiple identical calls have the same effect as one
+# single call. ... A client request token is valid for 10 minutes after the first request that uses it is
+# completed. After 10 minutes, any request with the same client token is treated as a new request. ... If you
+# submit a request with the same client token but a change in other parameters within the 10-minute
+# idempotency window, DynamoDB returns an IdempotentParameterMismatch exception." The SDKs fill the token in
+# and send it again on a retry. moto ignored it: a retried transaction whose answer was lost ran again and
+# failed its own conditions, where DynamoDB answers the first call's success. A token is remembered here for
+# a transaction that succeeded; one that was cancelled wrote nothing, and runs again (the reference does not
+# say what a retry of a cancelled one answers).
+TOKEN_SECONDS = 600.0
+_TOKENS: dict = {}  # (account, region, token) -> (expires, the request's items, the answer)
+_TOKENS_LOCK = threading.Lock()
+_orig_transact_write_items = DynamoHandler.transact_write_items
+
+
+class IdempotentParameterMismatch(DynamodbException):
+    def __init__(self) -> None:
+        super().__init__(ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException",
+                         message="The request uses the same client token as a previous, but non-identical request.")
+
+
+def _transact_write_items(self):
+    token = self.body.get("ClientRequestToken")
+    if not token:
+        return _orig_transact_write_items(self)
+    key = (self.current_account, self.region, token)
+    items = json.dumps(self.body.get("TransactItems"), sort_keys=True)
+    now = time.monotonic()
+    with _TOKENS_LOCK:
+        for k in [k for k, (expires, _, _) in _TOKENS.items() if expires <= now]:
+            del _TOKENS[k]
+        seen = _TOKENS.get(key)
+    if seen is not None:
+        if seen[1] != items:
+            raise IdempotentParameterMismatch()
+        return seen[2]
+    answer = _orig_transact_write_items(self)  # raises when cancelled: nothing remembered
+    with _TOKENS_LOCK:
+        _TOKENS[key] = (time.monotonic() + TOKEN_SECONDS, items, answer)
+    return answer
+
+
+DynamoHandler.transact_write_items = _transact_write_items
 
 
 def control(path: str, environ) -> bytes | None:

@@ -248,3 +248,35 @@ def test_a_set_is_read_back_in_an_order_of_its_own_not_as_written():
         # A condition compares the set as a set, in any order.
         ddb.put_item(TableName="sets", Item={"pk": {"S": "a"}, "ss": {"SS": ["x"]}}, ConditionExpression="ss = :s",
                      ExpressionAttributeValues={":s": {"SS": written[::-1]}})
+
+
+def test_a_transaction_repeated_with_its_token_answers_as_the_first_and_does_not_run_again():
+    # DynamoDB API reference, TransactWriteItems, ClientRequestToken: idempotent for 10 minutes; the same
+    # token with other parameters is IdempotentParameterMismatchException.
+    import boto3
+    import botocore.exceptions
+    import pytest
+    from moto import mock_aws
+
+    clock = [5000.0]
+    real_monotonic = gk_dynamodb.time.monotonic
+    gk_dynamodb.time.monotonic = lambda: clock[0]
+    try:
+        with mock_aws():
+            ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+            ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+            put = lambda pk: [{"Put": {"TableName": "t", "Item": {"pk": {"S": pk}}, "ConditionExpression": "attribute_not_exists(pk)"}}]  # noqa: E731
+            ddb.transact_write_items(TransactItems=put("a"), ClientRequestToken="token-1")
+            ddb.transact_write_items(TransactItems=put("a"), ClientRequestToken="token-1")  # the SDK's retry: as the first
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                ddb.transact_write_items(TransactItems=put("b"), ClientRequestToken="token-1")
+            assert e.value.response["Error"]["Code"] == "IdempotentParameterMismatchException"
+            with pytest.raises(ddb.exceptions.TransactionCanceledException):  # another token: a new request
+                ddb.transact_write_items(TransactItems=put("a"), ClientRequestToken="token-2")
+            clock[0] += 601  # past the 10 minutes: a new request, which fails its condition
+            with pytest.raises(ddb.exceptions.TransactionCanceledException):
+                ddb.transact_write_items(TransactItems=put("a"), ClientRequestToken="token-1")
+            assert [i["pk"]["S"] for i in ddb.scan(TableName="t")["Items"]] == ["a"]
+    finally:
+        gk_dynamodb.time.monotonic = real_monotonic
