@@ -36,7 +36,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.responses import DynamoHandler
-from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.table import StreamShard, Table
 
 # The members of DynamoDB's AttributeValue union (DynamoDB API reference, AttributeValue).
 _STRINGS = ("S", "N")
@@ -358,6 +358,24 @@ def _transact_write_items(self):
 
 
 DynamoHandler.transact_write_items = _transact_write_items
+
+
+# ------------------------------------------------------------- a write that changes nothing is no record
+
+# DynamoDB Developer Guide, "Change data capture for DynamoDB Streams": "If you perform a PutItem or
+# UpdateItem operation that does not change any data in an item, DynamoDB Streams does not write a stream
+# record for that operation." moto wrote a MODIFY record for every write, so a function reading the stream
+# was invoked for changes DynamoDB never reports.
+_orig_stream_add = StreamShard.add
+
+
+def _stream_add(self, old, new) -> None:
+    if old is not None and new is not None and old == new:
+        return None
+    return _orig_stream_add(self, old, new)
+
+
+StreamShard.add = _stream_add
 
 
 def control(path: str, environ) -> bytes | None:

@@ -20,6 +20,7 @@ import pytest
 
 import deploy
 import gk_cloudformation
+import gk_dynamodb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -835,7 +836,8 @@ def test_moto_is_the_pinned_version_and_every_patch_point_exists():
 
     from moto.dynamodb.models.table import StreamShard
 
-    assert "lambda_event_source_mappings" in inspect.getsource(StreamShard.add)
+    assert "lambda_event_source_mappings" in inspect.getsource(gk_dynamodb._orig_stream_add)
+    assert StreamShard.add is gk_dynamodb._stream_add
     from moto.sns.models import Subscription
 
     assert "send_sns_message" in inspect.getsource(gk_cloudformation._orig_sub_publish)

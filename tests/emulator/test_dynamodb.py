@@ -280,3 +280,28 @@ def test_a_transaction_repeated_with_its_token_answers_as_the_first_and_does_not
             assert [i["pk"]["S"] for i in ddb.scan(TableName="t")["Items"]] == ["a"]
     finally:
         gk_dynamodb.time.monotonic = real_monotonic
+
+
+def test_a_write_that_changes_nothing_writes_no_stream_record():
+    # DynamoDB Developer Guide, "Change data capture for DynamoDB Streams": "If you perform a PutItem or
+    # UpdateItem operation that does not change any data in an item, DynamoDB Streams does not write a stream
+    # record for that operation."
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+        ddb.create_table(TableName="s", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        item = {"pk": {"S": "a"}, "ss": {"SS": ["x", "y"]}}
+        ddb.put_item(TableName="s", Item=item)
+        ddb.put_item(TableName="s", Item={**item, "ss": {"SS": ["y", "x"]}})  # the same set: no change
+        ddb.update_item(TableName="s", Key={"pk": {"S": "a"}}, UpdateExpression="SET n = :n", ExpressionAttributeValues={":n": {"N": "1"}})
+        ddb.update_item(TableName="s", Key={"pk": {"S": "a"}}, UpdateExpression="SET n = :n", ExpressionAttributeValues={":n": {"N": "1"}})
+        ddb.delete_item(TableName="s", Key={"pk": {"S": "a"}})
+        from moto.dynamodb.models import dynamodb_backends
+
+        shard = dynamodb_backends["123456789012"]["us-east-1"].get_table("s").stream_shard
+        events = [r.to_json()["eventName"] for r in shard.items]
+        assert events == ["INSERT", "MODIFY", "REMOVE"], events
