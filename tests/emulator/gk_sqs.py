@@ -1,4 +1,5 @@
-"""SQS for the local AWS: moto's ReceiveMessage made linear in the queue's depth; what it answers is moto's.
+"""SQS for the local AWS: moto's ReceiveMessage made linear in the queue's depth (what it answers unchanged), and a
+delete with an older receipt handle that deletes nothing, as the DeleteMessage reference allows.
 
 moto 5.2.1 checks each message it is about to return against the queue's retention period by calling
 `get_queue_attributes`, which computes every attribute of the queue, among them the approximate counts, each a
@@ -32,3 +33,24 @@ def _visible_messages(self: Queue) -> list:
 
 
 Queue.messages = property(_visible_messages)
+
+
+# SQS API reference, DeleteMessage: "If you receive the same message more than once, you will get a different
+# ReceiptHandle each time. When you want to delete a message using the DeleteMessage action, you must use the
+# ReceiptHandle from the most recent time you received the message. If you use an old ReceiptHandle, the
+# request will succeed, but the message might not be deleted." moto deleted a message with any receipt handle
+# it ever had, so a consumer whose visibility timeout ran out, and whose message another consumer had received
+# since, still deleted it. Of the two answers the reference allows, the emulator gives the one that keeps the
+# message: such a delete succeeds and deletes nothing, and the message stays with the consumer holding its
+# latest handle (the code must be right under either).
+_orig_delete_message = Queue.delete_message
+
+
+def _delete_message(self: Queue, receipt_handle: str) -> None:
+    for message in self._messages:
+        if message.receipt_handle != receipt_handle and message.had_receipt_handle(receipt_handle):
+            return None  # an older receipt of a message received again since: nothing deleted
+    return _orig_delete_message(self, receipt_handle)
+
+
+Queue.delete_message = _delete_message

@@ -34,3 +34,20 @@ def test_a_message_is_received_only_once_its_delay_is_over_and_again_only_after_
     for m in list(backend.get_queue("gk-visible")._messages):
         m.visible_at -= 31_000  # both visibility timeouts have passed
     assert sorted(m.body for m in backend.receive_message("gk-visible", 10, 0, 30)) == ["delayed", "now"]
+
+
+def test_a_delete_with_an_older_receipt_handle_deletes_nothing_and_the_latest_deletes():
+    # SQS API reference, DeleteMessage: "If you use an old ReceiptHandle, the request will succeed, but the
+    # message might not be deleted." The emulator keeps it.
+    backend = sqs_backends[ACCOUNT][REGION]
+    backend.create_queue("gk-handles")
+    backend.send_message("gk-handles", "m")
+    first = backend.receive_message("gk-handles", 1, 0, 30)[0].receipt_handle
+    backend.change_message_visibility("gk-handles", first, 0)  # its visibility over: received again
+    latest = backend.receive_message("gk-handles", 1, 0, 30)[0].receipt_handle
+    assert latest != first
+    backend.delete_message("gk-handles", first)  # succeeds, deletes nothing
+    assert [m.body for m in backend.get_queue("gk-handles")._messages] == ["m"]
+    backend.delete_message("gk-handles", latest)
+    assert backend.get_queue("gk-handles")._messages == []
+    backend.delete_message("gk-handles", latest)  # deleting again is no error, as moto had it
