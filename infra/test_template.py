@@ -204,7 +204,8 @@ def test_every_asynchronous_path_has_a_dead_letter_queue():
 
 
 def test_the_allowlist_stream_is_read_from_its_oldest_record_so_no_change_is_missed():
-    # Lambda developer guide, "Polling and stream starting positions": polling starts minutes after a mapping
+    # Lambda developer guide, "Polling and stream starting positions" (the sentence below as its Kafka page
+    # words it; the DynamoDB streams page has a section of that name): polling starts minutes after a mapping
     # is created (up to 90 s after an update), so "if you specify LATEST as the starting position for the
     # stream, the event source mapping could miss events during a create or update. To ensure that no events
     # are missed, specify either TRIM_HORIZON or AT_TIMESTAMP." A missed change is a revocation or principal

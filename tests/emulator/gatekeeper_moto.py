@@ -91,6 +91,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import EC2ClientError
@@ -1033,7 +1034,7 @@ def _put_events_partly(app, environ, start_response, body: bytes, share: float):
     for _ in failing:
         _count("fault:partial_entry")
     answered: dict = {"FailedEntryCount": 0, "Entries": []}
-    status, headers = "200 OK", [("Content-Type", "application/x-amz-json-1.1")]
+    status, headers = "200 OK", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", str(uuid.uuid4()))]
     kept = [e for i, e in enumerate(entries) if i not in failing]
     if kept:
         sent = json.dumps({**request, "Entries": kept}).encode()
@@ -1044,7 +1045,7 @@ def _put_events_partly(app, environ, start_response, body: bytes, share: float):
             start_response(seen["status"], seen["headers"])
             return [raw]
         answered = json.loads(raw)
-        status = seen["status"]
+        status, headers = seen["status"], seen["headers"]
     done = iter(answered.get("Entries") or [])
     merged = []
     for i in range(len(entries)):
@@ -1095,6 +1096,7 @@ class GatekeeperLayer:
             pattern = rule.get("match", "*")
             hit = pattern in ("*", name) or (pattern.endswith(":*") and name.startswith(pattern[:-1]))
             hit = hit and rule.get("key") in (None, key)
+            hit = hit and (rule.get("kind") != "partial" or name == "events:PutEvents")  # partial acts on PutEvents only
             if hit and _FAULT_RNG.random() < float(rule.get("rate", 0)) and _spend(rule):
                 kind = rule.get("kind", "throttle")
                 _count(f"fault:{kind}")
@@ -1106,7 +1108,7 @@ class GatekeeperLayer:
                     _drop(environ)
                 elif kind == "drop_after":
                     drop_after = True
-                elif kind == "partial" and name == "events:PutEvents":
+                elif kind == "partial":
                     partly = float(rule.get("entries", 0.5))
                 elif kind == "error500":
                     code = _INTERNAL_ERROR.get(service, "InternalFailure")

@@ -1199,8 +1199,9 @@ _orig_sub_publish = sns_models.Subscription.publish
 # were already asynchronous (invoke_async).
 DELIVERY_DELAY_SECONDS = max(0.0, float(os.environ.get("GATEKEEPER_EMU_DELIVERY_MS", "0")) / 1000)
 # At least once, not exactly once: the share of deliveries made twice (0 by default; POST
-# /_gatekeeper/deliveries {"duplicate_rate": r}). SNS developer guide, "Message delivery for standard topics"
-# ... "A message is delivered at least once, but occasionally more than one copy of a message is delivered";
+# /_gatekeeper/deliveries {"duplicate_rate": r}). SNS's features page, standard topics
+# ("Best-effort deduplication"): "A message is delivered at least once, but occasionally more than one copy of
+# a message is delivered";
 # Lambda developer guide, "Error handling for asynchronous invocation": "it's possible for it to receive the
 # same event from Lambda multiple times"; EventBridge retries a delivery that met "network conditions"
 # ("How EventBridge retries delivering events"), so one that landed but was not acknowledged is sent again
@@ -1231,8 +1232,8 @@ def _deliver_later(fn, *args) -> None:
     with _DELIVERIES:
         for _ in range(copies):
             heapq.heappush(_DUE, (time.monotonic() + DELIVERY_DELAY_SECONDS, next(_SEQUENCE), fn, args))
-        if not _DELIVERER:
-            _DELIVERER.append(threading.Thread(target=_deliver_forever, name="sns-delivery", daemon=True))
+        if not _DELIVERER or not _DELIVERER[0].is_alive():
+            _DELIVERER[:] = [threading.Thread(target=_deliver_forever, name="deliveries", daemon=True)]
             _DELIVERER[0].start()
         _DELIVERIES.notify_all()
 
@@ -1246,8 +1247,9 @@ def _deliver_forever() -> None:
             _DELIVERING[0] += 1
         try:
             fn(*args)
-        except Exception as e:  # noqa: BLE001 - a delivery that fails is recorded, as SNS's delivery logs record it
-            _UNDELIVERED.append({"target": getattr(args[0], "endpoint", None), "condition": "SnsDelivery", "error": repr(e)})
+        except BaseException as e:  # noqa: BLE001 - a delivery that fails is recorded (as a service's delivery logs record it); the thread goes on
+            target = getattr(args[0], "endpoint", None) or (args[1].get("Arn") if len(args) > 1 and isinstance(args[1], dict) else None)
+            _UNDELIVERED.append({"target": target, "condition": "Delivery", "via": getattr(fn, "__name__", "?"), "error": repr(e)})
         finally:
             with _DELIVERIES:
                 _DELIVERING[0] -= 1
@@ -1407,7 +1409,7 @@ def _event_to_sqs(rule, target: dict, event: dict, group_id) -> None:
     """One EventBridge delivery to a queue target (on the delivery thread), or to the target's DLQ."""
     queue, _, name = _queue_of(target["Arn"])
     if queue is not None and _events_may_send(queue, rule.arn):
-        _orig_send_to_sqs_queue(rule, name, event, group_id)
+        _orig_send_to_sqs_queue(rule, name, dict(event), group_id)  # a copy: moto rewrites its "time" in place
         return
     code, why = ("NO_RESOURCE", "the target queue does not exist") if queue is None else (
         "NO_PERMISSIONS", "the target queue's policy does not allow events.amazonaws.com to send from this rule")

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import inspect
 import json
+import math
 import os
 import threading
 import time
@@ -336,6 +337,17 @@ class IdempotentParameterMismatch(DynamodbException):
                          message="The request uses the same client token as a previous, but non-identical request.")
 
 
+class TransactionInProgress(DynamodbException):
+    # API reference, TransactWriteItems errors: TransactionInProgressException, "The transaction with the given
+    # request token is already in progress."
+    def __init__(self) -> None:
+        super().__init__(ERROR_TYPE_PREFIX + "TransactionInProgressException",
+                         message="The transaction with the given request token is already in progress.")
+
+
+_IN_PROGRESS = object()
+
+
 def _transact_write_items(self):
     token = self.body.get("ClientRequestToken")
     if not token:
@@ -344,14 +356,23 @@ def _transact_write_items(self):
     items = json.dumps(self.body.get("TransactItems"), sort_keys=True)
     now = time.monotonic()
     with _TOKENS_LOCK:
-        for k in [k for k, (expires, _, _) in _TOKENS.items() if expires <= now]:
+        for k in [k for k, (expires, _, answer) in _TOKENS.items() if expires <= now and answer is not _IN_PROGRESS]:
             del _TOKENS[k]
         seen = _TOKENS.get(key)
+        if seen is None:
+            _TOKENS[key] = (math.inf, items, _IN_PROGRESS)  # taken before running: a concurrent repeat waits its turn
     if seen is not None:
         if seen[1] != items:
             raise IdempotentParameterMismatch()
+        if seen[2] is _IN_PROGRESS:
+            raise TransactionInProgress()
         return seen[2]
-    answer = _orig_transact_write_items(self)  # raises when cancelled: nothing remembered
+    try:
+        answer = _orig_transact_write_items(self)
+    except BaseException:
+        with _TOKENS_LOCK:  # cancelled or refused: it wrote nothing, and a repeat runs again
+            _TOKENS.pop(key, None)
+        raise
     with _TOKENS_LOCK:
         _TOKENS[key] = (time.monotonic() + TOKEN_SECONDS, items, answer)
     return answer

@@ -1,5 +1,6 @@
-"""SQS for the local AWS: moto's ReceiveMessage made linear in the queue's depth (what it answers unchanged), and a
-delete with an older receipt handle that deletes nothing, as the DeleteMessage reference allows.
+"""SQS for the local AWS: moto's ReceiveMessage made linear in the queue's depth (what it answers unchanged), a
+delete with an older receipt handle that deletes nothing, as the DeleteMessage reference allows, and a delete
+that holds the queue's lock (moto's lost a message added by another thread meanwhile).
 
 moto 5.2.1 checks each message it is about to return against the queue's retention period by calling
 `get_queue_attributes`, which computes every attribute of the queue, among them the approximate counts, each a
@@ -47,10 +48,14 @@ _orig_delete_message = Queue.delete_message
 
 
 def _delete_message(self: Queue, receipt_handle: str) -> None:
-    for message in self._messages:
-        if message.receipt_handle != receipt_handle and message.had_receipt_handle(receipt_handle):
-            return None  # an older receipt of a message received again since: nothing deleted
-    return _orig_delete_message(self, receipt_handle)
+    # Under the queue's lock, which moto's add_message holds and its delete_message did not: moto rebuilt the
+    # message list unlocked, so a message another thread added meanwhile (a delivery, on the emulator's
+    # delivery thread) was lost.
+    with self._messages_lock:
+        for message in self._messages:
+            if message.receipt_handle != receipt_handle and message.had_receipt_handle(receipt_handle):
+                return None  # an older receipt of a message received again since: nothing deleted
+        return _orig_delete_message(self, receipt_handle)
 
 
 Queue.delete_message = _delete_message

@@ -197,7 +197,7 @@ def test_a_global_index_shows_each_write_only_after_the_lag_and_the_table_at_onc
             clock[0] += 0.1  # as of 0.15 s after: b's update and delete (at +0.1) show too
             assert _owed(ddb) == [] and _scanned(ddb) == []
 
-            # A write whose condition fails changes nothing, and is not recorded as one.
+            # A write whose condition fails changes nothing in the index.
             ddb.put_item(TableName="records", Item={**key("c"), "owed": {"S": "svc"}})
             clock[0] += 0.6
             try:
@@ -278,6 +278,13 @@ def test_a_transaction_repeated_with_its_token_answers_as_the_first_and_does_not
             with pytest.raises(ddb.exceptions.TransactionCanceledException):
                 ddb.transact_write_items(TransactItems=put("a"), ClientRequestToken="token-1")
             assert [i["pk"]["S"] for i in ddb.scan(TableName="t")["Items"]] == ["a"]
+            # A repeat that arrives while the first is still running is told so, and runs nothing.
+            items = json.dumps(put("c"), sort_keys=True)
+            gk_dynamodb._TOKENS[("123456789012", "us-east-1", "token-3")] = (float("inf"), items, gk_dynamodb._IN_PROGRESS)
+            with pytest.raises(botocore.exceptions.ClientError) as e:
+                ddb.transact_write_items(TransactItems=put("c"), ClientRequestToken="token-3")
+            assert e.value.response["Error"]["Code"] == "TransactionInProgressException"
+            gk_dynamodb._TOKENS.clear()
     finally:
         gk_dynamodb.time.monotonic = real_monotonic
 

@@ -1046,7 +1046,7 @@ def test_eventbridge_delivers_to_a_queue_only_as_its_policy_allows_else_to_the_t
     rule("eb-lost", "lost", lost_arn)  # no policy at all, no DLQ
 
     try:
-        control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 400})
+        control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 2000})
         put("allowed")
         assert not sqs.receive_message(QueueUrl=ok_url).get("Messages"), "delivered apart from PutEvents"
         got = eventually(lambda: sqs.receive_message(QueueUrl=ok_url).get("Messages"), "the event in the allowed queue")
@@ -1098,6 +1098,27 @@ def test_deliveries_may_be_made_twice_as_at_least_once_delivery_allows(endpoint)
     eventually(lambda: control(endpoint, "/_gatekeeper/deliveries")["pending"] == 0, "the copy made")
     assert received(1) == [published] and not sqs.receive_message(QueueUrl=url).get("Messages")
 
+    # EventBridge's delivery to a queue alike: two copies of the one event (each its own, whole).
+    events = client(endpoint, PROVIDER, "events")
+    events.create_event_bus(Name="twice-bus")
+    rule_arn = events.put_rule(Name="twice", EventBusName="twice-bus", EventPattern=json.dumps({"source": ["twice"]}))["RuleArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
+    events.put_targets(Rule="twice", EventBusName="twice-bus", Targets=[{"Id": "q", "Arn": arn}])
+    try:
+        control(endpoint, "/_gatekeeper/deliveries", {"duplicate_rate": 1.0})
+        events.put_events(Entries=[{"EventBusName": "twice-bus", "Source": "twice", "DetailType": "d", "Detail": "{}"}])
+        eventually(lambda: control(endpoint, "/_gatekeeper/deliveries")["pending"] == 0, "both copies made")
+    finally:
+        control(endpoint, "/_gatekeeper/deliveries", {"duplicate_rate": 0})
+    got = []
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        got += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    ids = [json.loads(m["Body"])["id"] for m in got]
+    assert len(ids) == 2 and ids[0] == ids[1], got
+
 
 def test_sns_delivers_to_a_queue_apart_from_the_publish_and_after_a_lost_answer(endpoint):
     """SNS API reference, Publish: "When a messageId is returned, the message is saved and Amazon SNS
@@ -1112,7 +1133,7 @@ def test_sns_delivers_to_a_queue_apart_from_the_publish_and_after_a_lost_answer(
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     pending = lambda: control(endpoint, "/_gatekeeper/deliveries")["pending"]  # noqa: E731
     try:
-        assert control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 400})["delay_ms"] == 400
+        assert control(endpoint, "/_gatekeeper/deliveries", {"delay_ms": 2000})["delay_ms"] == 2000
         sns.publish(TopicArn=topic, Message="first")
         assert pending() == 1 and not sqs.receive_message(QueueUrl=url).get("Messages"), "answered before delivered"
         got = eventually(lambda: sqs.receive_message(QueueUrl=url).get("Messages"), "the delivery, after the answer")

@@ -251,7 +251,7 @@ async fn when_putevents_fails_some_entries_every_request_still_arrives_and_each_
     let sweeps = decide_everything(&w).await?;
     assert_eq!(sweeps, 0, "every request arrived through ingest, none was left for the sweep to find");
     let calls = assert_decided_once(&w, &endpoints, &allowed).await?;
-    assert!(calls["fault:partial_entry"].as_u64().unwrap_or(0) >= 4, "entries were failed: {calls}");
+    assert!(calls["fault:partial_entry"].as_u64().unwrap_or(0) > 0, "entries were failed: {calls}");
     let per_endpoint = notifications(&w).await?;
     assert!(endpoints.iter().all(|(_, id)| per_endpoint.get(id.as_str()) == Some(&1)), "{per_endpoint:?}");
     Ok(())

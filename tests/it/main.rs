@@ -159,10 +159,11 @@ impl World {
             if n.notifications == 0 && d.messages == 0 && st.messages == 0 {
                 quiet += 1;
                 let deliveries = &self.info.deployment.queues["DeliveriesQueue"].url;
+                // Deliveries first: one made after the queues were read would be missed.
                 if quiet >= 3
+                    && self.deliveries_pending().await.unwrap_or(1) == 0
                     && self.queue_depth(&self.info.requests_queue_url).await.unwrap_or(1) == 0
                     && self.queue_depth(deliveries).await.unwrap_or(1) == 0
-                    && self.deliveries_pending().await.unwrap_or(1) == 0
                 {
                     return Ok(());
                 }
