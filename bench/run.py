@@ -866,6 +866,13 @@ def burst_services(impl, accounts, allowed, services, per_service, cap_s, visibi
             answer = events.put_events(Entries=entries)
             if answer.get("FailedEntryCount"):
                 raise RuntimeError(f"PutEvents failed entries: {answer}")
+        # EventBridge delivers to the queue apart from PutEvents (the emulator too): wait, bounded, until the
+        # emulator has no delivery left to make.
+        deadline = time.monotonic() + 60
+        while emu.control("/_gatekeeper/deliveries", {})["pending"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bus's deliveries to the queue were still pending after 60 s")
+            time.sleep(0.05)  # polling the emulator's count, bounded above
         depth = queue_depth(sqs, stack["requests_queue_url"])
         if depth != len(endpoints):
             raise RuntimeError(f"the bus delivered {depth} of {len(endpoints)} requests to the queue")
