@@ -1275,23 +1275,35 @@ def _sns_may_invoke(fn, topic_arn: str) -> bool:
     return gk_policy.policy_allows(policy, ("lambda:InvokeFunction",), fn.function_arn, SNS_PRINCIPAL, ctx)
 
 
+def _service_may_send(queue, principal: str, source_arn: str) -> bool:
+    """Whether the queue's policy lets the service `principal` sqs:SendMessage on behalf of `source_arn` (an
+    SNS topic, an EventBridge rule). Read by gk_policy, as a function's policy is: an explicit Deny wins, else
+    an Allow that holds is needed."""
+    ctx = gk_policy.on_behalf_of(source_arn, source_arn.split(":")[4])
+    policy = getattr(queue, "_policy_json", None) or {}
+    return gk_policy.policy_allows(policy, ("sqs:SendMessage",), queue.queue_arn, principal, ctx)
+
+
 def _sns_may_send(queue, topic_arn: str) -> bool:
     # SNS developer guide, "Subscribing an Amazon SQS queue to an Amazon SNS topic", step 2: "you must set a
     # policy on the queue that allows the Amazon SNS topic to perform the sqs:SendMessage action" (its example:
-    # Principal {"Service": "sns.amazonaws.com"}, Condition ArnEquals aws:SourceArn the topic). Read by
-    # gk_policy, as a function's policy is: an explicit Deny wins, else an Allow that holds is needed.
-    ctx = gk_policy.on_behalf_of(topic_arn, topic_arn.split(":")[4])
-    policy = getattr(queue, "_policy_json", None) or {}
-    return gk_policy.policy_allows(policy, ("sqs:SendMessage",), queue.queue_arn, SNS_PRINCIPAL, ctx)
+    # Principal {"Service": "sns.amazonaws.com"}, Condition ArnEquals aws:SourceArn the topic).
+    return _service_may_send(queue, SNS_PRINCIPAL, topic_arn)
+
+
+def _queue_of(arn: str):
+    """(the queue or None, its SQS backend, its name) of a queue ARN."""
+    from moto.sqs.models import sqs_backends
+
+    _, region, account, name = _arn_parts(arn)
+    backend = sqs_backends[account][region]
+    return backend.queues.get(name), backend, name
 
 
 def _deliver_to_sqs(self, message, message_id, subject, message_attributes, group_id, deduplication_id, message_structure) -> None:
     """One SNS delivery to a subscribed queue, made on the delivery thread (see _DELIVERIES)."""
     why = {"id": message_id, "target": self.endpoint, "condition": "SnsDelivery"}
-    _, _, _, region, account, name = (self.endpoint.split(":", 5) + [""] * 6)[:6]
-    from moto.sqs.models import sqs_backends
-
-    queue = sqs_backends[account][region].queues.get(name)
+    queue, queue_backend, name = _queue_of(self.endpoint)
     if queue is None:
         _UNDELIVERED.append({**why, "error": "queue does not exist"})
         return
@@ -1311,7 +1323,6 @@ def _deliver_to_sqs(self, message, message_id, subject, message_attributes, grou
         if message_structure == "json":
             message = self._parse_message_structure(message, self.protocol)
         envelope = self.get_post_data(message, message_id, subject, message_attributes=message_attributes)
-        queue_backend = sqs_backends[account][region]
         queue_backend.send_message(name, json.dumps(envelope, sort_keys=True, indent=2, separators=(",", ": ")),
                                    deduplication_id=deduplication_id, group_id=group_id, validate_group_id=False)
         return
@@ -1392,30 +1403,17 @@ EVENTS_PRINCIPAL = "events.amazonaws.com"
 _orig_send_to_sqs_queue = events_models.Rule._send_to_sqs_queue
 
 
-def _events_may_send(queue, rule_arn: str) -> bool:
-    ctx = gk_policy.on_behalf_of(rule_arn, rule_arn.split(":")[4])
-    policy = getattr(queue, "_policy_json", None) or {}
-    return gk_policy.policy_allows(policy, ("sqs:SendMessage",), queue.queue_arn, EVENTS_PRINCIPAL, ctx)
-
-
-def _queue_of(arn: str):
-    from moto.sqs.models import sqs_backends
-
-    _, _, _, region, account, name = (arn.split(":", 5) + [""] * 6)[:6]
-    return sqs_backends[account][region].queues.get(name), sqs_backends[account][region], name
-
-
 def _event_to_sqs(rule, target: dict, event: dict, group_id) -> None:
     """One EventBridge delivery to a queue target (on the delivery thread), or to the target's DLQ."""
     queue, _, name = _queue_of(target["Arn"])
-    if queue is not None and _events_may_send(queue, rule.arn):
+    if queue is not None and _service_may_send(queue, EVENTS_PRINCIPAL, rule.arn):
         _orig_send_to_sqs_queue(rule, name, dict(event), group_id)  # a copy: moto rewrites its "time" in place
         return
     code, why = ("NO_RESOURCE", "the target queue does not exist") if queue is None else (
         "NO_PERMISSIONS", "the target queue's policy does not allow events.amazonaws.com to send from this rule")
     dlq_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
     dlq, dlq_backend, dlq_name = _queue_of(dlq_arn) if dlq_arn else (None, None, None)
-    if dlq is not None and _events_may_send(dlq, rule.arn):
+    if dlq is not None and _service_may_send(dlq, EVENTS_PRINCIPAL, rule.arn):
         attributes = {"RULE_ARN": rule.arn, "TARGET_ARN": target["Arn"], "ERROR_CODE": code, "ERROR_MESSAGE": why}
         dlq_backend.send_message(dlq_name, json.dumps(event),
                                  message_attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})

@@ -130,11 +130,16 @@ def topic_policy(topic_arn, **kw):
     return json.dumps({"Version": "2012-10-17", "Statement": [vpce_statement(topic_arn, "SNS:Publish", **kw)]})
 
 
+def service_may_send(service, queue_arn, source_arn):
+    """A queue policy letting the service principal sqs:SendMessage for `source_arn` (a topic, a rule)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}}]}
+
+
 def sns_may_send(queue_arn, topic_arn):
     """The queue policy the SNS developer guide gives for a topic's deliveries to a queue."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]}
+    return service_may_send("sns.amazonaws.com", queue_arn, topic_arn)
 
 
 def make_service(url, *, principals=("*",), policy="documented", kms_key=None, gateway=False, supported_regions=None, **create):
@@ -1020,9 +1025,7 @@ def test_eventbridge_delivers_to_a_queue_only_as_its_policy_allows_else_to_the_t
         return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     def allow(url, arn, rule_arn):
-        policy = {"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
-            "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
+        policy = service_may_send("events.amazonaws.com", arn, rule_arn)
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
 
     def rule(name, kind, target_arn, dlq_arn=None):
@@ -1102,9 +1105,7 @@ def test_deliveries_may_be_made_twice_as_at_least_once_delivery_allows(endpoint)
     events = client(endpoint, PROVIDER, "events")
     events.create_event_bus(Name="twice-bus")
     rule_arn = events.put_rule(Name="twice", EventBusName="twice-bus", EventPattern=json.dumps({"source": ["twice"]}))["RuleArn"]
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": arn,
-        "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]})})
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(service_may_send("events.amazonaws.com", arn, rule_arn))})
     events.put_targets(Rule="twice", EventBusName="twice-bus", Targets=[{"Id": "q", "Arn": arn}])
     try:
         control(endpoint, "/_gatekeeper/deliveries", {"duplicate_rate": 1.0})
