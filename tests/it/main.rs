@@ -43,16 +43,10 @@ pub struct World {
     _emulator: Emulator,
 }
 
-async fn ec2_lag(url: &str, ms: u64) -> Result<()> {
-    gatekeeper_local::control(url, "/_gatekeeper/consistency", Some(serde_json::json!({ "lag_ms": ms })))
-        .await
-        .map(|_| ())
-}
-
-async fn index_lag(url: &str, ms: u64) -> Result<()> {
-    gatekeeper_local::control(url, "/_gatekeeper/index-lag", Some(serde_json::json!({ "lag_ms": ms })))
-        .await
-        .map(|_| ())
+/// Sets one of the emulator's lags: EC2's consistency (`/_gatekeeper/consistency`) or a global index's
+/// (`/_gatekeeper/index-lag`).
+async fn set_lag(url: &str, path: &str, ms: u64) -> Result<()> {
+    gatekeeper_local::control(url, path, Some(serde_json::json!({ "lag_ms": ms }))).await.map(|_| ())
 }
 
 fn lag_ms(variable: &str, default: u64) -> u64 {
@@ -77,8 +71,10 @@ impl World {
         let suffix = format!("{}-{}", std::process::id(), STACKS.fetch_add(1, Ordering::Relaxed));
         let info = provision(&emulator.url, &suffix, options).await?;
         let cfg = account_config(&info.endpoint_url, &info.provider_account).await?;
-        ec2_lag(&info.endpoint_url, lag_ms("GATEKEEPER_TEST_EC2_LAG_MS", EC2_LAG_MS)).await?;
-        index_lag(&info.endpoint_url, lag_ms("GATEKEEPER_TEST_INDEX_LAG_MS", INDEX_LAG_MS)).await?;
+        set_lag(&info.endpoint_url, "/_gatekeeper/consistency", lag_ms("GATEKEEPER_TEST_EC2_LAG_MS", EC2_LAG_MS))
+            .await?;
+        set_lag(&info.endpoint_url, "/_gatekeeper/index-lag", lag_ms("GATEKEEPER_TEST_INDEX_LAG_MS", INDEX_LAG_MS))
+            .await?;
         Ok(Self {
             wiring: Wiring::new(info.clone()).await?,
             ddb: aws_sdk_dynamodb::Client::new(&cfg),
@@ -94,7 +90,7 @@ impl World {
     /// Sets EC2's consistency lag for the rest of this test (see [`EC2_LAG_MS`]): a test whose scenario needs
     /// Describe to show a change at once says so with 0.
     pub async fn ec2_lag(&self, ms: u64) -> Result<()> {
-        ec2_lag(&self.info.endpoint_url, ms).await
+        set_lag(&self.info.endpoint_url, "/_gatekeeper/consistency", ms).await
     }
 
     pub async fn rule(&self, scope: &str, principal: &str, effect: &str, extra: &[(&str, V)]) -> Result<()> {

@@ -41,13 +41,12 @@ impl Draft<'_> {
         if self.registered_only && self.endpoints.is_empty() {
             return Err(usage("--registered-only needs at least one --endpoint"));
         }
-        let mut endpoints = Vec::new();
-        for raw in self.endpoints {
-            let e = EndpointId::parse(raw.trim()).map_err(|e| usage(format!("--endpoint: {e}")))?;
-            if !endpoints.contains(&e) {
-                endpoints.push(e);
-            }
-        }
+        // Duplicates and order are settled by `parse_item` below, which reads `endpoints` as a set.
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|raw| EndpointId::parse(raw.trim()).map_err(|e| usage(format!("--endpoint: {e}"))))
+            .collect::<R<Vec<_>>>()?;
         if let Some(t) = &self.tenant {
             super::tenant_flag(t)?;
         }
