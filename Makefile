@@ -43,7 +43,7 @@ build: ## Build every crate (debug) with the features the tests use
 	$(CARGO) build --workspace --all-targets --locked
 
 up: setup build ## Run Gatekeeper on a local AWS (127.0.0.1:$(PORT)) until Ctrl-C; writes $(STATE)
-	$(LOCAL_BIN) up --port $(PORT) --state $(STATE) $(if $(DEFAULT_ACTION),--default-action $(DEFAULT_ACTION))
+	$(LOCAL_BIN) up --port $(PORT) --state $(STATE) $(if $(DEFAULT_ACTION),--default-action $(DEFAULT_ACTION)) $(if $(KMS),--encrypt-with-kms)
 
 demo: setup build ## Start `up` in the background and play a story with four consumer accounts
 	@rm -f $(STATE); mkdir -p .local

@@ -11,10 +11,12 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
     - `Fn::If [c, x, Ref AWS::NoValue]` as a list item removes the item (moto kept a None: TypeError in
       moto/iam/models.py for a role's Policies).
     - inline role policies are stored as JSON text, as IAM stores them (moto kept dicts; its IAM
-      authorisation then fails with KeyError 'policy_document').
+      authorisation then fails with KeyError 'policy_document'); so is an AWS::KMS::Key's KeyPolicy (moto's
+      GetKeyPolicy answered an object, which no SDK reads).
     - AWS::Lambda::Function keeps DeadLetterConfig, LoggingConfig, TracingConfig and Architectures, and its
       environment values are strings (moto dropped the first four; numbers stayed numbers).
-    - AWS::DynamoDB::Table applies TimeToLiveSpecification and PointInTimeRecoverySpecification.
+    - AWS::DynamoDB::Table applies TimeToLiveSpecification, PointInTimeRecoverySpecification and
+      SSESpecification (its key: the customer managed key named, else the AWS managed alias/aws/dynamodb).
     - AWS::Lambda::Permission gets a physical ID (moto listed it with none).
     - a parameter value (given, or the Default) that breaks its parameter's constraints (AllowedValues,
       AllowedPattern, MinLength/MaxLength, MinValue/MaxValue, a Number that is not one) is refused with a
@@ -77,6 +79,7 @@ from moto.core.common_models import CloudFormationModel
 from moto.dynamodb.models import table as ddb_table
 from moto.events import models as events_models
 from moto.iam import models as iam_models
+from moto.kms import models as kms_models
 from moto.sns import models as sns_models
 from moto.sqs import models as sqs_models
 
@@ -106,6 +109,7 @@ PATCH_POINTS = {
     "moto.events.models.Rule._send_to_sqs_queue": (events_models.Rule, "_send_to_sqs_queue"),
     "moto.cloudformation.models.CloudFormationBackend.create_change_set": (cfn_models.CloudFormationBackend, "create_change_set"),
     "moto.iam.models.Role.create_from_cloudformation_json": (iam_models.Role, "create_from_cloudformation_json"),
+    "moto.kms.models.Key.create_from_cloudformation_json": (kms_models.Key, "create_from_cloudformation_json"),
     "moto.awslambda.models.LambdaFunction.__init__": (lambda_models.LambdaFunction, "__init__"),
     "moto.awslambda.models.LambdaFunction.get_configuration": (lambda_models.LambdaFunction, "get_configuration"),
     "moto.awslambda.models.LambdaFunction.update_configuration": (lambda_models.LambdaFunction, "update_configuration"),
@@ -125,6 +129,7 @@ PATCH_POINTS = {
         "update_function_event_invoke_config",
     ),
     "moto.dynamodb.models.table.Table.create_from_cloudformation_json": (ddb_table.Table, "create_from_cloudformation_json"),
+    "moto.dynamodb.models.table.Table._get_default_encryption_key": (ddb_table.Table, "_get_default_encryption_key"),
     "moto.sns.models.Subscription.publish": (sns_models.Subscription, "publish"),
     "moto.sns.models.Subscription.get_post_data": (sns_models.Subscription, "get_post_data"),
     "moto.sns.models.Subscription._parse_message_structure": (sns_models.Subscription, "_parse_message_structure"),
@@ -403,6 +408,22 @@ def _role_create(cls, resource_name, cloudformation_json, account_id, region_nam
 
 iam_models.Role.create_from_cloudformation_json = classmethod(_role_create)
 
+# ================================================================================== KMS keys
+
+_orig_key_create = kms_models.Key.create_from_cloudformation_json.__func__
+
+
+def _key_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    # KMS API reference, GetKeyPolicy: "Policy: A key policy document, in JSON format" (a string); moto kept
+    # the template's mapping, so GetKeyPolicy answered an object where every SDK expects text.
+    props = cloudformation_json.get("Properties") or {}
+    if "KeyPolicy" in props:
+        props["KeyPolicy"] = _policy_text(props["KeyPolicy"])
+    return _orig_key_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+
+kms_models.Key.create_from_cloudformation_json = classmethod(_key_create)
+
 # ============================================================================== Lambda functions
 
 _orig_fn_init = lambda_models.LambdaFunction.__init__
@@ -518,6 +539,18 @@ def _table_create(cls, resource_name, cloudformation_json, account_id, region_na
     pitr = props.get("PointInTimeRecoverySpecification")
     if pitr and str(pitr.get("PointInTimeRecoveryEnabled")).lower() == "true":
         backend.update_continuous_backups(table.name, {"PointInTimeRecoveryEnabled": True})
+    # SSESpecification {SSEEnabled, SSEType, KMSMasterKeyId}: "If enabled (true), server-side encryption type is
+    # set to KMS and an AWS managed key is used"; KMSMasterKeyId, "The AWS KMS key that should be used for the
+    # AWS KMS encryption" (key ID, ARN, alias name or alias ARN). moto read the API's `Enabled`, not
+    # `SSEEnabled`, so a template's table showed no encryption and its key was never known (gk_iam asks a
+    # table's customer managed key of its callers).
+    sse = props.get("SSESpecification") or {}
+    if str(sse.get("SSEEnabled")).lower() == "true":
+        from moto.kms.models import kms_backends
+
+        kms = kms_backends[account_id][region_name]
+        key = kms.describe_key(sse["KMSMasterKeyId"]).arn if sse.get("KMSMasterKeyId") else table._get_default_encryption_key(account_id, region_name)
+        table.sse_specification = {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key}
     return table
 
 

@@ -39,6 +39,12 @@ keys and consumer accounts' sts:AssumeRole sessions, is never checked):
   condition is false does not apply (the denial's reason is the implicit deny); a Deny whose condition is
   false does not apply either.
 
+  A call on a resource encrypted with a customer managed KMS key also needs that key, which its key policy
+  and the role's policies must both grant (see "customer managed keys" below): a publish to such a topic
+  kms:GenerateDataKey and kms:Decrypt (else SNS's KMSAccessDenied; KMSDisabled, KMSInvalidState,
+  KMSNotFound for a key that is not usable), an item call on such a table kms:Decrypt (else DynamoDB's
+  AccessDeniedException "KMS key access denied error: ...").
+
 Not evaluated (AWS would):
   * Any other Condition: another condition key or operator (IfExists, IgnoreCase, Null, Bool, ARN, numeric,
     date, IP...), a policy variable in a condition value, a bare (no ForAllValues:/ForAnyValue:) operator
@@ -67,6 +73,8 @@ import os
 import re
 import threading
 from urllib.parse import parse_qs, urlparse
+
+import gk_policy
 
 ENFORCED = os.environ.get("GATEKEEPER_EMU_IAM", "1") != "0"
 _LOCK = threading.Lock()
@@ -681,9 +689,8 @@ def check(environ, service: str, action: str, key: str, body: bytes):
     if service == "sts" and action == "GetCallerIdentity":
         return None
     statements = _statements(session)
-    requests = authorization_requests(
-        service, action, _params(environ, body), _region(environ), session.account, session.partition, context=True
-    )
+    params, region = _params(environ, body), _region(environ)
+    requests = authorization_requests(service, action, params, region, session.account, session.partition, context=True)
     for iam_action, resource, context in requests:
         verdict = EXPLICIT_DENY if statements is None else evaluate(statements, iam_action, resource, context)
         if verdict == ALLOW:
@@ -709,6 +716,134 @@ def check(environ, service: str, action: str, key: str, body: bytes):
         if service == "ec2":
             message = f"You are not authorized to perform this operation. {message}"
         return code, message, status
+    return _keys_refuse(session, statements, service, action, params, region, requests)
+
+
+# ------------------------------------------------------------------------------ customer managed keys
+# A call on a resource encrypted with a customer managed KMS key uses that key as the caller:
+#   SNS: SNS developer guide, "Managing Amazon SNS encryption keys and costs" (sns-key-management.html), "Allow a
+#   user to send messages to a topic with SSE": "The publisher must have the kms:GenerateDataKey and kms:Decrypt
+#   permissions for the AWS KMS key." Errors (SNS API reference, Publish; each HTTP 400): KMSAccessDenied,
+#   KMSDisabled, KMSInvalidState, KMSNotFound. Which one a missing permission gives is not documented; the
+#   emulator answers KMSAccessDenied ("...a key that doesn't exist or that you don't have access to").
+#   DynamoDB: developer guide, "Usage notes" of encryption at rest (encryption.usagenotes.html): with a customer
+#   managed key "the policies on that KMS key must give DynamoDB permission to use it on your behalf", by the
+#   calling principal ("kms:ViaService ... allows the permissions only when the request comes from DynamoDB on
+#   behalf of the principals listed"). No per-API list is documented; users report that PutItem and DeleteItem
+#   need kms:Decrypt and fail with AccessDeniedException "KMS key access denied error: ..." (aws/aws-cdk#10010,
+#   #19531): the emulator asks kms:Decrypt of every item call on such a table (not of stream reads, of which
+#   nothing is documented).
+#   KMS developer guide, "Key policies in AWS KMS" (key-policies.html): "Unless the key policy explicitly allows
+#   it, you cannot use IAM policies to allow access to a KMS key"; the default key policy's statement for the
+#   account ("arn:aws:iam::<account>:root") is what lets IAM policies grant it ("Default key policy").
+# So: an explicit Deny in the key policy or the role's policies refuses; else the key policy must allow the role
+# itself (its ARN, or "*"), or allow the account while the role's policies allow the action on the key's ARN.
+# Key policy conditions are read by gk_policy with kms:ViaService and kms:CallerAccount known; any other
+# condition never allows (fail closed). An AWS managed key (alias/aws/<service>) lets every principal of the
+# account that may use the service: not checked.
+KMS_PUBLISH_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+KMS_ITEM_ACTIONS = ("kms:Decrypt",)
+_DYNAMODB_ITEM_CALLS = frozenset(
+    "GetItem PutItem UpdateItem DeleteItem Query Scan BatchGetItem BatchWriteItem TransactGetItems TransactWriteItems".split()
+)
+
+
+def _key_policy_verdict(policy, action: str, session: _Session, ctx: dict) -> str:
+    """What the key policy says of `action` for the role: "deny", "role" (allowed to the role itself),
+    "account" (allowed to the account: IAM policies decide) or "none"."""
+    if isinstance(policy, str):
+        try:
+            policy = json.loads(policy)
+        except ValueError:
+            return "none"
+    statements = [s for s in gk_policy.as_list((policy or {}).get("Statement", [])) if isinstance(s, dict)]
+    root = f"arn:{session.partition}:iam::{session.account}:root"
+    verdict = "none"
+    for st in statements:
+        if not any(gk_policy.wild(str(a).lower(), action.lower()) for a in gk_policy.as_list(st.get("Action", []))):
+            continue
+        principal = st.get("Principal")
+        named = [str(p) for p in gk_policy.as_list(principal.get("AWS", []))] if isinstance(principal, dict) else []
+        everyone = principal == "*" or "*" in named
+        holds = gk_policy.condition(st.get("Condition"), ctx)
+        if st.get("Effect") == "Deny":
+            if (everyone or session.role_arn in named or root in named or session.account in named) and holds is not False:
+                return "deny"
+        elif st.get("Effect") == "Allow" and holds is True:
+            if everyone or session.role_arn in named:
+                verdict = "role"
+            elif verdict == "none" and (root in named or session.account in named):
+                verdict = "account"
+    return verdict
+
+
+def _key_refuses(session: _Session, statements, key_ref: str, account: str, region: str, actions, via: str):
+    """None when the role may use the key `key_ref` for `actions` through the service `via`; else (kind,
+    message), kind one of "denied", "disabled", "invalid-state", "not-found"."""
+    from moto.kms.models import kms_backends
+
+    if not key_ref or key_ref.startswith("alias/aws/") or ":alias/aws/" in key_ref:
+        return None
+    try:
+        key = kms_backends[account][region].describe_key(key_ref)
+    except Exception:  # noqa: BLE001 - moto raises its NotFoundException
+        return "not-found", f"Invalid keyId {key_ref}"
+    if any(str(a).startswith("alias/aws/") for a in getattr(key, "aliases", {})):
+        return None  # an AWS managed key (moto makes alias/aws/dynamodb's for a table without a key of its own)
+    if key.key_state == "PendingDeletion":
+        return "invalid-state", f"{key.arn} is pending deletion."
+    if key.key_state != "Enabled":
+        return "disabled", f"{key.arn} is disabled."
+    ctx = {"kms:viaservice": f"{via}.{region}.amazonaws.com", "kms:calleraccount": session.account}
+    for action in actions:
+        by_key = _key_policy_verdict(key.policy, action, session, ctx)
+        by_iam = EXPLICIT_DENY if statements is None else evaluate(statements, action, key.arn)
+        if by_key == "role" and by_iam != EXPLICIT_DENY or by_key == "account" and by_iam == ALLOW:
+            continue
+        with _LOCK:
+            DENIALS.append(
+                {"role_arn": session.role_arn, "action": action, "resource": key.arn, "reason": f"key policy: {by_key}, IAM: {by_iam}", "session": session.session_name}
+            )
+            del DENIALS[:-_MAX_DENIALS]
+        return "denied", (
+            f"User: {session.principal} is not authorized to perform: {action} on resource: {key.arn} "
+            f"(the key policy: {by_key}; the role's policies: {by_iam})"
+        )
+    return None
+
+
+_SNS_KMS_ERRORS = {"denied": "KMSAccessDenied", "disabled": "KMSDisabled", "invalid-state": "KMSInvalidState", "not-found": "KMSNotFound"}
+
+
+def _keys_refuse(session: _Session, statements, service: str, action: str, params: dict, region: str, requests):
+    """(code, message, HTTP status) when a customer managed key of the resources this call uses refuses the
+    role (the topic a publish goes to; the tables an item call reads or writes), else None."""
+    if service == "sns" and action in ("Publish", "PublishBatch"):
+        from moto.sns.models import sns_backends
+
+        arn = params.get("TopicArn") or params.get("TargetArn") or ""
+        parts = arn.split(":")
+        topic = sns_backends[parts[4]][parts[3]].topics.get(arn) if len(parts) == 6 else None
+        key_ref = getattr(topic, "kms_master_key_id", "") or ""
+        refused = key_ref and _key_refuses(session, statements, key_ref, parts[4], parts[3], KMS_PUBLISH_ACTIONS, "sns")
+        if refused:
+            # The text is the emulator's: SNS documents the codes, not their messages.
+            return _SNS_KMS_ERRORS[refused[0]], refused[1], "400 Bad Request"
+    if service == "dynamodb" and action in _DYNAMODB_ITEM_CALLS:
+        from moto.dynamodb.models import dynamodb_backends
+
+        for _, resource, _ in requests:
+            parts = resource.split(":", 5)
+            if len(parts) != 6 or not parts[5].startswith("table/"):
+                continue
+            table = dynamodb_backends[parts[4]][parts[3]].tables.get(parts[5].split("/")[1])
+            sse = getattr(table, "sse_specification", None) or {}
+            if not (sse.get("Enabled") and sse.get("SSEType") == "KMS"):
+                continue
+            refused = _key_refuses(session, statements, sse.get("KMSMasterKeyId") or "", parts[4], parts[3], KMS_ITEM_ACTIONS, "dynamodb")
+            if refused:
+                # The code and the message's start as users report them (aws/aws-cdk#10010); the rest is the emulator's.
+                return "com.amazonaws.dynamodb.v20120810#AccessDeniedException", f"KMS key access denied error: {refused[1]}", "400 Bad Request"
     return None
 
 

@@ -440,6 +440,38 @@ def test_a_resource_type_moto_lacks_fails_the_stack(endpoint):
     assert "CREATE_FAILED" in str(e.value) and "Pipe" in str(e.value) and "no CloudFormation support" in str(e.value)
 
 
+def test_encrypt_with_kms_puts_the_stacks_key_on_both_tables_and_the_three_topics(endpoint, provider, stack):
+    # The template's EncryptWithKms: one customer managed key (rotation on), as each resource's own property
+    # names it (AWS::DynamoDB::Table SSESpecification.KMSMasterKeyId, AWS::SNS::Topic KmsMasterKeyId), read back
+    # through the APIs a provider would use; its key policy is JSON text, as KMS's GetKeyPolicy answers it.
+    session = provider["session"]
+    # A service of its own: the module's service has the module's stack (one connection notification each).
+    ec2 = client(session, endpoint, "ec2")
+    _, subnet = network(ec2)
+    lb = client(session, endpoint, "elbv2").create_load_balancer(Name="svc-kms", Subnets=[subnet], Type="network")
+    svc = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[lb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=True)
+    deploy.deploy(endpoint, PROVIDER, "gk-kms", TEMPLATE, {"ManagedServiceIds": svc["ServiceConfiguration"]["ServiceId"], "EncryptWithKms": "true"})
+    resources = client(session, endpoint, "cloudformation").list_stack_resources(StackName="gk-kms")["StackResourceSummaries"]
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+    kms = client(session, endpoint, "kms")
+    key = kms.describe_key(KeyId=physical["Key"])["KeyMetadata"]
+    assert key["Enabled"] and kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
+    policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    assert {s["Sid"] for s in policy["Statement"]} == {"AccountAdministers", "EndpointServiceNotificationsPublish", "CloudWatchAlarmsPublish"}
+    ddb = client(session, endpoint, "dynamodb")
+    for table in ("AllowlistTable", "DecisionsTable"):
+        sse = ddb.describe_table(TableName=physical[table])["Table"]["SSEDescription"]
+        assert sse["Status"] == "ENABLED" and sse["SSEType"] == "KMS" and sse["KMSMasterKeyArn"] == key["Arn"], (table, sse)
+    sns = client(session, endpoint, "sns")
+    for topic in ("DecisionsTopic", "AlertsTopic", "ConnectionNotificationsTopic"):
+        given = sns.get_topic_attributes(TopicArn=physical[topic])["Attributes"]["KmsMasterKeyId"]
+        assert kms.describe_key(KeyId=given)["KeyMetadata"]["Arn"] == key["Arn"], (topic, given)
+    # Without it (the module's stack), SSEEnabled alone: "an AWS managed key is used".
+    managed = kms.describe_key(KeyId="alias/aws/dynamodb")["KeyMetadata"]["Arn"]
+    plain = [r for r in client(session, endpoint, "cloudformation").list_stack_resources(StackName=STACK)["StackResourceSummaries"] if r["LogicalResourceId"] == "AllowlistTable"]
+    assert ddb.describe_table(TableName=plain[0]["PhysicalResourceId"])["Table"]["SSEDescription"]["KMSMasterKeyArn"] == managed
+
+
 def test_a_parameter_value_its_constraints_refuse_fails_create_stack_and_creates_nothing(endpoint, provider):
     # CloudFormation User Guide, "Parameters syntax": the template's constraints on each parameter; a value
     # that breaks one fails CreateStack with ValidationError (moto took any value).

@@ -319,6 +319,104 @@ def test_removing_publish_from_the_policy_denies_publish_only(world):
     w["sns"].publish(TopicArn=w["topic:decisions"], Message="x")  # the cache saw the change back too
 
 
+def test_a_publish_to_an_encrypted_topic_needs_its_key_from_the_key_policy_and_the_roles_policies(world):
+    """SNS developer guide, "Managing Amazon SNS encryption keys and costs": the publisher needs
+    kms:GenerateDataKey* and kms:Decrypt on the topic's key; KMS developer guide, "Key policies": IAM policies
+    grant a key only where its key policy lets the account (the template's Key: its root statement)."""
+    w = world
+    iam, sns = w["iam"], w["sns"]
+    kms = w["setup"].client("kms", endpoint_url=w["url"])
+    key = kms.create_key()["KeyMetadata"]  # the default key policy: the account's root, kms:*
+    setup_sns = w["setup"].client("sns", endpoint_url=w["url"])
+    topic = w["topic:decisions"]
+    root = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROVIDER}:root"}, "Action": "kms:*", "Resource": "*"}
+
+    def key_policy(*statements):
+        kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+
+    def role_may(*actions):
+        iam.put_role_policy(
+            RoleName="decide",
+            PolicyName="kms",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": key["Arn"]}]}),
+        )
+
+    publish = lambda: sns.publish(TopicArn=topic, Message="x")  # noqa: E731
+    setup_sns.set_topic_attributes(TopicArn=topic, AttributeName="KmsMasterKeyId", AttributeValue=key["Arn"])
+    try:
+        msg = denied(publish, "KMSAccessDenied", 400)
+        assert "kms:GenerateDataKey" in msg and key["Arn"] in msg, msg
+        assert {"action": "kms:GenerateDataKey", "resource": key["Arn"]}.items() <= denials(w)[-1].items()
+        role_may("kms:GenerateDataKey")
+        assert "kms:Decrypt" in denied(publish, "KMSAccessDenied", 400)
+        role_may("kms:GenerateDataKey*", "kms:Decrypt")  # the SNS guide's wording, a wildcard
+        publish()
+        # Without the root statement the role's policies grant nothing...
+        key_policy({**root, "Principal": {"AWS": f"arn:aws:iam::{PROVIDER}:role/someone-else"}})
+        denied(publish, "KMSAccessDenied", 400)
+        # ...and a key policy naming the role needs none of them.
+        iam.delete_role_policy(RoleName="decide", PolicyName="kms")
+        key_policy({**root, "Principal": {"AWS": w["role_arn"]}})
+        publish()
+        # An explicit deny in the key policy wins over its allow.
+        key_policy(root, {"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"})
+        role_may("kms:GenerateDataKey", "kms:Decrypt")
+        denied(publish, "KMSAccessDenied", 400)
+        key_policy(root)
+        publish()
+        kms.disable_key(KeyId=key["KeyId"])
+        denied(publish, "KMSDisabled", 400)
+        kms.enable_key(KeyId=key["KeyId"])
+        publish()
+        # Other credentials (the setup's) are never checked, as for every IAM rule here.
+        key_policy({**root, "Principal": {"AWS": f"arn:aws:iam::{PROVIDER}:role/someone-else"}})
+        setup_sns.publish(TopicArn=topic, Message="x")
+    finally:
+        setup_sns.set_topic_attributes(TopicArn=topic, AttributeName="KmsMasterKeyId", AttributeValue="")
+        try:
+            iam.delete_role_policy(RoleName="decide", PolicyName="kms")
+        except botocore.exceptions.ClientError:
+            pass
+    publish()
+
+
+def test_an_item_call_on_a_table_with_a_customer_managed_key_needs_kms_decrypt(world):
+    """DynamoDB developer guide, encryption at rest usage notes: the calling principal uses a table's customer
+    managed key through DynamoDB; users report PutItem and DeleteItem failing without kms:Decrypt."""
+    w = world
+    iam, ddb = w["iam"], w["dynamodb"]
+    setup_ddb = w["setup"].client("dynamodb", endpoint_url=w["url"])
+    key = w["setup"].client("kms", endpoint_url=w["url"]).create_key()["KeyMetadata"]
+    tables = {}
+    for name, sse in (("sealed", {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key["Arn"]}), ("managed", {"Enabled": True})):
+        setup_ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            SSESpecification=sse,
+        )
+        tables[name] = setup_ddb.describe_table(TableName=name)["Table"]["TableArn"]
+    items = {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"], "Resource": list(tables.values())}
+
+    def role_may(*statements):
+        iam.put_role_policy(RoleName="decide", PolicyName="tables", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [items, *statements]}))
+
+    role_may()
+    try:
+        put = lambda t: ddb.put_item(TableName=t, Item={"pk": {"S": "a"}})  # noqa: E731
+        msg = denied(lambda: put("sealed"), "AccessDeniedException", 400)
+        assert msg.startswith("KMS key access denied error") and "kms:Decrypt" in msg and key["Arn"] in msg, msg
+        denied(lambda: ddb.get_item(TableName="sealed", Key={"pk": {"S": "a"}}), "AccessDeniedException", 400)
+        put("managed")  # the AWS managed key asks nothing of the caller
+        role_may({"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key["Arn"]})
+        put("sealed")
+        assert ddb.get_item(TableName="sealed", Key={"pk": {"S": "a"}})["Item"]
+        ddb.query(TableName="sealed", KeyConditionExpression="pk = :a", ExpressionAttributeValues={":a": {"S": "a"}})
+    finally:
+        iam.delete_role_policy(RoleName="decide", PolicyName="tables")
+
+
 def test_managed_policies_count_and_an_explicit_deny_wins(world):
     w = world
     iam, ddb = w["iam"], w["dynamodb"]

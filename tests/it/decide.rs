@@ -275,6 +275,46 @@ async fn when_the_deployed_role_lacks_sns_publish_should_act_once_and_keep_the_n
     Ok(())
 }
 
+/// `EncryptWithKms=true` as a provider deploys it: both tables and the three topics use the stack's own key, and
+/// the emulator asks that key of every caller as AWS does (EC2's notifications through the key policy's
+/// vpce.amazonaws.com statement; each role's DynamoDB item calls kms:Decrypt, decide's publish also
+/// kms:GenerateDataKey, through the key policy's account statement and the role's `kms` policy).
+#[tokio::test]
+async fn when_the_stack_encrypts_with_its_own_kms_key_consumers_are_decided_announced_and_recorded() -> Result<()> {
+    let w = World::with(gatekeeper_local::Options { encrypt_with_kms: true, ..Default::default() }).await?;
+    w.rule("SVC", ALLOWED, "allow", &[]).await?; // through the stream to reconcile, which reads the allowlist
+    let allowed = w.endpoint(ALLOWED).await?;
+    let unknown = w.endpoint(UNKNOWN).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&allowed).await?, "available");
+    assert_eq!(w.state(&unknown).await?, "rejected");
+    for id in [&allowed, &unknown] {
+        // Decided through EC2's notification on the encrypted topic (settle runs no sweep).
+        let connects =
+            w.wiring.connection_events.lock().map(|v| v.iter().filter(|(e, i, _)| e == "Connect" && i == id).count());
+        assert_eq!(connects.unwrap_or(0), 1, "{id}: EC2's Connect notification reached ingest");
+        assert_eq!(w.records(id).await?[0]["status"], s("notified"), "{id}");
+    }
+    let inbox = w.inbox().await?;
+    assert_eq!(inbox.len(), 2, "{inbox:#?}");
+    let swept = w.wiring.sweep().await?; // reconcile's reads of both tables (the owed index among them)
+    assert_eq!(swept["requests"], 0, "{swept}");
+    // The local AWS is shared by the tests running beside this one: only this stack's roles count.
+    let roles = ["IngestFunction", "DecideFunction", "ReconcileFunction"]
+        .map(|f| w.info.deployment.function(f).map(|f| f.role_arn.clone()))
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    let denials = gatekeeper_local::control(&w.info.endpoint_url, "/_gatekeeper/iam/denials", None).await?;
+    let ours: Vec<_> = denials
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| roles.iter().any(|r| d["role_arn"] == r.as_str()))
+        .collect();
+    assert!(ours.is_empty(), "no call of the functions was refused: {ours:#?}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_decision_owed_its_notification_after_its_message_is_gone_is_found_by_the_sweep_and_announced() -> Result<()>
 {

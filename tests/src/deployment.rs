@@ -147,13 +147,21 @@ pub struct Options {
     /// `ManageAllowedPrincipals`: the service starts with no allowed principals (as a new service does) and
     /// Gatekeeper keeps them; off, the service allows `*` and Gatekeeper's accept/reject is the gate.
     pub manage_principals: bool,
+    /// `EncryptWithKms`: both tables and the three topics encrypted with the stack's customer managed key.
+    pub encrypt_with_kms: bool,
     /// The template to deploy (default `infra/template.yaml`).
     pub template: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { default_action: DefaultAction::Reject, revoke: false, manage_principals: false, template: None }
+        Self {
+            default_action: DefaultAction::Reject,
+            revoke: false,
+            manage_principals: false,
+            encrypt_with_kms: false,
+            template: None,
+        }
     }
 }
 
@@ -222,6 +230,7 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
         ("DefaultAction".into(), if options.default_action == DefaultAction::Hold { "hold" } else { "reject" }.into()),
         ("RevokeOnRemoval".into(), options.revoke.to_string()),
         ("ManageAllowedPrincipals".into(), options.manage_principals.to_string()),
+        ("EncryptWithKms".into(), options.encrypt_with_kms.to_string()),
     ];
     params.extend(LOCAL_PARAMETERS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let stack_name = format!("gatekeeper-{suffix}");

@@ -37,6 +37,9 @@ enum Cmd {
         /// Start the service with no allowed principals and let Gatekeeper keep them (ManageAllowedPrincipals).
         #[arg(long)]
         manage_allowed_principals: bool,
+        /// Encrypt the tables and topics with the stack's own KMS key (EncryptWithKms).
+        #[arg(long)]
+        encrypt_with_kms: bool,
     },
     /// Create one more stack's resources on a running local AWS and write its JSON (no wiring runs).
     Provision {
@@ -62,11 +65,12 @@ enum Cmd {
 async fn main() -> Result<()> {
     shared::telemetry::init();
     match Cli::parse().command {
-        Cmd::Up { port, state, default_action, revoke, sweep_seconds, manage_allowed_principals } => {
+        Cmd::Up { port, state, default_action, revoke, sweep_seconds, manage_allowed_principals, encrypt_with_kms } => {
             let options = Options {
                 default_action: default_action.parse().map_err(anyhow::Error::msg)?,
                 revoke,
                 manage_principals: manage_allowed_principals,
+                encrypt_with_kms,
                 ..Options::default()
             };
             up(port, state, options, Duration::from_secs(sweep_seconds.max(1))).await
