@@ -241,3 +241,55 @@ async fn when_two_invocations_decide_a_quota_while_ec2_lags_should_accept_exactl
     assert_eq!(states.iter().filter(|s| *s == "rejected").count(), 7, "{states:?}");
     Ok(())
 }
+
+/// The allowlist stream's mapping as deployed (`MaximumRetryAttempts: 10`, `OnFailure`: reconcile's DLQ): a
+/// change reconcile cannot apply is invoked once and retried ten times, then its record (metadata, as Lambda
+/// sends it) is in the DLQ, and the shard moves on: a later change is read and applied.
+#[tokio::test]
+async fn when_an_allowlist_change_keeps_failing_it_is_retried_then_recorded_in_the_dlq_and_later_changes_apply()
+-> Result<()> {
+    let w = World::new(DefaultAction::Hold).await?;
+    let id = w.endpoint(A).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.state(&id).await?, "pendingAcceptance", "held: A is not listed yet");
+    // reconcile's Describe (its access key only) answers 500 every time, through the SDK's own retries.
+    let reconcile_key = &w.wiring.access_keys[2];
+    w.faults(serde_json::json!([{"match": "ec2:DescribeVpcEndpointConnections", "rate": 1.0, "kind": "error500", "key": reconcile_key}]))
+        .await?;
+    w.rule("SVC", A, "allow", &[]).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut invocations = 0;
+    while w.wiring.stream_discards.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the change was never given up on ({invocations} invocations)"
+        );
+        invocations += w.wiring.pump_stream().await?.invocations;
+    }
+    assert_eq!(invocations, 11, "the first invocation and the mapping's ten retries");
+
+    let dlq = &w.info.deployment.queues["ReconcileDeadLetterQueue"].url;
+    let got = w.sqs.receive_message().queue_url(dlq).wait_time_seconds(5).send().await?;
+    let [msg] = got.messages() else { anyhow::bail!("one record in the DLQ: {got:?}") };
+    let record: serde_json::Value = serde_json::from_str(msg.body().unwrap_or_default())?;
+    assert_eq!(record["requestContext"]["condition"], "RetryAttemptsExhausted", "{record:#}");
+    assert_eq!(record["requestContext"]["approximateInvokeCount"], 11, "{record:#}");
+    assert_eq!(record["requestContext"]["functionArn"], w.info.deployment.function("ReconcileFunction")?.arn.as_str());
+    let info = &record["DDBStreamBatchInfo"];
+    assert_eq!(info["batchSize"], 1, "{record:#}");
+    assert_eq!(info["startSequenceNumber"], info["endSequenceNumber"], "{record:#}");
+    assert!(info["shardId"].as_str().is_some_and(|s| !s.is_empty()), "{record:#}");
+    assert_eq!(
+        info["streamArn"],
+        w.info.deployment.mapping("ReconcileFunction", "/stream/")?.event_source_arn.as_str()
+    );
+    assert_eq!(w.state(&id).await?, "pendingAcceptance", "the change was not applied");
+
+    // Faults off: the next change is read (not the one given up on again) and applied.
+    w.faults(serde_json::json!([])).await?;
+    w.rule("SVC", A, "allow", &[("note", V::S("again".into()))]).await?;
+    w.settle(SETTLE).await?;
+    assert_eq!(w.settled_state(&id).await?, "available");
+    assert_eq!(w.wiring.stream_discards.load(std::sync::atomic::Ordering::Relaxed), 1);
+    Ok(())
+}

@@ -57,6 +57,14 @@ pub struct Mapping {
     pub function_response_types: Vec<String>,
     pub maximum_concurrency: Option<u32>,
     pub starting_position: Option<String>,
+    /// Streams: retries before the records are discarded (-1: until they expire).
+    #[serde(default)]
+    pub maximum_retry_attempts: Option<i64>,
+    #[serde(default)]
+    pub bisect_batch_on_function_error: Option<bool>,
+    /// Streams: where a record of the records discarded goes (`DestinationConfig.OnFailure`).
+    #[serde(default)]
+    pub on_failure_destination: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

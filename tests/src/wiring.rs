@@ -6,7 +6,9 @@
 //! - SNS's deliveries of the notifications → `decide`, the same way, on that queue's mapping;
 //! - the connection-notification topic's Lambda subscription → `ingest`, through the emulator's
 //!   asynchronous-invocation queue (retries and the function's dead-letter queue as Lambda does them);
-//! - the allowlist stream → `reconcile`, as the stream event source mapping does (GetRecords);
+//! - the allowlist stream → `reconcile`, as the stream event source mapping does (GetRecords; batches,
+//!   checkpoints, retries, bisection and the on-failure destination as the mapping is deployed:
+//!   [`crate::stream_source`]);
 //! - the schedule → `reconcile` with a Scheduled Event.
 
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ use serde_json::{Value, json};
 use crate::deployment::StackInfo;
 use crate::emulator::{control, role_config};
 use crate::events::{notification_event, stream_record};
+use crate::stream_source::{Discarded, Outcome, Settings, Shard};
 
 /// How long the local runner keeps what it receives from decide's queues out of sight: 2 s, where Lambda's
 /// poller uses the queue's visibility timeout (360 s as deployed; Lambda refuses less than decide's 60 s).
@@ -63,8 +66,17 @@ pub struct Wiring {
     /// Where the stream's mapping starts reading (its deployed `StartingPosition`), at the first pump: with
     /// `LATEST`, a change made before then is never read, as Lambda warns for a mapping's first minutes.
     stream_start: aws_sdk_dynamodbstreams::types::ShardIteratorType,
-    /// Where each shard of the allowlist stream has been read to.
-    shard_iterators: tokio::sync::Mutex<Option<Vec<String>>>,
+    /// The stream mapping's batch size, retries, bisection and response types, as deployed.
+    stream_settings: Settings,
+    /// The mapping's on-failure destination (a queue URL), sent to with reconcile's role, as Lambda does.
+    stream_on_failure: Option<String>,
+    /// reconcile's SQS client (its execution role): the on-failure destination.
+    reconcile_sqs: aws_sdk_sqs::Client,
+    reconcile_arn: String,
+    /// Each shard of the allowlist stream: where it has been read to, and what is read but not checkpointed.
+    shards: tokio::sync::Mutex<Option<Vec<StreamShard>>>,
+    /// Records of failed stream batches sent to the on-failure destination.
+    pub stream_discards: AtomicUsize,
     invocation: AtomicU64,
     /// Each function's deployed `Timeout` in seconds, by the name `context` takes.
     timeouts: std::collections::HashMap<&'static str, u64>,
@@ -76,6 +88,14 @@ pub struct Wiring {
     /// Messages `decide` reported as failed (partial batch failures and failed invocations), as the
     /// event source mapping would see them: what the Errors metric and the DLQ are made of.
     pub decide_failures: AtomicUsize,
+}
+
+/// One shard of the allowlist stream as the mapping reads it.
+struct StreamShard {
+    id: String,
+    /// `None` once the shard is closed and read to its end.
+    iterator: Option<String>,
+    source: Shard<Value>,
 }
 
 /// One of decide's SQS event sources: the queue, and the mapping's batch size.
@@ -135,7 +155,16 @@ impl Wiring {
                 .any(|s| s.function == "IngestFunction" && s.topic_arn == notifications_topic),
             "ingest is not subscribed to the connection notifications topic"
         );
+        let stream_on_failure = match &stream.on_failure_destination {
+            Some(arn) => Some(d.queue_by_arn(arn).context("the stream's on-failure destination")?.url.clone()),
+            None => None,
+        };
         Ok(Self {
+            stream_settings: Settings::of(stream)?,
+            stream_on_failure,
+            reconcile_sqs: aws_sdk_sqs::Client::new(&reconcile_sdk),
+            reconcile_arn: d.function("ReconcileFunction")?.arn.clone(),
+            stream_discards: Default::default(),
             sqs: aws_sdk_sqs::Client::new(&decide_sdk),
             streams: aws_sdk_dynamodbstreams::Client::new(&reconcile_sdk),
             ingest: ingest::wiring::deps(&ingest_sdk, ingest_config),
@@ -151,7 +180,7 @@ impl Wiring {
                 other => anyhow::bail!("the allowlist stream's mapping starts at {other:?}: not a stream position"),
             },
             decide_sdk,
-            shard_iterators: Default::default(),
+            shards: Default::default(),
             invocation: 0.into(),
             timeouts: [("ingest", "IngestFunction"), ("decide", "DecideFunction"), ("reconcile", "ReconcileFunction")]
                 .into_iter()
@@ -261,57 +290,117 @@ impl Wiring {
         Ok(stats)
     }
 
-    /// New allowlist stream records → one `reconcile` invocation, as Lambda's stream event source does.
+    /// The allowlist stream → `reconcile`, as Lambda's stream event source does it: per shard, one invocation
+    /// of its next batch (new records read once the last batch was checkpointed), retried, bisected or
+    /// discarded to the on-failure destination as the mapping is deployed ([`crate::stream_source`]).
     pub async fn pump_stream(&self) -> Result<PumpStats> {
         let mut stats = PumpStats::default();
-        let mut guard = self.shard_iterators.lock().await;
+        let mut guard = self.shards.lock().await;
         if guard.is_none() {
             let desc = self.streams.describe_stream().stream_arn(&self.stream_arn).send().await?;
-            let mut its = Vec::new();
+            let mut shards = Vec::new();
             for shard in desc.stream_description().map(|d| d.shards()).unwrap_or_default() {
+                let id = shard.shard_id().unwrap_or_default().to_owned();
                 let it = self
                     .streams
                     .get_shard_iterator()
                     .stream_arn(&self.stream_arn)
-                    .shard_id(shard.shard_id().unwrap_or_default())
+                    .shard_id(&id)
                     .shard_iterator_type(self.stream_start.clone())
                     .send()
                     .await?;
-                its.extend(it.shard_iterator().map(str::to_owned));
+                let iterator = it.shard_iterator().map(str::to_owned);
+                shards.push(StreamShard { id, iterator, source: Shard::new(self.stream_settings) });
             }
-            *guard = Some(its);
+            *guard = Some(shards);
         }
-        let Some(iterators) = guard.as_mut() else { return Ok(stats) };
-        for it in iterators.iter_mut() {
-            let out = self.streams.get_records().shard_iterator(it.as_str()).send().await?;
-            let records: Vec<Value> =
-                out.records().iter().map(|r| stream_record(r, &self.info.region, &self.stream_arn)).collect();
-            if !records.is_empty() {
-                // As the runtime does: the payload is deserialised into the handler's event type.
-                let event: ReconcileEvent = serde_json::from_value(json!({ "Records": records }))?;
-                stats.invocations += 1;
-                stats.messages += records.len();
-                let response = reconcile::handler::handle(
-                    &self.reconcile,
-                    lambda_runtime::LambdaEvent::new(event, self.context("reconcile")),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("reconcile failed: {e}"))?;
-                let ReconcileResponse::Stream(response) = response else {
-                    anyhow::bail!("reconcile answered a stream batch with {response:?}")
-                };
-                let failures = response.batch_item_failures.len();
-                if failures > 0 {
-                    // Lambda would retry from the failed record; keep the iterator where it was.
-                    stats.failed_messages += failures;
-                    continue;
-                }
+        let Some(shards) = guard.as_mut() else { return Ok(stats) };
+        for shard in shards.iter_mut() {
+            if shard.source.is_idle()
+                && let Some(it) = &shard.iterator
+            {
+                let limit = i32::try_from(self.stream_settings.batch_size).unwrap_or(1000).min(1000);
+                let out = self.streams.get_records().shard_iterator(it.as_str()).limit(limit).send().await?;
+                shard.iterator = out.next_shard_iterator().map(str::to_owned);
+                shard.source.push(
+                    out.records().iter().map(|r| stream_record(r, &self.info.region, &self.stream_arn)).collect(),
+                );
             }
-            if let Some(next) = out.next_shard_iterator() {
-                *it = next.to_owned();
+            let Some(batch) = shard.source.next().map(<[Value]>::to_vec) else { continue };
+            // As the runtime does: the payload is deserialised into the handler's event type.
+            let event: ReconcileEvent = serde_json::from_value(json!({ "Records": batch }))?;
+            stats.invocations += 1;
+            stats.messages += batch.len();
+            let outcome = match reconcile::handler::handle(
+                &self.reconcile,
+                lambda_runtime::LambdaEvent::new(event, self.context("reconcile")),
+            )
+            .await
+            {
+                Ok(ReconcileResponse::Stream(r)) => Outcome::Returned(
+                    r.batch_item_failures.into_iter().map(|f| f.item_identifier.unwrap_or_default()).collect(),
+                ),
+                Ok(other) => anyhow::bail!("reconcile answered a stream batch with {other:?}"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile failed a stream batch; the mapping retries it");
+                    Outcome::FunctionError
+                }
+            };
+            stats.failed_messages += match &outcome {
+                Outcome::Returned(failed) => failed.len(),
+                Outcome::FunctionError => batch.len(),
+            };
+            if let Some(gone) = shard.source.after(&outcome, sequence_number) {
+                self.send_on_failure(&shard.id, &gone).await?;
             }
         }
         Ok(stats)
+    }
+
+    /// What Lambda sends the on-failure destination for records of a stream it gave up on: metadata only
+    /// (Lambda developer guide, "Error handling for DynamoDB", the example invocation record; "The actual
+    /// records aren't included"). `functionError` only for a function that failed: a partial batch response
+    /// is a returned function (the guide's example shows "Unhandled" and does not say).
+    async fn send_on_failure(&self, shard_id: &str, gone: &Discarded<Value>) -> Result<()> {
+        let arrival = |r: Option<&Value>| {
+            let secs = r.and_then(|r| r["dynamodb"]["ApproximateCreationDateTime"].as_i64()).unwrap_or(0);
+            shared::domain::time::rfc3339_ms(secs * 1000).replace(".000Z", "Z")
+        };
+        let mut response = json!({"statusCode": 200, "executedVersion": "$LATEST"});
+        if gone.function_error {
+            response["functionError"] = json!("Unhandled");
+        }
+        let record = json!({
+            "requestContext": {
+                "requestId": format!("local-{}-{}", std::process::id(), self.invocation.fetch_add(1, Ordering::Relaxed)),
+                "functionArn": self.reconcile_arn,
+                "condition": "RetryAttemptsExhausted",
+                "approximateInvokeCount": gone.invocations,
+            },
+            "responseContext": response,
+            "version": "1.0",
+            "timestamp": shared::domain::time::rfc3339_ms(shared::domain::time::now_ms()),
+            "DDBStreamBatchInfo": {
+                "shardId": shard_id,
+                "startSequenceNumber": gone.records.first().map(sequence_number),
+                "endSequenceNumber": gone.records.last().map(sequence_number),
+                "approximateArrivalOfFirstRecord": arrival(gone.records.first()),
+                "approximateArrivalOfLastRecord": arrival(gone.records.last()),
+                "batchSize": gone.records.len(),
+                "streamArn": self.stream_arn,
+            }
+        });
+        self.stream_discards.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(records = gone.records.len(), "stream records discarded after the mapping's retries");
+        let Some(url) = &self.stream_on_failure else { return Ok(()) };
+        self.reconcile_sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(record.to_string())
+            .send()
+            .await
+            .context("sending to the stream's on-failure destination")?;
+        Ok(())
     }
 
     /// The schedule: one `reconcile` invocation with a Scheduled Event (`events/schedule/sweep.json`).
@@ -470,4 +559,9 @@ impl Wiring {
             }
         }
     }
+}
+
+/// A Lambda stream record's sequence number (its `batchItemFailures` item identifier).
+fn sequence_number(r: &Value) -> String {
+    r["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default().to_owned()
 }
