@@ -381,6 +381,40 @@ def test_tables_are_protected_and_decisions_expire():
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}
 
 
+def references(node) -> set[str]:
+    """The logical IDs a template node refers to (Ref, Fn::GetAtt, ${X} and ${X.Attr} in Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "Ref" and isinstance(v, str):
+                found.add(v)
+            elif k == "Fn::GetAtt":
+                found.add((v[0] if isinstance(v, list) else str(v).split(".")[0]))
+            elif k == "Fn::Sub":
+                text = v[0] if isinstance(v, list) else v
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", str(text))}
+            found |= references(v)
+    elif isinstance(node, list):
+        for v in node:
+            found |= references(v)
+    return found
+
+
+def test_a_retained_resource_keeps_the_kms_key_it_is_encrypted_with():
+    # CloudFormation template reference, AWS::KMS::Key PendingWindowInDays: "When you remove a KMS key from a
+    # CloudFormation stack, KMS schedules the KMS key for deletion" (30 days by default). DynamoDB API reference,
+    # TableStatus INACCESSIBLE_ENCRYPTION_CREDENTIALS: a table whose key stays inaccessible "for more than seven
+    # days" is archived. A table retained when the stack goes must keep its key, or it is lost all the same.
+    plain = {k: r for k, r in RESOURCES.items() if isinstance(r, dict)}  # not the Fn::ForEach blocks
+    keys = {k for k, r in plain.items() if r["Type"] == "AWS::KMS::Key"}
+    retained = {k: r for k, r in plain.items() if r.get("DeletionPolicy") == "Retain"}
+    assert keys and {"AllowlistTable", "DecisionsTable"} <= set(retained)
+    for name, r in retained.items():
+        for key in references(r.get("Properties", {})) & keys:
+            assert RESOURCES[key].get("DeletionPolicy") == "Retain", (name, key)
+            assert RESOURCES[key].get("UpdateReplacePolicy") == "Retain", (name, key)
+
+
 def test_managed_service_ids_must_each_be_an_endpoint_service_id():
     p = PARAMETERS["ManagedServiceIds"]
     assert p["Type"] == "CommaDelimitedList" and p["ConstraintDescription"]
