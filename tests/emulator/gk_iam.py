@@ -748,33 +748,18 @@ _DYNAMODB_ITEM_CALLS = frozenset(
 )
 
 
-def _key_policy_verdict(policy, action: str, session: _Session, ctx: dict) -> str:
+def _key_policy_verdict(policy, action: str, resource: str, session: _Session, ctx: dict) -> str:
     """What the key policy says of `action` for the role: "deny", "role" (allowed to the role itself),
     "account" (allowed to the account: IAM policies decide) or "none"."""
-    if isinstance(policy, str):
-        try:
-            policy = json.loads(policy)
-        except ValueError:
-            return "none"
-    statements = [s for s in gk_policy.as_list((policy or {}).get("Statement", [])) if isinstance(s, dict)]
     root = f"arn:{session.partition}:iam::{session.account}:root"
-    verdict = "none"
-    for st in statements:
-        if not any(gk_policy.wild(str(a).lower(), action.lower()) for a in gk_policy.as_list(st.get("Action", []))):
-            continue
-        principal = st.get("Principal")
-        named = [str(p) for p in gk_policy.as_list(principal.get("AWS", []))] if isinstance(principal, dict) else []
-        everyone = principal == "*" or "*" in named
-        holds = gk_policy.condition(st.get("Condition"), ctx)
-        if st.get("Effect") == "Deny":
-            if (everyone or session.role_arn in named or root in named or session.account in named) and holds is not False:
-                return "deny"
-        elif st.get("Effect") == "Allow" and holds is True:
-            if everyone or session.role_arn in named:
-                verdict = "role"
-            elif verdict == "none" and (root in named or session.account in named):
-                verdict = "account"
-    return verdict
+    account = {root, session.account}
+    if gk_policy.judge(policy, action, resource, lambda p: gk_policy.names_aws(p, account | {session.role_arn}), ctx) == "deny":
+        return "deny"
+    if gk_policy.judge(policy, action, resource, lambda p: gk_policy.names_aws(p, {session.role_arn}), ctx) == "allow":
+        return "role"
+    if gk_policy.judge(policy, action, resource, lambda p: gk_policy.names_aws(p, account), ctx) == "allow":
+        return "account"
+    return "none"
 
 
 def _key_refuses(session: _Session, statements, key_ref: str, account: str, region: str, actions, via: str):
@@ -786,17 +771,17 @@ def _key_refuses(session: _Session, statements, key_ref: str, account: str, regi
         return None
     try:
         key = kms_backends[account][region].describe_key(key_ref)
-    except Exception:  # noqa: BLE001 - moto raises its NotFoundException
+    except Exception:  # noqa: BLE001 - moto raises its NotFoundException (or KeyError: a Region it lacks)
         return "not-found", f"Invalid keyId {key_ref}"
     if any(str(a).startswith("alias/aws/") for a in getattr(key, "aliases", {})):
         return None  # an AWS managed key (moto makes alias/aws/dynamodb's for a table without a key of its own)
-    if key.key_state == "PendingDeletion":
-        return "invalid-state", f"{key.arn} is pending deletion."
-    if key.key_state != "Enabled":
+    if key.key_state == "Disabled":
         return "disabled", f"{key.arn} is disabled."
+    if key.key_state != "Enabled":  # PendingDeletion, PendingImport, Unavailable...
+        return "invalid-state", f"{key.arn} is {key.key_state}."
     ctx = {"kms:viaservice": f"{via}.{region}.amazonaws.com", "kms:calleraccount": session.account}
     for action in actions:
-        by_key = _key_policy_verdict(key.policy, action, session, ctx)
+        by_key = _key_policy_verdict(key.policy, action, key.arn, session, ctx)
         by_iam = EXPLICIT_DENY if statements is None else evaluate(statements, action, key.arn)
         if by_key == "role" and by_iam != EXPLICIT_DENY or by_key == "account" and by_iam == ALLOW:
             continue
@@ -823,7 +808,10 @@ def _keys_refuse(session: _Session, statements, service: str, action: str, param
 
         arn = params.get("TopicArn") or params.get("TargetArn") or ""
         parts = arn.split(":")
-        topic = sns_backends[parts[4]][parts[3]].topics.get(arn) if len(parts) == 6 else None
+        try:
+            topic = sns_backends[parts[4]][parts[3]].topics.get(arn) if len(parts) == 6 else None
+        except KeyError:  # a Region moto lacks: moto answers the call itself
+            topic = None
         key_ref = getattr(topic, "kms_master_key_id", "") or ""
         refused = key_ref and _key_refuses(session, statements, key_ref, parts[4], parts[3], KMS_PUBLISH_ACTIONS, "sns")
         if refused:
@@ -836,9 +824,13 @@ def _keys_refuse(session: _Session, statements, service: str, action: str, param
             parts = resource.split(":", 5)
             if len(parts) != 6 or not parts[5].startswith("table/"):
                 continue
-            table = dynamodb_backends[parts[4]][parts[3]].tables.get(parts[5].split("/")[1])
+            try:
+                table = dynamodb_backends[parts[4]][parts[3]].tables.get(parts[5].split("/")[1])
+            except (KeyError, IndexError):  # a Region moto lacks, a malformed name: moto answers the call itself
+                continue
             sse = getattr(table, "sse_specification", None) or {}
-            if not (sse.get("Enabled") and sse.get("SSEType") == "KMS"):
+            # The API's SSESpecification: Enabled, and SSEType KMS (the only type; absent means KMS).
+            if not (sse.get("Enabled") is True and sse.get("SSEType", "KMS") == "KMS"):
                 continue
             refused = _key_refuses(session, statements, sse.get("KMSMasterKeyId") or "", parts[4], parts[3], KMS_ITEM_ACTIONS, "dynamodb")
             if refused:

@@ -88,37 +88,55 @@ def principal_matches(principal, service: str) -> bool:
     return False
 
 
-def policy_allows(policy, actions: tuple[str, ...], resource: str, service: str, ctx: dict[str, str]) -> bool:
-    """Whether `policy` (a document, or its JSON) lets the service principal `service` take every one of
-    `actions` on `resource`, with the condition keys `ctx` (lower-case names)."""
+def statements_of(policy) -> list[dict]:
+    """A policy's statements (the policy a document or its JSON text); none for anything else."""
     if isinstance(policy, str):
         try:
             policy = json.loads(policy)
         except ValueError:
-            return False
+            return []
     if not isinstance(policy, dict):
-        return False
-    statements = [s for s in as_list(policy.get("Statement", [])) if isinstance(s, dict)]
-    for action in actions:
-        allowed = False
-        for st in statements:
-            acts = any(wild(str(a).lower(), action.lower()) for a in as_list(st.get("Action", [])))
-            res = "Resource" not in st or any(wild(str(r), resource) for r in as_list(st["Resource"]))
-            cond = condition(st.get("Condition"), ctx)
-            if st.get("Effect") == "Deny":
-                who = "NotPrincipal" in st or principal_matches(st.get("Principal"), service)
-                acts = acts or "NotAction" in st
-                res = res or "NotResource" in st
-                if who and acts and res and cond is not False:
-                    return False
-            elif st.get("Effect") == "Allow":
-                if any(k in st for k in ("NotPrincipal", "NotAction", "NotResource")):
-                    continue
-                if principal_matches(st.get("Principal"), service) and acts and res and cond is True:
-                    allowed = True
-        if not allowed:
-            return False
-    return True
+        return []
+    return [s for s in as_list(policy.get("Statement", [])) if isinstance(s, dict)]
+
+
+def judge(policy, action: str, resource: str, names, ctx: dict[str, str]) -> str:
+    """"deny" when an explicit Deny applies to `action` on `resource`, else "allow" when an Allow does, else
+    "none"; `names(principal)` says whether a statement's Principal names the caller. A Deny holding
+    NotPrincipal, NotAction or NotResource applies, an Allow holding one does not (fail closed)."""
+    allowed = False
+    for st in statements_of(policy):
+        acts = any(wild(str(a).lower(), action.lower()) for a in as_list(st.get("Action", [])))
+        res = "Resource" not in st or any(wild(str(r), resource) for r in as_list(st["Resource"]))
+        cond = condition(st.get("Condition"), ctx)
+        if st.get("Effect") == "Deny":
+            who = "NotPrincipal" in st or names(st.get("Principal"))
+            if who and (acts or "NotAction" in st) and (res or "NotResource" in st) and cond is not False:
+                return "deny"
+        elif st.get("Effect") == "Allow":
+            if any(k in st for k in ("NotPrincipal", "NotAction", "NotResource")):
+                continue
+            if names(st.get("Principal")) and acts and res and cond is True:
+                allowed = True
+    return "allow" if allowed else "none"
+
+
+def policy_allows(policy, actions: tuple[str, ...], resource: str, service: str, ctx: dict[str, str]) -> bool:
+    """Whether `policy` (a document, or its JSON) lets the service principal `service` take every one of
+    `actions` on `resource`, with the condition keys `ctx` (lower-case names)."""
+    names = lambda p: principal_matches(p, service)  # noqa: E731
+    return all(judge(policy, action, resource, names, ctx) == "allow" for action in actions)
+
+
+def names_aws(principal, identities: set[str]) -> bool:
+    """Whether a Principal names everyone or one of `identities` (an AWS principal: role ARN, account root
+    ARN, or account ID)."""
+    if principal == "*":
+        return True
+    if isinstance(principal, dict):
+        named = {str(p) for p in as_list(principal.get("AWS", []))}
+        return "*" in named or bool(named & identities)
+    return False
 
 
 def on_behalf_of(source_arn: str, source_account: str) -> dict[str, str]:

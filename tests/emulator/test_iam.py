@@ -354,10 +354,18 @@ def test_a_publish_to_an_encrypted_topic_needs_its_key_from_the_key_policy_and_t
         # Without the root statement the role's policies grant nothing...
         key_policy({**root, "Principal": {"AWS": f"arn:aws:iam::{PROVIDER}:role/someone-else"}})
         denied(publish, "KMSAccessDenied", 400)
-        # ...and a key policy naming the role needs none of them.
+        # ...and a key policy naming the role needs none of them, unless they deny it.
         iam.delete_role_policy(RoleName="decide", PolicyName="kms")
         key_policy({**root, "Principal": {"AWS": w["role_arn"]}})
         publish()
+        deny = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "kms:Decrypt", "Resource": key["Arn"]}]}
+        iam.put_role_policy(RoleName="decide", PolicyName="no-kms", PolicyDocument=json.dumps(deny))
+        assert "explicit deny" in denied(publish, "KMSAccessDenied", 400)
+        iam.delete_role_policy(RoleName="decide", PolicyName="no-kms")
+        publish()
+        # A Deny by NotPrincipal applies to everyone it does not name (read fail-closed).
+        key_policy({**root, "Principal": {"AWS": w["role_arn"]}}, {"Effect": "Deny", "NotPrincipal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": "kms:*", "Resource": "*"})
+        denied(publish, "KMSAccessDenied", 400)
         # An explicit deny in the key policy wins over its allow.
         key_policy(root, {"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"})
         role_may("kms:GenerateDataKey", "kms:Decrypt")
@@ -388,7 +396,8 @@ def test_an_item_call_on_a_table_with_a_customer_managed_key_needs_kms_decrypt(w
     setup_ddb = w["setup"].client("dynamodb", endpoint_url=w["url"])
     key = w["setup"].client("kms", endpoint_url=w["url"]).create_key()["KeyMetadata"]
     tables = {}
-    for name, sse in (("sealed", {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key["Arn"]}), ("managed", {"Enabled": True})):
+    # SSEType may be left out: KMS is the only type.
+    for name, sse in (("sealed", {"Enabled": True, "KMSMasterKeyId": key["Arn"]}), ("managed", {"Enabled": True})):
         setup_ddb.create_table(
             TableName=name,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],

@@ -285,11 +285,17 @@ async fn when_an_allowlist_change_keeps_failing_it_is_retried_then_recorded_in_t
     );
     assert_eq!(w.state(&id).await?, "pendingAcceptance", "the change was not applied");
 
-    // Faults off: the next change is read (not the one given up on again) and applied.
+    // Faults off: the next change is read, and only it (the one given up on is not read again), and applied.
+    let given_up = info["endSequenceNumber"].as_str().unwrap_or_default().to_owned();
+    let before = w.wiring.stream_invoked.lock().map(|v| v.len()).unwrap_or(0);
     w.faults(serde_json::json!([])).await?;
     w.rule("SVC", A, "allow", &[("note", V::S("again".into()))]).await?;
     w.settle(SETTLE).await?;
     assert_eq!(w.settled_state(&id).await?, "available");
+    let after: Vec<String> = w.wiring.stream_invoked.lock().map(|v| v[before..].to_vec()).unwrap_or_default();
+    let [next] = after.as_slice() else { anyhow::bail!("one record read after the faults: {after:?}") };
+    // Sequence numbers grow: numeric strings, compared as numbers (by length, then digits).
+    assert!((next.len(), next) > (given_up.len(), &given_up), "{next} after {given_up}");
     assert_eq!(w.wiring.stream_discards.load(std::sync::atomic::Ordering::Relaxed), 1);
     Ok(())
 }

@@ -77,6 +77,8 @@ pub struct Wiring {
     shards: tokio::sync::Mutex<Option<Vec<StreamShard>>>,
     /// Records of failed stream batches sent to the on-failure destination.
     pub stream_discards: AtomicUsize,
+    /// The sequence number of every stream record handed to `reconcile`, in order (retries repeat them).
+    pub stream_invoked: std::sync::Mutex<Vec<String>>,
     invocation: AtomicU64,
     /// Each function's deployed `Timeout` in seconds, by the name `context` takes.
     timeouts: std::collections::HashMap<&'static str, u64>,
@@ -96,6 +98,8 @@ struct StreamShard {
     /// `None` once the shard is closed and read to its end.
     iterator: Option<String>,
     source: Shard<Value>,
+    /// Records given up on whose on-failure record could not be sent yet: sent before the next invocation.
+    unsent: Option<Discarded<Value>>,
 }
 
 /// One of decide's SQS event sources: the queue, and the mapping's batch size.
@@ -165,6 +169,7 @@ impl Wiring {
             reconcile_sqs: aws_sdk_sqs::Client::new(&reconcile_sdk),
             reconcile_arn: d.function("ReconcileFunction")?.arn.clone(),
             stream_discards: Default::default(),
+            stream_invoked: Default::default(),
             sqs: aws_sdk_sqs::Client::new(&decide_sdk),
             streams: aws_sdk_dynamodbstreams::Client::new(&reconcile_sdk),
             ingest: ingest::wiring::deps(&ingest_sdk, ingest_config),
@@ -310,12 +315,19 @@ impl Wiring {
                     .send()
                     .await?;
                 let iterator = it.shard_iterator().map(str::to_owned);
-                shards.push(StreamShard { id, iterator, source: Shard::new(self.stream_settings) });
+                shards.push(StreamShard { id, iterator, source: Shard::new(self.stream_settings), unsent: None });
             }
             *guard = Some(shards);
         }
         let Some(shards) = guard.as_mut() else { return Ok(stats) };
         for shard in shards.iter_mut() {
+            if let Some(gone) = shard.unsent.take() {
+                // Before anything newer of this shard (an AWS error here is the pump's, retried by its caller).
+                if let Err(e) = self.send_on_failure(&shard.id, &gone).await {
+                    shard.unsent = Some(gone);
+                    return Err(e);
+                }
+            }
             if shard.source.is_idle()
                 && let Some(it) = &shard.iterator
             {
@@ -327,31 +339,41 @@ impl Wiring {
                 );
             }
             let Some(batch) = shard.source.next().map(<[Value]>::to_vec) else { continue };
-            // As the runtime does: the payload is deserialised into the handler's event type.
-            let event: ReconcileEvent = serde_json::from_value(json!({ "Records": batch }))?;
             stats.invocations += 1;
             stats.messages += batch.len();
-            let outcome = match reconcile::handler::handle(
-                &self.reconcile,
-                lambda_runtime::LambdaEvent::new(event, self.context("reconcile")),
-            )
-            .await
-            {
-                Ok(ReconcileResponse::Stream(r)) => Outcome::Returned(
-                    r.batch_item_failures.into_iter().map(|f| f.item_identifier.unwrap_or_default()).collect(),
-                ),
-                Ok(other) => anyhow::bail!("reconcile answered a stream batch with {other:?}"),
+            if let Ok(mut seen) = self.stream_invoked.lock() {
+                seen.extend(batch.iter().map(sequence_number));
+            }
+            // As the runtime does: the payload is deserialised into the handler's event type (a payload it
+            // cannot read fails the invocation, a function error).
+            let outcome = match serde_json::from_value::<ReconcileEvent>(json!({ "Records": batch })) {
                 Err(e) => {
-                    tracing::warn!(error = %e, "reconcile failed a stream batch; the mapping retries it");
+                    tracing::warn!(error = %e, "the runtime could not read a stream batch; the mapping retries it");
                     Outcome::FunctionError
+                }
+                Ok(event) => {
+                    let invocation = lambda_runtime::LambdaEvent::new(event, self.context("reconcile"));
+                    match reconcile::handler::handle(&self.reconcile, invocation).await {
+                        Ok(ReconcileResponse::Stream(r)) => Outcome::Returned(
+                            r.batch_item_failures.into_iter().map(|f| f.item_identifier.unwrap_or_default()).collect(),
+                        ),
+                        Ok(other) => anyhow::bail!("reconcile answered a stream batch with {other:?}"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconcile failed a stream batch; the mapping retries it");
+                            Outcome::FunctionError
+                        }
+                    }
                 }
             };
             stats.failed_messages += match &outcome {
                 Outcome::Returned(failed) => failed.len(),
                 Outcome::FunctionError => batch.len(),
             };
-            if let Some(gone) = shard.source.after(&outcome, sequence_number) {
-                self.send_on_failure(&shard.id, &gone).await?;
+            if let Some(gone) = shard.source.after(&outcome, sequence_number)
+                && let Err(e) = self.send_on_failure(&shard.id, &gone).await
+            {
+                shard.unsent = Some(gone);
+                return Err(e);
             }
         }
         Ok(stats)
@@ -390,16 +412,17 @@ impl Wiring {
                 "streamArn": self.stream_arn,
             }
         });
-        self.stream_discards.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(records = gone.records.len(), "stream records discarded after the mapping's retries");
-        let Some(url) = &self.stream_on_failure else { return Ok(()) };
-        self.reconcile_sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(record.to_string())
-            .send()
-            .await
-            .context("sending to the stream's on-failure destination")?;
+        if let Some(url) = &self.stream_on_failure {
+            self.reconcile_sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(record.to_string())
+                .send()
+                .await
+                .context("sending to the stream's on-failure destination")?;
+        }
+        self.stream_discards.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
