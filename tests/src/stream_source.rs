@@ -14,8 +14,9 @@
 //! - `MaximumRetryAttempts`: "Discard records after the specified number of retries" (-1: never), then the
 //!   `OnFailure` destination gets a record of the batch ("metadata about the failed invocation"; "The actual
 //!   records aren't included"). The guide does not say whether a retry from a later checkpoint starts the
-//!   count again; here the count belongs to the batch's first record, so a batch that makes progress is not
-//!   discarded for its earlier records' failures.
+//!   count again; here the retries belong to the batch's first record, so a batch that makes progress is not
+//!   discarded for its earlier records' failures. `approximateInvokeCount` counts the invocations that held
+//!   that first record (in larger batches too, before a checkpoint or a bisection).
 
 use std::collections::VecDeque;
 
@@ -70,15 +71,21 @@ pub struct Discarded<R> {
 #[derive(Debug)]
 pub struct Shard<R> {
     settings: Settings,
-    batches: VecDeque<Vec<R>>,
-    /// Retries and invocations of the front batch's first record.
+    batches: VecDeque<Batch<R>>,
+    /// Retries of the front batch's first record.
     retries: u32,
+}
+
+#[derive(Debug)]
+struct Batch<R> {
+    records: Vec<R>,
+    /// Invocations that held its first record.
     invocations: u32,
 }
 
 impl<R: Clone> Shard<R> {
     pub fn new(settings: Settings) -> Self {
-        Self { settings, batches: VecDeque::new(), retries: 0, invocations: 0 }
+        Self { settings, batches: VecDeque::new(), retries: 0 }
     }
 
     /// Nothing read is waiting: the shard can be read further.
@@ -89,57 +96,53 @@ impl<R: Clone> Shard<R> {
     /// Records newly read from the shard, in its order.
     pub fn push(&mut self, records: Vec<R>) {
         for chunk in records.chunks(self.settings.batch_size) {
-            self.batches.push_back(chunk.to_vec());
+            self.batches.push_back(Batch { records: chunk.to_vec(), invocations: 0 });
         }
     }
 
     /// The batch to invoke next.
     pub fn next(&self) -> Option<&[R]> {
-        self.batches.front().map(Vec::as_slice)
+        self.batches.front().map(|b| b.records.as_slice())
     }
 
     /// Takes the outcome of invoking [`Self::next`]; `id` is a record's sequence number (the item identifier
     /// of a stream record). Returns the records given up on, if this was their last retry.
     pub fn after(&mut self, outcome: &Outcome, id: impl Fn(&R) -> String) -> Option<Discarded<R>> {
         let batch = self.batches.front_mut()?;
-        self.invocations += 1;
+        batch.invocations += 1;
         let function_error = *outcome == Outcome::FunctionError;
         match outcome {
             Outcome::Returned(failed) if !self.settings.report_item_failures || failed.is_empty() => {
                 self.batches.pop_front();
-                self.restart();
+                self.retries = 0;
                 return None;
             }
             Outcome::Returned(failed) => {
+                let records = &batch.records;
                 let positions: Option<Vec<usize>> =
-                    failed.iter().map(|f| batch.iter().position(|r| !f.is_empty() && id(r) == *f)).collect();
+                    failed.iter().map(|f| records.iter().position(|r| !f.is_empty() && id(r) == *f)).collect();
                 let checkpoint = positions.and_then(|p| p.into_iter().min()).unwrap_or(0);
                 if checkpoint > 0 {
-                    batch.drain(..checkpoint);
-                    self.restart();
-                    self.invocations = 1;
+                    // The new first record was in every invocation of the batch: its count stands, its retries start.
+                    batch.records.drain(..checkpoint);
+                    self.retries = 0;
                 }
             }
-            Outcome::FunctionError if self.settings.bisect && batch.len() > 1 => {
-                let second = batch.split_off(batch.len() / 2);
-                self.batches.insert(1, second);
+            Outcome::FunctionError if self.settings.bisect && batch.records.len() > 1 => {
+                let second = batch.records.split_off(batch.records.len() / 2);
+                let invocations = batch.invocations;
+                self.batches.insert(1, Batch { records: second, invocations });
                 return None;
             }
             Outcome::FunctionError => {}
         }
         self.retries += 1;
         if self.settings.max_retries.is_some_and(|max| self.retries > max) {
-            let records = self.batches.pop_front().unwrap_or_default();
-            let invocations = self.invocations;
-            self.restart();
+            let Batch { records, invocations } = self.batches.pop_front()?;
+            self.retries = 0;
             return Some(Discarded { records, invocations, function_error });
         }
         None
-    }
-
-    fn restart(&mut self) {
-        self.retries = 0;
-        self.invocations = 0;
     }
 }
 
@@ -232,7 +235,8 @@ mod tests {
         assert_eq!(s.after(&Outcome::FunctionError, id), None, "its first invocation alone");
         assert_eq!(s.after(&Outcome::FunctionError, id), None, "its first retry");
         let gone = s.after(&Outcome::FunctionError, id).expect("its second and last retry");
-        assert_eq!(gone, Discarded { records: vec![4], invocations: 3, function_error: true });
+        // It was held by five invocations: [1..4], [3, 4], and three alone.
+        assert_eq!(gone, Discarded { records: vec![4], invocations: 5, function_error: true });
         assert!(s.is_idle());
     }
 
