@@ -473,7 +473,7 @@ where
         // Decide's budget of EC2 calls is asked alongside the claims, for the calls they will need.
         let needs = |o: Outcome| claims.iter().any(|c| c.record.outcome == o);
         let wanted = [needs(Outcome::Accept), needs(Outcome::Reject)];
-        let ((claimed, pending_now), mut pretaken) = tokio::join!(self.claim_all(claims), self.pre_take(wanted));
+        let ((claimed, states_now), mut pretaken) = tokio::join!(self.claim_all(claims), self.pre_take(wanted));
         let (won, found) = self.sort_claims(claimed, &mut failed);
         let by_endpoint: HashMap<&EndpointId, &Connection> = conns.iter().map(|c| (&c.endpoint_id, c)).collect();
         let mut again: Vec<Claiming> = Vec::new();
@@ -485,16 +485,18 @@ where
                 Plan::Nothing => {}
             }
         }
-        let (claimed_again, pending_again) = self.claim_all(again).await;
+        let (claimed_again, states_again) = self.claim_all(again).await;
         let (won_again, _) = self.sort_claims(claimed_again, &mut failed);
         // Holds are only announced; each round's rejects are checked against that round's re-read.
         let mut acts: Vec<DecisionRecord> = Vec::new();
-        for (won, pending) in [(won, &pending_now), (won_again, &pending_again)] {
+        for (won, states) in [(won, &states_now), (won_again, &states_again)] {
             let (holds, act): (Vec<_>, Vec<_>) = won.into_iter().partition(|r| r.outcome == Outcome::Hold);
             to_notify.extend(holds);
             let (rejects, accepts): (Vec<_>, Vec<_>) = act.into_iter().partition(|r| r.outcome == Outcome::Reject);
             acts.extend(accepts);
-            acts.extend(self.still_pending(rejects, pending, &mut failed).await);
+            let (to_act, done) = self.still_pending(rejects, states, &mut failed).await;
+            acts.extend(to_act);
+            to_notify.extend(done);
         }
 
         // One accept and one reject call per service per batch (chunked for very large batches).
@@ -628,13 +630,12 @@ where
         Plan::Claim(record, previous)
     }
 
-    /// Makes the claims side by side (at most [`IN_FLIGHT`] in flight) and, alongside them, re-reads
-    /// which of the connections about to be rejected EC2 still shows `pendingAcceptance` (decided
-    /// rejects, not revocations: `still_pending`).
+    /// Makes the claims side by side (at most [`IN_FLIGHT`] in flight) and, alongside them, re-reads the
+    /// states of the connections about to be rejected (decided rejects, not revocations: `still_pending`).
     async fn claim_all(
         &self,
         claims: Vec<Claiming>,
-    ) -> (Vec<(Claiming, PortResult<Claim>)>, PortResult<BTreeSet<EndpointId>>) {
+    ) -> (Vec<(Claiming, PortResult<Claim>)>, PortResult<HashMap<EndpointId, ConnectionState>>) {
         let to_reject: Vec<EndpointId> = claims
             .iter()
             .filter(|c| c.record.kind == Kind::Decision && c.record.outcome == Outcome::Reject)
@@ -648,7 +649,7 @@ where
             })
             .buffered(IN_FLIGHT)
             .collect::<Vec<_>>();
-        tokio::join!(claiming, self.pending_now(&to_reject))
+        tokio::join!(claiming, self.states_now(&to_reject))
     }
 
     /// Sorts the answers to the claims: the records won, and the records that optimistic claims found
@@ -726,42 +727,58 @@ where
         }
     }
 
-    /// Which of `endpoints` EC2 shows `pendingAcceptance` now (none asked about: none, without a call).
-    async fn pending_now(&self, endpoints: &[EndpointId]) -> PortResult<BTreeSet<EndpointId>> {
+    /// The state EC2 shows now for each of `endpoints` (none asked about: none, without a call).
+    async fn states_now(&self, endpoints: &[EndpointId]) -> PortResult<HashMap<EndpointId, ConnectionState>> {
         if endpoints.is_empty() {
-            return Ok(BTreeSet::new());
+            return Ok(HashMap::new());
         }
-        let filter = ConnectionFilter { endpoints: endpoints.to_vec(), ..ConnectionFilter::pending() };
-        Ok(self.deps.connections.describe(self.service, &filter).await?.into_iter().map(|c| c.endpoint_id).collect())
+        let filter = ConnectionFilter { endpoints: endpoints.to_vec(), ..Default::default() };
+        let conns = self.deps.connections.describe(self.service, &filter).await?;
+        Ok(conns.into_iter().map(|c| (c.endpoint_id, c.state)).collect())
     }
 
     /// EC2's Reject also revokes an accepted connection, so a reject decided on a `pendingAcceptance`
-    /// read is checked against a second read made alongside its claim (`pending_now`), just before the
-    /// call: a connection a person accepted (or the consumer deleted) meanwhile is not rejected, unless
-    /// revocation applies, which the retry then decides. Revocations pass through: they are meant for
-    /// accepted connections.
+    /// read is checked against a second read made alongside its claim (`states_now`), just before the
+    /// call. Returns the records to reject, and those EC2 shows rejected already (to announce).
+    /// - Still `pendingAcceptance`: rejected.
+    /// - `rejected` already: the reject took effect (an earlier claim's Reject that got no answer, which the
+    ///   first, eventually consistent read did not show yet, or a person's): announced, as the retry of an
+    ///   unanswered call announces it (`Ec2Rechecked`), not closed unannounced.
+    /// - Anything else (a person accepted it, the consumer deleted it): not rejected, the record closed
+    ///   `superseded`; with revocation on, the retry decides whether the new state may stand.
+    ///
+    /// Revocations pass through: they are meant for accepted connections.
     async fn still_pending(
         &mut self,
         batch: Vec<DecisionRecord>,
-        pending_now: &PortResult<BTreeSet<EndpointId>>,
+        states_now: &PortResult<HashMap<EndpointId, ConnectionState>>,
         failed: &mut BTreeSet<EndpointId>,
-    ) -> Vec<DecisionRecord> {
+    ) -> (Vec<DecisionRecord>, Vec<DecisionRecord>) {
         let (revocations, decisions): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| r.kind == Kind::Revocation);
         if decisions.is_empty() {
-            return revocations;
+            return (revocations, vec![]);
         }
-        let pending = match pending_now {
-            Ok(p) => p,
+        let states = match states_now {
+            Ok(s) => s,
             Err(e) => {
                 self.give_up(&decisions, e, failed).await;
-                return revocations;
+                return (revocations, vec![]);
             }
         };
-        let mut out = revocations;
+        let (mut out, mut done) = (revocations, vec![]);
         for r in decisions {
-            if pending.contains(&r.endpoint_id) {
-                out.push(r);
-                continue;
+            match states.get(&r.endpoint_id) {
+                Some(ConnectionState::PendingAcceptance) => {
+                    out.push(r);
+                    continue;
+                }
+                Some(state) if took_effect(&r, state) => {
+                    info!(endpoint_id = %r.endpoint_id, "EC2 shows it rejected already, just before the reject; announcing it");
+                    self.count(names::EC2_RECHECKED);
+                    done.push(r);
+                    continue;
+                }
+                _ => {}
             }
             info!(endpoint_id = %r.endpoint_id, "no longer pendingAcceptance just before the reject; not rejected");
             self.count(names::SUPERSEDED);
@@ -774,7 +791,7 @@ where
                 Err(e) => self.fail(failed, &r.endpoint_id, &e),
             }
         }
-        out
+        (out, done)
     }
 
     /// Takes a `max_endpoints` slot for `conn` in its owner's ledger: `None` when it holds one now,

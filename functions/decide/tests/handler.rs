@@ -66,6 +66,9 @@ struct Faults {
     act_lands_then_refused: bool,
     /// A person accepts the connection by hand right after decide claims it.
     accept_by_hand_on_claim: bool,
+    /// EC2 shows the connection rejected right after decide claims it (an earlier Reject that got no answer,
+    /// landing only now, or a person's).
+    rejected_on_claim: bool,
     tag: bool,
     /// The next this many Accept/Reject calls are throttled (`RequestLimitExceeded`).
     act_throttled_times: usize,
@@ -266,10 +269,16 @@ impl DecisionLog for Fake<'_> {
             return Ok(Claim::Lost(standing.cloned().map(Box::new)));
         }
         recs.insert(r.endpoint_id.to_string(), r.clone());
-        if self.0.faults.lock().unwrap().accept_by_hand_on_claim
-            && let Some(c) = self.0.conns.lock().unwrap().get_mut(r.endpoint_id.as_str())
-        {
-            c.state = ConnectionState::Available;
+        let (accepted, rejected) = {
+            let f = self.0.faults.lock().unwrap();
+            (f.accept_by_hand_on_claim, f.rejected_on_claim)
+        };
+        if let Some(c) = self.0.conns.lock().unwrap().get_mut(r.endpoint_id.as_str()) {
+            if accepted {
+                c.state = ConnectionState::Available;
+            } else if rejected {
+                c.state = ConnectionState::Rejected;
+            }
         }
         Ok(Claim::Won)
     }
@@ -1315,6 +1324,25 @@ async fn when_a_person_accepts_just_before_the_reject_should_not_reject_it() {
     assert_eq!(w.records.lock().unwrap()[B].status, Status::Superseded);
     assert!(w.sent.lock().unwrap().is_empty(), "no decision was applied: nothing to announce");
     assert_eq!(out.metrics.get(names::SUPERSEDED), 1);
+}
+
+/// The second read before a reject shows the connection rejected already: the reject took effect (an earlier
+/// claim's Reject that got no answer lands late; the first read, eventually consistent, did not show it), so
+/// it is announced once, not rejected again and not closed `superseded` unannounced. Found by
+/// `it/faults.rs` `when_connections_drop_…` (one run in ten: a dead claim's unanswered Reject, taken over).
+#[tokio::test]
+async fn when_ec2_shows_the_reject_took_effect_just_before_it_should_announce_it_not_supersede_it() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().rejected_on_claim = true;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(state(&w, B), "rejected");
+    assert_eq!(*w.reject_calls.lock().unwrap(), 0, "not rejected again");
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "announced once");
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Notifying);
+    assert_eq!(out.metrics.get(names::SUPERSEDED), 0);
+    assert_eq!(out.metrics.get(names::EC2_RECHECKED), 1);
 }
 
 fn triggered(mut ev: SqsEvent, trigger: &str) -> SqsEvent {

@@ -14,7 +14,7 @@
 //! | `claimed`   | `claimed`   | a newer claim takes over a dead one (its lease ended; version + 1)   |
 //! | `claimed`   | `notifying` | EC2 took the action (or, for a hold, nothing to do): publish next    |
 //! | `claimed`   | `gone`      | EC2 no longer knows the endpoint                                     |
-//! | `claimed`   | `superseded`| EC2's state moved on before the action (a person acted); or a dead claim whose action never took effect |
+//! | `claimed`   | `superseded`| EC2's state moved on before the action, not to what it would have done (a person accepted before a reject); or a dead claim whose action never took effect |
 //! | `acted`     | `notifying` | an owed notification is published (retry or sweep)                   |
 //! | `notifying` | `acted`     | the publish was refused for certain: owed again                      |
 //! | `notifying` | `notified`  | SNS took the publish: its copy reached the stack's deliveries queue   |
