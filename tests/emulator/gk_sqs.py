@@ -1,6 +1,8 @@
 """SQS for the local AWS: moto's ReceiveMessage made linear in the queue's depth (what it answers unchanged), a
-delete with an older receipt handle that deletes nothing, as the DeleteMessage reference allows, and a delete
-that holds the queue's lock (moto's lost a message added by another thread meanwhile).
+delete with an older receipt handle that deletes nothing, as the DeleteMessage reference allows, and a delete,
+a receive and a visibility change that hold the queue's lock (moto's delete lost a message added by another
+thread meanwhile; its receive failed with HTTP 500, "Set changed size during iteration", when another
+consumer's receive or delete changed the in-flight set under it).
 
 moto 5.2.1 checks each message it is about to return against the queue's retention period by calling
 `get_queue_attributes`, which computes every attribute of the queue, among them the approximate counts, each a
@@ -59,3 +61,27 @@ def _delete_message(self: Queue, receipt_handle: str) -> None:
 
 
 Queue.delete_message = _delete_message
+
+
+# Consumers of one queue call at once: SQS serves any number of them ("Standard queues support a nearly unlimited
+# number of API calls per second, per API action", SQS developer guide, "Amazon SQS standard queues"), and
+# never answers a receive with a 500 for it. moto's receive iterated the queue's in-flight set while another
+# request thread's receive, delete or visibility change altered it (RuntimeError: Set changed size during
+# iteration, seen in the benchmark's two concurrent pollers). Each now holds the queue's lock, which moto's
+# add_message holds; a long poll's wait releases it (the lock is the queue's Condition, reentrant).
+_orig_receive_message = SQSBackend.receive_message
+_orig_change_visibility = SQSBackend.change_message_visibility
+
+
+def _receive_message(self: SQSBackend, queue_name: str, *args, **kwargs):
+    with self.get_queue(queue_name)._messages_lock:
+        return _orig_receive_message(self, queue_name, *args, **kwargs)
+
+
+def _change_message_visibility(self: SQSBackend, queue_name: str, *args, **kwargs):
+    with self.get_queue(queue_name)._messages_lock:
+        return _orig_change_visibility(self, queue_name, *args, **kwargs)
+
+
+SQSBackend.receive_message = _receive_message
+SQSBackend.change_message_visibility = _change_message_visibility

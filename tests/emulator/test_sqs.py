@@ -51,3 +51,37 @@ def test_a_delete_with_an_older_receipt_handle_deletes_nothing_and_the_latest_de
     backend.delete_message("gk-handles", latest)
     assert backend.get_queue("gk-handles")._messages == []
     backend.delete_message("gk-handles", latest)  # deleting again is no error, as moto had it
+
+
+def test_a_receive_and_a_visibility_change_wait_for_the_queues_lock_and_a_long_poll_releases_it():
+    # Another request thread inside the queue (holding its lock) is waited for, so a receive never iterates the
+    # in-flight set while it changes; a long poll waiting for messages lets a send in.
+    import threading
+
+    backend = sqs_backends[ACCOUNT][REGION]
+    backend.create_queue("gk-locked")
+    backend.send_message("gk-locked", "m")
+    queue = backend.get_queue("gk-locked")
+    got: list = []
+    with queue._messages_lock:
+        receiver = threading.Thread(target=lambda: got.extend(backend.receive_message("gk-locked", 1, 0, 30)))
+        receiver.start()
+        receiver.join(0.3)
+        assert receiver.is_alive() and got == [], "the receive waits while another thread holds the queue"
+    receiver.join(5)
+    assert [m.body for m in got] == ["m"]
+    handle = got[0].receipt_handle
+    with queue._messages_lock:
+        changer = threading.Thread(target=lambda: backend.change_message_visibility("gk-locked", handle, 0))
+        changer.start()
+        changer.join(0.3)
+        assert changer.is_alive(), "the visibility change waits too"
+    changer.join(5)
+    # A long poll on the emptied queue holds the lock only between waits: a send gets in and is received.
+    backend.receive_message("gk-locked", 1, 0, 30)
+    polled: list = []
+    poller = threading.Thread(target=lambda: polled.extend(backend.receive_message("gk-locked", 1, 5, 30)))
+    poller.start()
+    backend.send_message("gk-locked", "later")
+    poller.join(5)
+    assert [m.body for m in polled] == ["later"]
