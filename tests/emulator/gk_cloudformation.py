@@ -152,14 +152,6 @@ def _extension():
     return gatekeeper_moto
 
 
-def _arn_parts(arn: str) -> tuple[str, str, str, str]:
-    """(service, region, account, resource) of an ARN."""
-    parts = arn.split(":", 5)
-    if len(parts) < 6 or parts[0] != "arn":
-        raise ValueError(f"not an ARN: {arn!r}")
-    return parts[2], parts[3], parts[4], parts[5]
-
-
 # ============================================================================ CreateStack failures
 
 
@@ -1079,7 +1071,7 @@ def _now_iso() -> str:
 
 
 def _function(function_arn: str):
-    _, region, account, _ = _arn_parts(function_arn)
+    _, region, account, _ = gk_policy.arn_parts(function_arn)
     try:
         return lambda_models.lambda_backends[account][region].get_function(function_arn)
     except Exception:  # noqa: BLE001 - moto raises several "not found" types
@@ -1101,7 +1093,7 @@ def invoke_async(function_arn: str, payload: dict) -> str:
 
 
 def _send(target_arn: str, body: str, attributes: dict[str, tuple[str, str]], why: dict) -> None:
-    service, region, account, resource = _arn_parts(target_arn)
+    service, region, account, resource = gk_policy.arn_parts(target_arn)
     try:
         if service == "sqs":
             sqs_models.sqs_backends[account][region].send_message(
@@ -1328,7 +1320,7 @@ def _queue_of(arn: str):
     """(the queue or None, its SQS backend, its name) of a queue ARN."""
     from moto.sqs.models import sqs_backends
 
-    _, region, account, name = _arn_parts(arn)
+    _, region, account, name = gk_policy.arn_parts(arn)
     backend = sqs_backends[account][region]
     return backend.queues.get(name), backend, name
 

@@ -681,6 +681,13 @@ def _params(environ, body: bytes) -> dict:
     return {k: v[0] for k, v in parse_qs(raw).items()}
 
 
+def _record_denial(session: _Session, action: str, resource: str, reason: str) -> None:
+    """Keeps a refusal for /_gatekeeper/iam/denials (the newest _MAX_DENIALS)."""
+    with _LOCK:
+        DENIALS.append({"role_arn": session.role_arn, "action": action, "resource": resource, "reason": reason, "session": session.session_name})
+        del DENIALS[:-_MAX_DENIALS]
+
+
 def check(environ, service: str, action: str, key: str, body: bytes):
     """(code, message, HTTP status) when IAM denies this call, else None."""
     session = _SESSIONS.get(key)
@@ -704,11 +711,7 @@ def check(environ, service: str, action: str, key: str, body: bytes):
         }[verdict]
         if statements is None:
             reason = "because the role no longer exists"
-        with _LOCK:
-            DENIALS.append(
-                {"role_arn": session.role_arn, "action": iam_action, "resource": resource, "reason": verdict if statements is not None else "role deleted", "session": session.session_name}
-            )
-            del DENIALS[:-_MAX_DENIALS]
+        _record_denial(session, iam_action, resource, verdict if statements is not None else "role deleted")
         message = f"User: {session.principal} is not authorized to perform: {iam_action} on resource: {resource} {reason}"
         code, status = _DENIED.get(service) or (
             ("AccessDeniedException", "400 Bad Request") if environ.get("HTTP_X_AMZ_TARGET") else ("AccessDenied", "403 Forbidden")
@@ -785,11 +788,7 @@ def _key_refuses(session: _Session, statements, key_ref: str, account: str, regi
         by_iam = EXPLICIT_DENY if statements is None else evaluate(statements, action, key.arn)
         if by_key == "role" and by_iam != EXPLICIT_DENY or by_key == "account" and by_iam == ALLOW:
             continue
-        with _LOCK:
-            DENIALS.append(
-                {"role_arn": session.role_arn, "action": action, "resource": key.arn, "reason": f"key policy: {by_key}, IAM: {by_iam}", "session": session.session_name}
-            )
-            del DENIALS[:-_MAX_DENIALS]
+        _record_denial(session, action, key.arn, f"key policy: {by_key}, IAM: {by_iam}")
         return "denied", (
             f"User: {session.principal} is not authorized to perform: {action} on resource: {key.arn} "
             f"(the key policy: {by_key}; the role's policies: {by_iam})"
@@ -807,32 +806,33 @@ def _keys_refuse(session: _Session, statements, service: str, action: str, param
         from moto.sns.models import sns_backends
 
         arn = params.get("TopicArn") or params.get("TargetArn") or ""
-        parts = arn.split(":")
         try:
-            topic = sns_backends[parts[4]][parts[3]].topics.get(arn) if len(parts) == 6 else None
-        except KeyError:  # a Region moto lacks: moto answers the call itself
+            _, topic_region, topic_account, _ = gk_policy.arn_parts(arn)
+            topic = sns_backends[topic_account][topic_region].topics.get(arn)
+        except (ValueError, KeyError):  # not an ARN, a Region moto lacks: moto answers the call itself
             topic = None
         key_ref = getattr(topic, "kms_master_key_id", "") or ""
-        refused = key_ref and _key_refuses(session, statements, key_ref, parts[4], parts[3], KMS_PUBLISH_ACTIONS, "sns")
+        refused = key_ref and _key_refuses(session, statements, key_ref, topic_account, topic_region, KMS_PUBLISH_ACTIONS, "sns")
         if refused:
             # The text is the emulator's: SNS documents the codes, not their messages.
             return _SNS_KMS_ERRORS[refused[0]], refused[1], "400 Bad Request"
     if service == "dynamodb" and action in _DYNAMODB_ITEM_CALLS:
         from moto.dynamodb.models import dynamodb_backends
 
-        for _, resource, _ in requests:
-            parts = resource.split(":", 5)
-            if len(parts) != 6 or not parts[5].startswith("table/"):
-                continue
+        # Each table once (a TransactWriteItems asks one authorization per item).
+        for resource in dict.fromkeys(resource for _, resource, _ in requests):
             try:
-                table = dynamodb_backends[parts[4]][parts[3]].tables.get(parts[5].split("/")[1])
-            except (KeyError, IndexError):  # a Region moto lacks, a malformed name: moto answers the call itself
+                _, region, account, name = gk_policy.arn_parts(resource)
+                if not name.startswith("table/"):
+                    continue
+                table = dynamodb_backends[account][region].tables.get(name.split("/")[1])
+            except (ValueError, KeyError):  # not an ARN, a Region moto lacks: moto answers the call itself
                 continue
             sse = getattr(table, "sse_specification", None) or {}
             # The API's SSESpecification: Enabled, and SSEType KMS (the only type; absent means KMS).
             if not (sse.get("Enabled") is True and sse.get("SSEType", "KMS") == "KMS"):
                 continue
-            refused = _key_refuses(session, statements, sse.get("KMSMasterKeyId") or "", parts[4], parts[3], KMS_ITEM_ACTIONS, "dynamodb")
+            refused = _key_refuses(session, statements, sse.get("KMSMasterKeyId") or "", account, region, KMS_ITEM_ACTIONS, "dynamodb")
             if refused:
                 # The code and the message's start as users report them (aws/aws-cdk#10010); the rest is the emulator's.
                 return "com.amazonaws.dynamodb.v20120810#AccessDeniedException", f"KMS key access denied error: {refused[1]}", "400 Bad Request"

@@ -29,6 +29,14 @@ CONDITION_OPERATORS = ("StringEquals", "StringLike", "ArnEquals", "ArnLike",
                        "StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike")
 
 
+def arn_parts(arn: str) -> tuple[str, str, str, str]:
+    """(service, region, account, resource) of an ARN; ValueError if it is not one."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        raise ValueError(f"not an ARN: {arn!r}")
+    return parts[2], parts[3], parts[4], parts[5]
+
+
 def as_list(v) -> list:
     return v if isinstance(v, list) else [v]
 
@@ -142,3 +150,4 @@ def names_aws(principal, identities: set[str]) -> bool:
 def on_behalf_of(source_arn: str, source_account: str) -> dict[str, str]:
     """The condition keys of a service principal's call made for the resource `source_arn`."""
     return {"aws:sourcearn": source_arn, "aws:sourceaccount": source_account}
+

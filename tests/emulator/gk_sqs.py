@@ -69,19 +69,15 @@ Queue.delete_message = _delete_message
 # request thread's receive, delete or visibility change altered it (RuntimeError: Set changed size during
 # iteration, seen in the benchmark's two concurrent pollers). Each now holds the queue's lock, which moto's
 # add_message holds; a long poll's wait releases it (the lock is the queue's Condition, reentrant).
-_orig_receive_message = SQSBackend.receive_message
-_orig_change_visibility = SQSBackend.change_message_visibility
+def _holding_the_queue(method):
+    """`method` of the backend, called with its queue's lock held."""
+
+    def held(self: SQSBackend, queue_name: str, *args, **kwargs):
+        with self.get_queue(queue_name)._messages_lock:
+            return method(self, queue_name, *args, **kwargs)
+
+    return held
 
 
-def _receive_message(self: SQSBackend, queue_name: str, *args, **kwargs):
-    with self.get_queue(queue_name)._messages_lock:
-        return _orig_receive_message(self, queue_name, *args, **kwargs)
-
-
-def _change_message_visibility(self: SQSBackend, queue_name: str, *args, **kwargs):
-    with self.get_queue(queue_name)._messages_lock:
-        return _orig_change_visibility(self, queue_name, *args, **kwargs)
-
-
-SQSBackend.receive_message = _receive_message
-SQSBackend.change_message_visibility = _change_message_visibility
+SQSBackend.receive_message = _holding_the_queue(SQSBackend.receive_message)
+SQSBackend.change_message_visibility = _holding_the_queue(SQSBackend.change_message_visibility)
