@@ -73,6 +73,10 @@ Control API, for tests and benchmarks (a WSGI layer in front of moto, under /_ga
                              no "state" only reads. Answers 200 {"service_id", "private_dns_name", "state",
                              "type", "name", "value"}; 404 {"error"} for an unknown service, 409 for a service
                              with no private DNS name, 400 for another state (gk_endpoint_services)
+  GET  /_gatekeeper/cloudwatch/actions  every alarm action run on a change of state: {"actions": [{"alarm",
+                             "alarm_arn", "old_state", "new_state", "action", "outcome": "published" | "failed"
+                             | "not-emulated", "error"}]} (gk_cloudwatch; CloudWatch shows these in the alarm's
+                             history)
 
 Run: python gatekeeper_moto.py --port 4566   (binds 127.0.0.1 only)
 """
@@ -100,6 +104,7 @@ from moto.ec2.responses import EC2Response
 
 # The extension's other parts, each in a module of its own (imported for their patches of moto):
 import gk_cloudformation  # CloudFormation resource types moto lacks, SNS-to-Lambda delivery, inert mappings
+import gk_cloudwatch  # an alarm's change of state publishes to its SNS actions, as CloudWatch's service principal
 import gk_dispatch  # moto's dispatch without re-listing its package and a class's methods on every call
 import gk_dynamodb  # moto's DynamoDB answers written without a model walk per attribute value (bytes unchanged)
 import gk_endpoint_services  # service configurations, private DNS name verification, tags on PrivateLink IDs
@@ -374,31 +379,11 @@ VPCE_PRINCIPAL = "vpce.amazonaws.com"
 
 def _delivery_blocked(svc, topic_arn: str) -> str | None:
     """Why a notification for `svc` would not reach `topic_arn` (None: it would)."""
-    from moto.sns.models import sns_backends
-
     provider = svc.ec2_backend
-    _, _, _, region, account, _ = (topic_arn.split(":", 5) + [""] * 6)[:6]
-    try:
-        topic = sns_backends[account][region].topics[topic_arn]
-    except KeyError:
-        return "topic-not-found"
     ctx = gk_policy.on_behalf_of(
         f"arn:aws:ec2:{provider.region_name}:{provider.account_id}:vpc-endpoint-service/{svc.id}", provider.account_id
     )
-    if not gk_policy.policy_allows(getattr(topic, "_policy_json", None), ("sns:Publish",), topic_arn, VPCE_PRINCIPAL, ctx):
-        return "topic-policy"
-    key_id = getattr(topic, "kms_master_key_id", "") or ""
-    if key_id:
-        from moto.kms.models import kms_backends
-
-        try:
-            kms = kms_backends[account][region]
-            key = kms.describe_key(key_id)
-        except Exception:  # noqa: BLE001 - a key that does not exist encrypts nothing
-            return "kms-key-policy"
-        if not gk_policy.policy_allows(key.policy, ("kms:GenerateDataKey", "kms:Decrypt"), key.arn, VPCE_PRINCIPAL, ctx):
-            return "kms-key-policy"
-    return None
+    return gk_policy.topic_refuses(topic_arn, VPCE_PRINCIPAL, ctx)
 
 
 def _publish(svc, ep, event: str) -> None:
@@ -1186,7 +1171,7 @@ class GatekeeperLayer:
             body = json.dumps({"rules": _FAULTS}).encode()
         else:
             body = None
-            for part in (gk_cloudformation, gk_dynamodb, gk_endpoint_services, gk_iam):
+            for part in (gk_cloudformation, gk_cloudwatch, gk_dynamodb, gk_endpoint_services, gk_iam):
                 body = part.control(path, environ)
                 if body is not None:
                     break

@@ -151,3 +151,30 @@ def on_behalf_of(source_arn: str, source_account: str) -> dict[str, str]:
     """The condition keys of a service principal's call made for the resource `source_arn`."""
     return {"aws:sourcearn": source_arn, "aws:sourceaccount": source_account}
 
+
+def topic_refuses(topic_arn: str, service: str, ctx: dict[str, str]) -> str | None:
+    """Why the service principal `service`, publishing for the resource `ctx` names, would not get a message
+    onto the SNS topic `topic_arn`: "topic-not-found", "topic-policy" (the topic's access policy does not
+    allow sns:Publish), "kms-key-policy" (the topic's KMS key, or its policy, does not let the service
+    kms:GenerateDataKey and kms:Decrypt: "The publisher must have the kms:GenerateDataKey and kms:Decrypt
+    permissions for the AWS KMS key", SNS developer guide, "Managing Amazon SNS encryption keys and costs");
+    None when it would."""
+    from moto.kms.models import kms_backends
+    from moto.sns.models import sns_backends
+
+    try:
+        _, region, account, _ = arn_parts(topic_arn)
+        topic = sns_backends[account][region].topics[topic_arn]
+    except (ValueError, KeyError):
+        return "topic-not-found"
+    if not policy_allows(getattr(topic, "_policy_json", None), ("sns:Publish",), topic_arn, service, ctx):
+        return "topic-policy"
+    key_id = getattr(topic, "kms_master_key_id", "") or ""
+    if key_id:
+        try:
+            key = kms_backends[account][region].describe_key(key_id)
+        except Exception:  # noqa: BLE001 - moto's NotFoundException: a key that does not exist encrypts nothing
+            return "kms-key-policy"
+        if key.key_state != "Enabled" or not policy_allows(key.policy, ("kms:GenerateDataKey", "kms:Decrypt"), key.arn, service, ctx):
+            return "kms-key-policy"
+    return None

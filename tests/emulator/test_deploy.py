@@ -440,10 +440,15 @@ def test_a_resource_type_moto_lacks_fails_the_stack(endpoint):
     assert "CREATE_FAILED" in str(e.value) and "Pipe" in str(e.value) and "no CloudFormation support" in str(e.value)
 
 
-def test_encrypt_with_kms_puts_the_stacks_key_on_both_tables_and_the_three_topics(endpoint, provider, stack):
-    # The template's EncryptWithKms: one customer managed key (rotation on), as each resource's own property
-    # names it (AWS::DynamoDB::Table SSESpecification.KMSMasterKeyId, AWS::SNS::Topic KmsMasterKeyId), read back
-    # through the APIs a provider would use; its key policy is JSON text, as KMS's GetKeyPolicy answers it.
+def physical_ids(session, url, stack_name) -> dict[str, str]:
+    """A deployed stack's physical IDs, by logical ID (as ListStackResources answers them)."""
+    resources = client(session, url, "cloudformation").list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+
+
+@pytest.fixture(scope="module")
+def kms_stack(endpoint, provider):
+    """The template deployed with EncryptWithKms=true as the stack "gk-kms": its physical IDs."""
     session = provider["session"]
     # A service of its own: the module's service has the module's stack (one connection notification each).
     ec2 = client(session, endpoint, "ec2")
@@ -451,8 +456,15 @@ def test_encrypt_with_kms_puts_the_stacks_key_on_both_tables_and_the_three_topic
     lb = client(session, endpoint, "elbv2").create_load_balancer(Name="svc-kms", Subnets=[subnet], Type="network")
     svc = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[lb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=True)
     deploy.deploy(endpoint, PROVIDER, "gk-kms", TEMPLATE, {"ManagedServiceIds": svc["ServiceConfiguration"]["ServiceId"], "EncryptWithKms": "true"})
-    resources = client(session, endpoint, "cloudformation").list_stack_resources(StackName="gk-kms")["StackResourceSummaries"]
-    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+    return physical_ids(session, endpoint, "gk-kms")
+
+
+def test_encrypt_with_kms_puts_the_stacks_key_on_both_tables_and_the_three_topics(endpoint, provider, stack, kms_stack):
+    # The template's EncryptWithKms: one customer managed key (rotation on), as each resource's own property
+    # names it (AWS::DynamoDB::Table SSESpecification.KMSMasterKeyId, AWS::SNS::Topic KmsMasterKeyId), read back
+    # through the APIs a provider would use; its key policy is JSON text, as KMS's GetKeyPolicy answers it.
+    session = provider["session"]
+    physical = kms_stack
     kms = client(session, endpoint, "kms")
     key = kms.describe_key(KeyId=physical["Key"])["KeyMetadata"]
     assert key["Enabled"] and kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
@@ -470,6 +482,79 @@ def test_encrypt_with_kms_puts_the_stacks_key_on_both_tables_and_the_three_topic
     managed = kms.describe_key(KeyId="alias/aws/dynamodb")["KeyMetadata"]["Arn"]
     plain = [r for r in client(session, endpoint, "cloudformation").list_stack_resources(StackName=STACK)["StackResourceSummaries"] if r["LogicalResourceId"] == "AllowlistTable"]
     assert ddb.describe_table(TableName=plain[0]["PhysicalResourceId"])["Table"]["SSEDescription"]["KMSMasterKeyArn"] == managed
+
+
+def alarm_actions(url) -> list[dict]:
+    with urllib.request.urlopen(url + "/_gatekeeper/cloudwatch/actions", timeout=30) as r:
+        return json.loads(r.read())["actions"]
+
+
+def stack_alarms(session, url, stack_name) -> list[str]:
+    resources = client(session, url, "cloudformation").list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    return sorted(r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::CloudWatch::Alarm")
+
+
+def subscribed_queue(session, url, topic_arn: str, name: str) -> str:
+    """A queue subscribed (raw) to `topic_arn`, its policy letting the topic send: its URL."""
+    sqs, sns = client(session, url, "sqs"), client(session, url, "sns")
+    q = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    statement = {"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage", "Resource": arn,
+                 "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}
+    sqs.set_queue_attributes(QueueUrl=q, Attributes={"Policy": json.dumps({"Version": "2012-10-17", "Statement": [statement]})})
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return q
+
+
+def test_every_alarm_of_the_stack_reaches_the_alerts_topic_with_the_key_or_without(endpoint, provider, stack, kms_stack):
+    # CloudWatch publishes an alarm's notification as cloudwatch.amazonaws.com (gk_cloudwatch): the template's
+    # AlertsTopicPolicy must allow it, and with EncryptWithKms the key policy too (CloudWatchAlarmsPublish).
+    # Fails with either statement taken out of the template.
+    session = provider["session"]
+    sqs, cw = client(session, endpoint, "sqs"), client(session, endpoint, "cloudwatch")
+    for stack_name, physical in ((STACK, physical_ids(session, endpoint, STACK)), ("gk-kms", kms_stack)):
+        alarms = stack_alarms(session, endpoint, stack_name)
+        assert len(alarms) >= 10, alarms  # the template's alarms, one per function, queue and DLQ and more
+        for alarm in cw.describe_alarms(AlarmNames=alarms)["MetricAlarms"]:
+            assert alarm["AlarmActions"] == [physical["AlertsTopic"]], alarm
+        queue = subscribed_queue(session, endpoint, physical["AlertsTopic"], f"alerts-{stack_name}")
+        before = len(alarm_actions(endpoint))
+        for name in alarms:
+            cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
+        cw.set_alarm_state(AlarmName=alarms[0], StateValue="ALARM", StateReason="again")  # no change of state: no action
+        ran = alarm_actions(endpoint)[before:]
+        assert [(a["alarm"], a["outcome"]) for a in ran] == [(name, "published") for name in alarms], (stack_name, ran)
+        seen: dict[str, dict] = {}
+
+        def all_received():
+            for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+                body = json.loads(m["Body"])
+                seen[body["AlarmName"]] = body
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+            return set(seen) == set(alarms)
+
+        deadline_poll(f"{stack_name}'s {len(alarms)} alarm notifications", all_received)
+        for body in seen.values():
+            assert body["NewStateValue"] == "ALARM" and body["OldStateValue"] == "OK" and body["AWSAccountId"] == PROVIDER
+
+
+def test_an_alarm_action_the_key_policy_refuses_fails_and_publishes_nothing(endpoint, provider, kms_stack):
+    # The knowledge center's case: an encrypted topic whose key policy does not let CloudWatch use the key.
+    session = provider["session"]
+    kms, cw = client(session, endpoint, "kms"), client(session, endpoint, "cloudwatch")
+    policy = json.loads(kms.get_key_policy(KeyId=kms_stack["Key"], PolicyName="default")["Policy"])
+    kept = [st for st in policy["Statement"] if st.get("Sid") != "CloudWatchAlarmsPublish"]
+    assert len(kept) == len(policy["Statement"]) - 1
+    kms.put_key_policy(KeyId=kms_stack["Key"], PolicyName="default", Policy=json.dumps({**policy, "Statement": kept}))
+    try:
+        name = stack_alarms(session, endpoint, "gk-kms")[0]
+        cw.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test")
+        before = len(alarm_actions(endpoint))
+        cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
+        (ran,) = alarm_actions(endpoint)[before:]
+        assert ran["outcome"] == "failed" and "encryption key" in ran["error"] and kms_stack["AlertsTopic"] in ran["error"], ran
+    finally:
+        kms.put_key_policy(KeyId=kms_stack["Key"], PolicyName="default", Policy=json.dumps(policy))
 
 
 def test_a_parameter_value_its_constraints_refuse_fails_create_stack_and_creates_nothing(endpoint, provider):
