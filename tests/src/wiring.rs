@@ -322,11 +322,8 @@ impl Wiring {
         let Some(shards) = guard.as_mut() else { return Ok(stats) };
         for shard in shards.iter_mut() {
             if let Some(gone) = shard.unsent.take() {
-                // Before anything newer of this shard (an AWS error here is the pump's, retried by its caller).
-                if let Err(e) = self.send_on_failure(&shard.id, &gone).await {
-                    shard.unsent = Some(gone);
-                    return Err(e);
-                }
+                // Before anything newer of this shard.
+                self.discard(shard, gone).await?;
             }
             if shard.source.is_idle()
                 && let Some(it) = &shard.iterator
@@ -369,14 +366,21 @@ impl Wiring {
                 Outcome::Returned(failed) => failed.len(),
                 Outcome::FunctionError => batch.len(),
             };
-            if let Some(gone) = shard.source.after(&outcome, sequence_number)
-                && let Err(e) = self.send_on_failure(&shard.id, &gone).await
-            {
-                shard.unsent = Some(gone);
-                return Err(e);
+            if let Some(gone) = shard.source.after(&outcome, sequence_number) {
+                self.discard(shard, gone).await?;
             }
         }
         Ok(stats)
+    }
+
+    /// Sends the record of records `shard` gave up on to the on-failure destination; one that cannot be sent
+    /// is kept, and sent before anything newer of the shard (the error is the pump's, retried by its caller).
+    async fn discard(&self, shard: &mut StreamShard, gone: Discarded<Value>) -> Result<()> {
+        if let Err(e) = self.send_on_failure(&shard.id, &gone).await {
+            shard.unsent = Some(gone);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// What Lambda sends the on-failure destination for records of a stream it gave up on: metadata only

@@ -494,7 +494,7 @@ where
             to_notify.extend(holds);
             let (rejects, accepts): (Vec<_>, Vec<_>) = act.into_iter().partition(|r| r.outcome == Outcome::Reject);
             acts.extend(accepts);
-            let (to_act, done) = self.still_pending(rejects, states, &mut failed).await;
+            let (to_act, done) = self.recheck_rejects(rejects, states, &mut failed).await;
             acts.extend(to_act);
             to_notify.extend(done);
         }
@@ -631,7 +631,7 @@ where
     }
 
     /// Makes the claims side by side (at most [`IN_FLIGHT`] in flight) and, alongside them, re-reads the
-    /// states of the connections about to be rejected (decided rejects, not revocations: `still_pending`).
+    /// states of the connections about to be rejected (decided rejects, not revocations: `recheck_rejects`).
     async fn claim_all(
         &self,
         claims: Vec<Claiming>,
@@ -748,7 +748,7 @@ where
     ///   `superseded`; with revocation on, the retry decides whether the new state may stand.
     ///
     /// Revocations pass through: they are meant for accepted connections.
-    async fn still_pending(
+    async fn recheck_rejects(
         &mut self,
         batch: Vec<DecisionRecord>,
         states_now: &PortResult<HashMap<EndpointId, ConnectionState>>,
