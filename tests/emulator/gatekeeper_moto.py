@@ -109,6 +109,7 @@ import gk_dispatch  # moto's dispatch without re-listing its package and a class
 import gk_dynamodb  # moto's DynamoDB answers written without a model walk per attribute value (bytes unchanged)
 import gk_endpoint_services  # service configurations, private DNS name verification, tags on PrivateLink IDs
 import gk_iam  # IAM enforced for the functions' role credentials
+import gk_control  # the control paths' JSON body, read one way
 import gk_policy  # resource policies read for a service principal's call (topic, key, queue, function)
 import gk_sqs  # moto's ReceiveMessage linear in the queue's depth (what it answers unchanged)
 
@@ -1135,8 +1136,7 @@ class GatekeeperLayer:
                 _BUCKETS.clear()
             body = b"{}"
         elif path == "/_gatekeeper/ec2-throttle":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            spec = gk_control.body(environ)
             with _LOCK:
                 EC2_THROTTLE = bool(spec.get("enabled", True))
                 for action, limit in (spec.get("limits") or {}).items():
@@ -1149,8 +1149,7 @@ class GatekeeperLayer:
                 limits = {a: list(v) for a, v in sorted(EC2_LIMITS.items())}
             body = json.dumps({"enabled": EC2_THROTTLE, "limits": limits}).encode()
         elif path == "/_gatekeeper/consistency":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            spec = gk_control.body(environ)
             if "lag_ms" in spec:
                 LAG_SECONDS = max(0.0, float(spec["lag_ms"]) / 1000)
             body = json.dumps({"lag_ms": LAG_SECONDS * 1000}).encode()
@@ -1165,8 +1164,7 @@ class GatekeeperLayer:
                     state = _state(ep)
             body = json.dumps({"endpoint_id": wanted, "state": state}).encode()
         elif path == "/_gatekeeper/faults":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+            spec = gk_control.body(environ)
             _FAULTS = list(spec.get("rules", []))
             body = json.dumps({"rules": _FAULTS}).encode()
         else:

@@ -69,6 +69,7 @@ import uuid
 from collections import deque
 from typing import Any
 
+import gk_control
 import gk_policy
 import moto
 from moto.awslambda import models as lambda_models
@@ -1461,26 +1462,20 @@ events_models.Rule._send_to_sqs_queue = _send_to_sqs_queue
 # ================================================================================= control paths
 
 
-def _body(environ) -> dict:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    return json.loads(raw or b"{}")
-
-
 def control(path: str, environ) -> bytes | None:
     """Answers this module's /_gatekeeper/ control paths (None: not ours)."""
     if path == "/_gatekeeper/lambda/take":
-        spec = _body(environ)
+        spec = gk_control.body(environ)
         if not spec.get("function_arn"):
             return json.dumps({"error": "function_arn is required"}).encode()
         items = take(str(spec["function_arn"]), int(spec.get("max", 10)), float(spec.get("wait_s", 0)))
         return json.dumps({"invocations": items}).encode()
     if path == "/_gatekeeper/lambda/done":
-        spec = _body(environ)
+        spec = gk_control.body(environ)
         return json.dumps(done(str(spec.get("id")), bool(spec.get("ok")), str(spec.get("error") or ""), str(spec.get("error_type") or "Unhandled"))).encode()
     if path == "/_gatekeeper/deliveries":
         global DELIVERY_DELAY_SECONDS, DUPLICATE_RATE
-        spec = _body(environ)
+        spec = gk_control.body(environ)
         if "delay_ms" in spec:
             DELIVERY_DELAY_SECONDS = max(0.0, float(spec["delay_ms"]) / 1000)
         if "duplicate_rate" in spec:

@@ -39,6 +39,8 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodb.models.table import StreamShard, Table
 
+import gk_control
+
 # The members of DynamoDB's AttributeValue union (DynamoDB API reference, AttributeValue).
 _STRINGS = ("S", "N")
 _BOOLS = ("BOOL", "NULL")
@@ -404,8 +406,7 @@ def control(path: str, environ) -> bytes | None:
     global INDEX_LAG_SECONDS
     if path != "/_gatekeeper/index-lag":
         return None
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    spec = json.loads(environ["wsgi.input"].read(length) or b"{}")
+    spec = gk_control.body(environ)
     if "lag_ms" in spec:
         INDEX_LAG_SECONDS = max(0.0, float(spec["lag_ms"]) / 1000)
     return json.dumps({"lag_ms": INDEX_LAG_SECONDS * 1000}).encode()

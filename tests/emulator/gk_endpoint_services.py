@@ -52,6 +52,8 @@ from moto.ec2.models import validate_resource_ids
 from moto.ec2.models.tags import TagBackend
 from moto.ec2.responses import EC2Response
 
+import gk_control
+
 _LOCK = threading.RLock()
 
 
@@ -464,12 +466,6 @@ for _fn in (
 # ====================================================================================== control paths
 
 
-def _body(environ) -> dict:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    return json.loads(raw or b"{}")
-
-
 def _answer(status: str, body: dict):
     return status, json.dumps(body).encode()
 
@@ -478,7 +474,7 @@ def control(path: str, environ):
     """Answers this module's /_gatekeeper/ control paths (None: not ours)."""
     if path != "/_gatekeeper/private-dns-verification":
         return None
-    spec = _body(environ)
+    spec = gk_control.body(environ)
     service_id = str(spec.get("service_id") or "")
     state = spec.get("state")
     svc = _find_service(service_id)

@@ -74,6 +74,7 @@ import re
 import threading
 from urllib.parse import parse_qs, urlparse
 
+import gk_control
 import gk_policy
 
 ENFORCED = os.environ.get("GATEKEEPER_EMU_IAM", "1") != "0"
@@ -842,12 +843,6 @@ def _keys_refuse(session: _Session, statements, service: str, action: str, param
 # ------------------------------------------------------------------------------ control paths
 
 
-def _read_json(environ) -> dict:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    return json.loads(raw or b"{}")
-
-
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found", 405: "405 Method Not Allowed"}
 
 
@@ -860,7 +855,7 @@ def control(path: str, environ):
         if method != "POST":
             return _STATUS[405], b'{"error": "use POST"}'
         try:
-            req = _read_json(environ)
+            req = gk_control.body(environ)
         except ValueError:
             return _STATUS[400], b'{"error": "ValidationError", "message": "the body is not JSON"}'
         code, answer = issue(req.get("role_arn", ""), req.get("session_name"), req.get("duration_seconds"))
@@ -875,6 +870,6 @@ def control(path: str, environ):
         return b"[]"
     if path == "/_gatekeeper/iam/enforce":
         if method == "POST":
-            ENFORCED = bool(_read_json(environ).get("enabled", True))
+            ENFORCED = bool(gk_control.body(environ).get("enabled", True))
         return json.dumps({"enabled": ENFORCED}).encode()
     return None
