@@ -105,11 +105,11 @@ from moto.ec2.responses import EC2Response
 # The extension's other parts, each in a module of its own (imported for their patches of moto):
 import gk_cloudformation  # CloudFormation resource types moto lacks, SNS-to-Lambda delivery, inert mappings
 import gk_cloudwatch  # an alarm's change of state publishes to its SNS actions, as CloudWatch's service principal
+import gk_control  # the control paths' JSON body, read one way
 import gk_dispatch  # moto's dispatch without re-listing its package and a class's methods on every call
 import gk_dynamodb  # moto's DynamoDB answers written without a model walk per attribute value (bytes unchanged)
 import gk_endpoint_services  # service configurations, private DNS name verification, tags on PrivateLink IDs
 import gk_iam  # IAM enforced for the functions' role credentials
-import gk_control  # the control paths' JSON body, read one way
 import gk_policy  # resource policies read for a service principal's call (topic, key, queue, function)
 import gk_sqs  # moto's ReceiveMessage linear in the queue's depth (what it answers unchanged)
 

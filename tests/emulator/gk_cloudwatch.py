@@ -96,7 +96,7 @@ def _run(backend: CloudWatchBackend, alarm, old_state: str, action: str) -> None
 
 
 def _message(backend: CloudWatchBackend, alarm, old_state: str) -> str:
-    def when(t) -> str:
+    def when(t) -> str | None:
         return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000" if t else None
 
     return json.dumps(

@@ -745,7 +745,6 @@ def check(environ, service: str, action: str, key: str, body: bytes):
 # Key policy conditions are read by gk_policy with kms:ViaService and kms:CallerAccount known; any other
 # condition never allows (fail closed). An AWS managed key (alias/aws/<service>) lets every principal of the
 # account that may use the service: not checked.
-KMS_PUBLISH_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 KMS_ITEM_ACTIONS = ("kms:Decrypt",)
 _DYNAMODB_ITEM_CALLS = frozenset(
     "GetItem PutItem UpdateItem DeleteItem Query Scan BatchGetItem BatchWriteItem TransactGetItems TransactWriteItems".split()
@@ -804,19 +803,14 @@ def _keys_refuse(session: _Session, statements, service: str, action: str, param
     """(code, message, HTTP status) when a customer managed key of the resources this call uses refuses the
     role (the topic a publish goes to; the tables an item call reads or writes), else None."""
     if service == "sns" and action in ("Publish", "PublishBatch"):
-        from moto.sns.models import sns_backends
-
         arn = params.get("TopicArn") or params.get("TargetArn") or ""
-        try:
-            _, topic_region, topic_account, _ = gk_policy.arn_parts(arn)
-            topic = sns_backends[topic_account][topic_region].topics.get(arn)
-        except (ValueError, KeyError):  # not an ARN, a Region moto lacks: moto answers the call itself
-            topic = None
-        key_ref = getattr(topic, "kms_master_key_id", "") or ""
-        refused = key_ref and _key_refuses(session, statements, key_ref, topic_account, topic_region, KMS_PUBLISH_ACTIONS, "sns")
-        if refused:
-            # The text is the emulator's: SNS documents the codes, not their messages.
-            return _SNS_KMS_ERRORS[refused[0]], refused[1], "400 Bad Request"
+        key_ref = getattr(gk_policy.topic(arn), "kms_master_key_id", "") or ""  # no such topic: moto answers the call
+        if key_ref:
+            _, region, account, _ = gk_policy.arn_parts(arn)
+            refused = _key_refuses(session, statements, key_ref, account, region, gk_policy.KMS_PUBLISH_ACTIONS, "sns")
+            if refused:
+                # The text is the emulator's: SNS documents the codes, not their messages.
+                return _SNS_KMS_ERRORS[refused[0]], refused[1], "400 Bad Request"
     if service == "dynamodb" and action in _DYNAMODB_ITEM_CALLS:
         from moto.dynamodb.models import dynamodb_backends
 

@@ -152,6 +152,22 @@ def on_behalf_of(source_arn: str, source_account: str) -> dict[str, str]:
     return {"aws:sourcearn": source_arn, "aws:sourceaccount": source_account}
 
 
+# What a publisher needs of a topic's KMS key (SNS developer guide, below): role callers (gk_iam) and service
+# principals (topic_refuses) alike.
+KMS_PUBLISH_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+def topic(topic_arn: str):
+    """moto's SNS topic `topic_arn` (None: not an ARN, a Region moto lacks, no such topic)."""
+    from moto.sns.models import sns_backends
+
+    try:
+        _, region, account, _ = arn_parts(topic_arn)
+        return sns_backends[account][region].topics.get(topic_arn)
+    except (ValueError, KeyError):
+        return None
+
+
 def topic_refuses(topic_arn: str, service: str, ctx: dict[str, str]) -> str | None:
     """Why the service principal `service`, publishing for the resource `ctx` names, would not get a message
     onto the SNS topic `topic_arn`: "topic-not-found", "topic-policy" (the topic's access policy does not
@@ -160,21 +176,19 @@ def topic_refuses(topic_arn: str, service: str, ctx: dict[str, str]) -> str | No
     permissions for the AWS KMS key", SNS developer guide, "Managing Amazon SNS encryption keys and costs");
     None when it would."""
     from moto.kms.models import kms_backends
-    from moto.sns.models import sns_backends
 
-    try:
-        _, region, account, _ = arn_parts(topic_arn)
-        topic = sns_backends[account][region].topics[topic_arn]
-    except (ValueError, KeyError):
+    found = topic(topic_arn)
+    if found is None:
         return "topic-not-found"
-    if not policy_allows(getattr(topic, "_policy_json", None), ("sns:Publish",), topic_arn, service, ctx):
+    if not policy_allows(getattr(found, "_policy_json", None), ("sns:Publish",), topic_arn, service, ctx):
         return "topic-policy"
-    key_id = getattr(topic, "kms_master_key_id", "") or ""
+    key_id = getattr(found, "kms_master_key_id", "") or ""
     if key_id:
+        _, region, account, _ = arn_parts(topic_arn)
         try:
             key = kms_backends[account][region].describe_key(key_id)
         except Exception:  # noqa: BLE001 - moto's NotFoundException: a key that does not exist encrypts nothing
             return "kms-key-policy"
-        if key.key_state != "Enabled" or not policy_allows(key.policy, ("kms:GenerateDataKey", "kms:Decrypt"), key.arn, service, ctx):
+        if key.key_state != "Enabled" or not policy_allows(key.policy, KMS_PUBLISH_ACTIONS, key.arn, service, ctx):
             return "kms-key-policy"
     return None
