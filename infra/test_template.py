@@ -36,6 +36,8 @@ EXPECTED = {
         (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), "GetAtt:RequestsQueue.Arn"),
         (("sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"), "GetAtt:DeliveriesQueue.Arn"),
         (("kms:Decrypt", "kms:GenerateDataKey"), "GetAtt:Key.Arn"),
+        # exactly the managed services (what the expression gives is checked below)
+        (("ec2:AcceptVpcEndpointConnections", "ec2:RejectVpcEndpointConnections"), "ManagedServiceArns"),
     },
     "ReconcileRole": {
         (LOGS, "Sub:${ReconcileLogs.Arn}:*"),
@@ -54,17 +56,45 @@ EXPECTED = {
         # ManageAllowedPrincipals: read the principals; the ledger items, and only those (condition below)
         (("ec2:DescribeVpcEndpointServicePermissions",), "*"),
         (("dynamodb:GetItem", "dynamodb:PutItem"), "GetAtt:DecisionsTable.Arn"),
+        (("ec2:ModifyVpcEndpointServicePermissions",), "ManagedServiceArns"),
     },
 }
 # Read-only EC2 actions that take no resource-level permission (Service Authorization Reference).
 DESCRIBE_STAR = DESCRIBE + ("ec2:DescribeVpcEndpointServiceConfigurations", "ec2:DescribeVpcEndpointServicePermissions")
-# Accept/reject: per managed service, on exactly its ARN.
-SERVICE_POLICY = {
-    (
-        ("ec2:AcceptVpcEndpointConnections", "ec2:RejectVpcEndpointConnections"),
-        "Sub:arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-endpoint-service/${ServiceId}",
-    )
+# The managed services' ARNs, as the template writes them: one list, made from ManagedServiceIds.
+MANAGED_SERVICE_ARNS = {
+    "Fn::Split": [
+        ",",
+        {
+            "Fn::Sub": [
+                "arn:*:ec2:*:*:vpc-endpoint-service/${Ids}",
+                {"Ids": {"Fn::Join": [",arn:*:ec2:*:*:vpc-endpoint-service/", {"Ref": "ManagedServiceIds"}]}},
+            ]
+        },
+    ]
 }
+
+
+def resolve(node, parameters):
+    """What CloudFormation makes of Fn::Split, Fn::Sub (with its variable map), Fn::Join and Ref to a
+    parameter, given the parameters' values."""
+    if isinstance(node, str):
+        return node
+    (fn, arg), = node.items()
+    if fn == "Ref":
+        return parameters[arg]
+    if fn == "Fn::Join":
+        return arg[0].join(resolve(v, parameters) for v in resolve_list(arg[1], parameters))
+    if fn == "Fn::Split":
+        return resolve(arg[1], parameters).split(arg[0])
+    if fn == "Fn::Sub":
+        text, variables = arg
+        return re.sub(r"\$\{(\w+)\}", lambda m: resolve(variables[m.group(1)], parameters), text)
+    raise AssertionError(f"unexpected intrinsic {node}")
+
+
+def resolve_list(node, parameters):
+    return node if isinstance(node, list) else resolve(node, parameters)
 
 
 def resource_repr(r):
@@ -77,6 +107,8 @@ def resource_repr(r):
         return "GetAtt:" + (arg if isinstance(arg, str) else ".".join(arg))
     if fn == "Fn::Sub":
         return "Sub:" + (arg if isinstance(arg, str) else arg[0])
+    if r == MANAGED_SERVICE_ARNS:
+        return "ManagedServiceArns"
     raise AssertionError(f"unexpected resource form {r}")
 
 
@@ -112,14 +144,20 @@ def test_each_role_has_exactly_the_expected_statements():
         assert role_statements(role) == expected, role
 
 
-def test_accept_and_reject_are_scoped_to_each_managed_service():
-    (key,) = [k for k in RESOURCES if k.startswith("Fn::ForEach::DecideConnections")]
-    loop_var, collection, body = RESOURCES[key]
-    assert loop_var == "ServiceId" and collection == {"Ref": "ManagedServiceIds"}
-    (policy,) = body.values()
-    assert policy["Type"] == "AWS::IAM::RolePolicy"
-    assert policy["Properties"]["RoleName"] == {"Ref": "DecideRole"}
-    assert statements_of(policy["Properties"]["PolicyDocument"]) == SERVICE_POLICY
+def statement(policy_document, sid):
+    (st,) = [st for st in policy_document["Statement"] if st.get("Sid") == sid]
+    return st
+
+
+def test_accept_and_reject_are_scoped_to_exactly_the_managed_services_in_one_statement():
+    (policy,) = [p for p in RESOURCES["DecideRole"]["Properties"]["Policies"] if p.get("PolicyName") == "decide"]
+    resource = statement(policy["PolicyDocument"], "DecideConnections")["Resource"]
+    for services in (["vpce-svc-0123456789abcdef0"], ["vpce-svc-0123456789abcdef0", "vpce-svc-01234567", "vpce-svc-0fedcba9"]):
+        arns = resolve(resource, {"ManagedServiceIds": services})
+        assert arns == [f"arn:*:ec2:*:*:vpc-endpoint-service/{s}" for s in services]
+    # One statement for every service, not a policy each: IAM's quota on a role's inline policies together.
+    assert not [k for k, r in RESOURCES.items() if isinstance(r, dict) and r.get("Type") == "AWS::IAM::RolePolicy"]
+    assert not [k for k in RESOURCES if k.startswith("Fn::ForEach::") and "RolePolicy" in str(RESOURCES[k])]
 
 
 def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires_them():
@@ -140,17 +178,10 @@ def test_the_principal_sync_may_change_only_managed_services_and_write_only_its_
     policy = conditional_policy("ReconcileRole", "ManagePrincipals")
     (ledger,) = [st for st in policy["PolicyDocument"]["Statement"] if st["Sid"] == "PrincipalLedger"]
     assert ledger["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["principals#*"]}}
-    (key,) = [k for k in RESOURCES if k.startswith("Fn::ForEach::ReconcilePrincipals")]
-    loop_var, collection, body = RESOURCES[key]
-    assert loop_var == "ServiceId" and collection == {"Ref": "ManagedServiceIds"}
-    (rp,) = body.values()
-    assert rp["Condition"] == "ManagePrincipals" and rp["Properties"]["RoleName"] == {"Ref": "ReconcileRole"}
-    assert statements_of(rp["Properties"]["PolicyDocument"]) == {
-        (
-            ("ec2:ModifyVpcEndpointServicePermissions",),
-            "Sub:arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-endpoint-service/${ServiceId}",
-        )
-    }
+    change = statement(policy["PolicyDocument"], "ChangeAllowedPrincipals")
+    assert change["Action"] == "ec2:ModifyVpcEndpointServicePermissions"
+    services = ["vpce-svc-0123456789abcdef0", "vpce-svc-01234567"]
+    assert resolve(change["Resource"], {"ManagedServiceIds": services}) == [f"arn:*:ec2:*:*:vpc-endpoint-service/{s}" for s in services]
     assert TEMPLATE["Conditions"]["ManagePrincipals"] == {"Fn::Equals": [{"Ref": "ManageAllowedPrincipals"}, "true"]}
     assert TEMPLATE["Parameters"]["ManageAllowedPrincipals"]["Default"] == "false"
 
@@ -306,16 +337,10 @@ def test_every_alarm_dimension_names_something_the_stack_creates():
     assert covered == {f["Fn::Sub"] for f in function_names}, "every function has its alarms"
 
 
-def test_each_managed_service_gets_a_notification_and_its_own_accept_reject_policy():
+def test_each_managed_service_gets_a_connection_notification():
     services = sorted(SAMPLE_PARAMETERS["ManagedServiceIds"])
     notifications = of_type("AWS::EC2::VPCEndpointConnectionNotification").values()
     assert sorted(n["Properties"]["ServiceId"] for n in notifications) == services
-    policies = of_type("AWS::IAM::RolePolicy").values()
-    expected = [f"arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:vpc-endpoint-service/{s}" for s in services]
-    for role in ("DecideRole", "ReconcileRole"):
-        mine = [p for p in policies if p["Properties"]["RoleName"] == {"Ref": role}]
-        arns = sorted(st["Resource"]["Fn::Sub"] for p in mine for st in p["Properties"]["PolicyDocument"]["Statement"])
-        assert arns == expected, role
 
 
 # ---------------------------------------------------------------------------------------------- decide and its queue
@@ -495,3 +520,14 @@ def test_the_metric_check_fails_on_a_name_the_code_does_not_define():
     assert unknown_metrics(defined=metric_names_in_code() - {"InvalidRules"})
     source = 'pub mod names {\n    pub const A: &str = "Accepted";\n}\n'
     assert metric_names_in_code(source) == {"Accepted"}
+
+
+def test_alarms_on_what_each_sweep_publishes_keep_their_state_between_sweeps():
+    # A sweep runs every SweepIntervalMinutes (up to 60) and publishes these, 0 included; a period without a
+    # sweep has no data, which notBreaching would take as good and end the alarm until the next sweep.
+    swept = {"PendingOverdue", "AcceptanceNotRequired", "PrivateDnsUnverified"}
+    alarms = [r["Properties"] for r in RESOURCES.values() if isinstance(r, dict) and r.get("Type") == "AWS::CloudWatch::Alarm"]
+    published = {a["MetricName"]: a for a in alarms if a.get("Namespace") == "Gatekeeper"}
+    assert swept <= set(published)
+    for name, alarm in published.items():
+        assert alarm["TreatMissingData"] == ("ignore" if name in swept else "notBreaching"), name

@@ -13,8 +13,13 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
     - inline role policies are stored as JSON text, as IAM stores them (moto kept dicts; its IAM
       authorisation then fails with KeyError 'policy_document'); so is an AWS::KMS::Key's KeyPolicy (moto's
       GetKeyPolicy answered an object, which no SDK reads).
+    - a role's inline policies together may not pass IAM's quota of 10,240 characters, white space not
+      counted: PutRolePolicy, a role's Policies and an AWS::IAM::RolePolicy past it are refused with
+      LimitExceeded, so the stack fails (moto kept the quota only for GetAccountSummary).
     - AWS::Lambda::Function keeps DeadLetterConfig, LoggingConfig, TracingConfig and Architectures, and its
-      environment values are strings (moto dropped the first four; numbers stayed numbers).
+      environment values are strings (moto dropped the first four; numbers stayed numbers). A function's
+      environment over Lambda's 4 KB is refused, there and at CreateFunction and
+      UpdateFunctionConfiguration (moto took any size).
     - AWS::DynamoDB::Table applies TimeToLiveSpecification, PointInTimeRecoverySpecification and
       SSESpecification (its key: the customer managed key named, else the AWS managed alias/aws/dynamodb).
     - AWS::Lambda::Permission gets a physical ID (moto listed it with none).
@@ -72,6 +77,7 @@ from typing import Any
 import gk_control
 import gk_policy
 import moto
+from moto.awslambda import exceptions as lambda_exceptions
 from moto.awslambda import models as lambda_models
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
@@ -79,6 +85,7 @@ from moto.cloudwatch import models as cw_models
 from moto.core.common_models import CloudFormationModel
 from moto.dynamodb.models import table as ddb_table
 from moto.events import models as events_models
+from moto.iam import exceptions as iam_exceptions
 from moto.iam import models as iam_models
 from moto.kms import models as kms_models
 from moto.sns import models as sns_models
@@ -110,6 +117,7 @@ PATCH_POINTS = {
     "moto.events.models.Rule._send_to_sqs_queue": (events_models.Rule, "_send_to_sqs_queue"),
     "moto.cloudformation.models.CloudFormationBackend.create_change_set": (cfn_models.CloudFormationBackend, "create_change_set"),
     "moto.iam.models.Role.create_from_cloudformation_json": (iam_models.Role, "create_from_cloudformation_json"),
+    "moto.iam.models.Role.put_policy": (iam_models.Role, "put_policy"),
     "moto.kms.models.Key.create_from_cloudformation_json": (kms_models.Key, "create_from_cloudformation_json"),
     "moto.awslambda.models.LambdaFunction.__init__": (lambda_models.LambdaFunction, "__init__"),
     "moto.awslambda.models.LambdaFunction.get_configuration": (lambda_models.LambdaFunction, "get_configuration"),
@@ -401,6 +409,35 @@ def _role_create(cls, resource_name, cloudformation_json, account_id, region_nam
 
 iam_models.Role.create_from_cloudformation_json = classmethod(_role_create)
 
+# IAM and AWS STS quotas (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): "You
+# can add as many inline policies as you want to an IAM user, role, or group. But the total aggregate policy
+# size (the sum size of all inline policies) per entity cannot exceed the following limits: ... Role policy
+# size cannot exceed 10,240 characters." and "IAM does not count white space when calculating the size of a
+# policy against these limitations." The refusal is PutRolePolicy's LimitExceeded (HTTP 409, IAM API
+# reference), worded "Maximum policy size of 10240 bytes exceeded for role <name>" as users report it
+# (aws/aws-cdk#12403, serverless/serverless#7643, gchq/sleeper#1459). The API's PutRolePolicy, a role's
+# Policies and AWS::IAM::RolePolicy all reach Role.put_policy.
+ROLE_POLICY_SIZE_QUOTA = 10_240
+_WHITE_SPACE = re.compile(r"\s+")
+_orig_put_policy = iam_models.Role.put_policy
+
+
+def policy_size(document: Any) -> int:
+    """A policy's size as IAM counts it against its quotas: its JSON text's characters but white space."""
+    return len(_WHITE_SPACE.sub("", _policy_text(document)))
+
+
+def _put_policy(self, policy_name: str, policy_json: Any) -> None:
+    others = sum(policy_size(d) for name, d in self.policies.items() if name != policy_name)
+    if others + policy_size(policy_json) > ROLE_POLICY_SIZE_QUOTA:
+        raise iam_exceptions.LimitExceededException(
+            f"Maximum policy size of {ROLE_POLICY_SIZE_QUOTA} bytes exceeded for role {self.name}"
+        )
+    _orig_put_policy(self, policy_name, policy_json)
+
+
+iam_models.Role.put_policy = _put_policy
+
 # ================================================================================== KMS keys
 
 _orig_key_create = kms_models.Key.create_from_cloudformation_json.__func__
@@ -425,7 +462,27 @@ _orig_fn_update = lambda_models.LambdaFunction.update_configuration
 _orig_fn_create = lambda_models.LambdaFunction.create_from_cloudformation_json.__func__
 
 
+# Lambda quotas (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): "Function environment
+# variables: 4 KB, for all environment variables associated with the function, in aggregate". The refusal is
+# InvalidParameterValueException, "Lambda was unable to configure your environment variables because the
+# environment variables you have provided exceeded the 4KB limit. String measured: {...}", as users report it
+# (github-aws-runners/terraform-aws-github-runner#3594, aws-samples/aws-genai-llm-chatbot#583): measured here as
+# that string, the variables as compact JSON, the larger of the measures reported (another: keys and values
+# summed). moto took any size.
+ENVIRONMENT_QUOTA = 4096
+
+
+def check_environment(variables) -> None:
+    measured = json.dumps(variables or {}, separators=(",", ":"))
+    if len(measured.encode()) > ENVIRONMENT_QUOTA:
+        raise lambda_exceptions.InvalidParameterValueException(
+            "Lambda was unable to configure your environment variables because the environment variables you have "
+            f"provided exceeded the 4KB limit. String measured: {measured}"
+        )
+
+
 def _fn_init(self, account_id, spec, region, version=1):
+    check_environment((spec.get("Environment") or {}).get("Variables"))
     _orig_fn_init(self, account_id, spec, region, version)
     self._gk_dead_letter_config = spec.get("DeadLetterConfig") or None
     self._gk_logging_config = spec.get("LoggingConfig") or None
@@ -445,6 +502,8 @@ def _fn_config(self, on_create=False):
 
 
 def _fn_update(self, config_updates):
+    if "Environment" in config_updates:
+        check_environment((config_updates["Environment"] or {}).get("Variables"))
     if "DeadLetterConfig" in config_updates:
         self._gk_dead_letter_config = config_updates["DeadLetterConfig"] or None
     if "LoggingConfig" in config_updates:

@@ -49,6 +49,7 @@ import threading
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.exceptions import EC2ClientError, NoLoadBalancersProvided
 from moto.ec2.models import validate_resource_ids
+from moto.ec2.models import vpc_service_configuration as service_models
 from moto.ec2.models.tags import TagBackend
 from moto.ec2.responses import EC2Response
 
@@ -72,6 +73,24 @@ def _extension():
     import gatekeeper_moto
 
     return gatekeeper_moto
+
+
+# A new service's ID has 17 hex digits after vpce-svc-, as EC2 gives new resources (EC2 User Guide, "Resource
+# IDs": "any new resources will receive the longer IDs", 17 characters after the hyphen; the PrivateLink guide's
+# service IDs, e.g. vpce-svc-0e123abc123198abc). moto gave 8, so whatever is sized by service IDs (the
+# template's policies and the functions' environment, for many services) came out shorter than a provider's.
+_orig_service_init = service_models.VPCServiceConfiguration.__init__
+
+
+def _service_init(self, *args, **kwargs):
+    _orig_service_init(self, *args, **kwargs)
+    short = self.id
+    self.id = f"vpce-svc-{random.getrandbits(68):017x}"
+    self.service_name = self.service_name.replace(short, self.id)
+    self.endpoint_dns_name = self.endpoint_dns_name.replace(short, self.id)
+
+
+service_models.VPCServiceConfiguration.__init__ = _service_init
 
 
 def _token(n: int) -> str:

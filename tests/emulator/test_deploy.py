@@ -4,6 +4,7 @@ retries and dead-letter queue, inert event source mappings, the Fn::ForEach expa
 points gk_cloudformation.py depends on."""
 
 import copy
+import io
 import json
 import re
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -457,6 +459,86 @@ def kms_stack(endpoint, provider):
     svc = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[lb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=True)
     deploy.deploy(endpoint, PROVIDER, "gk-kms", TEMPLATE, {"ManagedServiceIds": svc["ServiceConfiguration"]["ServiceId"], "EncryptWithKms": "true"})
     return physical_ids(session, endpoint, "gk-kms")
+
+
+# README, "Deploy": the most endpoint services one stack manages.
+MOST_SERVICES = 100
+
+
+def test_a_stack_managing_the_most_services_the_readme_names_deploys_with_every_option(endpoint, provider):
+    # IAM caps a role's inline policies together at 10,240 characters, white space not counted (the
+    # emulator refuses more, as IAM does): a policy per service stopped a stack at about 30 services. The
+    # largest roles are those of EncryptWithKms and ManageAllowedPrincipals, both on here.
+    session = provider["session"]
+    ec2, elbv2, iam = (client(session, endpoint, n) for n in ("ec2", "elbv2", "iam"))
+    _, subnet = network(ec2)
+    services = []
+    control(endpoint, "/_gatekeeper/ec2-throttle", {"enabled": False})  # the setup, not at EC2's 1/s
+    try:
+        for i in range(MOST_SERVICES):
+            lb = elbv2.create_load_balancer(Name=f"many-{i}", Subnets=[subnet], Type="network")["LoadBalancers"][0]
+            config = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[lb["LoadBalancerArn"]], AcceptanceRequired=True)
+            services.append(config["ServiceConfiguration"]["ServiceId"])
+    finally:
+        control(endpoint, "/_gatekeeper/ec2-throttle", {"enabled": True})
+    params = {"ManagedServiceIds": ",".join(services), "EncryptWithKms": "true", "ManageAllowedPrincipals": "true"}
+    deploy.deploy(endpoint, PROVIDER, "gk-many", TEMPLATE, params, timeout_s=180)
+    physical = physical_ids(session, endpoint, "gk-many")
+    for role in ("IngestRole", "DecideRole", "ReconcileRole"):
+        names = iam.list_role_policies(RoleName=physical[role])["PolicyNames"]
+        docs = [iam.get_role_policy(RoleName=physical[role], PolicyName=n)["PolicyDocument"] for n in names]
+        size = sum(len("".join(json.dumps(d).split())) for d in docs)
+        print(f"{role}: {len(names)} inline policies, {size} characters of IAM's 10,240")
+        assert size <= 10_240, role
+    # Each function's environment names every service (MANAGED_SERVICES) within Lambda's 4 KB, which the
+    # emulator enforces as Lambda does.
+    lam = client(session, endpoint, "lambda")
+    for fn in ("IngestFunction", "DecideFunction", "ReconcileFunction"):
+        env = lam.get_function_configuration(FunctionName=physical[fn])["Environment"]["Variables"]
+        assert env["MANAGED_SERVICES"] == ",".join(services), fn
+        print(f"{fn}: environment {len(json.dumps(env, separators=(',', ':')))} bytes of Lambda's 4,096")
+    # Every managed service is granted, and only those: decide's role may accept on the last one, not on
+    # the module's service, which this stack does not manage.
+    role_arn = iam.get_role(RoleName=physical["DecideRole"])["Role"]["Arn"]
+    creds = control(endpoint, "/_gatekeeper/role-credentials", {"role_arn": role_arn})
+    as_decide = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"], region_name=REGION,
+    ).client("ec2", endpoint_url=endpoint)
+    answer = as_decide.accept_vpc_endpoint_connections(ServiceId=services[-1], VpcEndpointIds=["vpce-00000000000000000"])
+    assert [u["ResourceId"] for u in answer["Unsuccessful"]] == ["vpce-00000000000000000"], answer
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        as_decide.accept_vpc_endpoint_connections(ServiceId=provider["svc"]["ServiceId"], VpcEndpointIds=["vpce-00000000000000000"])
+    assert e.value.response["Error"]["Code"] == "UnauthorizedOperation"
+
+
+def test_a_functions_environment_past_lambdas_4_kb_is_refused_at_create_and_update(endpoint, provider):
+    # Lambda quotas: 4 KB of environment variables per function, in aggregate (moto took any size).
+    session = provider["session"]
+    lam, iam = client(session, endpoint, "lambda"), client(session, endpoint, "iam")
+    role = iam.create_role(RoleName="env-quota", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    ))["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    fits = {"A": "x" * 4000}  # {"A":"xxx..."}: 4,008 bytes measured
+    too_big = {"A": "x" * 4000, "B": "y" * 100}
+
+    def create(name, variables):
+        return lam.create_function(FunctionName=name, Runtime="provided.al2023", Handler="bootstrap", Role=role,
+                                   Code={"ZipFile": code.getvalue()}, Environment={"Variables": variables})
+
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        create("env-too-big", too_big)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "exceeded the 4KB limit" in e.value.response["Error"]["Message"]
+    create("env-fits", fits)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        lam.update_function_configuration(FunctionName="env-fits", Environment={"Variables": too_big})
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert lam.get_function_configuration(FunctionName="env-fits")["Environment"]["Variables"] == fits
+    lam.delete_function(FunctionName="env-fits")
 
 
 def test_encrypt_with_kms_puts_the_stacks_key_on_both_tables_and_the_three_topics(endpoint, provider, stack, kms_stack):

@@ -2,9 +2,11 @@
 
 Against the running server, through boto3: credentials issued by POST /_gatekeeper/role-credentials for a
 role trusting only lambda.amazonaws.com, with an inline policy modelled on the template's DecideRole (exact
-actions on exact ARNs) and a second inline policy like the per-service AWS::IAM::RolePolicy
-(DecideConnections). Allowed calls work; the same calls on other resources, and actions the policies do not
-name, get each service's own AccessDenied error; other credentials are never checked.
+actions on exact ARNs) and a second inline policy granting accept/reject on one service as the template's
+DecideConnections statement does (its ARN with wildcard partition, Region and account). Allowed calls
+work; the same calls on other resources, and actions the policies do not name, get each service's own
+AccessDenied error; other credentials are never checked. A role's inline policies together stay within
+IAM's size quota.
 Conditions on dynamodb:LeadingKeys (the template's ReconcileRole PrincipalLedger statement) are evaluated;
 any other condition keeps the fail-closed "conditional" denial. Plus unit tests of the resource ARNs and
 leading keys derived per call and of the policy evaluation.
@@ -153,10 +155,11 @@ def world(endpoint):
     w["iam"] = iam
     w["role_arn"] = iam.create_role(RoleName="decide", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
     iam.put_role_policy(RoleName="decide", PolicyName="decide", PolicyDocument=decide_policy(w))
-    # Like the template's per-service AWS::IAM::RolePolicy DecideConnections&{ServiceId}.
+    # A second inline policy (IAM grants what any of a role's policies allows), with the ARN form of the
+    # template's DecideConnections statement.
     iam.put_role_policy(
         RoleName="decide",
-        PolicyName=f"decide-{w['svc:svc']}",
+        PolicyName="connections",
         PolicyDocument=json.dumps(
             {
                 "Version": "2012-10-17",
@@ -165,7 +168,7 @@ def world(endpoint):
                         "Sid": "DecideConnections",
                         "Effect": "Allow",
                         "Action": ["ec2:AcceptVpcEndpointConnections", "ec2:RejectVpcEndpointConnections"],
-                        "Resource": service_arn(w["svc:svc"]),
+                        "Resource": f"arn:*:ec2:*:*:vpc-endpoint-service/{w['svc:svc']}",
                     }
                 ],
             }
@@ -424,6 +427,39 @@ def test_an_item_call_on_a_table_with_a_customer_managed_key_needs_kms_decrypt(w
         ddb.query(TableName="sealed", KeyConditionExpression="pk = :a", ExpressionAttributeValues={":a": {"S": "a"}})
     finally:
         iam.delete_role_policy(RoleName="decide", PolicyName="tables")
+
+
+def test_a_roles_inline_policies_together_may_not_pass_iams_quota_white_space_not_counted(world):
+    iam = world["iam"]
+    iam.create_role(RoleName="quota", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))
+
+    def policy(resources: int, indent=None) -> str:
+        arns = [f"arn:aws:sqs:{REGION}:{PROVIDER}:q{i:05}" for i in range(resources)]
+        doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arns}]}
+        return json.dumps(doc, indent=indent)
+
+    def size(text: str) -> int:
+        return len("".join(text.split()))
+
+    # Two documents of 5,025 characters each fit (10,240 together); pretty-printed, their text is far
+    # longer, but IAM does not count white space.
+    first, second = policy(112, indent=8), policy(112, indent=8)
+    assert size(first) + size(second) <= 10_240 < len(first) + len(second)
+    iam.put_role_policy(RoleName="quota", PolicyName="first", PolicyDocument=first)
+    iam.put_role_policy(RoleName="quota", PolicyName="second", PolicyDocument=second)
+    # A third pushes the role past it: refused, and the role keeps the two it had.
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        iam.put_role_policy(RoleName="quota", PolicyName="third", PolicyDocument=policy(5))
+    assert e.value.response["Error"]["Code"] == "LimitExceeded"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    assert "Maximum policy size of 10240 bytes exceeded for role quota" in e.value.response["Error"]["Message"]
+    assert sorted(iam.list_role_policies(RoleName="quota")["PolicyNames"]) == ["first", "second"]
+    # Replacing a policy counts the new document instead of the old one.
+    iam.put_role_policy(RoleName="quota", PolicyName="second", PolicyDocument=policy(10))
+    iam.put_role_policy(RoleName="quota", PolicyName="third", PolicyDocument=policy(100))
+    for name in ("first", "second", "third"):
+        iam.delete_role_policy(RoleName="quota", PolicyName=name)
+    iam.delete_role(RoleName="quota")
 
 
 def test_managed_policies_count_and_an_explicit_deny_wins(world):
