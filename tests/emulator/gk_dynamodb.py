@@ -38,6 +38,7 @@ from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodb.models.table import StreamShard, Table
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
 import gk_control
 
@@ -399,6 +400,70 @@ def _stream_add(self, old, new) -> None:
 
 
 StreamShard.add = _stream_add
+
+
+# ------------------------------------------------------ one request at a time; a cancelled transaction undone
+
+# DynamoDB API reference, UpdateItem/PutItem/DeleteItem: a conditional write checks its condition and writes
+# as one step ("Edits an existing item's attributes, or adds a new item ... You can also perform a conditional
+# update"; the Developer Guide's "Condition expressions" build optimistic locking on it), and TransactWriteItems
+# is "all-or-nothing", serializable against the single-item calls (Developer Guide, "Amazon DynamoDB
+# Transactions: How it works", Isolation levels). moto's server runs each request on its own thread and reads,
+# checks and writes with nothing between them, so two conditional writes to one item could both pass, and a
+# read could see half a transaction. Here each DynamoDB and DynamoDB Streams request is answered whole before
+# the next starts: stricter than DynamoDB (which runs calls on different items side by side), never looser.
+_REQUESTS = threading.RLock()
+
+
+def _one_at_a_time(handler: type) -> None:
+    answer = handler.call_action
+
+    @functools.wraps(answer)
+    def call_action(self):
+        with _REQUESTS:
+            return answer(self)
+
+    handler.call_action = call_action
+
+
+_one_at_a_time(DynamoHandler)
+_one_at_a_time(DynamoDBStreamsHandler)
+
+# A cancelled transaction writes nothing ("The actions are completed atomically so that either all of them
+# succeed, or all of them fail", TransactWriteItems), so it leaves no stream record either. moto ran the
+# writes, then put a copy of each table taken before them in the table's place: the table object that a
+# stream reader's shard iterator (and the index-lag history) holds kept the cancelled writes' records and got
+# no later write, so a stream read after a cancelled transaction went silent. Here the table stays the one
+# object and its items, its stream's records and its index history go back to what they were.
+_orig_backend_transact = DynamoDBBackend.transact_write_items
+
+
+def _backend_transact(self, transact_items):
+    names = {op.get("TableName") for item in transact_items for op in item.values() if isinstance(op, dict)}
+    tables = {name: self.tables[name] for name in names if name in self.tables}
+    saved = {
+        name: (
+            copy.deepcopy(t.items),
+            list(t.stream_shard.items) if t.stream_shard is not None else None,
+            list(t.__dict__.get(_HISTORY) or ()),
+        )
+        for name, t in tables.items()
+    }
+    try:
+        return _orig_backend_transact(self, transact_items)
+    except BaseException:
+        for name, table in tables.items():
+            items, records, history = saved[name]
+            table.items = items
+            if records is not None and table.stream_shard is not None:
+                table.stream_shard.items[:] = records
+            if _HISTORY in table.__dict__:
+                table.__dict__[_HISTORY] = collections.deque(history)
+            self.tables[name] = table
+        raise
+
+
+DynamoDBBackend.transact_write_items = _backend_transact
 
 
 def control(path: str, environ) -> bytes | None:

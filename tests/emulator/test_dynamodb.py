@@ -1,8 +1,14 @@
 """The emulator's patch of moto's DynamoDB answers (gk_dynamodb.py): byte for byte what moto's own serialiser
-writes, on generated items of every attribute type, through the real Query and GetItem operation models."""
+writes, on generated items of every attribute type, through the real Query and GetItem operation models; and
+its behaviours (index lag, transaction tokens and cancellation, stream records, one request at a time)."""
 
 import json
 import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 import gk_dynamodb
 from moto.core.responses import ActionResult
@@ -312,3 +318,101 @@ def test_a_write_that_changes_nothing_writes_no_stream_record():
         shard = dynamodb_backends["123456789012"]["us-east-1"].get_table("s").stream_shard
         events = [r.to_json()["eventName"] for r in shard.items]
         assert events == ["INSERT", "MODIFY", "REMOVE"], events
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The emulator's server (moto's mock mode routes DynamoDB Streams' calls to DynamoDB's handler)."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gatekeeper_moto.py")), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"}, text=True)
+    line = proc.stdout.readline()
+    assert "listening on" in line, line
+    yield line.rsplit(" ", 1)[-1].strip()
+    proc.terminate()
+    proc.wait(5)
+
+
+def clients(url, *names):
+    import boto3
+
+    kw = {"region_name": "us-east-1", "aws_access_key_id": "k", "aws_secret_access_key": "s", "endpoint_url": url}
+    return [boto3.client(n, **kw) for n in names]
+
+
+def test_a_cancelled_transaction_leaves_no_stream_record_and_the_stream_goes_on(server):
+    # TransactWriteItems: "either all of them succeed, or all of them fail": a cancelled transaction writes
+    # nothing, its first write's record included, and a reader of the stream (an iterator taken before it)
+    # sees the writes after it. moto put a copy of the table in its place, and the reader's shard got no
+    # later write.
+    ddb, streams = clients(server, "dynamodb", "dynamodbstreams")
+    arn = ddb.create_table(TableName="x", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                           StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})["TableDescription"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    ddb.put_item(TableName="x", Item={"pk": {"S": "taken"}})
+    put = lambda pk: {"Put": {"TableName": "x", "Item": {"pk": {"S": pk}}, "ConditionExpression": "attribute_not_exists(pk)"}}  # noqa: E731
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[put("new"), put("taken")])
+    ddb.put_item(TableName="x", Item={"pk": {"S": "after"}})
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    assert [(r["eventName"], r["dynamodb"]["Keys"]["pk"]["S"]) for r in records] == [("INSERT", "taken"), ("INSERT", "after")]
+    assert sorted(i["pk"]["S"] for i in ddb.scan(TableName="x")["Items"]) == ["after", "taken"]
+
+
+def test_conditional_writes_from_many_threads_each_see_the_last(monkeypatch):
+    # A conditional write checks and writes as one step: of the writers each setting the counter to what they
+    # read plus 1, only where it still holds what they read, every success is one step of it, none lost. moto checks the
+    # condition, then writes, with nothing between them; a pause after each check (in-process, through the same
+    # handler the server runs) opens that gap wide enough for the writers to meet in it.
+    import concurrent.futures
+    import time
+
+    import boto3
+    import botocore.exceptions
+    import moto.dynamodb.models as ddb_models
+    from moto import mock_aws
+
+    make_parser = ddb_models.create_condition_expression_parser
+
+    class SlowCheck:
+        def __init__(self, op):
+            self.op = op
+
+        def expr(self, item):
+            verdict = self.op.expr(item)
+            time.sleep(0.002)
+            return verdict
+
+    class SlowParser:
+        def __init__(self, *args):
+            self.parser = make_parser(*args)
+
+        def parse(self):
+            return SlowCheck(self.parser.parse())
+
+    monkeypatch.setattr(ddb_models, "create_condition_expression_parser", SlowParser)
+    kw = {"region_name": "us-east-1", "aws_access_key_id": "k", "aws_secret_access_key": "s"}
+    with mock_aws():
+        ddb = boto3.client("dynamodb", **kw)
+        ddb.create_table(TableName="c", BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        ddb.put_item(TableName="c", Item={"pk": {"S": "n"}, "v": {"N": "0"}})
+
+        def bump(_):
+            mine = boto3.client("dynamodb", **kw)
+            won = 0
+            for _ in range(20):
+                seen = mine.get_item(TableName="c", Key={"pk": {"S": "n"}}, ConsistentRead=True)["Item"]["v"]["N"]
+                try:
+                    mine.update_item(TableName="c", Key={"pk": {"S": "n"}}, UpdateExpression="SET v = :next", ConditionExpression="v = :seen",
+                                     ExpressionAttributeValues={":next": {"N": str(int(seen) + 1)}, ":seen": {"N": seen}})
+                    won += 1
+                except botocore.exceptions.ClientError as e:
+                    assert e.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            return won
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            wins = sum(pool.map(bump, range(6)))
+        final = int(ddb.get_item(TableName="c", Key={"pk": {"S": "n"}}, ConsistentRead=True)["Item"]["v"]["N"])
+        assert final == wins, f"{wins} conditional writes succeeded, the counter moved {final}"
