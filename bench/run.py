@@ -509,7 +509,7 @@ def reference_credentials(emu, stack):
 
 def create_endpoints(emu, plan):
     """Consumers create interface endpoints, each account in a VPC of its own, the accounts concurrently;
-    CreateVpcEndpoint's tokens (10, then 1/s per account) are waited for. `plan`: [(account, service_name)]
+    CreateVpcEndpoint's tokens (4, then 0.3/s per account) are waited for. `plan`: [(account, service_name)]
     in the order wanted. Returns ([(account, service_name, endpoint_id)] in plan order, throttled answers)."""
     by_account = collections.defaultdict(list)
     for i, (account, name) in enumerate(plan):

@@ -28,7 +28,7 @@ Behaviour, each cited where it is implemented:
 - Eventual consistency (off by default): with a lag, a new connection, a connection's state change and an
   allowed-principal change become visible to DescribeVpcEndpointConnections /
   DescribeVpcEndpointServicePermissions only after the lag. Accept and Reject act on the true state.
-- Throttling per API, per account and Region, as EC2's token buckets (see EC2_LIMITS), answered with
+- Throttling per API, per account and Region, as EC2's token buckets (see EC2_UNCATEGORIZED, ec2_limit), answered with
   RequestLimitExceeded.
 - Connection notifications are published to their SNS topic on Connect, Accept, Reject and Delete only where a
   real one would arrive: the topic policy (and the key policy of an encrypted topic) must let
@@ -838,30 +838,42 @@ for _fn in (
 
 # ------------------------------------------------------------------------------------ WSGI layer
 
-# EC2 API reference / developer guide, "Request throttling for the Amazon EC2 API": EC2 throttles "for each
-# AWS account on a per-Region basis", with the token bucket algorithm; under request rate limiting "each API
-# is evaluated individually ... Each request that you make removes one token from the API's bucket", buckets
-# refill at a set rate up to their size, and an exceeded limit answers RequestLimitExceeded. Sizes: the
-# mutating PrivateLink actions hold 10 tokens and refill 1 per second; DescribeVpcEndpointConnections, a
-# non-mutating action, 100 and 20 per second. Other EC2 actions are not throttled by the emulator.
-_PRIVATELINK_MUTATING = (
-    "AcceptVpcEndpointConnections",
-    "RejectVpcEndpointConnections",
-    "CreateVpcEndpoint",
-    "ModifyVpcEndpoint",
-    "DeleteVpcEndpoints",
-    "CreateVpcEndpointServiceConfiguration",
-    "ModifyVpcEndpointServiceConfiguration",
-    "DeleteVpcEndpointServiceConfigurations",
-    "ModifyVpcEndpointServicePermissions",
-    "ModifyVpcEndpointServicePayerResponsibility",
-    "StartVpcEndpointServicePrivateDnsVerification",
-    "CreateVpcEndpointConnectionNotification",
-    "ModifyVpcEndpointConnectionNotification",
-    "DeleteVpcEndpointConnectionNotifications",
-)
-EC2_LIMITS: dict[str, tuple[float, float]] = {a: (10.0, 1.0) for a in _PRIVATELINK_MUTATING}
-EC2_LIMITS["DescribeVpcEndpointConnections"] = (100.0, 20.0)
+# EC2 developer guide, "Request throttling for the Amazon EC2 API" (https://docs.aws.amazon.com/ec2/latest/devguide/
+# ec2-api-throttling.html): EC2 throttles "for each AWS account on a per-Region basis", with the token bucket
+# algorithm; under request rate limiting "each API is evaluated individually ... Each request that you make
+# removes one token from the API's bucket", buckets refill at a set rate up to their size, and an exceeded
+# limit answers RequestLimitExceeded. The sizes and refill rates are the page's: its "Uncategorized actions"
+# table names the actions below ("API actions that receive their own token bucket sizes and refill rates");
+# any other action is in its category: "Non-mutating actions", "The Describe*, List*, Search*, and Get* API
+# actions that are not included in another category", 100 and 20 per second; "Mutating actions", "All
+# mutating API actions that are not Resource-intensive actions or Uncategorized actions", 50 and 5 per second.
+# Not modelled: the smaller bucket of the "Unfiltered and unpaginated non-mutating actions" (DescribeInstances,
+# DescribeNetworkInterfaces, ... when asked with neither a filter nor pagination: 50 and 10), the resource
+# token buckets of RunInstances and its kin, and the console's own category; Gatekeeper calls none of them.
+EC2_UNCATEGORIZED: dict[str, tuple[float, float]] = {
+    "AcceptVpcEndpointConnections": (10.0, 1.0),
+    "RejectVpcEndpointConnections": (10.0, 1.0),
+    "CreateVpcEndpoint": (4.0, 0.3),
+    "ModifyVpcEndpoint": (4.0, 0.3),
+    "DeleteVpcEndpoints": (4.0, 0.3),
+    "CreateVpcEndpointServiceConfiguration": (10.0, 1.0),
+    "ModifyVpcEndpointServiceConfiguration": (10.0, 1.0),
+    "DeleteVpcEndpointServiceConfigurations": (10.0, 1.0),
+    "CreateTags": (100.0, 10.0),
+    "DeleteTags": (100.0, 10.0),
+}
+NON_MUTATING = (100.0, 20.0)
+MUTATING = (50.0, 5.0)
+EC2_LIMITS: dict[str, tuple[float, float] | None] = dict(EC2_UNCATEGORIZED)  # a test's overrides (None: unthrottled)
+
+
+def ec2_limit(action: str) -> tuple[float, float] | None:
+    """(bucket size, refill per second) of an EC2 action, as the throttling page gives it."""
+    if action in EC2_LIMITS:
+        return EC2_LIMITS[action]
+    return NON_MUTATING if action.startswith(("Describe", "List", "Search", "Get")) else MUTATING
+
+
 EC2_THROTTLE = os.environ.get("GATEKEEPER_EMU_EC2_THROTTLE", "1") != "0"
 _BUCKETS: dict[tuple[str, str, str], list[float]] = {}  # (account, region, action) -> [tokens, last refill]
 _FAULTS: list[dict] = []
@@ -922,7 +934,7 @@ def _throttle_answer(service: str) -> tuple[str, str]:
 
 
 def _take_token(account: str, region: str, action: str) -> bool:
-    limit = EC2_LIMITS.get(action)
+    limit = ec2_limit(action)
     if limit is None:
         return True
     size, refill = limit
@@ -1140,13 +1152,10 @@ class GatekeeperLayer:
             with _LOCK:
                 EC2_THROTTLE = bool(spec.get("enabled", True))
                 for action, limit in (spec.get("limits") or {}).items():
-                    if limit is None:
-                        EC2_LIMITS.pop(action, None)
-                    else:
-                        EC2_LIMITS[action] = (float(limit[0]), float(limit[1]))
+                    EC2_LIMITS[action] = None if limit is None else (float(limit[0]), float(limit[1]))
                     for k in [k for k in _BUCKETS if k[2] == action]:
                         del _BUCKETS[k]
-                limits = {a: list(v) for a, v in sorted(EC2_LIMITS.items())}
+                limits = {a: (None if v is None else list(v)) for a, v in sorted(EC2_LIMITS.items())}
             body = json.dumps({"enabled": EC2_THROTTLE, "limits": limits}).encode()
         elif path == "/_gatekeeper/consistency":
             spec = gk_control.body(environ)

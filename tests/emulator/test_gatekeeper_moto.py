@@ -815,6 +815,35 @@ def test_mutating_privatelink_calls_are_throttled_per_api_account_and_region(wor
     eventually(lambda: rejects(ec2, svc, 1) == ["ok"], "a token refilled", timeout=3, interval=0.25)
 
 
+def test_other_actions_have_the_throttling_pages_buckets_tags_their_own_and_the_rest_their_category(world):
+    # "Request throttling for the Amazon EC2 API": CreateTags is an uncategorized action of its own (100, 10
+    # per s); CreateVpc, like any mutating action the page does not name, is a "Mutating action" (50, 5 per
+    # s); DescribeVpcs a "Non-mutating action" (100, 20 per s). A fresh account, so its buckets are full.
+    url = world["url"]
+    ec2 = session(url, "444455556666").client("ec2", endpoint_url=url, config=NO_RETRY)
+
+    def bucket(call, n, size, refill):
+        """Calls `call` n times at once: the first `size` pass, then no more than the refill brings."""
+        codes, start = [], time.monotonic()
+        for _ in range(n):
+            try:
+                call()
+                codes.append("ok")
+            except botocore.exceptions.ClientError as e:
+                codes.append(e.response["Error"]["Code"])
+        elapsed = time.monotonic() - start
+        ok = codes.count("ok")
+        assert codes[:size] == ["ok"] * size and codes.count("RequestLimitExceeded") == n - ok, codes
+        assert ok < n and ok <= size + refill * elapsed + 1, (ok, n, elapsed)
+
+    made = []
+    bucket(lambda: made.append(ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]), 70, 50, 5)
+    bucket(lambda: ec2.create_tags(Resources=[made[0]], Tags=[{"Key": "k", "Value": "v"}]), 140, 100, 10)
+    for _ in range(100):
+        ec2.describe_vpcs(VpcIds=[made[0]])
+    assert calls(url)["ec2:throttled:CreateVpc"] >= 1 and calls(url)["ec2:throttled:CreateTags"] >= 1
+
+
 def test_describe_connections_has_a_bucket_of_100_refilling_20_per_second(endpoint):
     ec2 = session(endpoint, "555555555555").client("ec2", endpoint_url=endpoint, config=NO_RETRY)
     ok = throttled = 0

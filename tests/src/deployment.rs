@@ -338,8 +338,8 @@ pub async fn create_endpoint(
     let cfg = account_config(endpoint, account).await?;
     let ec2 = aws_sdk_ec2::Client::new(&cfg);
     let (vpc, subnet) = network(&ec2).await?;
-    // The emulator throttles CreateVpcEndpoint per account as a mutating PrivateLink action (a bucket
-    // of 10, refilled 1/s): a consumer creating many endpoints waits for its tokens (bounded: 60 s).
+    // The emulator throttles CreateVpcEndpoint per account as EC2 does (a bucket of 4, refilled 0.3/s):
+    // a consumer creating many endpoints waits for its tokens (bounded: 60 s).
     let mut waits = 0;
     let out = loop {
         let res = ec2
