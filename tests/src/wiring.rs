@@ -280,9 +280,13 @@ impl Wiring {
                 }
             };
             stats.invocations += 1;
-            let result =
-                ingest::handler::handle(&self.ingest, lambda_runtime::LambdaEvent::new(event, self.context("ingest")))
-                    .await;
+            let ctx = self.context("ingest");
+            let deadline = ctx.deadline;
+            let invocation = ingest::handler::handle(&self.ingest, lambda_runtime::LambdaEvent::new(event, ctx));
+            let result = match until_deadline(deadline, invocation).await {
+                Some(result) => result.map_err(|e| e.to_string()),
+                None => Err(timed_out("ingest")),
+            };
             match result {
                 Ok(()) => self.done(&id, true, "").await?,
                 Err(e) => {
@@ -349,14 +353,20 @@ impl Wiring {
                     Outcome::FunctionError
                 }
                 Ok(event) => {
-                    let invocation = lambda_runtime::LambdaEvent::new(event, self.context("reconcile"));
-                    match reconcile::handler::handle(&self.reconcile, invocation).await {
-                        Ok(ReconcileResponse::Stream(r)) => Outcome::Returned(
+                    let ctx = self.context("reconcile");
+                    let deadline = ctx.deadline;
+                    let invocation = lambda_runtime::LambdaEvent::new(event, ctx);
+                    match until_deadline(deadline, reconcile::handler::handle(&self.reconcile, invocation)).await {
+                        Some(Ok(ReconcileResponse::Stream(r))) => Outcome::Returned(
                             r.batch_item_failures.into_iter().map(|f| f.item_identifier.unwrap_or_default()).collect(),
                         ),
-                        Ok(other) => anyhow::bail!("reconcile answered a stream batch with {other:?}"),
-                        Err(e) => {
+                        Some(Ok(other)) => anyhow::bail!("reconcile answered a stream batch with {other:?}"),
+                        Some(Err(e)) => {
                             tracing::warn!(error = %e, "reconcile failed a stream batch; the mapping retries it");
+                            Outcome::FunctionError
+                        }
+                        None => {
+                            tracing::warn!("{}; the mapping retries the batch", timed_out("reconcile"));
                             Outcome::FunctionError
                         }
                     }
@@ -439,12 +449,13 @@ impl Wiring {
         event["region"] = json!(self.info.region);
         event["time"] = json!(shared::domain::time::rfc3339_ms(shared::domain::time::now_ms()));
         let event: ReconcileEvent = serde_json::from_value(event)?;
-        let response = reconcile::handler::handle(
-            &self.reconcile,
-            lambda_runtime::LambdaEvent::new(event, self.context("reconcile")),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))?;
+        let ctx = self.context("reconcile");
+        let deadline = ctx.deadline;
+        let response =
+            until_deadline(deadline, reconcile::handler::handle(&self.reconcile, lambda_runtime::LambdaEvent::new(event, ctx)))
+                .await
+                .ok_or_else(|| anyhow::anyhow!("reconcile sweep failed: {}", timed_out("reconcile")))?
+                .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))?;
         Ok(serde_json::to_value(response)?)
     }
 
@@ -524,12 +535,21 @@ impl Wiring {
         event.records = records;
         stats.invocations = 1;
         stats.messages = msgs.len();
+        let batch: Vec<String> = msgs.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect();
+        let ctx = self.context("decide");
+        let deadline = ctx.deadline;
         let failed: Vec<String> =
-            match self.deps.handle(lambda_runtime::LambdaEvent::new(event, self.context("decide"))).await {
-                Ok(resp) => resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect(),
-                Err(e) => {
+            match until_deadline(deadline, self.deps.handle(lambda_runtime::LambdaEvent::new(event, ctx))).await {
+                Some(Ok(resp)) => {
+                    returned_messages(&batch, resp.batch_item_failures.into_iter().map(|f| f.item_identifier).collect())
+                }
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "decide invocation failed; the whole batch returns to the queue");
-                    msgs.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect()
+                    batch.clone()
+                }
+                None => {
+                    tracing::warn!("{}; the whole batch returns to the queue", timed_out("decide"));
+                    batch.clone()
                 }
             };
         stats.failed_messages = failed.len();
@@ -588,7 +608,59 @@ impl Wiring {
     }
 }
 
+/// Runs one invocation as Lambda runs it: ended at its context's deadline (`deadline_ms`, the function's
+/// deployed Timeout from the invocation's start), which Lambda counts as a function error ("Task timed out
+/// after N seconds"; Lambda developer guide, "Configure Lambda function timeout"): `None` then.
+pub async fn until_deadline<F: std::future::Future>(deadline_ms: u64, invocation: F) -> Option<F::Output> {
+    let left = deadline_ms.saturating_sub(u64::try_from(shared::domain::time::now_ms()).unwrap_or(0));
+    tokio::time::timeout(Duration::from_millis(left), invocation).await.ok()
+}
+
+fn timed_out(function: &str) -> String {
+    format!("{function} timed out at its deployed Timeout (Lambda ends the invocation: a function error)")
+}
+
+/// Which of a batch's messages go back to the queue, as Lambda reads a partial batch response (Lambda
+/// developer guide, "Handling errors for an SQS event source in Lambda": "Lambda treats a batch as a
+/// complete failure if your function returns ... An empty string itemIdentifier ... An itemIdentifier value
+/// with a message ID that doesn't exist"): the messages the response names, or every message of the batch
+/// when one identifier is empty or names none of them.
+pub fn returned_messages(batch: &[String], failures: Vec<String>) -> Vec<String> {
+    if failures.iter().any(|f| f.is_empty() || !batch.contains(f)) {
+        return batch.to_vec();
+    }
+    failures
+}
+
 /// A Lambda stream record's sequence number (its `batchItemFailures` item identifier).
 fn sequence_number(r: &Value) -> String {
     r["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_partial_batch_response_returns_what_it_names_or_the_whole_batch_when_it_names_nothing_of_it() {
+        let batch = ids(&["m1", "m2", "m3"]);
+        assert_eq!(returned_messages(&batch, ids(&["m2"])), ids(&["m2"]));
+        assert_eq!(returned_messages(&batch, vec![]), Vec::<String>::new());
+        // Lambda treats these as a complete failure: every message comes back.
+        assert_eq!(returned_messages(&batch, ids(&["m2", ""])), batch);
+        assert_eq!(returned_messages(&batch, ids(&["m9"])), batch);
+    }
+
+    #[tokio::test]
+    async fn an_invocation_is_ended_at_its_deadline_and_one_that_answers_in_time_is_not() {
+        let now = u64::try_from(shared::domain::time::now_ms()).unwrap();
+        let hung = until_deadline(now + 50, std::future::pending::<()>());
+        assert_eq!(tokio::time::timeout(Duration::from_secs(10), hung).await, Ok(None), "ended at the deadline");
+        assert_eq!(until_deadline(now + 5_000, async { 7 }).await, Some(7));
+        assert_eq!(until_deadline(now.saturating_sub(1), std::future::pending::<()>()).await, None, "already past");
+    }
 }
