@@ -451,11 +451,13 @@ impl Wiring {
         let event: ReconcileEvent = serde_json::from_value(event)?;
         let ctx = self.context("reconcile");
         let deadline = ctx.deadline;
-        let response =
-            until_deadline(deadline, reconcile::handler::handle(&self.reconcile, lambda_runtime::LambdaEvent::new(event, ctx)))
-                .await
-                .ok_or_else(|| anyhow::anyhow!("reconcile sweep failed: {}", timed_out("reconcile")))?
-                .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))?;
+        let response = until_deadline(
+            deadline,
+            reconcile::handler::handle(&self.reconcile, lambda_runtime::LambdaEvent::new(event, ctx)),
+        )
+        .await
+        .ok_or_else(|| anyhow::anyhow!("reconcile sweep failed: {}", timed_out("reconcile")))?
+        .map_err(|e| anyhow::anyhow!("reconcile sweep failed: {e}"))?;
         Ok(serde_json::to_value(response)?)
     }
 
