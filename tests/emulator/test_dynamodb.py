@@ -4,13 +4,11 @@ its behaviours (index lag, transaction tokens and cancellation, stream records, 
 
 import json
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import gk_dynamodb
+from conftest import serve
 from moto.core.responses import ActionResult
 from moto.core.serialize import JSONSerializer, XFormedAttributePicker
 from moto.core.utils import get_service_model
@@ -323,13 +321,8 @@ def test_a_write_that_changes_nothing_writes_no_stream_record():
 @pytest.fixture(scope="module")
 def server():
     """The emulator's server (moto's mock mode routes DynamoDB Streams' calls to DynamoDB's handler)."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("gatekeeper_moto.py")), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"}, text=True)
-    line = proc.stdout.readline()
-    assert "listening on" in line, line
-    yield line.rsplit(" ", 1)[-1].strip()
-    proc.terminate()
-    proc.wait(5)
+    with serve() as url:
+        yield url
 
 
 def clients(url, *names):

@@ -14,7 +14,6 @@ leading keys derived per call and of the policy evaluation.
 
 import json
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gk_iam  # noqa: E402  (the unit tests call its pure functions; the server runs its own copy)
+from conftest import serve  # noqa: E402
 
 PROVIDER = "111111111111"
 REGION = "us-east-1"
@@ -37,19 +37,8 @@ LAMBDA_TRUST = {
 
 @pytest.fixture(scope="module")
 def endpoint():
-    env = {"PATH": "/usr/bin:/bin", "GATEKEEPER_EMU_IAM": os.environ.get("GATEKEEPER_EMU_IAM", "1")}
-    proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("gatekeeper_moto.py")), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        text=True,
-    )
-    line = proc.stdout.readline()  # "... listening on http://127.0.0.1:<port>", printed once the socket is bound
-    assert "listening on" in line, line
-    yield line.rsplit(" ", 1)[-1].strip()
-    proc.terminate()
-    proc.wait(5)
+    with serve({"GATEKEEPER_EMU_IAM": os.environ.get("GATEKEEPER_EMU_IAM", "1")}) as url:
+        yield url
 
 
 def control(url, path, payload=None):
