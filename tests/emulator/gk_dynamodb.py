@@ -431,34 +431,27 @@ _one_at_a_time(DynamoDBStreamsHandler)
 
 # A cancelled transaction writes nothing ("The actions are completed atomically so that either all of them
 # succeed, or all of them fail", TransactWriteItems), so it leaves no stream record either. moto ran the
-# writes, then put a copy of each table taken before them in the table's place: the table object that a
+# writes, then put the copy of each table it took before them in the table's place: the table object that a
 # stream reader's shard iterator (and the index-lag history) holds kept the cancelled writes' records and got
-# no later write, so a stream read after a cancelled transaction went silent. Here the table stays the one
-# object and its items, its stream's records and its index history go back to what they were.
+# no later write, so a stream read after a cancelled transaction went silent. Here the copy's items, stream
+# records and index history go back into the table, which stays the one object.
 _orig_backend_transact = DynamoDBBackend.transact_write_items
 
 
 def _backend_transact(self, transact_items):
-    names = {op.get("TableName") for item in transact_items for op in item.values() if isinstance(op, dict)}
-    tables = {name: self.tables[name] for name in names if name in self.tables}
-    saved = {
-        name: (
-            copy.deepcopy(t.items),
-            list(t.stream_shard.items) if t.stream_shard is not None else None,
-            list(t.__dict__.get(_HISTORY) or ()),
-        )
-        for name, t in tables.items()
-    }
+    tables = dict(self.tables)
     try:
         return _orig_backend_transact(self, transact_items)
     except BaseException:
         for name, table in tables.items():
-            items, records, history = saved[name]
-            table.items = items
-            if records is not None and table.stream_shard is not None:
-                table.stream_shard.items[:] = records
-            if _HISTORY in table.__dict__:
-                table.__dict__[_HISTORY] = collections.deque(history)
+            before = self.tables.get(name)
+            if before is None or before is table:  # not rolled back: the transaction never wrote to it
+                continue
+            table.items = before.items
+            if table.stream_shard is not None and before.stream_shard is not None:
+                table.stream_shard.items[:] = before.stream_shard.items
+            if _HISTORY in before.__dict__:
+                table.__dict__[_HISTORY] = before.__dict__[_HISTORY]
             self.tables[name] = table
         raise
 
