@@ -23,6 +23,7 @@ import pytest
 import deploy
 import gk_cloudformation
 import gk_dynamodb
+from conftest import role_session
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -500,11 +501,7 @@ def test_a_stack_managing_the_most_services_the_readme_names_deploys_with_every_
     # Every managed service is granted, and only those: decide's role may accept on the last one, not on
     # the module's service, which this stack does not manage.
     role_arn = iam.get_role(RoleName=physical["DecideRole"])["Role"]["Arn"]
-    creds = control(endpoint, "/_gatekeeper/role-credentials", {"role_arn": role_arn})
-    as_decide = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"], region_name=REGION,
-    ).client("ec2", endpoint_url=endpoint)
+    as_decide = role_session(endpoint, role_arn, region=REGION).client("ec2", endpoint_url=endpoint)
     answer = as_decide.accept_vpc_endpoint_connections(ServiceId=services[-1], VpcEndpointIds=["vpce-00000000000000000"])
     assert [u["ResourceId"] for u in answer["Unsuccessful"]] == ["vpce-00000000000000000"], answer
     with pytest.raises(botocore.exceptions.ClientError) as e:

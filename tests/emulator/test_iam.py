@@ -25,6 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gk_iam  # noqa: E402  (the unit tests call its pure functions; the server runs its own copy)
+import conftest  # noqa: E402
 from conftest import serve  # noqa: E402
 
 PROVIDER = "111111111111"
@@ -61,13 +62,7 @@ def bootstrap(url, account=PROVIDER):
 
 
 def role_session(url, role_arn, session_name="decide-fn"):
-    creds = control(url, "role-credentials", {"role_arn": role_arn, "session_name": session_name})
-    return boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name=REGION,
-    )
+    return conftest.role_session(url, role_arn, session_name, REGION)
 
 
 def decide_policy(w, publish=True):
