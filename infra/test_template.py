@@ -149,9 +149,14 @@ def statement(policy_document, sid):
     return st
 
 
-def test_accept_and_reject_are_scoped_to_exactly_the_managed_services_in_one_statement():
+def decide_policy():
+    """DecideRole's own inline policy ("decide")."""
     (policy,) = [p for p in RESOURCES["DecideRole"]["Properties"]["Policies"] if p.get("PolicyName") == "decide"]
-    resource = statement(policy["PolicyDocument"], "DecideConnections")["Resource"]
+    return policy
+
+
+def test_accept_and_reject_are_scoped_to_exactly_the_managed_services_in_one_statement():
+    resource = statement(decide_policy()["PolicyDocument"], "DecideConnections")["Resource"]
     for services in (["vpce-svc-0123456789abcdef0"], ["vpce-svc-0123456789abcdef0", "vpce-svc-01234567", "vpce-svc-0fedcba9"]):
         arns = resolve(resource, {"ManagedServiceIds": services})
         assert arns == [f"arn:*:ec2:*:*:vpc-endpoint-service/{s}" for s in services]
@@ -169,14 +174,13 @@ def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires_them
 
 
 def test_decide_may_tag_only_connections_and_only_with_the_tenant_key():
-    (policy,) = [p for p in RESOURCES["DecideRole"]["Properties"]["Policies"] if "PolicyName" in p and p["PolicyName"] == "decide"]
-    (tag,) = [st for st in policy["PolicyDocument"]["Statement"] if st["Action"] == "ec2:CreateTags"]
+    (tag,) = [st for st in decide_policy()["PolicyDocument"]["Statement"] if st["Action"] == "ec2:CreateTags"]
     assert tag["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["gatekeeper:tenant"]}}
 
 
 def test_the_principal_sync_may_change_only_managed_services_and_write_only_its_ledger():
     policy = conditional_policy("ReconcileRole", "ManagePrincipals")
-    (ledger,) = [st for st in policy["PolicyDocument"]["Statement"] if st["Sid"] == "PrincipalLedger"]
+    ledger = statement(policy["PolicyDocument"], "PrincipalLedger")
     assert ledger["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["principals#*"]}}
     change = statement(policy["PolicyDocument"], "ChangeAllowedPrincipals")
     assert change["Action"] == "ec2:ModifyVpcEndpointServicePermissions"
