@@ -87,15 +87,20 @@ def network(ec2):
     return vpc, subnet
 
 
+def endpoint_service(session, url, subnet, name) -> dict:
+    """A new endpoint service (acceptance required) in front of a new Network Load Balancer `name`."""
+    lb = session.client("elbv2", endpoint_url=url).create_load_balancer(Name=name, Subnets=[subnet], Type="network")
+    return session.client("ec2", endpoint_url=url).create_vpc_endpoint_service_configuration(
+        NetworkLoadBalancerArns=[lb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=True
+    )["ServiceConfiguration"]
+
+
 @pytest.fixture(scope="module")
 def provider(endpoint):
     session = deploy.provider_session(endpoint, PROVIDER, REGION)
     ec2 = session.client("ec2", endpoint_url=endpoint)
     _, subnet = network(ec2)
-    lb = session.client("elbv2", endpoint_url=endpoint).create_load_balancer(Name="svc", Subnets=[subnet], Type="network")
-    svc = ec2.create_vpc_endpoint_service_configuration(
-        NetworkLoadBalancerArns=[lb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=True
-    )["ServiceConfiguration"]
+    svc = endpoint_service(session, endpoint, subnet, "svc")
     # PrivateLink guide, "Manage permissions": a new service allows no principal to create endpoints.
     ec2.modify_vpc_endpoint_service_permissions(ServiceId=svc["ServiceId"], AddAllowedPrincipals=["*"])
     return {"session": session, "svc": svc}
@@ -454,11 +459,9 @@ def kms_stack(endpoint, provider):
     """The template deployed with EncryptWithKms=true as the stack "gk-kms": its physical IDs."""
     session = provider["session"]
     # A service of its own: the module's service has the module's stack (one connection notification each).
-    ec2 = client(session, endpoint, "ec2")
-    _, subnet = network(ec2)
-    lb = client(session, endpoint, "elbv2").create_load_balancer(Name="svc-kms", Subnets=[subnet], Type="network")
-    svc = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[lb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=True)
-    deploy.deploy(endpoint, PROVIDER, "gk-kms", TEMPLATE, {"ManagedServiceIds": svc["ServiceConfiguration"]["ServiceId"], "EncryptWithKms": "true"})
+    _, subnet = network(client(session, endpoint, "ec2"))
+    svc = endpoint_service(session, endpoint, subnet, "svc-kms")
+    deploy.deploy(endpoint, PROVIDER, "gk-kms", TEMPLATE, {"ManagedServiceIds": svc["ServiceId"], "EncryptWithKms": "true"})
     return physical_ids(session, endpoint, "gk-kms")
 
 
@@ -471,15 +474,11 @@ def test_a_stack_managing_the_most_services_the_readme_names_deploys_with_every_
     # emulator refuses more, as IAM does): a policy per service stopped a stack at about 30 services. The
     # largest roles are those of EncryptWithKms and ManageAllowedPrincipals, both on here.
     session = provider["session"]
-    ec2, elbv2, iam = (client(session, endpoint, n) for n in ("ec2", "elbv2", "iam"))
-    _, subnet = network(ec2)
-    services = []
-    control(endpoint, "/_gatekeeper/ec2-throttle", {"enabled": False})  # the setup, not at EC2's 1/s
+    iam = client(session, endpoint, "iam")
+    _, subnet = network(client(session, endpoint, "ec2"))
+    control(endpoint, "/_gatekeeper/ec2-throttle", {"enabled": False})  # the setup, not at EC2's pace
     try:
-        for i in range(MOST_SERVICES):
-            lb = elbv2.create_load_balancer(Name=f"many-{i}", Subnets=[subnet], Type="network")["LoadBalancers"][0]
-            config = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[lb["LoadBalancerArn"]], AcceptanceRequired=True)
-            services.append(config["ServiceConfiguration"]["ServiceId"])
+        services = [endpoint_service(session, endpoint, subnet, f"many-{i}")["ServiceId"] for i in range(MOST_SERVICES)]
     finally:
         control(endpoint, "/_gatekeeper/ec2-throttle", {"enabled": True})
     params = {"ManagedServiceIds": ",".join(services), "EncryptWithKms": "true", "ManageAllowedPrincipals": "true"}
