@@ -69,23 +69,50 @@ async fn when_a_notification_has_an_unknown_shape_should_reexamine_the_service()
     Ok(())
 }
 
-#[tokio::test]
-async fn when_decide_missed_a_request_should_decide_it_at_the_next_sweep() -> Result<()> {
-    let w = World::new(DefaultAction::Reject).await?;
+/// An endpoint of B's whose request decide never got (decide was down and the request is gone): pending.
+async fn missed_request(w: &World) -> Result<String> {
     let id = w.endpoint(B).await?;
     w.wiring.pump_notifications().await?;
-    // decide was down and the request is gone.
     w.sqs.purge_queue().queue_url(&w.info.requests_queue_url).send().await?;
     w.settle(Duration::from_secs(3)).await?;
     assert_eq!(w.state(&id).await?, "pendingAcceptance");
-    let swept = w.wiring.sweep().await?;
-    assert_eq!(swept["requests"], 1);
+    Ok(id)
+}
+
+/// After a sweep: the missed request was decided (B is not allowed) and announced once, as the sweep's.
+async fn decided_by_the_sweep(w: &World, id: &str) -> Result<()> {
     w.settle(SETTLE).await?;
-    assert_eq!(w.state(&id).await?, "rejected");
+    assert_eq!(w.state(id).await?, "rejected");
     let inbox = w.inbox().await?;
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].body["trigger"], "sweep");
     Ok(())
+}
+
+#[tokio::test]
+async fn when_decide_missed_a_request_should_decide_it_at_the_next_sweep() -> Result<()> {
+    let w = World::new(DefaultAction::Reject).await?;
+    let id = missed_request(&w).await?;
+    let swept = w.wiring.sweep().await?;
+    assert_eq!(swept["requests"], 1);
+    decided_by_the_sweep(&w, &id).await
+}
+
+/// A provider deleted one of the stack's services and has not yet taken it out of ManagedServiceIds: EC2
+/// refuses any call naming it (`InvalidVpcEndpointServiceId.NotFound`), also the sweep's one read of every
+/// service's configuration. The sweep still requests the other service's missed connection, which is decided,
+/// and then fails naming the deleted service (so it is retried and reaches the DLQ and its alarm).
+#[tokio::test]
+async fn when_a_managed_service_is_deleted_the_sweep_should_still_decide_the_others_and_name_it() -> Result<()> {
+    let w = World::with(Options { also_managed: 1, ..Options::default() }).await?;
+    let deleted = w.info.also_managed[0].clone();
+    let gone = w.ec2.delete_vpc_endpoint_service_configurations().service_ids(&deleted).send().await?;
+    assert!(gone.unsuccessful().is_empty(), "{gone:?}");
+    let id = missed_request(&w).await?;
+    let failed = w.wiring.sweep().await.expect_err("a sweep with a deleted service fails").to_string();
+    assert!(failed.contains(&deleted) && failed.contains("InvalidVpcEndpointServiceId.NotFound"), "{failed}");
+    assert!(failed.contains("1 of 2 managed services"), "{failed}");
+    decided_by_the_sweep(&w, &id).await
 }
 
 #[tokio::test]

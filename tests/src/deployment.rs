@@ -159,6 +159,8 @@ pub struct Options {
     pub encrypt_with_kms: bool,
     /// The template to deploy (default `infra/template.yaml`).
     pub template: Option<PathBuf>,
+    /// How many more endpoint services the stack manages besides its own (each set up as it is).
+    pub also_managed: usize,
 }
 
 impl Default for Options {
@@ -169,6 +171,7 @@ impl Default for Options {
             manage_principals: false,
             encrypt_with_kms: false,
             template: None,
+            also_managed: 0,
         }
     }
 }
@@ -190,6 +193,9 @@ pub struct StackInfo {
     /// (set up beside the stack, as a team would subscribe).
     pub inbox_queue_url: String,
     pub service_id: String,
+    /// The stack's other managed services (`Options::also_managed`), after `service_id` in ManagedServiceIds.
+    #[serde(default)]
+    pub also_managed: Vec<String>,
     pub service_name: String,
     pub default_action: DefaultAction,
     pub revoke: bool,
@@ -211,30 +217,19 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
     let cfg = account_config(endpoint, PROVIDER).await?;
     let ec2 = aws_sdk_ec2::Client::new(&cfg);
     let subnet = network(&ec2).await?.1;
-    let nlb = create_nlb(endpoint, &cfg, &subnet, suffix).await?;
-    let svc = ec2
-        .create_vpc_endpoint_service_configuration()
-        .network_load_balancer_arns(nlb)
-        .acceptance_required(true)
-        .send()
-        .await?
-        .service_configuration()
-        .cloned()
-        .context("service configuration")?;
+    let svc = endpoint_service(endpoint, &cfg, &ec2, &subnet, suffix, options.manage_principals).await?;
     let service_id = svc.service_id().context("service id")?.to_owned();
-    // A new service allows no one to connect (PrivateLink guide, "Manage permissions"); with `*`,
-    // acceptance is the gate. With ManageAllowedPrincipals, Gatekeeper adds each allowed account.
-    if !options.manage_principals {
-        ec2.modify_vpc_endpoint_service_permissions()
-            .service_id(&service_id)
-            .add_allowed_principals("*")
-            .send()
-            .await
-            .context("allowing every principal to connect")?;
+    let mut also_managed = Vec::new();
+    for i in 0..options.also_managed {
+        let other =
+            endpoint_service(endpoint, &cfg, &ec2, &subnet, &format!("{suffix}-{i}"), options.manage_principals)
+                .await?;
+        also_managed.push(other.service_id().context("service id")?.to_owned());
     }
+    let managed = std::iter::once(service_id.clone()).chain(also_managed.iter().cloned()).collect::<Vec<_>>().join(",");
 
     let mut params: Vec<(String, String)> = vec![
-        ("ManagedServiceIds".into(), service_id.clone()),
+        ("ManagedServiceIds".into(), managed),
         ("DefaultAction".into(), if options.default_action == DefaultAction::Hold { "hold" } else { "reject" }.into()),
         ("RevokeOnRemoval".into(), options.revoke.to_string()),
         ("ManageAllowedPrincipals".into(), options.manage_principals.to_string()),
@@ -289,11 +284,45 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
         inbox_queue_url: inbox_url,
         service_name: svc.service_name().context("service name")?.to_owned(),
         service_id,
+        also_managed,
         default_action: decide.default_action,
         revoke: decide.revoke,
         manage_principals: options.manage_principals,
         deployment,
     })
+}
+
+/// An endpoint service as a provider has one: an NLB behind it, acceptance required, and, unless Gatekeeper
+/// manages them, allowed principals `*`.
+async fn endpoint_service(
+    endpoint: &str,
+    cfg: &aws_config::SdkConfig,
+    ec2: &aws_sdk_ec2::Client,
+    subnet: &str,
+    suffix: &str,
+    manage_principals: bool,
+) -> Result<aws_sdk_ec2::types::ServiceConfiguration> {
+    let nlb = create_nlb(endpoint, cfg, subnet, suffix).await?;
+    let svc = ec2
+        .create_vpc_endpoint_service_configuration()
+        .network_load_balancer_arns(nlb)
+        .acceptance_required(true)
+        .send()
+        .await?
+        .service_configuration()
+        .cloned()
+        .context("service configuration")?;
+    // A new service allows no one to connect (PrivateLink guide, "Manage permissions"); with `*`,
+    // acceptance is the gate. With ManageAllowedPrincipals, Gatekeeper adds each allowed account.
+    if !manage_principals {
+        ec2.modify_vpc_endpoint_service_permissions()
+            .service_id(svc.service_id().context("service id")?)
+            .add_allowed_principals("*")
+            .send()
+            .await
+            .context("allowing every principal to connect")?;
+    }
+    Ok(svc)
 }
 
 /// Runs tests/emulator/deploy.py: the template into the local AWS as stack `stack_name`.

@@ -75,42 +75,23 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
 {
     /// The scheduled sweep: every pending connection of every managed service; with revocation on, every
     /// `available` connection that the allowlist, evaluated now, does not accept.
+    ///
+    /// Each service is swept on its own: one that cannot be read (deleted while still managed, a missing
+    /// permission, EC2 throttling its reads) is logged and the others are swept, their requests emitted and
+    /// their principals synced. Then the invocation fails, naming every service it could not sweep, so the
+    /// failure is retried and reaches the DLQ and its alarm as before; one broken service no longer leaves
+    /// every other service unswept.
     pub async fn sweep(&self, metrics: &mut Metrics) -> Result<usize, PortError> {
+        let mut unswept: Vec<(ServiceId, PortError)> = Vec::new();
+        service_health(&self.services, &self.config.managed, metrics, &mut unswept).await;
         let mut requests = Vec::new();
-        service_health(&self.services, &self.config.managed, metrics).await?;
         for service in &self.config.managed {
-            let pending = self.connections.describe(service, &ConnectionFilter::pending()).await?;
-            let now = now_ms();
-            let oldest = pending.iter().map(|c| now.saturating_sub(c.created_at_ms) / 1000).max().unwrap_or(0);
-            metrics.gauge(names::OLDEST_PENDING_SECONDS, u64::try_from(oldest).unwrap_or(0), "Seconds");
-            let overdue =
-                pending.iter().filter(|c| now - c.created_at_ms > 3 * self.config.sweep_interval_s * 1000).count();
-            metrics.add(names::PENDING_OVERDUE, overdue as u64);
-            metrics.add(names::PENDING_FOUND, pending.len() as u64);
-            requests.extend(pending.into_iter().map(|c| ConnectionRequest {
-                service_id: c.service_id,
-                endpoint_id: c.endpoint_id,
-                trigger: Trigger::Sweep,
-                requested_at: now,
-            }));
-            // Decisions an invocation left unfinished (it died, or its message reached the DLQ after the
-            // EC2 action): `decide` finishes them from their record.
-            let owed = self.owed.owed(service).await?;
-            metrics.add(names::OWED_FOUND, owed.len() as u64);
-            let pending_ids: BTreeSet<_> = requests.iter().map(|r: &ConnectionRequest| r.endpoint_id.clone()).collect();
-            requests.extend(owed.into_iter().filter(|e| !pending_ids.contains(e)).map(|endpoint_id| {
-                ConnectionRequest {
-                    service_id: service.clone(),
-                    endpoint_id,
-                    trigger: Trigger::Sweep,
-                    requested_at: now,
+            match self.sweep_service(service, metrics).await {
+                Ok(found) => requests.extend(found),
+                Err(e) => {
+                    error!(%service, error = %e, "the sweep could not read this managed service; sweeping the others");
+                    unswept.push((service.clone(), e));
                 }
-            }));
-            if self.config.revoke {
-                let revocable =
-                    revocable(&self.connections, &self.allowlist, &self.config.home_region, service).await?;
-                metrics.add(names::REVOCATIONS_FOUND, revocable.len() as u64);
-                requests.extend(revocable);
             }
         }
         self.bus.put(&requests).await?;
@@ -119,13 +100,70 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
         if self.config.manage_principals {
             let mut changed = 0;
             for service in &self.config.managed {
-                changed += self.sync_principals(service).await?;
+                match self.sync_principals(service).await {
+                    Ok(n) => changed += n,
+                    Err(e) => {
+                        error!(%service, error = %e, "the sweep could not sync this service's allowed principals; syncing the others");
+                        unswept.push((service.clone(), e));
+                    }
+                }
             }
             // The stream applies every edit at once: what a sweep still has to change is drift (a principal
             // edited by hand, a failed stream batch) or an allow that expired since the last sweep.
             metrics.add(names::PRINCIPALS_DRIFT, changed as u64);
         }
-        Ok(requests.len())
+        match unswept_error(unswept, self.config.managed.len()) {
+            Some(e) => Err(e),
+            None => Ok(requests.len()),
+        }
+    }
+
+    /// One service's share of the sweep: its pending connections, the decisions it is owed and, with
+    /// revocation on, its revocable connections.
+    async fn sweep_service(
+        &self,
+        service: &ServiceId,
+        metrics: &mut Metrics,
+    ) -> Result<Vec<ConnectionRequest>, PortError> {
+        let pending = self.connections.describe(service, &ConnectionFilter::pending()).await?;
+        let now = now_ms();
+        // Decisions an invocation left unfinished (it died, or its message reached the DLQ after the EC2
+        // action): `decide` finishes them from their record.
+        let owed = self.owed.owed(service).await?;
+        let revocable = if self.config.revoke {
+            Some(revocable(&self.connections, &self.allowlist, &self.config.home_region, service).await?)
+        } else {
+            None
+        };
+        // Counted once the service's reads have all succeeded, so a service that failed counts nothing.
+        let oldest = pending.iter().map(|c| now.saturating_sub(c.created_at_ms) / 1000).max().unwrap_or(0);
+        metrics.gauge(names::OLDEST_PENDING_SECONDS, u64::try_from(oldest).unwrap_or(0), "Seconds");
+        let overdue =
+            pending.iter().filter(|c| now - c.created_at_ms > 3 * self.config.sweep_interval_s * 1000).count();
+        metrics.add(names::PENDING_OVERDUE, overdue as u64);
+        metrics.add(names::PENDING_FOUND, pending.len() as u64);
+        metrics.add(names::OWED_FOUND, owed.len() as u64);
+        let mut requests: Vec<ConnectionRequest> = pending
+            .into_iter()
+            .map(|c| ConnectionRequest {
+                service_id: c.service_id,
+                endpoint_id: c.endpoint_id,
+                trigger: Trigger::Sweep,
+                requested_at: now,
+            })
+            .collect();
+        let pending_ids: BTreeSet<_> = requests.iter().map(|r| r.endpoint_id.clone()).collect();
+        requests.extend(owed.into_iter().filter(|e| !pending_ids.contains(e)).map(|endpoint_id| ConnectionRequest {
+            service_id: service.clone(),
+            endpoint_id,
+            trigger: Trigger::Sweep,
+            requested_at: now,
+        }));
+        if let Some(revocable) = revocable {
+            metrics.add(names::REVOCATIONS_FOUND, revocable.len() as u64);
+            requests.extend(revocable);
+        }
+        Ok(requests)
     }
 
     /// Brings `service`'s allowed principals to what the allowlist wants (`domain::principals`): the ledger
@@ -233,16 +271,47 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
 
 /// Each managed service's own health, as metrics (alarmed on): a service that does not require acceptance
 /// (Gatekeeper gates nothing there), and a private DNS name whose domain is not verified.
+///
+/// One call for every service; when EC2 refuses it for a reason other than its rate (one unknown service ID
+/// fails the whole call, `InvalidVpcEndpointServiceId.NotFound`), one call per service, so the services
+/// that can be read are still checked. A service that cannot be read is added to `unswept` and left out of
+/// the gauges.
 async fn service_health(
     services: &impl EndpointServices,
     managed: &BTreeSet<ServiceId>,
     metrics: &mut Metrics,
-) -> Result<(), PortError> {
-    let managed: Vec<ServiceId> = managed.iter().cloned().collect();
-    let health = services.configurations(&managed).await?;
+    unswept: &mut Vec<(ServiceId, PortError)>,
+) {
+    let all: Vec<ServiceId> = managed.iter().cloned().collect();
+    let (health, readable) = match services.configurations(&all).await {
+        Ok(health) => (health, all),
+        Err(e) if e.kind != ErrorKind::Permanent || all.len() == 1 => {
+            error!(error = %e, "the sweep could not read the managed services' configurations");
+            unswept.extend(all.into_iter().map(|s| (s, e.clone())));
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "EC2 refused the managed services' configurations together; asking for each");
+            let mut health = Vec::new();
+            let mut readable = Vec::new();
+            for service in all {
+                match services.configurations(std::slice::from_ref(&service)).await {
+                    Ok(h) => {
+                        health.extend(h);
+                        readable.push(service);
+                    }
+                    Err(e) => {
+                        error!(%service, error = %e, "the sweep could not read this managed service's configuration");
+                        unswept.push((service, e));
+                    }
+                }
+            }
+            (health, readable)
+        }
+    };
     let mut acceptance_off = 0;
     let mut unverified = 0;
-    for service in &managed {
+    for service in &readable {
         let h = health.iter().find(|h| &h.service_id == service);
         match h {
             None => {
@@ -262,7 +331,22 @@ async fn service_health(
     }
     metrics.gauge(names::ACCEPTANCE_NOT_REQUIRED, acceptance_off, "Count");
     metrics.gauge(names::PRIVATE_DNS_UNVERIFIED, unverified, "Count");
-    Ok(())
+}
+
+/// The sweep's error when some services could not be swept: the first failure's kind and code (its
+/// `errorType`), with every such service named.
+fn unswept_error(unswept: Vec<(ServiceId, PortError)>, managed: usize) -> Option<PortError> {
+    let (_, first) = unswept.first()?;
+    let services: BTreeSet<&ServiceId> = unswept.iter().map(|(s, _)| s).collect();
+    let named = services.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    Some(PortError {
+        message: format!(
+            "{} of {managed} managed services not fully swept ({named}); the rest of the sweep was done. First failure: {}",
+            services.len(),
+            first.message
+        ),
+        ..first.clone()
+    })
 }
 
 /// Accepted (`available`, or `pending` on its way there) connections of `service` the allowlist does not

@@ -44,11 +44,29 @@ struct World {
     /// The decisions the `owed` index lists.
     owed: Vec<&'static str>,
     revoke: bool,
+    /// Managed besides `SVC`.
+    also_managed: Vec<&'static str>,
+    /// A managed service EC2 does not know (deleted while still managed): every EC2 call that names it fails
+    /// with `InvalidVpcEndpointServiceId.NotFound`, a call naming it among others too.
+    unknown: Option<&'static str>,
 }
 
 struct Fake<'a>(&'a World);
 
 impl Fake<'_> {
+    fn unknown(&self, services: &[ServiceId]) -> PortResult<()> {
+        match self.0.unknown {
+            Some(id) if services.iter().any(|s| s.as_str() == id) => Err(PortError {
+                service: "ec2",
+                operation: "X",
+                kind: ErrorKind::Permanent,
+                code: "InvalidVpcEndpointServiceId.NotFound".into(),
+                message: format!("The VpcEndpointService Id '{id}' does not exist"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn fault(&self, port: &'static str) -> PortResult<()> {
         match self.0.fails {
             Some((p, kind)) if p == port => Err(PortError {
@@ -66,6 +84,7 @@ impl Fake<'_> {
 impl Connections for Fake<'_> {
     async fn describe(&self, service: &ServiceId, filter: &ConnectionFilter) -> PortResult<Vec<Connection>> {
         self.fault("ec2")?;
+        self.unknown(std::slice::from_ref(service))?;
         Ok(self
             .0
             .conns
@@ -100,12 +119,19 @@ impl Allowlist for Fake<'_> {
 impl EndpointServices for Fake<'_> {
     async fn configurations(&self, services: &[ServiceId]) -> PortResult<Vec<ServiceHealth>> {
         self.fault("ec2")?;
+        self.unknown(services)?;
         let health = self.0.health.lock().unwrap().clone().unwrap_or_else(healthy);
-        Ok([health].into_iter().filter(|h| services.contains(&h.service_id)).collect())
+        let others = self
+            .0
+            .also_managed
+            .iter()
+            .map(|id| ServiceHealth { service_id: ServiceId::parse(id).unwrap(), ..healthy() });
+        Ok([health].into_iter().chain(others).filter(|h| services.contains(&h.service_id)).collect())
     }
 
-    async fn allowed_principals(&self, _: &ServiceId) -> PortResult<Vec<String>> {
+    async fn allowed_principals(&self, service: &ServiceId) -> PortResult<Vec<String>> {
         self.fault("ec2")?;
+        self.unknown(std::slice::from_ref(service))?;
         *self.0.principal_reads.lock().unwrap() += 1;
         Ok(self.0.principals.lock().unwrap().iter().cloned().collect())
     }
@@ -163,7 +189,10 @@ fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fake<'_>, Fak
             bus_name: "bus".into(),
             allowlist_table: "a".into(),
             decisions_table: "d".into(),
-            managed: [ServiceId::parse(SVC).unwrap()].into(),
+            managed: std::iter::once(SVC)
+                .chain(w.also_managed.iter().copied())
+                .map(|s| ServiceId::parse(s).unwrap())
+                .collect(),
             revoke: w.revoke,
             home_region: Region::parse("us-east-1").unwrap(),
             sweep_interval_s: 300,
@@ -447,4 +476,49 @@ async fn a_sweep_should_report_a_service_that_gates_nothing_or_has_an_unverified
     assert_eq!(gauges(dns("verified")).await, (Some(0), Some(0)));
     let gone = ServiceHealth { service_id: ServiceId::parse("vpce-svc-0fedcba987654321f").unwrap(), ..healthy() };
     assert_eq!(gauges(gone).await.0, Some(1), "a managed service EC2 does not show is not gated either");
+}
+
+/// A managed service that EC2 no longer knows, in the tests that delete one.
+const DELETED: &str = "vpce-svc-0fedcba987654321f";
+
+#[tokio::test]
+async fn when_a_managed_service_is_gone_the_sweep_should_still_request_the_others_pending_connections_and_then_fail() {
+    use shared::telemetry::{Metrics, names};
+    let w = World {
+        conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")],
+        also_managed: vec![DELETED],
+        unknown: Some(DELETED),
+        health: Mutex::new(Some(ServiceHealth { acceptance_required: false, ..healthy() })),
+        ..Default::default()
+    };
+    let mut m = Metrics::default();
+    let e = deps(&w).sweep(&mut m).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, "InvalidVpcEndpointServiceId.NotFound"));
+    assert!(e.message.contains(DELETED) && e.message.starts_with("1 of 2 managed services"), "{}", e.message);
+    let put = w.put.lock().unwrap();
+    assert_eq!(put.iter().map(|r| r.endpoint_id.as_str()).collect::<Vec<_>>(), ["vpce-0aaaaaaaaaaaaaaa1"]);
+    let doc = m.emf("reconcile", 0);
+    assert_eq!(doc[names::PENDING_FOUND].as_u64(), Some(1));
+    assert_eq!(doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), Some(1), "the readable service's health is still checked");
+}
+
+#[tokio::test]
+async fn when_a_managed_service_is_gone_the_others_principals_should_still_follow_the_allowlist() {
+    let w = World {
+        manage: true,
+        rules: vec![allow(OWNER)],
+        also_managed: vec![DELETED],
+        unknown: Some(DELETED),
+        ..Default::default()
+    };
+    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap_err();
+    assert!(e.message.contains(DELETED), "{}", e.message);
+    assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]));
+}
+
+#[tokio::test]
+async fn when_every_managed_service_reads_the_sweep_should_succeed_with_several() {
+    let w = World { conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")], also_managed: vec![DELETED], ..Default::default() };
+    let swept = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap();
+    assert_eq!(swept, 1);
 }
