@@ -76,35 +76,52 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
     /// The scheduled sweep: every pending connection of every managed service; with revocation on, every
     /// `available` connection that the allowlist, evaluated now, does not accept.
     ///
-    /// Each service is swept on its own: one that cannot be read (deleted while still managed, a missing
-    /// permission, EC2 throttling its reads) is logged and the others are swept, their requests emitted and
-    /// their principals synced. Then the invocation fails, naming every service it could not sweep, so the
-    /// failure is retried and reaches the DLQ and its alarm as before; one broken service no longer leaves
-    /// every other service unswept.
+    /// Each service is swept on its own. One that EC2 refuses for good (deleted while still managed:
+    /// `InvalidVpcEndpointServiceId.NotFound`; a missing permission) is logged and the others are swept:
+    /// their requests emitted and, once emitted, their principals synced. Then the invocation fails, naming
+    /// every service it could not sweep, so the failure is retried and reaches the DLQ and its alarm; one
+    /// broken service no longer leaves every other service unswept. A failure that may pass (throttling, a
+    /// 5xx, no answer) ends the sweep where it is: what was found is emitted, and the invocation fails
+    /// within seconds rather than spending its Timeout on more calls EC2 would refuse too.
     pub async fn sweep(&self, metrics: &mut Metrics) -> Result<usize, PortError> {
         let mut unswept: Vec<(ServiceId, PortError)> = Vec::new();
+        let managed = self.config.managed.len();
         service_health(&self.services, &self.config.managed, metrics, &mut unswept).await;
+        if let Some(e) = unswept_error(&unswept, managed).filter(|e| e.kind != ErrorKind::Permanent) {
+            return Err(e);
+        }
         let mut requests = Vec::new();
         for service in &self.config.managed {
             match self.sweep_service(service, metrics).await {
                 Ok(found) => requests.extend(found),
                 Err(e) => {
-                    error!(%service, error = %e, "the sweep could not read this managed service; sweeping the others");
+                    error!(%service, error = %e, "the sweep could not read this managed service");
                     unswept.push((service.clone(), e));
+                    if passing(&unswept) {
+                        break;
+                    }
                 }
             }
         }
-        self.bus.put(&requests).await?;
+        if let Err(e) = self.bus.put(&requests).await {
+            if let Some(unswept) = unswept_error(&unswept, managed) {
+                error!(error = %unswept, "besides the requests not emitted");
+            }
+            return Err(e);
+        }
         info!(requests = requests.len(), "sweep emitted Connection Requests");
         metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
-        if self.config.manage_principals {
+        if self.config.manage_principals && !passing(&unswept) {
             let mut changed = 0;
             for service in &self.config.managed {
                 match self.sync_principals(service).await {
                     Ok(n) => changed += n,
                     Err(e) => {
-                        error!(%service, error = %e, "the sweep could not sync this service's allowed principals; syncing the others");
+                        error!(%service, error = %e, "the sweep could not sync this service's allowed principals");
                         unswept.push((service.clone(), e));
+                        if passing(&unswept) {
+                            break;
+                        }
                     }
                 }
             }
@@ -112,7 +129,7 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             // edited by hand, a failed stream batch) or an allow that expired since the last sweep.
             metrics.add(names::PRINCIPALS_DRIFT, changed as u64);
         }
-        match unswept_error(unswept, self.config.managed.len()) {
+        match unswept_error(&unswept, managed) {
             Some(e) => Err(e),
             None => Ok(requests.len()),
         }
@@ -269,51 +286,62 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
     }
 }
 
-/// Each managed service's own health, as metrics (alarmed on): a service that does not require acceptance
-/// (Gatekeeper gates nothing there), and a private DNS name whose domain is not verified.
+/// Each managed service's own health, as metrics (alarmed on): a service that does not require acceptance,
+/// or that EC2 no longer shows (Gatekeeper gates nothing there), and a private DNS name whose domain is not
+/// verified.
 ///
-/// One call for every service; when EC2 refuses it for a reason other than its rate (one unknown service ID
-/// fails the whole call, `InvalidVpcEndpointServiceId.NotFound`), one call per service, so the services
-/// that can be read are still checked. A service that cannot be read is added to `unswept` and left out of
-/// the gauges.
+/// One call for every service. When EC2 refuses it for good (one unknown service ID fails the whole call,
+/// `InvalidVpcEndpointServiceId.NotFound`), the list is halved until each refused service is alone, so the
+/// others are still read (about 2·log₂ N more calls for one such service, not N). A service EC2 reports as not
+/// found counts as not gated and is added to `unswept`; one refused for another reason, or any failure that
+/// may pass, leaves the gauges unpublished this sweep (the alarms keep their state) and is added to
+/// `unswept`.
 async fn service_health(
     services: &impl EndpointServices,
     managed: &BTreeSet<ServiceId>,
     metrics: &mut Metrics,
     unswept: &mut Vec<(ServiceId, PortError)>,
 ) {
-    let all: Vec<ServiceId> = managed.iter().cloned().collect();
-    let (health, readable) = match services.configurations(&all).await {
-        Ok(health) => (health, all),
-        Err(e) if e.kind != ErrorKind::Permanent || all.len() == 1 => {
-            error!(error = %e, "the sweep could not read the managed services' configurations");
-            unswept.extend(all.into_iter().map(|s| (s, e.clone())));
-            return;
-        }
-        Err(e) => {
-            warn!(error = %e, "EC2 refused the managed services' configurations together; asking for each");
-            let mut health = Vec::new();
-            let mut readable = Vec::new();
-            for service in all {
-                match services.configurations(std::slice::from_ref(&service)).await {
-                    Ok(h) => {
-                        health.extend(h);
-                        readable.push(service);
-                    }
-                    Err(e) => {
-                        error!(%service, error = %e, "the sweep could not read this managed service's configuration");
-                        unswept.push((service, e));
-                    }
+    let mut health = Vec::new();
+    let mut not_found = Vec::new();
+    let mut complete = true;
+    let mut lists: Vec<Vec<ServiceId>> = vec![managed.iter().cloned().collect()];
+    while let Some(list) = lists.pop() {
+        match services.configurations(&list).await {
+            Ok(h) => health.extend(h),
+            Err(e) if e.kind == ErrorKind::Permanent && list.len() > 1 => {
+                warn!(error = %e, services = list.len(), "EC2 refused these managed services' configurations together; asking for each half");
+                let (first, second) = list.split_at(list.len() / 2);
+                lists.push(second.to_vec());
+                lists.push(first.to_vec());
+            }
+            Err(e) => {
+                error!(services = ?list, error = %e, "the sweep could not read these managed services' configurations");
+                if e.code == "InvalidVpcEndpointServiceId.NotFound" && list.len() == 1 {
+                    not_found.extend(list.iter().cloned());
+                } else {
+                    complete = false;
+                }
+                let transient = e.kind != ErrorKind::Permanent;
+                unswept.extend(list.into_iter().map(|s| (s, e.clone())));
+                if transient {
+                    return;
                 }
             }
-            (health, readable)
         }
-    };
+    }
+    if !complete {
+        return;
+    }
     let mut acceptance_off = 0;
     let mut unverified = 0;
-    for service in &readable {
+    for service in managed {
         let h = health.iter().find(|h| &h.service_id == service);
         match h {
+            None if not_found.contains(service) => {
+                warn!(%service, "EC2 says this managed service does not exist: take it out of ManagedServiceIds");
+                acceptance_off += 1;
+            }
             None => {
                 warn!(%service, "EC2 does not show this managed service's configuration");
                 acceptance_off += 1;
@@ -333,15 +361,21 @@ async fn service_health(
     metrics.gauge(names::PRIVATE_DNS_UNVERIFIED, unverified, "Count");
 }
 
-/// The sweep's error when some services could not be swept: the first failure's kind and code (its
-/// `errorType`), with every such service named.
-fn unswept_error(unswept: Vec<(ServiceId, PortError)>, managed: usize) -> Option<PortError> {
-    let (_, first) = unswept.first()?;
+/// Whether a failure that may pass (throttling, a 5xx, no answer) is among the sweep's: then it stops
+/// making calls.
+fn passing(unswept: &[(ServiceId, PortError)]) -> bool {
+    unswept.iter().any(|(_, e)| e.kind != ErrorKind::Permanent)
+}
+
+/// The sweep's error when some services could not be swept: named, each once, with the kind and code of the
+/// first failure that may pass (a retry may then succeed), else of the first.
+fn unswept_error(unswept: &[(ServiceId, PortError)], managed: usize) -> Option<PortError> {
+    let first = unswept.iter().find(|(_, e)| e.kind != ErrorKind::Permanent).or(unswept.first()).map(|(_, e)| e)?;
     let services: BTreeSet<&ServiceId> = unswept.iter().map(|(s, _)| s).collect();
     let named = services.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     Some(PortError {
         message: format!(
-            "{} of {managed} managed services not fully swept ({named}); the rest of the sweep was done. First failure: {}",
+            "{} of {managed} managed services not fully swept ({named}): {}",
             services.len(),
             first.message
         ),

@@ -49,6 +49,8 @@ struct World {
     /// A managed service EC2 does not know (deleted while still managed): every EC2 call that names it fails
     /// with `InvalidVpcEndpointServiceId.NotFound`, a call naming it among others too.
     unknown: Option<&'static str>,
+    /// A managed service whose connections EC2 will not list now (`RequestLimitExceeded`).
+    throttled: Option<&'static str>,
 }
 
 struct Fake<'a>(&'a World);
@@ -85,6 +87,15 @@ impl Connections for Fake<'_> {
     async fn describe(&self, service: &ServiceId, filter: &ConnectionFilter) -> PortResult<Vec<Connection>> {
         self.fault("ec2")?;
         self.unknown(std::slice::from_ref(service))?;
+        if self.0.throttled == Some(service.as_str()) {
+            return Err(PortError {
+                service: "ec2",
+                operation: "DescribeVpcEndpointConnections",
+                kind: ErrorKind::Retryable,
+                code: "RequestLimitExceeded".into(),
+                message: "Request limit exceeded.".into(),
+            });
+        }
         Ok(self
             .0
             .conns
@@ -478,8 +489,9 @@ async fn a_sweep_should_report_a_service_that_gates_nothing_or_has_an_unverified
     assert_eq!(gauges(gone).await.0, Some(1), "a managed service EC2 does not show is not gated either");
 }
 
-/// A managed service that EC2 no longer knows, in the tests that delete one.
-const DELETED: &str = "vpce-svc-0fedcba987654321f";
+/// A managed service that EC2 no longer knows, in the tests that delete one: it sorts before `SVC`, so it is
+/// swept and synced first.
+const DELETED: &str = "vpce-svc-00000000000000001";
 
 #[tokio::test]
 async fn when_a_managed_service_is_gone_the_sweep_should_still_request_the_others_pending_connections_and_then_fail() {
@@ -499,7 +511,11 @@ async fn when_a_managed_service_is_gone_the_sweep_should_still_request_the_other
     assert_eq!(put.iter().map(|r| r.endpoint_id.as_str()).collect::<Vec<_>>(), ["vpce-0aaaaaaaaaaaaaaa1"]);
     let doc = m.emf("reconcile", 0);
     assert_eq!(doc[names::PENDING_FOUND].as_u64(), Some(1));
-    assert_eq!(doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), Some(1), "the readable service's health is still checked");
+    assert_eq!(
+        doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(),
+        Some(2),
+        "the readable service's health is still checked, and the deleted one gates nothing"
+    );
 }
 
 #[tokio::test]
@@ -512,8 +528,8 @@ async fn when_a_managed_service_is_gone_the_others_principals_should_still_follo
         ..Default::default()
     };
     let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap_err();
-    assert!(e.message.contains(DELETED), "{}", e.message);
-    assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]));
+    assert!(e.message.contains(DELETED) && e.message.starts_with("1 of 2 managed services"), "{}", e.message);
+    assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]), "SVC, synced after the deleted service failed");
 }
 
 #[tokio::test]
@@ -521,4 +537,29 @@ async fn when_every_managed_service_reads_the_sweep_should_succeed_with_several(
     let w = World { conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")], also_managed: vec![DELETED], ..Default::default() };
     let swept = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap();
     assert_eq!(swept, 1);
+}
+
+#[tokio::test]
+async fn when_ec2_throttles_a_services_reads_the_sweep_should_stop_there_and_fail_as_retryable() {
+    let w = World {
+        conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")],
+        also_managed: vec![DELETED],
+        throttled: Some(DELETED),
+        ..Default::default()
+    };
+    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Retryable, "RequestLimitExceeded"));
+    assert!(e.message.starts_with("1 of 2 managed services"), "{}", e.message);
+    assert!(w.put.lock().unwrap().is_empty(), "no more calls after a throttled one: SVC, after it, was not swept");
+}
+
+#[tokio::test]
+async fn when_no_managed_service_can_be_read_the_sweep_should_name_them_all_and_publish_no_health() {
+    use shared::telemetry::{Metrics, names};
+    let w = World { fails: Some(("ec2", ErrorKind::Permanent)), also_managed: vec![DELETED], ..Default::default() };
+    let mut m = Metrics::default();
+    let e = deps(&w).sweep(&mut m).await.unwrap_err();
+    assert!(e.message.starts_with("2 of 2 managed services"), "{}", e.message);
+    let doc = m.emf("reconcile", 0);
+    assert_eq!(doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), None, "an unread service is not reported healthy");
 }
