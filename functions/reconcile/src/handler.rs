@@ -268,21 +268,42 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             Some(_) if self.config.revoke => [pending].into_iter().chain(ConnectionState::ACCEPTED).collect(),
             _ => vec![pending],
         };
+        // A service EC2 refuses for good (deleted while still managed) does not keep the change from the
+        // others; the record still fails and is retried (each retry requests and syncs again: harmless).
+        let mut refused = None;
         let mut requests = Vec::new();
         for service in services {
-            requests
-                .extend(requests_for(&self.connections, service, account, &states, Trigger::AllowlistChange).await?);
+            match requests_for(&self.connections, service, account, &states, Trigger::AllowlistChange).await {
+                Ok(found) => requests.extend(found),
+                Err(e) if e.kind == ErrorKind::Permanent => {
+                    error!(%service, error = %e, "could not read this service's connections; reading the others");
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.bus.put(&requests).await?;
         if self.config.manage_principals {
             for service in services {
-                if !synced.contains(service) {
-                    self.sync_principals(service).await?;
-                    synced.insert(service.clone());
+                if synced.contains(service) {
+                    continue;
+                }
+                match self.sync_principals(service).await {
+                    Ok(_) => {
+                        synced.insert(service.clone());
+                    }
+                    Err(e) if e.kind == ErrorKind::Permanent => {
+                        error!(%service, error = %e, "could not sync this service's allowed principals; syncing the others");
+                        refused.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
-        Ok(requests.len())
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(requests.len()),
+        }
     }
 }
 

@@ -563,3 +563,20 @@ async fn when_no_managed_service_can_be_read_the_sweep_should_name_them_all_and_
     let doc = m.emf("reconcile", 0);
     assert_eq!(doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), None, "an unread service is not reported healthy");
 }
+
+#[tokio::test]
+async fn when_an_allowlist_change_covers_a_deleted_service_the_others_principals_should_still_follow() {
+    let w = World {
+        rules: vec![allow(OWNER)],
+        manage: true,
+        also_managed: vec![DELETED],
+        unknown: Some(DELETED),
+        ..Default::default()
+    };
+    // An allow under "*": every managed service, the deleted one (synced first) among them.
+    let sample = include_str!("../../../events/dynamodb/allowlist-insert.json")
+        .replace("\"vpce-svc-0123456789abcdef0\"", "\"*\"");
+    let ReconcileResponse::Stream(response) = handle(&deps(&w), event(&sample)).await.unwrap() else { panic!() };
+    assert_eq!(response.batch_item_failures.len(), 1, "the record fails, to be retried");
+    assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]), "SVC's principals followed the allow all the same");
+}
