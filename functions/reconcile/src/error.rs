@@ -8,8 +8,9 @@ use shared::ports::PortError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// The sweep could not read EC2, the allowlist or the owed decisions, or could not emit its
-    /// requests; the schedule runs it again. The AWS error code is kept.
+    /// The sweep could not read EC2, the allowlist or the owed decisions for some managed service (it swept
+    /// the others; the message names it), or could not emit its requests; the schedule runs it again. The
+    /// AWS error code is kept.
     #[error("reconcile sweep: {0}")]
     Sweep(#[from] PortError),
 }

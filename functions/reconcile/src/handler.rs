@@ -40,8 +40,8 @@ pub struct Deps<C, A, B, O, P, L> {
     pub config: Config,
 }
 
-/// One invocation: a stream batch answers with its partial failures; a sweep fails as a whole (the
-/// schedule runs again anyway).
+/// One invocation: a stream batch answers with its partial failures; a sweep that could not sweep every managed
+/// service fails, after sweeping the others (the schedule runs it again anyway).
 pub async fn handle<
     C: Connections,
     A: Allowlist,
