@@ -95,9 +95,7 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             match self.sweep_service(service, metrics).await {
                 Ok(found) => requests.extend(found),
                 Err(e) => {
-                    error!(%service, error = %e, "the sweep could not read this managed service");
-                    unswept.push((service.clone(), e));
-                    if passing(&unswept) {
+                    if set_aside(&mut unswept, service, e, "the sweep could not read this managed service") {
                         break;
                     }
                 }
@@ -111,15 +109,14 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
         }
         info!(requests = requests.len(), "sweep emitted Connection Requests");
         metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
-        if self.config.manage_principals && !passing(&unswept) {
+        if self.config.manage_principals && !any_may_pass(&unswept) {
             let mut changed = 0;
             for service in &self.config.managed {
                 match self.sync_principals(service).await {
                     Ok(n) => changed += n,
                     Err(e) => {
-                        error!(%service, error = %e, "the sweep could not sync this service's allowed principals");
-                        unswept.push((service.clone(), e));
-                        if passing(&unswept) {
+                        let what = "the sweep could not sync this service's allowed principals";
+                        if set_aside(&mut unswept, service, e, what) {
                             break;
                         }
                     }
@@ -338,7 +335,8 @@ async fn service_health(
             }
             Err(e) => {
                 error!(services = ?list, error = %e, "the sweep could not read these managed services' configurations");
-                if e.code == "InvalidVpcEndpointServiceId.NotFound" && list.len() == 1 {
+                // A refusal for good reaches here for one service alone (a longer list was halved).
+                if e.code == "InvalidVpcEndpointServiceId.NotFound" {
                     not_found.extend(list.iter().cloned());
                 } else {
                     complete = false;
@@ -384,8 +382,16 @@ async fn service_health(
 
 /// Whether a failure that may pass (throttling, a 5xx, no answer) is among the sweep's: then it stops
 /// making calls.
-fn passing(unswept: &[(ServiceId, PortError)]) -> bool {
+fn any_may_pass(unswept: &[(ServiceId, PortError)]) -> bool {
     unswept.iter().any(|(_, e)| e.kind != ErrorKind::Permanent)
+}
+
+/// Logs and keeps a service the sweep could not handle (`what` it could not do); returns whether the sweep
+/// stops there (see [`any_may_pass`]).
+fn set_aside(unswept: &mut Vec<(ServiceId, PortError)>, service: &ServiceId, e: PortError, what: &str) -> bool {
+    error!(%service, error = %e, "{what}");
+    unswept.push((service.clone(), e));
+    any_may_pass(unswept)
 }
 
 /// The sweep's error when some services could not be swept: named, each once, with the kind and code of the

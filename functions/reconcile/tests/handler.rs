@@ -55,29 +55,27 @@ struct World {
 
 struct Fake<'a>(&'a World);
 
+/// An AWS call's failure, as the adapters report it.
+fn refused(service: &'static str, kind: ErrorKind, code: &str, message: &str) -> PortError {
+    PortError { service, operation: "X", kind, code: code.into(), message: message.into() }
+}
+
 impl Fake<'_> {
     fn unknown(&self, services: &[ServiceId]) -> PortResult<()> {
         match self.0.unknown {
-            Some(id) if services.iter().any(|s| s.as_str() == id) => Err(PortError {
-                service: "ec2",
-                operation: "X",
-                kind: ErrorKind::Permanent,
-                code: "InvalidVpcEndpointServiceId.NotFound".into(),
-                message: format!("The VpcEndpointService Id '{id}' does not exist"),
-            }),
+            Some(id) if services.iter().any(|s| s.as_str() == id) => Err(refused(
+                "ec2",
+                ErrorKind::Permanent,
+                "InvalidVpcEndpointServiceId.NotFound",
+                &format!("The VpcEndpointService Id '{id}' does not exist"),
+            )),
             _ => Ok(()),
         }
     }
 
     fn fault(&self, port: &'static str) -> PortResult<()> {
         match self.0.fails {
-            Some((p, kind)) if p == port => Err(PortError {
-                service: port,
-                operation: "X",
-                kind,
-                code: "ServiceUnavailable".into(),
-                message: "try later".into(),
-            }),
+            Some((p, kind)) if p == port => Err(refused(port, kind, "ServiceUnavailable", "try later")),
             _ => Ok(()),
         }
     }
@@ -88,13 +86,7 @@ impl Connections for Fake<'_> {
         self.fault("ec2")?;
         self.unknown(std::slice::from_ref(service))?;
         if self.0.throttled == Some(service.as_str()) {
-            return Err(PortError {
-                service: "ec2",
-                operation: "DescribeVpcEndpointConnections",
-                kind: ErrorKind::Retryable,
-                code: "RequestLimitExceeded".into(),
-                message: "Request limit exceeded.".into(),
-            });
+            return Err(refused("ec2", ErrorKind::Retryable, "RequestLimitExceeded", "Request limit exceeded."));
         }
         Ok(self
             .0
@@ -493,16 +485,19 @@ async fn a_sweep_should_report_a_service_that_gates_nothing_or_has_an_unverified
 /// swept and synced first.
 const DELETED: &str = "vpce-svc-00000000000000001";
 
+/// `w`, with `DELETED` managed too.
+fn and_deleted(w: World) -> World {
+    World { also_managed: vec![DELETED], unknown: Some(DELETED), ..w }
+}
+
 #[tokio::test]
 async fn when_a_managed_service_is_gone_the_sweep_should_still_request_the_others_pending_connections_and_then_fail() {
     use shared::telemetry::{Metrics, names};
-    let w = World {
+    let w = and_deleted(World {
         conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")],
-        also_managed: vec![DELETED],
-        unknown: Some(DELETED),
         health: Mutex::new(Some(ServiceHealth { acceptance_required: false, ..healthy() })),
         ..Default::default()
-    };
+    });
     let mut m = Metrics::default();
     let e = deps(&w).sweep(&mut m).await.unwrap_err();
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, "InvalidVpcEndpointServiceId.NotFound"));
@@ -520,13 +515,7 @@ async fn when_a_managed_service_is_gone_the_sweep_should_still_request_the_other
 
 #[tokio::test]
 async fn when_a_managed_service_is_gone_the_others_principals_should_still_follow_the_allowlist() {
-    let w = World {
-        manage: true,
-        rules: vec![allow(OWNER)],
-        also_managed: vec![DELETED],
-        unknown: Some(DELETED),
-        ..Default::default()
-    };
+    let w = and_deleted(World { manage: true, rules: vec![allow(OWNER)], ..Default::default() });
     let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap_err();
     assert!(e.message.contains(DELETED) && e.message.starts_with("1 of 2 managed services"), "{}", e.message);
     assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]), "SVC, synced after the deleted service failed");
@@ -566,13 +555,7 @@ async fn when_no_managed_service_can_be_read_the_sweep_should_name_them_all_and_
 
 #[tokio::test]
 async fn when_an_allowlist_change_covers_a_deleted_service_the_others_principals_should_still_follow() {
-    let w = World {
-        rules: vec![allow(OWNER)],
-        manage: true,
-        also_managed: vec![DELETED],
-        unknown: Some(DELETED),
-        ..Default::default()
-    };
+    let w = and_deleted(World { rules: vec![allow(OWNER)], manage: true, ..Default::default() });
     // An allow under "*": every managed service, the deleted one (synced first) among them.
     let sample = include_str!("../../../events/dynamodb/allowlist-insert.json")
         .replace("\"vpce-svc-0123456789abcdef0\"", "\"*\"");
