@@ -15,6 +15,7 @@ use shared::domain::quota::{Seen, take_slot};
 use shared::domain::record::{ANNOUNCED_ATTRIBUTE, Announced, Announcement, DecisionRecord, Kind, Status};
 use shared::domain::request::parse_event;
 use shared::domain::time::now_ms;
+pub use shared::domain::time::time_left;
 use shared::domain::{
     Connection, ConnectionState, EndpointId, Outcome, Reason, Rules, ServiceId, TENANT_TAG, Trigger, apply_quota,
     evaluate,
@@ -120,13 +121,6 @@ const FINISH_RESERVE: std::time::Duration = std::time::Duration::from_millis(FIN
 /// `FINISH_RESERVE_MS`, so that a batch waiting for EC2 ends before Lambda's timeout would cut it off.
 pub fn patience_within(configured: std::time::Duration, deadline_ms: u64, now_ms: i64) -> std::time::Duration {
     time_left(deadline_ms, now_ms, FINISH_RESERVE_MS).map_or(configured, |left| configured.min(left))
-}
-
-/// How long until `margin_ms` before the deadline (`deadline_ms`, Lambda's, in ms since the epoch; 0 when
-/// unknown, then `None`); zero when that has passed.
-pub fn time_left(deadline_ms: u64, now_ms: i64, margin_ms: i64) -> Option<std::time::Duration> {
-    let deadline = i64::try_from(deadline_ms).ok().filter(|d| *d > 0)?;
-    Some(std::time::Duration::from_millis(u64::try_from(deadline - now_ms - margin_ms).unwrap_or(0)))
 }
 
 /// `decide`'s entry points, over any implementation of its ports.

@@ -10,7 +10,7 @@ use shared::domain::allowlist::Scope;
 use shared::domain::principal::account_hint;
 use shared::domain::principals::{self, partition_of};
 use shared::domain::service::ServiceHealth;
-use shared::domain::time::now_ms;
+use shared::domain::time::{now_ms, time_left};
 use shared::domain::{
     AccountId, ConnectionRequest, ConnectionState, DefaultAction, Outcome, Reason, Region, ServiceId, Trigger, evaluate,
 };
@@ -55,18 +55,48 @@ pub async fn handle<
 ) -> Result<ReconcileResponse, ReconcileError> {
     let span = tracing::info_span!("reconcile", request_id = %event.context.request_id);
     let mut metrics = Metrics::default();
+    let now = now_ms();
+    let stop = time_left(event.context.deadline, now, SWEEP_RESERVE_MS).map(|left| tokio::time::Instant::now() + left);
     let result = async {
         match event.payload {
             ReconcileEvent::Stream(DynamoDbStream(stream)) => {
-                Ok::<_, ReconcileError>(ReconcileResponse::Stream(deps.on_stream(&stream, &mut metrics).await))
+                Ok::<_, ReconcileError>(ReconcileResponse::Stream(deps.on_stream(&stream, &mut metrics, stop).await))
             }
-            ReconcileEvent::Schedule(_) => Ok(ReconcileResponse::Sweep { requests: deps.sweep(&mut metrics).await? }),
+            ReconcileEvent::Schedule(_) => {
+                Ok(ReconcileResponse::Sweep { requests: deps.sweep(&mut metrics, now, stop).await? })
+            }
         }
     }
     .instrument(span)
     .await;
     metrics.flush("reconcile");
     result
+}
+
+/// How long before Lambda's deadline a sweep starts no more services' reads or principal syncs, and abandons
+/// the one under way: the time left is for emitting what it found (PutEvents, 10 requests a call) and writing
+/// its counters, which Lambda's timeout would lose. Abandoning is as safe as Lambda's own cut: the reads
+/// have no effect, and a principal sync is settled by the next one (the ledger claims an add before EC2
+/// makes it).
+pub const SWEEP_RESERVE_MS: i64 = 15_000;
+
+/// The managed services in the order a sweep started at `now_ms` visits them: from the `k`th on, round, where
+/// `k` counts sweep intervals since the epoch. Consecutive sweeps start at consecutive services, so a sweep
+/// cut short at its deadline does not leave the same services unswept every time.
+pub fn sweep_order(managed: &BTreeSet<ServiceId>, now_ms: i64, interval_s: i64) -> Vec<&ServiceId> {
+    let n = i64::try_from(managed.len()).unwrap_or(i64::MAX).max(1);
+    let start = usize::try_from(now_ms.div_euclid(interval_s.max(1) * 1000).rem_euclid(n)).unwrap_or(0);
+    managed.iter().cycle().skip(start).take(managed.len()).collect()
+}
+
+/// Runs `step` to its end, or until `stop` (`None`: no deadline known): `None` when it was stopped. The step
+/// is boxed: nested in the timeout, the sweep's future types otherwise grow past rustc's layout depth limit.
+async fn before<T>(stop: Option<tokio::time::Instant>, step: impl Future<Output = T>) -> Option<T> {
+    let step = Box::pin(step);
+    match stop {
+        Some(at) => tokio::time::timeout_at(at, step).await.ok(),
+        None => Some(step.await),
+    }
 }
 
 /// What reconcile does, over the ports it needs (named once, here).
@@ -83,16 +113,30 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
     /// broken service no longer leaves every other service unswept. A failure that may pass (throttling, a
     /// 5xx, no answer) ends the sweep where it is: what was found is emitted, and the invocation fails
     /// within seconds rather than spending its Timeout on more calls EC2 would refuse too.
-    pub async fn sweep(&self, metrics: &mut Metrics) -> Result<usize, PortError> {
+    ///
+    /// `now_ms` orders the services ([`sweep_order`]). At `stop` (`SWEEP_RESERVE_MS` before Lambda's deadline;
+    /// `None`: none known) the sweep stops where it is, as for a failure that may pass: the services it has
+    /// not read or synced are named in its error, and it counts `CutShort`.
+    pub async fn sweep(
+        &self,
+        metrics: &mut Metrics,
+        now_ms: i64,
+        stop: Option<tokio::time::Instant>,
+    ) -> Result<usize, PortError> {
         let mut unswept: Vec<(ServiceId, PortError)> = Vec::new();
         let managed = self.config.managed.len();
+        let order = sweep_order(&self.config.managed, now_ms, self.config.sweep_interval_s);
         service_health(&self.services, &self.config.managed, metrics, &mut unswept).await;
         if let Some(e) = unswept_error(&unswept, managed).filter(|e| e.kind != ErrorKind::Permanent) {
             return Err(e);
         }
         let mut requests = Vec::new();
-        for service in &self.config.managed {
-            match self.sweep_service(service, metrics).await {
+        for (i, service) in order.iter().enumerate() {
+            let Some(read) = before(stop, self.sweep_service(service, metrics)).await else {
+                cut_short(&mut unswept, &order[i..], "read", metrics);
+                break;
+            };
+            match read {
                 Ok(found) => requests.extend(found),
                 Err(e) => {
                     if set_aside(&mut unswept, service, e, "the sweep could not read this managed service") {
@@ -111,8 +155,12 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
         metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
         if self.config.manage_principals && !any_may_pass(&unswept) {
             let mut changed = 0;
-            for service in &self.config.managed {
-                match self.sync_principals(service).await {
+            for (i, service) in order.iter().enumerate() {
+                let Some(synced) = before(stop, self.sync_principals(service)).await else {
+                    cut_short(&mut unswept, &order[i..], "sync the allowed principals of", metrics);
+                    break;
+                };
+                match synced {
                     Ok(n) => changed += n,
                     Err(e) => {
                         let what = "the sweep could not sync this service's allowed principals";
@@ -222,8 +270,15 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
     /// evaluates each. With `manage_principals`, each service it covers has its allowed principals brought to
     /// the allowlist, once per batch: a sync reads the table as it is now, which already holds every later
     /// record of the batch.
-    /// Records are handled in order; the first failure is reported and the rest left for the retry.
-    pub async fn on_stream(&self, stream: &StreamEvent, metrics: &mut Metrics) -> DynamoDbEventResponse {
+    /// Records are handled in order; the first failure is reported and the rest left for the retry. At `stop`
+    /// (`SWEEP_RESERVE_MS` before Lambda's deadline) the record under way is abandoned and reported as the
+    /// first failure, so the records already applied are not retried, and `CutShort` is counted.
+    pub async fn on_stream(
+        &self,
+        stream: &StreamEvent,
+        metrics: &mut Metrics,
+        stop: Option<tokio::time::Instant>,
+    ) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         let mut synced = BTreeSet::new();
         for record in &stream.records {
@@ -237,7 +292,15 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             };
             let about = account.as_ref().map_or_else(|| "every account".to_owned(), ToString::to_string);
             info!(event = %record.event_name, account = %about, services = services.len(), "allowlist changed");
-            match self.on_change(account.as_ref(), &services, &mut synced).await {
+            let Some(applied) = before(stop, self.on_change(account.as_ref(), &services, &mut synced)).await else {
+                error!(event_id = %record.event_id, "neared the invocation's deadline applying this change; it and the rest will be retried");
+                metrics.incr(names::CUT_SHORT);
+                let mut f = DynamoDbBatchItemFailure::default();
+                f.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(f);
+                break;
+            };
+            match applied {
                 Ok(emitted) => metrics.add(names::REQUESTS_EMITTED, emitted as u64),
                 Err(e) => {
                     error!(event_id = %record.event_id, error = %e, "could not apply this change; it will be retried");
@@ -392,6 +455,28 @@ fn set_aside(unswept: &mut Vec<(ServiceId, PortError)>, service: &ServiceId, e: 
     error!(%service, error = %e, "{what}");
     unswept.push((service.clone(), e));
     any_may_pass(unswept)
+}
+
+/// Keeps the services a sweep stopped at its deadline (`SWEEP_RESERVE_MS` before it) before it could `what`
+/// them, with an error that may pass (the next sweep, starting at another service, may reach them), and
+/// counts `CutShort`.
+fn cut_short(unswept: &mut Vec<(ServiceId, PortError)>, services: &[&ServiceId], what: &str, metrics: &mut Metrics) {
+    error!(
+        services = services.len(),
+        "the sweep neared its deadline and stopped before it could {what} every managed service; what it found is emitted"
+    );
+    metrics.incr(names::CUT_SHORT);
+    let e = PortError {
+        service: "lambda",
+        operation: "Invoke",
+        kind: ErrorKind::Retryable,
+        code: "SweepCutShort".into(),
+        message: format!(
+            "stopped {} s before the invocation's deadline (the function's Timeout) before it could {what} them",
+            SWEEP_RESERVE_MS / 1000
+        ),
+    };
+    unswept.extend(services.iter().map(|s| ((*s).clone(), e.clone())));
 }
 
 /// The sweep's error when some services could not be swept: named, each once, with the kind and code of the

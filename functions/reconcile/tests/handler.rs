@@ -51,6 +51,9 @@ struct World {
     unknown: Option<&'static str>,
     /// A managed service whose connections EC2 will not list now (`RequestLimitExceeded`).
     throttled: Option<&'static str>,
+    /// Every call of the named kind (`describe`: a service's connections; `principals`: its allowed
+    /// principals) answers after this long (tokio's clock, paused in the tests that set it).
+    slow: Option<(&'static str, std::time::Duration)>,
 }
 
 struct Fake<'a>(&'a World);
@@ -73,6 +76,14 @@ impl Fake<'_> {
         }
     }
 
+    async fn pace(&self, call: &'static str) {
+        if let Some((c, after)) = self.0.slow
+            && c == call
+        {
+            tokio::time::sleep(after).await;
+        }
+    }
+
     fn fault(&self, port: &'static str) -> PortResult<()> {
         match self.0.fails {
             Some((p, kind)) if p == port => Err(refused(port, kind, "ServiceUnavailable", "try later")),
@@ -83,6 +94,7 @@ impl Fake<'_> {
 
 impl Connections for Fake<'_> {
     async fn describe(&self, service: &ServiceId, filter: &ConnectionFilter) -> PortResult<Vec<Connection>> {
+        self.pace("describe").await;
         self.fault("ec2")?;
         self.unknown(std::slice::from_ref(service))?;
         if self.0.throttled == Some(service.as_str()) {
@@ -133,6 +145,7 @@ impl EndpointServices for Fake<'_> {
     }
 
     async fn allowed_principals(&self, service: &ServiceId) -> PortResult<Vec<String>> {
+        self.pace("principals").await;
         self.fault("ec2")?;
         self.unknown(std::slice::from_ref(service))?;
         *self.0.principal_reads.lock().unwrap() += 1;
@@ -292,7 +305,7 @@ async fn when_a_decision_is_owed_the_sweep_should_re_request_it_though_its_conne
         ..Default::default()
     };
     let mut metrics = shared::telemetry::Metrics::default();
-    let n = deps(&w).sweep(&mut metrics).await.unwrap();
+    let n = deps(&w).sweep(&mut metrics, 0, None).await.unwrap();
     assert_eq!(n, 2);
     assert_eq!(metrics.get(shared::telemetry::names::OWED_FOUND), 2);
     let mut put: Vec<String> = w.put.lock().unwrap().iter().map(|r| r.endpoint_id.to_string()).collect();
@@ -319,11 +332,11 @@ async fn with_revocation_an_invalid_deny_that_names_no_one_should_revoke_no_one(
         ..Default::default()
     };
     let mut metrics = shared::telemetry::Metrics::default();
-    deps(&w).sweep(&mut metrics).await.unwrap();
+    deps(&w).sweep(&mut metrics, 0, None).await.unwrap();
     assert!(w.put.lock().unwrap().is_empty(), "{:?}", w.put.lock().unwrap());
     // A valid deny of the owner does revoke: the sweep asks decide about it.
     let w = World { conns: vec![accepted], rules: vec![item("*", OWNER, "deny")], revoke: true, ..Default::default() };
-    deps(&w).sweep(&mut metrics).await.unwrap();
+    deps(&w).sweep(&mut metrics, 0, None).await.unwrap();
     assert_eq!(w.put.lock().unwrap().len(), 1);
 }
 
@@ -464,7 +477,7 @@ async fn a_sweep_should_report_a_service_that_gates_nothing_or_has_an_unverified
     let gauges = |h: ServiceHealth| async move {
         let w = World { health: Mutex::new(Some(h)), ..Default::default() };
         let mut m = Metrics::default();
-        deps(&w).sweep(&mut m).await.unwrap();
+        deps(&w).sweep(&mut m, 0, None).await.unwrap();
         let doc = m.emf("reconcile", 0);
         (doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), doc[names::PRIVATE_DNS_UNVERIFIED].as_u64())
     };
@@ -499,7 +512,7 @@ async fn when_a_managed_service_is_gone_the_sweep_should_still_request_the_other
         ..Default::default()
     });
     let mut m = Metrics::default();
-    let e = deps(&w).sweep(&mut m).await.unwrap_err();
+    let e = deps(&w).sweep(&mut m, 0, None).await.unwrap_err();
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, "InvalidVpcEndpointServiceId.NotFound"));
     assert!(e.message.contains(DELETED) && e.message.starts_with("1 of 2 managed services"), "{}", e.message);
     let put = w.put.lock().unwrap();
@@ -516,7 +529,7 @@ async fn when_a_managed_service_is_gone_the_sweep_should_still_request_the_other
 #[tokio::test]
 async fn when_a_managed_service_is_gone_the_others_principals_should_still_follow_the_allowlist() {
     let w = and_deleted(World { manage: true, rules: vec![allow(OWNER)], ..Default::default() });
-    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap_err();
+    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, None).await.unwrap_err();
     assert!(e.message.contains(DELETED) && e.message.starts_with("1 of 2 managed services"), "{}", e.message);
     assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]), "SVC, synced after the deleted service failed");
 }
@@ -524,7 +537,7 @@ async fn when_a_managed_service_is_gone_the_others_principals_should_still_follo
 #[tokio::test]
 async fn when_every_managed_service_reads_the_sweep_should_succeed_with_several() {
     let w = World { conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")], also_managed: vec![DELETED], ..Default::default() };
-    let swept = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap();
+    let swept = deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, None).await.unwrap();
     assert_eq!(swept, 1);
 }
 
@@ -536,7 +549,7 @@ async fn when_ec2_throttles_a_services_reads_the_sweep_should_stop_there_and_fai
         throttled: Some(DELETED),
         ..Default::default()
     };
-    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default()).await.unwrap_err();
+    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, None).await.unwrap_err();
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Retryable, "RequestLimitExceeded"));
     assert!(e.message.starts_with("1 of 2 managed services"), "{}", e.message);
     assert!(w.put.lock().unwrap().is_empty(), "no more calls after a throttled one: SVC, after it, was not swept");
@@ -547,7 +560,7 @@ async fn when_no_managed_service_can_be_read_the_sweep_should_name_them_all_and_
     use shared::telemetry::{Metrics, names};
     let w = World { fails: Some(("ec2", ErrorKind::Permanent)), also_managed: vec![DELETED], ..Default::default() };
     let mut m = Metrics::default();
-    let e = deps(&w).sweep(&mut m).await.unwrap_err();
+    let e = deps(&w).sweep(&mut m, 0, None).await.unwrap_err();
     assert!(e.message.starts_with("2 of 2 managed services"), "{}", e.message);
     let doc = m.emf("reconcile", 0);
     assert_eq!(doc[names::ACCEPTANCE_NOT_REQUIRED].as_u64(), None, "an unread service is not reported healthy");
@@ -562,4 +575,126 @@ async fn when_an_allowlist_change_covers_a_deleted_service_the_others_principals
     let ReconcileResponse::Stream(response) = handle(&deps(&w), event(&sample)).await.unwrap() else { panic!() };
     assert_eq!(response.batch_item_failures.len(), 1, "the record fails, to be retried");
     assert_eq!(*w.principals.lock().unwrap(), set(&[ROOT]), "SVC's principals followed the allow all the same");
+}
+
+#[test]
+fn consecutive_sweeps_should_start_at_consecutive_services() {
+    use reconcile::handler::sweep_order;
+    let managed: BTreeSet<ServiceId> = [SVC, DELETED, OTHER].iter().map(|s| ServiceId::parse(s).unwrap()).collect();
+    let sorted: Vec<&ServiceId> = managed.iter().collect();
+    assert_eq!(sweep_order(&managed, 0, 300), sorted, "the first interval since the epoch starts at the first");
+    assert_eq!(sweep_order(&managed, 299_999, 300), sorted, "the same interval, the same start");
+    let firsts: BTreeSet<&ServiceId> = (0..3).map(|k| sweep_order(&managed, k * 300_000, 300)[0]).collect();
+    assert_eq!(firsts.len(), 3, "three sweeps in a row start at each service once");
+    for k in 0..6 {
+        let order = sweep_order(&managed, k * 300_000 + 7, 300);
+        assert_eq!(order.iter().copied().collect::<BTreeSet<_>>(), managed.iter().collect(), "each service once");
+        let at = sorted.iter().position(|s| *s == order[0]).unwrap();
+        assert_eq!(order, sorted[at..].iter().chain(&sorted[..at]).copied().collect::<Vec<_>>(), "in turn");
+    }
+    assert!(sweep_order(&BTreeSet::new(), 1_000, 300).is_empty());
+}
+
+/// A third managed service, sorting after `SVC`.
+const OTHER: &str = "vpce-svc-0fffffffffffffff1";
+
+/// A connection of `service` waiting for acceptance.
+fn pending_of(service: &str, endpoint: &str) -> Connection {
+    Connection { service_id: ServiceId::parse(service).unwrap(), ..pending(endpoint) }
+}
+
+/// Three managed services, each with a connection waiting, whose listings take 20 s each.
+fn three_slow_services() -> World {
+    World {
+        conns: vec![
+            pending_of(DELETED, "vpce-0aaaaaaaaaaaaaaa1"),
+            pending_of(SVC, "vpce-0aaaaaaaaaaaaaaa2"),
+            pending_of(OTHER, "vpce-0aaaaaaaaaaaaaaa3"),
+        ],
+        also_managed: vec![DELETED, OTHER],
+        slow: Some(("describe", std::time::Duration::from_secs(20))),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_sweep_reaches_its_stop_it_should_emit_what_it_found_and_name_the_services_it_did_not_read() {
+    use shared::telemetry::{Metrics, names};
+    let w = three_slow_services();
+    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+    let mut m = Metrics::default();
+    let e = deps(&w).sweep(&mut m, 0, Some(stop)).await.unwrap_err();
+    assert_eq!(tokio::time::Instant::now(), stop, "stopped at its stop, the third listing under way");
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Retryable, "SweepCutShort"));
+    assert!(e.message.starts_with(&format!("1 of 3 managed services not fully swept ({OTHER})")), "{}", e.message);
+    let put: Vec<String> = w.put.lock().unwrap().iter().map(|r| r.endpoint_id.to_string()).collect();
+    assert_eq!(put, ["vpce-0aaaaaaaaaaaaaaa1", "vpce-0aaaaaaaaaaaaaaa2"], "the two services read are requested");
+    let doc = m.emf("reconcile", 0);
+    assert_eq!(doc[names::CUT_SHORT].as_u64(), Some(1));
+    assert_eq!(doc[names::PENDING_FOUND].as_u64(), Some(2), "the abandoned service counts nothing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_sweep_nears_lambdas_deadline_it_should_stop_the_reserve_before_and_fail_as_retryable() {
+    use reconcile::handler::SWEEP_RESERVE_MS;
+    let w = three_slow_services();
+    let started = tokio::time::Instant::now();
+    let mut context = Context::default();
+    context.deadline = u64::try_from(shared::domain::time::now_ms() + 60_000).unwrap();
+    let e = handle(&deps(&w), LambdaEvent::new(serde_json::from_str(SCHEDULE).unwrap(), context)).await.unwrap_err();
+    let took = started.elapsed().as_millis();
+    let stop = 60_000 - u128::try_from(SWEEP_RESERVE_MS).unwrap();
+    assert!(took.abs_diff(stop) < 1_000, "stopped {took} ms in, {SWEEP_RESERVE_MS} ms before a 60 s deadline");
+    let diagnostic = Diagnostic::from(e);
+    assert_eq!(diagnostic.error_type, "Retryable");
+    // Which service is left depends on when the sweep ran (`sweep_order`): the one not requested.
+    let put = w.put.lock().unwrap();
+    assert_eq!(put.len(), 2, "two services read in 45 s");
+    let left = w.conns.iter().find(|c| !put.iter().any(|r| r.endpoint_id == c.endpoint_id)).unwrap();
+    assert!(diagnostic.error_message.contains(left.service_id.as_str()), "{}", diagnostic.error_message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_sweep_reaches_its_stop_while_syncing_principals_it_should_name_the_services_left() {
+    let w = World {
+        manage: true,
+        rules: vec![allow(OWNER)],
+        also_managed: vec![DELETED],
+        slow: Some(("principals", std::time::Duration::from_secs(30))),
+        ..Default::default()
+    };
+    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
+    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, Some(stop)).await.unwrap_err();
+    assert_eq!(e.code, "SweepCutShort");
+    assert!(e.message.starts_with(&format!("1 of 2 managed services not fully swept ({SVC})")), "{}", e.message);
+    assert!(e.message.contains("sync the allowed principals"), "{}", e.message);
+    assert_eq!(w.changes.lock().unwrap().len(), 1, "the first service (DELETED, here readable) synced; SVC not");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_stream_batch_nears_lambdas_deadline_the_change_under_way_should_be_its_first_failure() {
+    // Two changes in one batch (the two samples' records); each takes one 30 s listing of the service.
+    let mut batch: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/dynamodb/allowlist-insert.json")).unwrap();
+    let second: serde_json::Value =
+        serde_json::from_str(include_str!("../../../events/dynamodb/allowlist-remove.json")).unwrap();
+    batch["Records"].as_array_mut().unwrap().push(second["Records"][0].clone());
+    let w = World {
+        conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")],
+        slow: Some(("describe", std::time::Duration::from_secs(30))),
+        ..Default::default()
+    };
+    let started = tokio::time::Instant::now();
+    let mut context = Context::default();
+    context.deadline = u64::try_from(shared::domain::time::now_ms() + 60_000).unwrap();
+    let payload = serde_json::from_value(batch).unwrap();
+    let ReconcileResponse::Stream(response) = handle(&deps(&w), LambdaEvent::new(payload, context)).await.unwrap()
+    else {
+        panic!("a stream batch is answered with its failures")
+    };
+    assert!(started.elapsed().as_millis().abs_diff(45_000) < 1_000, "stopped 15 s before the 60 s deadline");
+    let failed: Vec<&str> =
+        response.batch_item_failures.iter().map(|f| f.item_identifier.as_deref().unwrap_or_default()).collect();
+    assert_eq!(failed, ["111200000000000000000002"], "the first change applied; the second, cut, is retried");
+    assert_eq!(w.put.lock().unwrap().len(), 1, "the first change's request");
 }

@@ -88,6 +88,13 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// How long until `margin_ms` before an invocation's deadline (`deadline_ms`, Lambda's, in ms since the
+/// epoch; 0 when unknown, then `None`); zero when that has passed.
+pub fn time_left(deadline_ms: u64, now_ms: i64, margin_ms: i64) -> Option<std::time::Duration> {
+    let deadline = i64::try_from(deadline_ms).ok().filter(|d| *d > 0)?;
+    Some(std::time::Duration::from_millis(u64::try_from(deadline - now_ms - margin_ms).unwrap_or(0)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
