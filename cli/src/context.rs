@@ -57,6 +57,9 @@ struct LocalStack {
     decisions_table: String,
     bus_name: String,
     service_id: String,
+    /// The local stack's other managed services, after `service_id` in its ManagedServiceIds.
+    #[serde(default)]
+    also_managed: Vec<String>,
     default_action: DefaultAction,
     #[serde(default)]
     manage_principals: bool,
@@ -211,7 +214,11 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
     let mut allowlist_table = t.allowlist_table.clone().or_else(|| local.as_ref().map(|l| l.allowlist_table.clone()));
     let mut decisions_table = t.decisions_table.clone().or_else(|| local.as_ref().map(|l| l.decisions_table.clone()));
     let mut bus_name = t.bus_name.clone().or_else(|| local.as_ref().map(|l| l.bus_name.clone()));
-    let mut managed_raw = t.managed_services.clone().or_else(|| local.as_ref().map(|l| l.service_id.clone()));
+    let mut managed_raw = t.managed_services.clone().or_else(|| {
+        local
+            .as_ref()
+            .map(|l| std::iter::once(&l.service_id).chain(&l.also_managed).cloned().collect::<Vec<_>>().join(","))
+    });
     let mut manage_principals = local.as_ref().is_some_and(|l| l.manage_principals);
     let mut default_action = match default_action_override()? {
         Some(a) => Some(a),

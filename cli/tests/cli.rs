@@ -22,9 +22,13 @@ struct Local {
 
 impl Local {
     async fn new(default_action: DefaultAction) -> Result<Self> {
+        Self::with(Options { default_action, ..Options::default() }).await
+    }
+
+    async fn with(options: Options) -> Result<Self> {
         let emulator = Emulator::start_or_reuse().await?;
         let suffix = format!("cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let info = provision(&emulator.url, &suffix, Options { default_action, ..Options::default() }).await?;
+        let info = provision(&emulator.url, &suffix, options).await?;
         let file = std::env::temp_dir().join(format!("gatekeeper-{suffix}.json"));
         std::fs::write(&file, serde_json::to_string(&info)?)?;
         Ok(Self { info, file, _emulator: emulator })
@@ -355,5 +359,35 @@ async fn onboards_a_tenant_and_shows_its_connections_and_each_services_health() 
     );
     assert!(l.fails(&["allow", "555555555555", "--endpoint", "vpce-nothex"], 252).contains("--endpoint"));
     assert!(l.fails(&["allow", "arn:aws-cn:iam::555555555555:root"], 252).contains("partition"));
+    Ok(())
+}
+
+/// A provider deleted a managed service and has not yet taken it out of ManagedServiceIds: EC2 refuses every
+/// call naming it (`InvalidVpcEndpointServiceId.NotFound`), the one read of every service's configuration too.
+/// `status` says so for that service and still shows the other.
+#[tokio::test]
+async fn status_names_a_deleted_managed_service_and_still_shows_the_others() -> Result<()> {
+    let l = Local::with(Options { also_managed: 1, ..Options::default() }).await?;
+    let deleted = l.info.also_managed[0].clone();
+    let provider = aws_sdk_ec2::Client::new(&account_config(&l.info.endpoint_url, &l.info.provider_account).await?);
+    let gone = provider.delete_vpc_endpoint_service_configurations().service_ids(&deleted).send().await?;
+    assert!(gone.unsuccessful().is_empty(), "{gone:?}");
+
+    let status = l.ok(&["status"]);
+    for want in [
+        format!("{deleted}   NOT FOUND in EC2"),
+        "EC2 says this service does not exist (InvalidVpcEndpointServiceId.NotFound)".to_owned(),
+        format!("{}   Available", l.info.service_id),
+        "acceptance:         required".to_owned(),
+    ] {
+        assert!(status.contains(&want), "{want} missing:\n{status}");
+    }
+    let health = l.json(&["status"]);
+    let by_id = |id: &str| health.as_array().unwrap().iter().find(|r| r["service_id"] == id).cloned().unwrap();
+    assert_eq!((by_id(&deleted)["exists"].clone(), by_id(&deleted)["gates"].clone()), (false.into(), false.into()));
+    assert_eq!(
+        (by_id(&l.info.service_id)["exists"].clone(), by_id(&l.info.service_id)["gates"].clone()),
+        (true.into(), true.into())
+    );
     Ok(())
 }

@@ -7,5 +7,6 @@ pub mod config;
 pub mod domain;
 pub mod ports;
 pub mod producers;
+pub mod services;
 #[cfg(feature = "aws")]
 pub mod telemetry;

@@ -9,6 +9,7 @@ use shared::domain::principals::{self, partition_of};
 use shared::domain::time::rfc3339_ms;
 use shared::domain::{Connection, Rules, ServiceId};
 use shared::ports::{Allowlist, ConnectionFilter, Connections, EndpointServices, PrincipalLedger};
+use shared::services::{SERVICE_NOT_FOUND, configurations_apart};
 
 use super::{Out, R};
 use crate::context::Settings;
@@ -188,12 +189,37 @@ pub async fn status<C: Connections, A: Allowlist, E: EndpointServices, L: Princi
     out: &mut Out<impl Write>,
 ) -> R<()> {
     let managed: Vec<ServiceId> = settings.managed()?.iter().cloned().collect();
-    let health = ports.services.configurations(&managed).await?;
+    // A managed service EC2 no longer knows is reported as such; the others are read all the same.
+    let found = configurations_apart(ports.services, &managed).await;
+    if let Some(e) = found.other_failure() {
+        return Err(e.clone().into());
+    }
     let now_ms = settings.now.saturating_mul(1000);
     let mut reports = Vec::new();
     let mut text = Vec::new();
     for service in &managed {
-        let h = health.iter().find(|h| &h.service_id == service);
+        let Some(h) = found.read.iter().find(|h| &h.service_id == service) else {
+            // EC2 refused it as unknown, or answered without it: either way this account has no such service,
+            // and the reads below would only be refused too.
+            let why = if found.not_found(service) {
+                format!("EC2 says this service does not exist ({SERVICE_NOT_FOUND})")
+            } else {
+                "EC2 does not show this service to this account".to_owned()
+            };
+            reports.push(json!({
+                "service_id": service,
+                "exists": false,
+                "state": null,
+                "acceptance_required": null,
+                "gates": false,
+            }));
+            text.push(format!("{service}   NOT FOUND in EC2"));
+            text.push(format!(
+                "  WARNING: {why}: Gatekeeper gates nothing here, and each sweep fails naming it. Take it out of ManagedServiceIds and deploy again, or deploy with the right account."
+            ));
+            text.push(String::new());
+            continue;
+        };
         let current: BTreeSet<String> = ports.services.allowed_principals(service).await?.into_iter().collect();
         let rules = allowlist.rules_for(service).await?;
         let setup = if current.contains("*") {
@@ -222,15 +248,15 @@ pub async fn status<C: Connections, A: Allowlist, E: EndpointServices, L: Princi
         for r in &accepted {
             *by_tenant.entry(r.tenant.clone().unwrap_or_else(|| "(no tenant)".into())).or_default() += 1;
         }
-        let acceptance_required = h.map(|h| h.acceptance_required);
-        let dns = h.and_then(|h| h.private_dns_name.clone().map(|n| (n, h.private_dns_state.clone())));
-        let regions: Vec<(String, String)> = h.map(|h| h.regions.clone()).unwrap_or_default();
+        let dns = h.private_dns_name.clone().map(|n| (n, h.private_dns_state.clone()));
+        let regions = &h.regions;
 
         reports.push(json!({
             "service_id": service,
-            "state": h.map(|h| h.state.clone()),
-            "acceptance_required": acceptance_required,
-            "gates": acceptance_required == Some(true),
+            "exists": true,
+            "state": h.state,
+            "acceptance_required": h.acceptance_required,
+            "gates": h.acceptance_required,
             "allowed_principals": current,
             "principals_setup": setup.code(),
             "pending": {"count": pending.len(), "oldest": oldest.map(|c| json!({"endpoint_id": c.endpoint_id, "created": rfc3339_ms(c.created_at_ms)}))},
@@ -239,11 +265,11 @@ pub async fn status<C: Connections, A: Allowlist, E: EndpointServices, L: Princi
             "regions": regions.iter().map(|(r, s)| json!({"region": r, "state": s})).collect::<Vec<_>>(),
         }));
 
-        text.push(format!("{service}   {}", h.map_or("NOT FOUND in EC2", |h| h.state.as_str())));
-        text.push(match acceptance_required {
-            Some(true) => "  acceptance:         required (every connection waits for Gatekeeper)".into(),
-            Some(false) => "  acceptance:         WARNING: NOT REQUIRED. EC2 accepts every endpoint of an allowed principal at once: Gatekeeper gates nothing here".into(),
-            None => "  acceptance:         WARNING: unknown (EC2 does not show this service to this account)".into(),
+        text.push(format!("{service}   {}", h.state));
+        text.push(if h.acceptance_required {
+            "  acceptance:         required (every connection waits for Gatekeeper)".into()
+        } else {
+            "  acceptance:         WARNING: NOT REQUIRED. EC2 accepts every endpoint of an allowed principal at once: Gatekeeper gates nothing here".into()
         });
         let listed =
             if current.is_empty() { "none".to_owned() } else { current.iter().cloned().collect::<Vec<_>>().join(", ") };

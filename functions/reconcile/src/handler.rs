@@ -19,6 +19,7 @@ use shared::ports::{
     RequestBus, Written, next_version,
 };
 use shared::producers::requests_for;
+use shared::services::configurations_apart;
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
@@ -371,56 +372,32 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
 /// or that EC2 no longer shows (Gatekeeper gates nothing there), and a private DNS name whose domain is not
 /// verified.
 ///
-/// One call for every service. When EC2 refuses it for good (one unknown service ID fails the whole call,
-/// `InvalidVpcEndpointServiceId.NotFound`), the list is halved until each refused service is alone, so the
-/// others are still read (about 2·log₂ N more calls for one such service, not N). A service EC2 reports as not
-/// found counts as not gated and is added to `unswept`; one refused for another reason, or any failure that
-/// may pass, leaves the gauges unpublished this sweep (the alarms keep their state) and is added to
-/// `unswept`.
+/// Read with [`configurations_apart`] (one call for every service, halved around a service EC2 refuses for
+/// good). A service EC2 reports as not found counts as not gated and is added to `unswept`; one refused for
+/// another reason, or any failure that may pass, leaves the gauges unpublished this sweep (the alarms keep
+/// their state) and is added to `unswept`.
 async fn service_health(
     services: &impl EndpointServices,
     managed: &BTreeSet<ServiceId>,
     metrics: &mut Metrics,
     unswept: &mut Vec<(ServiceId, PortError)>,
 ) {
-    let mut health = Vec::new();
-    let mut not_found = Vec::new();
-    let mut complete = true;
-    let mut lists: Vec<Vec<ServiceId>> = vec![managed.iter().cloned().collect()];
-    while let Some(list) = lists.pop() {
-        match services.configurations(&list).await {
-            Ok(h) => health.extend(h),
-            Err(e) if e.kind == ErrorKind::Permanent && list.len() > 1 => {
-                warn!(error = %e, services = list.len(), "EC2 refused these managed services' configurations together; asking for each half");
-                let (first, second) = list.split_at(list.len() / 2);
-                lists.push(second.to_vec());
-                lists.push(first.to_vec());
-            }
-            Err(e) => {
-                error!(services = ?list, error = %e, "the sweep could not read these managed services' configurations");
-                // A refusal for good reaches here for one service alone (a longer list was halved).
-                if e.code == "InvalidVpcEndpointServiceId.NotFound" {
-                    not_found.extend(list.iter().cloned());
-                } else {
-                    complete = false;
-                }
-                let transient = e.kind != ErrorKind::Permanent;
-                unswept.extend(list.into_iter().map(|s| (s, e.clone())));
-                if transient {
-                    return;
-                }
-            }
-        }
+    let list: Vec<ServiceId> = managed.iter().cloned().collect();
+    let found = configurations_apart(services, &list).await;
+    for (service, e) in &found.refused {
+        error!(%service, error = %e, "the sweep could not read this managed service's configuration");
     }
-    if !complete {
+    unswept.extend(found.refused.iter().cloned());
+    if found.other_failure().is_some() {
         return;
     }
+    let health = &found.read;
     let mut acceptance_off = 0;
     let mut unverified = 0;
     for service in managed {
         let h = health.iter().find(|h| &h.service_id == service);
         match h {
-            None if not_found.contains(service) => {
+            None if found.not_found(service) => {
                 warn!(%service, "EC2 says this managed service does not exist: take it out of ManagedServiceIds");
                 acceptance_off += 1;
             }
