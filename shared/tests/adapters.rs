@@ -362,3 +362,67 @@ fn a_decision_record_round_trips_through_its_item_with_its_tenant() {
     assert!(!record_to_item(&untenanted).contains_key("tenant"));
     assert_eq!(item_to_record(&record_to_item(&untenanted)).unwrap(), untenanted);
 }
+
+fn events(rules: &[&Rule]) -> aws_sdk_eventbridge::Client {
+    let conf = aws_sdk_eventbridge::Config::builder()
+        .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+        .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .retry_config(aws_sdk_eventbridge::config::retry::RetryConfig::disabled())
+        .interceptor(interceptor(rules))
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(conf)
+}
+
+/// A PutEvents answer with one entry per request entry, the `i`th failing with `code` where given.
+fn put_answer(codes: &[Option<&str>]) -> aws_sdk_eventbridge::operation::put_events::PutEventsOutput {
+    use aws_sdk_eventbridge::types::PutEventsResultEntry;
+    let entries = codes.iter().map(|c| match c {
+        Some(code) => PutEventsResultEntry::builder().error_code(*code).error_message("refused").build(),
+        None => PutEventsResultEntry::builder().event_id("e").build(),
+    });
+    aws_sdk_eventbridge::operation::put_events::PutEventsOutput::builder()
+        .failed_entry_count(i32::try_from(codes.iter().filter(|c| c.is_some()).count()).unwrap())
+        .set_entries(Some(entries.collect()))
+        .build()
+}
+
+fn two_requests() -> Vec<shared::domain::ConnectionRequest> {
+    ["vpce-0aaaaaaaaaaaaaaa1", "vpce-0aaaaaaaaaaaaaaa2"]
+        .iter()
+        .map(|e| shared::domain::ConnectionRequest {
+            service_id: svc(),
+            endpoint_id: EndpointId::parse(e).unwrap(),
+            trigger: Trigger::Sweep,
+            requested_at: 1,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_entry_putevents_fails_with_a_retryable_code_is_sent_again_alone() {
+    use shared::ports::RequestBus;
+    let first =
+        mock!(aws_sdk_eventbridge::Client::put_events).then_output(|| put_answer(&[None, Some("ThrottlingException")]));
+    let second = mock!(aws_sdk_eventbridge::Client::put_events)
+        .match_requests(|r| r.entries().len() == 1)
+        .then_output(|| put_answer(&[None]));
+    let bus = shared::adapters::eventbridge::EventBridgeBus::new(events(&[&first, &second]), "bus");
+    bus.put(&two_requests()).await.unwrap();
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_entry_putevents_names_not_retryable_fails_the_put_at_once_as_permanent() {
+    use shared::ports::RequestBus;
+    for code in ["MalformedDetail", "AccessDeniedException", "NotAuthorizedForSourceException"] {
+        let refused =
+            mock!(aws_sdk_eventbridge::Client::put_events).then_output(move || put_answer(&[None, Some(code)]));
+        let again = mock!(aws_sdk_eventbridge::Client::put_events).then_output(|| put_answer(&[None]));
+        let bus = shared::adapters::eventbridge::EventBridgeBus::new(events(&[&refused, &again]), "bus");
+        let e = bus.put(&two_requests()).await.unwrap_err();
+        assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, code));
+        assert_eq!((refused.num_calls(), again.num_calls()), (1, 0), "{code}: not sent again");
+    }
+}

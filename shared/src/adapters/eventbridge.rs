@@ -14,6 +14,21 @@ use crate::ports::{ErrorKind, PortError, PortResult, RequestBus};
 const ENTRIES_PER_CALL: usize = 10;
 /// Attempts for entries that PutEvents reports as failed (the SDK already retries whole-call failures).
 const ATTEMPTS: u32 = 4;
+/// The entry error codes EventBridge names as not retryable (API reference, `PutEventsResultEntry`:
+/// "Non-retryable errors include: AccessDeniedException, InvalidAccountIdException, InvalidArgument,
+/// MalformedDetail, RedactionFailure, NotAuthorizedForSourceException, NotAuthorizedForDetailTypeException").
+/// An entry failing so is not sent again: the put fails at once as refused for good. Any other code
+/// (`InternalFailure`, `ThrottlingException`, the two it names as retryable, or one it does not name) is
+/// retried.
+const NOT_RETRYABLE: &[&str] = &[
+    "AccessDeniedException",
+    "InvalidAccountIdException",
+    "InvalidArgument",
+    "MalformedDetail",
+    "RedactionFailure",
+    "NotAuthorizedForSourceException",
+    "NotAuthorizedForDetailTypeException",
+];
 
 #[derive(Clone, Debug)]
 pub struct EventBridgeBus {
@@ -61,6 +76,19 @@ impl RequestBus for EventBridgeBus {
                     .collect();
                 if failed.is_empty() {
                     break;
+                }
+                if let Some((_, code)) = failed.iter().find(|(_, c)| NOT_RETRYABLE.contains(&c.as_str())) {
+                    return Err(PortError {
+                        service: "events",
+                        operation: "PutEvents",
+                        kind: ErrorKind::Permanent,
+                        code: code.clone(),
+                        message: format!(
+                            "{} of {} entries failed; EventBridge names {code} as not retryable",
+                            failed.len(),
+                            chunk.len()
+                        ),
+                    });
                 }
                 if attempt >= ATTEMPTS {
                     return Err(PortError {
