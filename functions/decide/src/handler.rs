@@ -9,6 +9,7 @@ use futures_util::stream::{self, StreamExt};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
+use shared::adapters::CALL_TIMEOUT;
 use shared::adapters::ec2::MAX_IDS_PER_CALL;
 use shared::domain::protocol::{Skip, Step, next_step, took_effect};
 use shared::domain::quota::{Seen, take_slot};
@@ -261,13 +262,18 @@ where
             entry.messages.push(message_id);
             entry.receives = entry.receives.max(receives);
         }
-        let patience_until = tokio::time::Instant::now() + patience;
+        let started = tokio::time::Instant::now();
+        let patience_until = started + patience;
+        // The claims this invocation makes hold until `now` + the lease (`DecisionRecord::claim`); an
+        // Accept/Reject call starts only while one call's longest time is left of that.
+        let lease = std::time::Duration::from_millis(u64::try_from(self.config.lease_ms).unwrap_or(0));
+        let act_until = (started + lease).checked_sub(CALL_TIMEOUT).unwrap_or(started);
         // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
         // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
         // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
         let runs = stream::iter(work)
             .map(|(service, requests)| async move {
-                let run = ServiceRun { deps: self, service: &service, patience_until, claim, now, counters };
+                let run = ServiceRun { deps: self, service: &service, patience_until, act_until, claim, now, counters };
                 let failed = run.run(&requests).await;
                 (requests, failed)
             })
@@ -342,6 +348,11 @@ struct ServiceRun<'a, C, A, D, N, Q, B> {
     /// Until when this invocation may wait for EC2's tokens (shared by all its services). The status writes
     /// start no round that could outlast the reserve after it (`advance_firmly`).
     patience_until: tokio::time::Instant,
+    /// Until when this invocation may start an Accept/Reject call: its claims' lease less one call's longest
+    /// time (`CALL_TIMEOUT`, the SDK's retries included). After it another invocation may take a claim over
+    /// (`ClaimLeaseSeconds` may be as short as 10 s, and the waits for EC2 as long as 45 s), and both would
+    /// act; so a call that cannot land within the lease is not made, and the message is retried.
+    act_until: tokio::time::Instant,
     claim: &'a str,
     now: i64,
     /// The invocation's counters, shared by its services and counted into as things happen.
@@ -868,7 +879,7 @@ where
                 }
             };
             let wait = std::time::Duration::from_millis(u64::try_from(next - now_ms()).unwrap_or(0).min(60_000));
-            if tokio::time::Instant::now() + wait > self.patience_until {
+            if tokio::time::Instant::now() + wait > self.patience_until.min(self.act_until) {
                 return false;
             }
             info!(service_id = %self.service, api, wait_ms = wait.as_millis() as u64, "decide's budget of EC2 calls is used up for now; waiting for the next window");
@@ -887,6 +898,17 @@ where
     ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
         let api = if outcome == Outcome::Accept { ACCEPT_API } else { REJECT_API };
+        if tokio::time::Instant::now() > self.act_until {
+            let e = PortError {
+                service: "ec2",
+                operation: api,
+                kind: ErrorKind::Retryable,
+                code: "ClaimLeaseEnding".into(),
+                message: "too little of the claims' lease was left to make the call before another invocation may take them over".into(),
+            };
+            self.give_up(chunk, &e, failed).await;
+            return vec![];
+        }
         if !self.budget_room(api, pretaken).await {
             let e = PortError {
                 service: "ec2",
@@ -908,7 +930,10 @@ where
                 _ => self.deps.connections.reject(self.service, &ids).await,
             };
             match result {
-                Err(e) if e.is_rate_limited() && tokio::time::Instant::now() + pause <= self.patience_until => {
+                Err(e)
+                    if e.is_rate_limited()
+                        && tokio::time::Instant::now() + pause <= self.patience_until.min(self.act_until) =>
+                {
                     info!(service_id = %self.service, pause_ms = pause.as_millis() as u64, "EC2 is throttling; waiting for a token");
                     self.count(names::EC2_THROTTLED_WAITS);
                     tokio::time::sleep(pause).await;

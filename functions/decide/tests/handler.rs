@@ -634,6 +634,27 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
 }
 
+/// A claim holds for `ClaimLeaseSeconds` (as short as 10 s), after which another invocation may take it over
+/// and act. So an Accept/Reject call is started only while `CALL_TIMEOUT` (7 s) of the lease is left: with a
+/// 10 s lease, the waits for EC2's tokens stop after 3 s, where a 120 s lease lets them go on.
+#[tokio::test(start_paused = true)]
+async fn should_make_no_ec2_call_that_could_land_after_its_claims_lease() {
+    for (lease_ms, waits, calls, failed, after) in
+        [(10_000, 2, 3, vec!["m0"], "pendingAcceptance"), (120_000, 3, 4, vec![], "available")]
+    {
+        let w = World::default();
+        connect(&w, A, ALLOWED);
+        w.faults.lock().unwrap().act_throttled_times = 3;
+        let mut d = deps(&w);
+        d.config.ec2_patience = std::time::Duration::from_secs(20);
+        d.config.lease_ms = lease_ms;
+        let out = d.decide_batch(event(&[A]), "inv-1", 10_000).await;
+        assert_eq!(out.failed_messages, failed, "lease {lease_ms} ms");
+        assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), waits, "lease {lease_ms} ms: 1, 2 (and 4) s");
+        assert_eq!((*w.accept_calls.lock().unwrap(), state(&w, A).as_str()), (calls, after), "lease {lease_ms} ms");
+    }
+}
+
 /// Services of one batch are decided a few at a time: while one waits for EC2's token, others go on. Four
 /// services, each one Accept throttled once: side by side they all wait the same second; one after another
 /// they would wait four. (Virtual time: the pauses are measured, not slept.)
