@@ -8,14 +8,17 @@ use aws_lambda_events::event::sns::SnsEvent;
 use lambda_runtime::LambdaEvent;
 use shared::domain::notice::{ConnectionEvent, parse_notice};
 use shared::domain::time::now_ms;
-use shared::domain::{ConnectionRequest, ServiceId, Trigger};
-use shared::ports::{ConnectionFilter, Connections, RequestBus};
+use shared::domain::{ConnectionRequest, EndpointId, ServiceId, Trigger};
+use shared::ports::{ConnectionFilter, Connections, ErrorKind, PortError, RequestBus};
 use shared::producers::requests_for;
 use shared::telemetry::{Metrics, names};
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::config::Config;
 use crate::error::IngestError;
+
+/// Within one invocation, EC2 is asked again after these pauses about an endpoint it does not show yet.
+pub const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
 pub struct Deps<C, B> {
     pub connections: C,
@@ -54,6 +57,8 @@ pub async fn ingest<C: Connections, B: RequestBus>(
     let managed = &deps.config.managed;
     let mut requests: Vec<ConnectionRequest> = Vec::new();
     let mut rescan: BTreeSet<ServiceId> = BTreeSet::new();
+    // Endpoints named without their service: which managed service each is on, EC2 knows.
+    let mut lookups: BTreeSet<EndpointId> = BTreeSet::new();
     for record in &event.records {
         let notice = parse_notice(&record.sns.message);
         metrics.incr(metric(&notice.event));
@@ -79,18 +84,7 @@ pub async fn ingest<C: Connections, B: RequestBus>(
                 requested_at: now_ms(),
             }),
             (None, Some(endpoint)) => {
-                // Which managed service is it on? EC2 knows.
-                for service in managed {
-                    let filter = ConnectionFilter { endpoints: vec![endpoint.clone()], ..Default::default() };
-                    for c in deps.connections.describe(service, &filter).await? {
-                        requests.push(ConnectionRequest {
-                            service_id: c.service_id,
-                            endpoint_id: c.endpoint_id,
-                            trigger: Trigger::Notification,
-                            requested_at: now_ms(),
-                        });
-                    }
-                }
+                lookups.insert(endpoint);
             }
             (Some(service), None) => {
                 warn!(service_id = %service, "notification names no usable endpoint; re-examining the service");
@@ -103,14 +97,84 @@ pub async fn ingest<C: Connections, B: RequestBus>(
             }
         }
     }
+    // A service EC2 refuses for good (deleted while still managed) is passed over; the others are read.
+    let mut refused: Option<PortError> = None;
+    let unseen = services_of(deps, lookups, &mut requests, &mut refused).await?;
     for service in &rescan {
-        requests.extend(
-            requests_for(&deps.connections, service, None, &["pendingAcceptance"], Trigger::Notification).await?,
-        );
+        match requests_for(&deps.connections, service, None, &["pendingAcceptance"], Trigger::Notification).await {
+            Ok(found) => requests.extend(found),
+            Err(e) if e.kind == ErrorKind::Permanent => {
+                warn!(%service, error = %e, "could not list this service's pending connections; listing the others");
+                refused.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
     }
     requests.sort_by(|a, b| (&a.service_id, &a.endpoint_id).cmp(&(&b.service_id, &b.endpoint_id)));
     requests.dedup_by(|a, b| a.service_id == b.service_id && a.endpoint_id == b.endpoint_id);
     deps.bus.put(&requests).await?;
     metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
+    if !unseen.is_empty() {
+        // Lambda retries the invocation (a minute later, then two), by when EC2 shows it; the sweep would
+        // find it in any case.
+        metrics.add(names::NOT_VISIBLE_YET, unseen.len() as u64);
+        let named = unseen.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let also = refused.map(|e| format!(" (one service could not be read: {e})")).unwrap_or_default();
+        return Err(PortError {
+            service: "ec2",
+            operation: "DescribeVpcEndpointConnections",
+            kind: ErrorKind::Retryable,
+            code: "NotVisibleYet".into(),
+            message: format!(
+                "EC2 shows no managed service with endpoint {named} yet{also}; the notification is retried"
+            ),
+        });
+    }
+    // What could be read is requested; a service EC2 refuses for good is the sweep's to report (it fails
+    // naming it, and its DLQ alarms), so it does not fail the notification too.
+    if let Some(e) = refused {
+        error!(error = %e, "a managed service could not be read; the others' connections are requested");
+    }
     Ok(requests)
+}
+
+/// Requests for `endpoints` on whichever managed service EC2 shows each on, asking again after each of
+/// `NOT_VISIBLE_PAUSES_MS` for those it does not show yet (EC2 is eventually consistent: a connection
+/// named in a Connect notification may not show at once; docs/aws-facts.md, "The truth about connections").
+/// Returns those it still does not show. A service EC2 refuses for good is kept in `refused` and passed over.
+async fn services_of<C: Connections, B: RequestBus>(
+    deps: &Deps<C, B>,
+    endpoints: BTreeSet<EndpointId>,
+    requests: &mut Vec<ConnectionRequest>,
+    refused: &mut Option<PortError>,
+) -> Result<BTreeSet<EndpointId>, PortError> {
+    let mut unseen = endpoints;
+    for pause in std::iter::once(0).chain(NOT_VISIBLE_PAUSES_MS) {
+        if unseen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        for service in &deps.config.managed {
+            let filter = ConnectionFilter { endpoints: unseen.iter().cloned().collect(), ..Default::default() };
+            match deps.connections.describe(service, &filter).await {
+                Ok(found) => {
+                    for c in found {
+                        unseen.remove(&c.endpoint_id);
+                        requests.push(ConnectionRequest {
+                            service_id: c.service_id,
+                            endpoint_id: c.endpoint_id,
+                            trigger: Trigger::Notification,
+                            requested_at: now_ms(),
+                        });
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::Permanent => {
+                    warn!(%service, error = %e, "could not look for the endpoint on this service; looking on the others");
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(unseen)
 }

@@ -19,12 +19,35 @@ struct World {
     conns: Vec<Connection>,
     put: Mutex<Vec<ConnectionRequest>>,
     bus_fails: Option<ErrorKind>,
+    /// Describe calls made.
+    describes: Mutex<usize>,
+    /// EC2 shows the connections only from this Describe call on (counting from 1; 0: at once).
+    visible_from: usize,
+    /// A managed service EC2 refuses for good (deleted while still managed).
+    gone: Option<&'static str>,
 }
 
 struct Fake<'a>(&'a World);
 
 impl Connections for Fake<'_> {
     async fn describe(&self, service: &ServiceId, filter: &ConnectionFilter) -> PortResult<Vec<Connection>> {
+        let call = {
+            let mut n = self.0.describes.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        if self.0.gone == Some(service.as_str()) {
+            return Err(PortError {
+                service: "ec2",
+                operation: "DescribeVpcEndpointConnections",
+                kind: ErrorKind::Permanent,
+                code: "InvalidVpcEndpointServiceId.NotFound".into(),
+                message: "gone".into(),
+            });
+        }
+        if call < self.0.visible_from {
+            return Ok(vec![]);
+        }
         Ok(self
             .0
             .conns
@@ -65,12 +88,12 @@ impl RequestBus for Fake<'_> {
     }
 }
 
+/// A managed service besides `SVC`, sorting before it.
+const GONE: &str = "vpce-svc-00000000000000001";
+
 fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>> {
-    Deps {
-        connections: Fake(w),
-        bus: Fake(w),
-        config: Config { bus_name: "bus".into(), managed: [ServiceId::parse(SVC).unwrap()].into() },
-    }
+    let managed = std::iter::once(SVC).chain(w.gone).map(|s| ServiceId::parse(s).unwrap()).collect();
+    Deps { connections: Fake(w), bus: Fake(w), config: Config { bus_name: "bus".into(), managed } }
 }
 
 fn pending(endpoint: &str) -> Connection {
@@ -123,4 +146,55 @@ fn the_sns_samples_are_sns_events() {
         n += 1;
     }
     assert!(n > 0, "no sample in {dir:?}");
+}
+
+/// The sample notification with its message's `serviceId` (and, with `endpoint` false, `vpcEndpointId`) left
+/// out: AWS documents no body (docs/aws-facts.md), so ingest must act on any of these.
+fn naming_less(endpoint: bool) -> SnsEvent {
+    let mut e = sns_event();
+    let message = &mut e.records[0].sns.message;
+    let mut body: serde_json::Value = serde_json::from_str(message).unwrap();
+    body.as_object_mut().unwrap().remove("serviceId");
+    if !endpoint {
+        body.as_object_mut().unwrap().remove("vpcEndpointId");
+    }
+    *message = body.to_string();
+    e
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_notification_names_only_the_endpoint_and_ec2_lags_should_ask_again_and_request_it() {
+    // EC2 shows the new connection from the third Describe on: at once, after 0.25 s (not yet), after 1 s.
+    let w = World { conns: vec![pending(ENDPOINT)], visible_from: 3, ..Default::default() };
+    handle(&deps(&w), LambdaEvent::new(naming_less(true), Context::default())).await.unwrap();
+    let put = w.put.lock().unwrap();
+    assert_eq!(
+        put.iter().map(|r| (r.service_id.as_str(), r.endpoint_id.as_str())).collect::<Vec<_>>(),
+        [(SVC, ENDPOINT)]
+    );
+    assert_eq!(*w.describes.lock().unwrap(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_ec2_never_shows_the_notifications_endpoint_the_invocation_should_fail_to_be_retried() {
+    let w = World { conns: vec![pending(ENDPOINT)], visible_from: 100, ..Default::default() };
+    let err = handle(&deps(&w), LambdaEvent::new(naming_less(true), Context::default())).await.unwrap_err();
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "Retryable", "Lambda retries it");
+    assert!(diagnostic.error_message.contains("NotVisibleYet") && diagnostic.error_message.contains(ENDPOINT));
+    assert_eq!(*w.describes.lock().unwrap(), 3, "asked three times within the invocation");
+}
+
+#[tokio::test]
+async fn when_a_managed_service_is_gone_the_others_should_still_be_searched_and_rescanned() {
+    for endpoint in [true, false] {
+        let w = World { conns: vec![pending(ENDPOINT)], gone: Some(GONE), ..Default::default() };
+        handle(&deps(&w), LambdaEvent::new(naming_less(endpoint), Context::default())).await.unwrap();
+        let put = w.put.lock().unwrap();
+        assert_eq!(
+            put.iter().map(|r| r.endpoint_id.as_str()).collect::<Vec<_>>(),
+            [ENDPOINT],
+            "endpoint named: {endpoint}"
+        );
+    }
 }
