@@ -16,7 +16,7 @@ CARGO_LAMBDA_VERSION := 1.9.2
 CARGO_DENY_VERSION   := 0.18.9
 LAMBDA_FUNCTIONS     := IngestFunction DecideFunction ReconcileFunction
 
-.PHONY: help setup build up demo test lint fmt clean bench fuzz package
+.PHONY: help setup build up demo test lint fmt clean bench fuzz package deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ package: $(SAMVENV)/.installed ## sam build of the functions (cargo-lambda, arm6
 	  if [ ! -f $$f ]; then echo "missing $$f"; exit 1; fi; \
 	  wc -c < $$f | awk -v fn=$$fn -v f=$$f '{ printf "  %-18s %10d bytes  %6.1f MiB  %s\n", fn, $$1, $$1 / 1048576, f }'; \
 	done
+
+deploy: package ## sam deploy of what `make package` built, as infra/samconfig.toml says, with your AWS credentials (SAM_DEPLOY_ARGS: more flags; not part of make test)
+	cd infra && PATH="$(abspath $(SAMVENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 sam deploy $(SAM_DEPLOY_ARGS)
 
 bench: setup build ## Benchmarks (release build; not part of make test): init, warm latency, bursts, end to end, vs a Python reference
 	@start=$$SECONDS; $(CARGO) build --release --locked -p decide -p ingest -p reconcile && \

@@ -535,3 +535,13 @@ def test_alarms_on_what_each_sweep_publishes_keep_their_state_between_sweeps():
     assert swept <= set(published)
     for name, alarm in published.items():
         assert alarm["TreatMissingData"] == ("ignore" if name in swept else "notBreaching"), name
+
+
+def test_every_dead_letter_queue_is_an_output_an_operator_can_find():
+    # The README's runbooks name each DLQ; the stack's outputs are where an operator finds its URL.
+    dlqs = {name for name, r in RESOURCES.items() if isinstance(r, dict) and r["Type"] == "AWS::SQS::Queue" and "DeadLetterQueue" in name}
+    assert len(dlqs) == 4, dlqs
+    named = {o["Value"].get("Ref") for o in TEMPLATE["Outputs"].values() if isinstance(o["Value"], dict)}
+    assert dlqs <= named, dlqs - named
+    for name in dlqs:  # 14 days, SQS's longest: the README tells the operator how long a message waits there
+        assert RESOURCES[name]["Properties"]["MessageRetentionPeriod"] == 1209600, name
