@@ -173,10 +173,15 @@ pub fn removal(principal: &str, service: Option<&str>) -> R<Removal> {
 }
 
 pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: &Removal) -> R<()> {
-    // The key as written: the account, or the raw principal for entries written by hand.
+    // The key as written: the account (as `allow`/`deny` write it), the principal as typed, or the account's
+    // root ARN in any partition (as an entry written by hand or imported may be keyed: `remove 333333333333`
+    // finds `arn:aws:iam::333333333333:root`).
     let mut keys = vec![r.account.to_string()];
-    if r.principal != keys[0] {
-        keys.push(r.principal.clone());
+    let roots = ["aws", "aws-cn", "aws-us-gov"].map(|p| format!("arn:{p}:iam::{}:root", r.account));
+    for k in std::iter::once(r.principal.clone()).chain(roots) {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
     }
     let mut found = None;
     for principal in keys {
@@ -341,6 +346,16 @@ mod tests {
         assert!(store.get(&key(arn)).is_none());
         let err = remove(&store, &mut o, &removal(arn, Some(SVC)).unwrap()).await.unwrap_err();
         assert_eq!((err.exit_code(), err.to_string()), (254, format!("no entry for {arn} on {SVC}")));
+    }
+
+    #[tokio::test]
+    async fn when_removing_an_account_should_find_its_entry_keyed_by_its_root_arn() {
+        let arn = "arn:aws:iam::222222222222:root";
+        let store = FakeAllowlist::with(&[allow_item(SVC, arn)]);
+        let mut o = out(Output::Table);
+        remove(&store, &mut o, &removal("222222222222", Some(SVC)).unwrap()).await.unwrap();
+        assert_eq!(o.text(), format!("removed {arn} on {SVC}\n"));
+        assert!(store.get(&key(arn)).is_none());
     }
 
     #[tokio::test]

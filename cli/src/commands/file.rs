@@ -127,6 +127,8 @@ pub struct Import {
     pub dry_run: bool,
     /// Also remove the entries the file does not list.
     pub prune: bool,
+    /// Now, in seconds since the epoch: an entry of the file already expired is not written back.
+    pub now: i64,
 }
 
 fn stored_key(s: &StoredItem) -> Option<ItemKey> {
@@ -156,9 +158,21 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
         store.items().await?.into_iter().filter_map(|s| Some((stored_key(&s)?, s))).collect();
     let mut changes = Vec::new();
     let mut lines = Vec::new();
+    let mut gone = Vec::new();
     for wanted in &plan.wanted {
         let e = AllowlistEntry { created_by: plan.created_by.clone(), ..wanted.clone() };
         let (sign, expect) = match current.get(&key_of(&e)) {
+            // Expired and no longer in the table: DynamoDB's TTL deletes expired items ("typically within a
+            // few days"), so writing it back would only be deleted again, and an exported file would never
+            // import as a no-op once TTL had removed its expired entries.
+            None if e.is_expired(plan.now) => {
+                let f = to_file_entry(&e);
+                gone.push(format!(
+                    "= {} {} {} (expired, and removed by the table's TTL: not written back)",
+                    f.effect, f.service, f.principal
+                ));
+                continue;
+            }
             None => ('+', Expect::Absent),
             Some(s) if parse_item(&s.item).is_ok_and(|old| to_file_entry(&old) == to_file_entry(&e)) => continue,
             Some(s) => ('~', Expect::Version(s.version)),
@@ -175,8 +189,17 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
             changes.push(Change::Remove(key, s.version));
         }
     }
+    if out.format == Output::Table && !gone.is_empty() {
+        out.line(gone.join("\n"))?;
+    }
     if lines.is_empty() {
-        return out.line(format!("the allowlist already matches {}", plan.source));
+        return match out.format {
+            Output::Json if plan.dry_run => out.json(&json!({"dry_run": true, "changes": lines})),
+            Output::Json => out.json(&json!({"applied": lines})),
+            Output::Table | Output::Csv | Output::NginxMap => {
+                out.line(format!("the allowlist already matches {}", plan.source))
+            }
+        };
     }
     if out.format == Output::Table {
         out.line(lines.join("\n"))?;
@@ -259,7 +282,28 @@ mod tests {
             created_by: Some("arn:aws:iam::111111111111:user/me".into()),
             dry_run: false,
             prune,
+            now: NOW,
         }
+    }
+
+    #[tokio::test]
+    async fn an_expired_entry_the_tables_ttl_removed_is_not_written_back_and_one_still_there_is_kept() {
+        // Exported while both were there; since then TTL removed the expired allow of 222222222222.
+        let file = "entries:\n  - {service: '*', principal: '222222222222', effect: allow, expires: 2020-01-01}\n  - {service: '*', principal: '333333333333', effect: allow, expires: 2020-01-01}\n";
+        let mut still = allow_item("*", "333333333333");
+        still.insert("expires_at".into(), Attr::N("1577836800".into()));
+        let store = FakeAllowlist::with(&[still]);
+        let mut o = out(Output::Table);
+        import(&store, &mut o, &plan(file, true)).await.unwrap();
+        assert_eq!(
+            o.text(),
+            "= allow * 222222222222 (expired, and removed by the table's TTL: not written back)\nthe allowlist already matches allowlist.yaml\n"
+        );
+        assert_eq!(store.applied(), 0, "nothing written");
+        let mut json = out(Output::Json);
+        import(&store, &mut json, &plan(file, true)).await.unwrap();
+        let answered: serde_json::Value = serde_json::from_str(&json.text()).unwrap();
+        assert_eq!(answered, json!({"applied": []}), "JSON, even with nothing to do");
     }
 
     const FILE: &str = "entries:\n  - {service: '*', principal: '222222222222', effect: allow, note: new}\n  - {service: vpce-svc-0123456789abcdef0, principal: '333333333333', effect: deny}\n";

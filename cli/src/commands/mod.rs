@@ -139,7 +139,7 @@ pub async fn run(cli: Cli) -> R<()> {
                 file::check_partitions(&text, region)?;
             }
             let created_by = if dry_run { None } else { Some(ctx.caller().await?) };
-            let plan = file::Import { source: path.display().to_string(), wanted, created_by, dry_run, prune };
+            let plan = file::Import { source: path.display().to_string(), wanted, created_by, dry_run, prune, now };
             file::import(&ctx.allowlist(), &mut out, &plan).await
         }
         Command::Export { format } => {

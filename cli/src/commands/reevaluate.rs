@@ -52,7 +52,17 @@ pub async fn reevaluate<C: Connections, B: RequestBus>(
                 requested_at: now_ms(),
             }]
         }
-        Which::Service(s) => requests_for(conns, s, None, &REEVALUATED, Trigger::Manual).await?,
+        Which::Service(s) => {
+            // decide ignores a request for a service the stack does not manage: say so rather than report
+            // requests nothing will decide.
+            if let Ok(managed) = settings.managed()
+                && !managed.contains(s)
+            {
+                let list = managed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                return Err(usage(format!("--service {s} is not a service the stack manages ({list})")));
+            }
+            requests_for(conns, s, None, &REEVALUATED, Trigger::Manual).await?
+        }
         Which::All => {
             let mut all = Vec::new();
             for s in settings.managed()? {
@@ -94,6 +104,20 @@ mod tests {
         let put = bus.0.lock().unwrap();
         assert_eq!(put.len(), 2);
         assert!(put.iter().all(|r| r.trigger == Trigger::Manual));
+    }
+
+    #[tokio::test]
+    async fn when_the_service_is_not_managed_should_refuse_with_252_and_send_nothing() {
+        let other = "vpce-svc-0fedcba9876543210";
+        let conns = FakeConnections(vec![connection("vpce-0123456789abcdef0", other, "222222222222")]);
+        let bus = FakeBus::default();
+        let mut o = out(Output::Table);
+        let err = reevaluate(&conns, &bus, &settings(&[SVC], 0), &which(None, Some(other), false).unwrap(), &mut o)
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 252);
+        assert!(err.to_string().contains(&format!("--service {other} is not a service the stack manages ({SVC})")));
+        assert!(bus.0.lock().unwrap().is_empty());
     }
 
     #[test]
