@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use serde::Deserialize;
 use shared::adapters::dynamodb::{DynamoAllowlist, DynamoDecisionLog};
 use shared::adapters::ec2::Ec2Connections;
@@ -121,6 +121,30 @@ impl Ctx {
     }
 }
 
+/// The session name of the local stack's role.
+const LOCAL_SESSION: &str = "gatekeeper-cli";
+
+/// The session name for `--role-arn`: `given` (checked as STS checks it: 2 to 64 of `[\w+=,.@-]`), else the
+/// caller's own name (the last part of its ARN: `user/alice` → `alice`, `assumed-role/Admin/alice@corp` →
+/// `alice@corp`), its other characters made `-`, else `gatekeeper-cli`.
+async fn session_name(aws: &SdkConfig, given: Option<&str>) -> Result<String, CliError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
+    if let Some(name) = given {
+        if (2..=64).contains(&name.len()) && name.chars().all(allowed) {
+            return Ok(name.to_owned());
+        }
+        return Err(CliError::Usage(format!(
+            "--role-session-name {name:?}: 2 to 64 letters, digits or _+=,.@- (STS's RoleSessionName)"
+        )));
+    }
+    let caller = aws_sdk_sts::Client::new(aws).get_caller_identity().send().await.map_err(|e| {
+        CliError::Config(format!("cannot tell who is calling: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
+    })?;
+    let last = caller.arn().and_then(|a| a.rsplit(['/', ':']).next()).unwrap_or_default();
+    let name: String = last.chars().map(|c| if allowed(c) { c } else { '-' }).take(64).collect();
+    Ok(if name.len() >= 2 { name } else { LOCAL_SESSION.to_owned() })
+}
+
 /// `GATEKEEPER_DEFAULT_ACTION`, when set: it overrides what the stack says (a malformed value is an error).
 fn default_action_override() -> Result<Option<DefaultAction>, CliError> {
     match std::env::var("GATEKEEPER_DEFAULT_ACTION") {
@@ -186,29 +210,24 @@ pub async fn resolve(t: &Target) -> Result<Ctx, CliError> {
     }
     // A call that never answers fails after the functions' timeouts rather than hanging the terminal.
     let mut aws = shared::adapters::with_call_timeouts(&loader.load().await);
-    let role = t
-        .role_arn
-        .clone()
-        .or_else(|| local.as_ref().map(|l| format!("arn:aws:iam::{}:role/gatekeeper-cli", l.provider_account)));
+    // The local stack's role, or the one named. A named role's session is named after the caller (unless
+    // told otherwise), so CloudTrail and each edit's `created_by` tell one operator from another; the SDK's
+    // provider renews the role's credentials before they expire.
+    let (role, session) = match (&t.role_arn, &local) {
+        (Some(role), _) => (Some(role.clone()), session_name(&aws, t.role_session_name.as_deref()).await?),
+        (None, Some(l)) => {
+            (Some(format!("arn:aws:iam::{}:role/gatekeeper-cli", l.provider_account)), LOCAL_SESSION.into())
+        }
+        (None, None) => (None, String::new()),
+    };
     if let Some(role) = role {
-        let out = aws_sdk_sts::Client::new(&aws)
-            .assume_role()
-            .role_arn(&role)
-            .role_session_name("gatekeeper-cli")
-            .send()
-            .await
-            .map_err(|e| {
-                CliError::Config(format!("cannot assume {role}: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
-            })?;
-        let c = out.credentials().ok_or_else(|| CliError::Config("AssumeRole returned no credentials".into()))?;
-        let creds = Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            None,
-            "assumed-role",
-        );
-        aws = aws.into_builder().credentials_provider(SharedCredentialsProvider::new(creds)).build();
+        let provider =
+            aws_config::sts::AssumeRoleProvider::builder(&role).session_name(&session).configure(&aws).build().await;
+        // Asked once now, so that a role that cannot be assumed is a configuration error before anything is sent.
+        provider.provide_credentials().await.map_err(|e| {
+            CliError::Config(format!("cannot assume {role}: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
+        })?;
+        aws = aws.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build();
     }
 
     let mut allowlist_table = t.allowlist_table.clone().or_else(|| local.as_ref().map(|l| l.allowlist_table.clone()));

@@ -69,6 +69,10 @@ pub struct Target {
     /// Assume this role first (for example the provider account's admin role).
     #[arg(long, global = true, env = "GATEKEEPER_ROLE_ARN")]
     pub role_arn: Option<String>,
+    /// The session name for --role-arn (else the caller's own name: the IAM user's, or the session's of an
+    /// assumed role), which CloudTrail and each edit's `created_by` show.
+    #[arg(long, global = true, env = "GATEKEEPER_ROLE_SESSION_NAME")]
+    pub role_session_name: Option<String>,
     /// AWS Region (else the standard configuration: AWS_REGION, profile).
     #[arg(long, global = true)]
     pub region: Option<String>,

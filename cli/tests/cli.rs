@@ -391,3 +391,127 @@ async fn status_names_a_deleted_managed_service_and_still_shows_the_others() -> 
     );
     Ok(())
 }
+
+/// The credentials of a session of `role_arn`, issued as the local AWS issues a role's (IAM enforced for them).
+async fn role_session(endpoint: &str, role_arn: &str) -> Result<[String; 3]> {
+    let c = gatekeeper_local::control(
+        endpoint,
+        "/_gatekeeper/role-credentials",
+        Some(serde_json::json!({"role_arn": role_arn, "session_name": "alice"})),
+    )
+    .await?;
+    Ok(["AccessKeyId", "SecretAccessKey", "SessionToken"].map(|k| c[k].as_str().unwrap_or_default().to_owned()))
+}
+
+/// The stack's `OperatorPolicyArn` is what the README tells a provider to attach to whoever runs the CLI. A
+/// role with that policy alone runs every command against the deployed stack, found by `--stack-name`, IAM
+/// enforced (the local AWS enforces a role's policies for its sessions' credentials) with no call denied; a
+/// role without it is refused.
+#[tokio::test]
+async fn a_role_with_only_the_stacks_operator_policy_runs_every_command() -> Result<()> {
+    use aws_sdk_cloudformation::types::{Capability, StackStatus};
+    let l = Local::new(DefaultAction::Reject).await?;
+    let wiring = Wiring::new(l.info.clone()).await?;
+    let url = l.info.endpoint_url.clone();
+    let policy = l.info.deployment.output("OperatorPolicyArn")?.to_owned();
+    // Two roles, made as a provider would make them (CloudFormation): one with the policy, one without.
+    let tag = format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let trust = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{}:root", l.info.provider_account)}, "Action": "sts:AssumeRole"}]});
+    let role = |name: &str, policies: Vec<&str>| {
+        serde_json::json!({"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": name, "AssumeRolePolicyDocument": trust, "ManagedPolicyArns": policies}})
+    };
+    let (operator, bystander) = (format!("gk-operator-{tag}"), format!("gk-bystander-{tag}"));
+    let template = serde_json::json!({"Resources": {
+        "Operator": role(&operator, vec![&policy]), "Bystander": role(&bystander, vec![])}});
+    let cfn = aws_sdk_cloudformation::Client::new(&account_config(&url, &l.info.provider_account).await?);
+    let roles_stack = format!("gk-operators-{tag}");
+    cfn.create_stack()
+        .stack_name(&roles_stack)
+        .template_body(template.to_string())
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = cfn.describe_stacks().stack_name(&roles_stack).send().await?;
+        let status = d.stacks()[0].stack_status().cloned();
+        if status == Some(StackStatus::CreateComplete) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the roles' stack never completed: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let arn = |name: &str| format!("arn:aws:iam::{}:role/{name}", l.info.provider_account);
+    let creds = role_session(&url, &arn(&operator)).await?;
+    let as_role = |creds: &[String; 3], args: &[&str]| -> Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
+            .args(["--stack-name", &l.info.deployment.stack_name, "--endpoint-url", &url, "--region", &l.info.region])
+            .args(args)
+            .env_remove("AWS_PROFILE")
+            .env("AWS_ACCESS_KEY_ID", &creds[0])
+            .env("AWS_SECRET_ACCESS_KEY", &creds[1])
+            .env("AWS_SESSION_TOKEN", &creds[2])
+            .output()
+            .expect("run gatekeeper")
+    };
+    let ok = |args: &[&str]| {
+        let out = as_role(&creds, args);
+        assert!(out.status.success(), "{args:?} as the operator: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    ok(&["allow", "444444444444", "--tenant", "ACME Corp"]);
+    let (_, id) = create_endpoint(&url, "444444444444", &l.info.service_name).await?;
+    l.settle(&wiring).await?;
+    ok(&["list"]);
+    ok(&["pending"]);
+    ok(&["explain", &id]);
+    ok(&["decisions", "--since", "1h"]);
+    ok(&["connections"]);
+    ok(&["status"]);
+    ok(&["reevaluate", "--all"]);
+    let mut exported: Value = serde_json::from_str(&ok(&["export", "--format", "json"]))?;
+    let more = serde_json::json!({"service": "*", "principal": "555555555555", "effect": "deny"});
+    exported["entries"].as_array_mut().expect("entries").push(more);
+    let file = std::env::temp_dir().join(format!("gatekeeper-operator-{tag}.json"));
+    std::fs::write(&file, exported.to_string())?;
+    ok(&["import", file.to_str().unwrap(), "--dry-run"]);
+    ok(&["import", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    ok(&["remove", "444444444444"]);
+    let denials = gatekeeper_local::control(&url, "/_gatekeeper/iam/denials", None).await?;
+    let mine: Vec<&Value> =
+        denials.as_array().unwrap().iter().filter(|d| d["role_arn"] == arn(&operator).as_str()).collect();
+    assert!(mine.is_empty(), "the operator's calls IAM denied: {mine:?}");
+
+    // Without it even the stack cannot be read: a configuration error (253) naming IAM's refusal.
+    let refused = as_role(&role_session(&url, &arn(&bystander)).await?, &["list"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(253), "{said}");
+    assert!(said.contains("AccessDenied"), "{said}");
+    Ok(())
+}
+
+/// `--role-arn`'s session is named `--role-session-name` when given (checked as STS checks it), which each
+/// edit's `created_by` shows; else after the caller.
+#[tokio::test]
+async fn an_assumed_roles_session_is_named_as_asked_and_shows_in_created_by() -> Result<()> {
+    let l = Local::new(DefaultAction::Reject).await?;
+    let role = format!("arn:aws:iam::{}:role/gatekeeper-cli", l.info.provider_account);
+    l.ok(&["allow", "222222222222", "--role-arn", &role, "--role-session-name", "alice@example.com"]);
+    let listed = l.json(&["list"]);
+    let by = listed[0]["created_by"].as_str().unwrap_or_default().to_owned();
+    assert!(by.ends_with(":assumed-role/gatekeeper-cli/alice@example.com"), "{by}");
+    let said = l.fails(&["list", "--role-arn", &role, "--role-session-name", "a b"], 252);
+    assert!(said.contains("--role-session-name"), "{said}");
+    // Named after the caller: not the local stack's own session name.
+    l.ok(&["allow", "333333333333", "--role-arn", &role]);
+    let listed = l.json(&["list"]);
+    let by =
+        listed.as_array().unwrap().iter().find(|r| r["principal"] == "333333333333").unwrap()["created_by"].clone();
+    let by = by.as_str().unwrap_or_default();
+    assert!(by.contains(":assumed-role/gatekeeper-cli/") && !by.ends_with("/gatekeeper-cli"), "{by}");
+    Ok(())
+}

@@ -10,6 +10,7 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
       attribute 'split'").
     - `Fn::If [c, x, Ref AWS::NoValue]` as a list item removes the item (moto kept a None: TypeError in
       moto/iam/models.py for a role's Policies).
+    - an AWS::IAM::Role's ManagedPolicyArns are attached (moto ignored them: the role had none).
     - inline role policies are stored as JSON text, as IAM stores them (moto kept dicts; its IAM
       authorisation then fails with KeyError 'policy_document'); so is an AWS::KMS::Key's KeyPolicy (moto's
       GetKeyPolicy answered an object, which no SDK reads).
@@ -90,6 +91,7 @@ from moto.iam import models as iam_models
 from moto.kms import models as kms_models
 from moto.sns import models as sns_models
 from moto.sqs import models as sqs_models
+from moto.utilities.utils import get_partition
 
 MOTO_VERSION = "5.2.1"
 if moto.__version__ != MOTO_VERSION:
@@ -404,7 +406,15 @@ def _role_create(cls, resource_name, cloudformation_json, account_id, region_nam
     props["Policies"] = [
         {**p, "PolicyDocument": _policy_text(p["PolicyDocument"])} for p in props.get("Policies") or [] if p is not None
     ]
-    return _orig_role_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    role = _orig_role_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    # AWS::IAM::Role, ManagedPolicyArns: "A list of Amazon Resource Names (ARNs) of the IAM managed policies that
+    # you want to attach to the role." (CloudFormation template reference). moto ignored the property; each is
+    # attached as AttachRolePolicy attaches it (an ARN IAM does not know fails the resource, so the stack).
+    backend = iam_models.iam_backends[account_id][get_partition(region_name)]
+    for arn in props.get("ManagedPolicyArns") or []:
+        if arn is not None:
+            backend.attach_role_policy(arn, role.name)
+    return role
 
 
 iam_models.Role.create_from_cloudformation_json = classmethod(_role_create)

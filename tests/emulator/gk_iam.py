@@ -57,7 +57,7 @@ Not evaluated (AWS would):
     SCPs/RCPs, policy variables (${aws:username} is matched literally in Resource; a Condition value holding
     one is not evaluated, as above).
   * Signatures, session tokens and expiry of the issued credentials (moto checks none of them either).
-  * Resource ARNs are derived for the calls the functions make (see `authorization_requests`); any other
+  * Resource ARNs are derived for the calls the functions and the CLI make (see `authorization_requests`); any other
     call of a role session is checked against Resource "*", like the actions that have no resource-level
     permissions.
 
@@ -488,7 +488,29 @@ def _requests(service: str, action: str, params: dict, region: str, account: str
         return [(f"sqs:{action}", "*")]
     if service == "sts" and action in ("AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"):
         return [(f"sts:{action}", params.get("RoleArn") or "*")]
+    if service == "cloudformation" and action in ("DescribeStacks", "DescribeStackResources", "DescribeStackEvents", "GetTemplate"):
+        # Each takes the stack resource type, arn:${Partition}:cloudformation:${Region}:${Account}:stack/${StackName}/${Id}
+        # (Service Authorization Reference, AWS CloudFormation); a call naming no stack (DescribeStacks lists
+        # every stack), or one naming a stack that does not exist, is checked against "*".
+        return [(f"cloudformation:{action}", _stack_arn(params.get("StackName"), region, account))]
     return [(f"{prefix}:{action}", "*")]
+
+
+def _stack_arn(name, region, account) -> str:
+    """The ARN of the stack `name` (a stack name or ID) in moto's CloudFormation, or "*" when none is live."""
+    if not name:
+        return "*"
+    if name.startswith("arn:"):
+        return name
+    try:
+        from moto.cloudformation.models import cloudformation_backends
+
+        for stack in cloudformation_backends[account][region].stacks.values():
+            if stack.name == name and stack.status != "DELETE_COMPLETE":
+                return stack.stack_id
+    except (KeyError, AttributeError):
+        pass
+    return "*"
 
 
 def _table(name: str, region, account, partition) -> str:

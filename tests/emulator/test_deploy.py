@@ -448,6 +448,26 @@ def test_a_resource_type_moto_lacks_fails_the_stack(endpoint):
     assert "CREATE_FAILED" in str(e.value) and "Pipe" in str(e.value) and "no CloudFormation support" in str(e.value)
 
 
+def test_a_roles_managed_policy_arns_are_attached_and_an_unknown_one_fails_the_stack(endpoint, provider):
+    # AWS::IAM::Role, ManagedPolicyArns: "A list of Amazon Resource Names (ARNs) of the IAM managed policies that
+    # you want to attach to the role." (moto ignored it.) The stack's OperatorPolicy is attached this way.
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PROVIDER}:root"}, "Action": "sts:AssumeRole"}]}
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:ListQueues", "Resource": "*"}]}
+    template = {"Resources": {
+        "Policy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": doc}},
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "gk-attached", "AssumeRolePolicyDocument": trust, "ManagedPolicyArns": [{"Ref": "Policy"}]}},
+    }}
+    deploy.deploy(endpoint, PROVIDER, "gk-attached", template)
+    iam = client(provider["session"], endpoint, "iam")
+    policy = physical_ids(provider["session"], endpoint, "gk-attached")["Policy"]
+    attached = iam.list_attached_role_policies(RoleName="gk-attached")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [policy]
+    unknown = {"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "gk-unattached", "AssumeRolePolicyDocument": trust, "ManagedPolicyArns": [f"arn:aws:iam::{PROVIDER}:policy/none-such"]}}}}
+    with pytest.raises(deploy.DeployError) as e:
+        deploy.deploy(endpoint, PROVIDER, "gk-unattached", unknown)
+    assert "CREATE_FAILED" in str(e.value) and "none-such" in str(e.value), e.value
+
+
 def physical_ids(session, url, stack_name) -> dict[str, str]:
     """A deployed stack's physical IDs, by logical ID (as ListStackResources answers them)."""
     resources = client(session, url, "cloudformation").list_stack_resources(StackName=stack_name)["StackResourceSummaries"]

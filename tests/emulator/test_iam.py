@@ -759,6 +759,10 @@ def test_resource_arns_per_service():
         assert reqs("sqs", "ReceiveMessage", {"QueueUrl": url}) == [("sqs:ReceiveMessage", queue)]
     assert reqs("sts", "AssumeRole", {"RoleArn": "arn:aws:iam::1:role/r"}) == [("sts:AssumeRole", "arn:aws:iam::1:role/r")]
     assert reqs("logs", "PutLogEvents", {}) == [("logs:PutLogEvents", "*")]
+    stack = "arn:aws:cloudformation:eu-west-1:999999999999:stack/s/0a1b2c3d"
+    assert reqs("cloudformation", "DescribeStacks", {"StackName": stack}) == [("cloudformation:DescribeStacks", stack)]
+    assert reqs("cloudformation", "DescribeStacks", {}) == [("cloudformation:DescribeStacks", "*")]
+    assert reqs("cloudformation", "DescribeStacks", {"StackName": "none-such"}) == [("cloudformation:DescribeStacks", "*")]
 
 
 def test_policy_evaluation():
