@@ -109,6 +109,10 @@ const ACCEPT_API: &str = "AcceptVpcEndpointConnections";
 const REJECT_API: &str = "RejectVpcEndpointConnections";
 /// How many services of one batch are decided at once.
 pub const SERVICES_IN_FLIGHT: usize = 4;
+/// What an Accept/Reject call keeps of its claims' lease besides `CALL_TIMEOUT` (`ServiceRun::act_until`): for
+/// the moment between reading the clock for the claims and for the invocation's timers, and for clocks of
+/// two execution environments that differ a little.
+pub const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
@@ -265,9 +269,9 @@ where
         let started = tokio::time::Instant::now();
         let patience_until = started + patience;
         // The claims this invocation makes hold until `now` + the lease (`DecisionRecord::claim`); an
-        // Accept/Reject call starts only while one call's longest time is left of that.
+        // Accept/Reject call starts only while one call's longest time and `LEASE_MARGIN` are left of that.
         let lease = std::time::Duration::from_millis(u64::try_from(self.config.lease_ms).unwrap_or(0));
-        let act_until = (started + lease).checked_sub(CALL_TIMEOUT).unwrap_or(started);
+        let act_until = (started + lease).checked_sub(CALL_TIMEOUT + LEASE_MARGIN).unwrap_or(started);
         // Services are independent (their own connections, allowlist partition and EC2 calls), so a batch over
         // many services decides a few at a time: one service's wait for an EC2 token overlaps another's work.
         // Owned items: a closure over borrowed ones trips rustc's higher-ranked `Send` inference.
@@ -349,7 +353,7 @@ struct ServiceRun<'a, C, A, D, N, Q, B> {
     /// start no round that could outlast the reserve after it (`advance_firmly`).
     patience_until: tokio::time::Instant,
     /// Until when this invocation may start an Accept/Reject call: its claims' lease less one call's longest
-    /// time (`CALL_TIMEOUT`, the SDK's retries included). After it another invocation may take a claim over
+    /// time (`CALL_TIMEOUT`, the SDK's retries included) and `LEASE_MARGIN`. After it another invocation may take a claim over
     /// (`ClaimLeaseSeconds` may be as short as 10 s, and the waits for EC2 as long as 45 s), and both would
     /// act; so a call that cannot land within the lease is not made, and the message is retried.
     act_until: tokio::time::Instant,
@@ -915,7 +919,9 @@ where
                 operation: api,
                 kind: ErrorKind::Retryable,
                 code: "BudgetExhausted".into(),
-                message: "decide's budget of EC2 calls had no room within the invocation's patience".into(),
+                message:
+                    "decide's budget of EC2 calls had no room within the invocation's patience and its claims' lease"
+                        .into(),
             };
             self.give_up(chunk, &e, failed).await;
             return vec![];

@@ -635,12 +635,13 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
 }
 
 /// A claim holds for `ClaimLeaseSeconds` (as short as 10 s), after which another invocation may take it over
-/// and act. So an Accept/Reject call is started only while `CALL_TIMEOUT` (7 s) of the lease is left: with a
-/// 10 s lease, the waits for EC2's tokens stop after 3 s, where a 120 s lease lets them go on.
+/// and act. So an Accept/Reject call is started only while `CALL_TIMEOUT` (7 s) and `LEASE_MARGIN` (1 s) of
+/// the lease are left: with an 11 s lease, the waits for EC2's tokens stop after 3 s, where a 120 s lease lets
+/// them go on.
 #[tokio::test(start_paused = true)]
 async fn should_make_no_ec2_call_that_could_land_after_its_claims_lease() {
     for (lease_ms, waits, calls, failed, after) in
-        [(10_000, 2, 3, vec!["m0"], "pendingAcceptance"), (120_000, 3, 4, vec![], "available")]
+        [(11_000, 2, 3, vec!["m0"], "pendingAcceptance"), (120_000, 3, 4, vec![], "available")]
     {
         let w = World::default();
         connect(&w, A, ALLOWED);
@@ -652,6 +653,37 @@ async fn should_make_no_ec2_call_that_could_land_after_its_claims_lease() {
         assert_eq!(out.failed_messages, failed, "lease {lease_ms} ms");
         assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), waits, "lease {lease_ms} ms: 1, 2 (and 4) s");
         assert_eq!((*w.accept_calls.lock().unwrap(), state(&w, A).as_str()), (calls, after), "lease {lease_ms} ms");
+    }
+}
+
+/// The same bound for decide's own budget: a wait for its next window (5 s here) that would end past the
+/// lease's last moment to call is not waited; with a 120 s lease it is, and the call made.
+#[tokio::test(start_paused = true)]
+async fn should_not_wait_for_its_budget_past_its_claims_lease() {
+    for (lease_ms, calls, after) in [(10_000, 0, "pendingAcceptance"), (120_000, 1, "available")] {
+        let w = World::default();
+        connect(&w, A, ALLOWED);
+        *w.budget_full_times.lock().unwrap() = 1;
+        let mut d = deps(&w);
+        d.config.ec2_patience = std::time::Duration::from_secs(20);
+        d.config.lease_ms = lease_ms;
+        d.decide_batch(event(&[A]), "inv-1", 10_000).await;
+        assert_eq!((*w.accept_calls.lock().unwrap(), state(&w, A).as_str()), (calls, after), "lease {lease_ms} ms");
+    }
+}
+
+/// And when the lease's last moment to call has passed before the call is due (EC2 showed the connection only
+/// after 0.25 s and 1 s more), no call is made at all.
+#[tokio::test(start_paused = true)]
+async fn should_make_no_ec2_call_once_its_claims_lease_is_too_short_for_one() {
+    for (lease_ms, calls) in [(8_500, 0), (120_000, 1)] {
+        let w = World::default();
+        connect(&w, A, ALLOWED);
+        w.lag.lock().unwrap().insert(A.into(), 2);
+        let mut d = deps(&w);
+        d.config.lease_ms = lease_ms;
+        let out = d.decide_batch(event(&[A]), "inv-1", 10_000).await;
+        assert_eq!(*w.accept_calls.lock().unwrap(), calls, "lease {lease_ms} ms: {out:?}");
     }
 }
 
