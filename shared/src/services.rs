@@ -33,8 +33,9 @@ impl Configurations {
 }
 
 /// `list`'s configurations, in one call when EC2 answers it. One unknown service ID fails the whole call
-/// (`SERVICE_NOT_FOUND`), so a call EC2 refuses for good is halved until each refused service is alone and
-/// the others are still read: about 2·log₂ N more calls for one such service, not N. A failure that may pass
+/// (`SERVICE_NOT_FOUND`), so a call EC2 refuses so is halved until each unknown service is alone and the
+/// others are still read: about 2·log₂ N more calls for one such service, not N. Any other refusal for good
+/// refuses the services of that call together. A failure that may pass
 /// (throttling, a 5xx, no answer) ends the reading at once: the services of that call are refused with it,
 /// and those not asked yet are in neither list.
 pub async fn configurations_apart(services: &impl EndpointServices, list: &[ServiceId]) -> Configurations {
@@ -43,7 +44,9 @@ pub async fn configurations_apart(services: &impl EndpointServices, list: &[Serv
     while let Some(list) = lists.pop() {
         match services.configurations(&list).await {
             Ok(h) => found.read.extend(h),
-            Err(e) if e.kind == ErrorKind::Permanent && list.len() > 1 => {
+            // Only "does not exist" is about one service of the call; any other refusal (a missing
+            // permission, say) would refuse each half alike.
+            Err(e) if e.code == SERVICE_NOT_FOUND && list.len() > 1 => {
                 let (first, second) = list.split_at(list.len() / 2);
                 lists.push(second.to_vec());
                 lists.push(first.to_vec());

@@ -10,7 +10,8 @@ Patched in moto (pinned: MOTO_VERSION below; test_deploy.py fails when a patch p
       attribute 'split'").
     - `Fn::If [c, x, Ref AWS::NoValue]` as a list item removes the item (moto kept a None: TypeError in
       moto/iam/models.py for a role's Policies).
-    - an AWS::IAM::Role's ManagedPolicyArns are attached (moto ignored them: the role had none).
+    - an AWS::IAM::Role's ManagedPolicyArns are attached (moto ignored them: the role had none), and
+      detached when the stack deletes the role (else moto's DeleteRole refuses it). Not on update.
     - inline role policies are stored as JSON text, as IAM stores them (moto kept dicts; its IAM
       authorisation then fails with KeyError 'policy_document'); so is an AWS::KMS::Key's KeyPolicy (moto's
       GetKeyPolicy answered an object, which no SDK reads).
@@ -418,6 +419,22 @@ def _role_create(cls, resource_name, cloudformation_json, account_id, region_nam
 
 
 iam_models.Role.create_from_cloudformation_json = classmethod(_role_create)
+
+_orig_role_delete = iam_models.Role.delete_from_cloudformation_json.__func__
+
+
+def _role_delete(cls, resource_name, cloudformation_json, account_id, region_name):
+    # CloudFormation detaches what it attached (ManagedPolicyArns) when it deletes the role; moto's DeleteRole
+    # refuses a role with managed policies attached (DeleteConflict), as IAM's does.
+    backend = iam_models.iam_backends[account_id][get_partition(region_name)]
+    for role in list(backend.roles.values()):
+        if role.name == resource_name:
+            for policy in list(role.managed_policies.values()):
+                policy.detach_from(role)
+    return _orig_role_delete(cls, resource_name, cloudformation_json, account_id, region_name)
+
+
+iam_models.Role.delete_from_cloudformation_json = classmethod(_role_delete)
 
 # IAM and AWS STS quotas (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): "You
 # can add as many inline policies as you want to an IAM user, role, or group. But the total aggregate policy

@@ -462,6 +462,10 @@ def test_a_roles_managed_policy_arns_are_attached_and_an_unknown_one_fails_the_s
     policy = physical_ids(provider["session"], endpoint, "gk-attached")["Policy"]
     attached = iam.list_attached_role_policies(RoleName="gk-attached")["AttachedPolicies"]
     assert [p["PolicyArn"] for p in attached] == [policy]
+    cfn = client(provider["session"], endpoint, "cloudformation")
+    cfn.delete_stack(StackName="gk-attached")
+    roles = [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert "gk-attached" not in roles, "the role and its attachment went with the stack"
     unknown = {"Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {"RoleName": "gk-unattached", "AssumeRolePolicyDocument": trust, "ManagedPolicyArns": [f"arn:aws:iam::{PROVIDER}:policy/none-such"]}}}}
     with pytest.raises(deploy.DeployError) as e:
         deploy.deploy(endpoint, PROVIDER, "gk-unattached", unknown)

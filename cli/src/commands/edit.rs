@@ -6,7 +6,7 @@ use serde_json::json;
 use shared::domain::allowlist::{AllowlistEntry, Effect, Scope, parse_item};
 use shared::domain::principal::normalise;
 use shared::domain::{AccountId, EndpointId, Region};
-use shared::ports::{AllowlistAdmin, Expect, ItemKey, Written};
+use shared::ports::{AllowlistAdmin, Change, Expect, ItemKey, Written};
 
 use super::{Out, R, scope_of, usage};
 use crate::context::CliError;
@@ -183,26 +183,30 @@ pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: 
             keys.push(k);
         }
     }
-    let mut found = None;
+    // Every entry of the account under the scope goes: one left behind would still allow (or deny) it.
+    let mut found = Vec::new();
     for principal in keys {
         let key = ItemKey { service_id: r.scope.key().to_owned(), principal };
         if let Some(stored) = store.item(&key).await? {
-            found = Some((key, stored.version));
-            break;
+            found.push((key, stored.version));
         }
     }
-    let Some((key, version)) = found else {
-        return Err(CliError::Service(format!("no entry for {} on {}", r.principal, r.scope)));
-    };
-    if store.delete_if(&key, version).await? == Written::Lost {
+    let lost = match found.as_slice() {
+        [] => return Err(CliError::Service(format!("no entry for {} on {}", r.principal, r.scope))),
+        [(key, version)] => store.delete_if(key, *version).await?,
+        // Several keys for one account (one written by hand): removed together or not at all.
+        several => store.apply(&several.iter().map(|(k, v)| Change::Remove(k.clone(), *v)).collect::<Vec<_>>()).await?,
+    } == Written::Lost;
+    let named = found.iter().map(|(k, _)| k.principal.as_str()).collect::<Vec<_>>().join(", ");
+    if lost {
         return Err(CliError::Service(format!(
-            "the entry for {} on {} changed since it was read; nothing was removed",
-            key.principal, r.scope
+            "the entry for {named} on {} changed since it was read; nothing was removed",
+            r.scope
         )));
     }
     match out.format {
-        Output::Json => out.json(&json!({"removed": {"service": key.service_id, "principal": key.principal}})),
-        Output::Table | Output::Csv | Output::NginxMap => out.line(format!("removed {} on {}", key.principal, r.scope)),
+        Output::Json => out.json(&json!({"removed": found.iter().map(|(k, _)| json!({"service": k.service_id, "principal": k.principal})).collect::<Vec<_>>()})),
+        Output::Table | Output::Csv | Output::NginxMap => out.line(format!("removed {named} on {}", r.scope)),
     }
 }
 
@@ -356,6 +360,17 @@ mod tests {
         remove(&store, &mut o, &removal("222222222222", Some(SVC)).unwrap()).await.unwrap();
         assert_eq!(o.text(), format!("removed {arn} on {SVC}\n"));
         assert!(store.get(&key(arn)).is_none());
+    }
+
+    #[tokio::test]
+    async fn when_an_account_has_entries_under_two_keys_remove_should_take_both_at_once() {
+        let arn = "arn:aws:iam::222222222222:root";
+        let store = FakeAllowlist::with(&[allow_item(SVC, "222222222222"), allow_item(SVC, arn)]);
+        let mut o = out(Output::Table);
+        remove(&store, &mut o, &removal("222222222222", Some(SVC)).unwrap()).await.unwrap();
+        assert_eq!(o.text(), format!("removed 222222222222, {arn} on {SVC}\n"));
+        assert!(store.get(&key("222222222222")).is_none() && store.get(&key(arn)).is_none(), "none left to allow it");
+        assert_eq!(store.applied(), 1, "one transaction");
     }
 
     #[tokio::test]

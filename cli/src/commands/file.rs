@@ -194,8 +194,8 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
     }
     if lines.is_empty() {
         return match out.format {
-            Output::Json if plan.dry_run => out.json(&json!({"dry_run": true, "changes": lines})),
-            Output::Json => out.json(&json!({"applied": lines})),
+            Output::Json if plan.dry_run => out.json(&json!({"dry_run": true, "changes": lines, "left_out": gone})),
+            Output::Json => out.json(&json!({"applied": lines, "left_out": gone})),
             Output::Table | Output::Csv | Output::NginxMap => {
                 out.line(format!("the allowlist already matches {}", plan.source))
             }
@@ -206,7 +206,7 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
     }
     if plan.dry_run {
         return match out.format {
-            Output::Json => out.json(&json!({"dry_run": true, "changes": lines})),
+            Output::Json => out.json(&json!({"dry_run": true, "changes": lines, "left_out": gone})),
             Output::Table | Output::Csv | Output::NginxMap => out.line("(dry run: nothing written)"),
         };
     }
@@ -222,7 +222,7 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
         ));
     }
     match out.format {
-        Output::Json => out.json(&json!({"applied": lines})),
+        Output::Json => out.json(&json!({"applied": lines, "left_out": gone})),
         Output::Table | Output::Csv | Output::NginxMap => out.line(format!("applied {} change(s)", lines.len())),
     }
 }
@@ -303,7 +303,8 @@ mod tests {
         let mut json = out(Output::Json);
         import(&store, &mut json, &plan(file, true)).await.unwrap();
         let answered: serde_json::Value = serde_json::from_str(&json.text()).unwrap();
-        assert_eq!(answered, json!({"applied": []}), "JSON, even with nothing to do");
+        let left_out = "= allow * 222222222222 (expired, and removed by the table's TTL: not written back)";
+        assert_eq!(answered, json!({"applied": [], "left_out": [left_out]}), "JSON, even with nothing to do");
     }
 
     const FILE: &str = "entries:\n  - {service: '*', principal: '222222222222', effect: allow, note: new}\n  - {service: vpce-svc-0123456789abcdef0, principal: '333333333333', effect: deny}\n";

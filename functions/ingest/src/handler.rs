@@ -11,6 +11,7 @@ use shared::domain::time::now_ms;
 use shared::domain::{ConnectionRequest, EndpointId, ServiceId, Trigger};
 use shared::ports::{ConnectionFilter, Connections, ErrorKind, PortError, RequestBus};
 use shared::producers::requests_for;
+use shared::services::SERVICE_NOT_FOUND;
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
@@ -97,13 +98,14 @@ pub async fn ingest<C: Connections, B: RequestBus>(
             }
         }
     }
-    // A service EC2 refuses for good (deleted while still managed) is passed over; the others are read.
+    // A service EC2 says does not exist (deleted while still managed) is passed over; the others are read. Any
+    // other refusal (a missing permission, say) fails the notification, so its retries and DLQ say so.
     let mut refused: Option<PortError> = None;
     let unseen = services_of(deps, lookups, &mut requests, &mut refused).await?;
     for service in &rescan {
         match requests_for(&deps.connections, service, None, &["pendingAcceptance"], Trigger::Notification).await {
             Ok(found) => requests.extend(found),
-            Err(e) if e.kind == ErrorKind::Permanent => {
+            Err(e) if e.code == SERVICE_NOT_FOUND => {
                 warn!(%service, error = %e, "could not list this service's pending connections; listing the others");
                 refused.get_or_insert(e);
             }
@@ -130,10 +132,10 @@ pub async fn ingest<C: Connections, B: RequestBus>(
             ),
         });
     }
-    // What could be read is requested; a service EC2 refuses for good is the sweep's to report (it fails
+    // What could be read is requested; a service EC2 says does not exist is the sweep's to report (it fails
     // naming it, and its DLQ alarms), so it does not fail the notification too.
     if let Some(e) = refused {
-        error!(error = %e, "a managed service could not be read; the others' connections are requested");
+        error!(error = %e, "a managed service no longer exists; the others' connections are requested");
     }
     Ok(requests)
 }
@@ -141,7 +143,8 @@ pub async fn ingest<C: Connections, B: RequestBus>(
 /// Requests for `endpoints` on whichever managed service EC2 shows each on, asking again after each of
 /// `NOT_VISIBLE_PAUSES_MS` for those it does not show yet (EC2 is eventually consistent: a connection
 /// named in a Connect notification may not show at once; docs/aws-facts.md, "The truth about connections").
-/// Returns those it still does not show. A service EC2 refuses for good is kept in `refused` and passed over.
+/// Returns those it still does not show. A service EC2 says does not exist is kept in `refused` and passed over;
+/// any other failure ends the lookup.
 async fn services_of<C: Connections, B: RequestBus>(
     deps: &Deps<C, B>,
     endpoints: BTreeSet<EndpointId>,
@@ -155,6 +158,10 @@ async fn services_of<C: Connections, B: RequestBus>(
         }
         tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
         for service in &deps.config.managed {
+            // Found everywhere already: an empty filter would ask for every connection of the service.
+            if unseen.is_empty() {
+                break;
+            }
             let filter = ConnectionFilter { endpoints: unseen.iter().cloned().collect(), ..Default::default() };
             match deps.connections.describe(service, &filter).await {
                 Ok(found) => {
@@ -168,7 +175,7 @@ async fn services_of<C: Connections, B: RequestBus>(
                         });
                     }
                 }
-                Err(e) if e.kind == ErrorKind::Permanent => {
+                Err(e) if e.code == SERVICE_NOT_FOUND => {
                     warn!(%service, error = %e, "could not look for the endpoint on this service; looking on the others");
                     refused.get_or_insert(e);
                 }

@@ -25,6 +25,10 @@ struct World {
     visible_from: usize,
     /// A managed service EC2 refuses for good (deleted while still managed).
     gone: Option<&'static str>,
+    /// Managed besides `SVC` (and `gone`), sorting after `SVC`.
+    others: Vec<&'static str>,
+    /// Every Describe is refused with this code (`UnauthorizedOperation`: a missing permission).
+    refuse: Option<&'static str>,
 }
 
 struct Fake<'a>(&'a World);
@@ -36,6 +40,15 @@ impl Connections for Fake<'_> {
             *n += 1;
             *n
         };
+        if let Some(code) = self.0.refuse {
+            return Err(PortError {
+                service: "ec2",
+                operation: "DescribeVpcEndpointConnections",
+                kind: ErrorKind::Permanent,
+                code: code.into(),
+                message: "refused".into(),
+            });
+        }
         if self.0.gone == Some(service.as_str()) {
             return Err(PortError {
                 service: "ec2",
@@ -92,7 +105,11 @@ impl RequestBus for Fake<'_> {
 const GONE: &str = "vpce-svc-00000000000000001";
 
 fn deps(w: &World) -> Deps<Fake<'_>, Fake<'_>> {
-    let managed = std::iter::once(SVC).chain(w.gone).map(|s| ServiceId::parse(s).unwrap()).collect();
+    let managed = std::iter::once(SVC)
+        .chain(w.gone)
+        .chain(w.others.iter().copied())
+        .map(|s| ServiceId::parse(s).unwrap())
+        .collect();
     Deps { connections: Fake(w), bus: Fake(w), config: Config { bus_name: "bus".into(), managed } }
 }
 
@@ -196,5 +213,30 @@ async fn when_a_managed_service_is_gone_the_others_should_still_be_searched_and_
             [ENDPOINT],
             "endpoint named: {endpoint}"
         );
+    }
+}
+
+#[tokio::test]
+async fn once_the_endpoint_is_found_no_other_service_should_be_asked_for_every_connection() {
+    // The endpoint is on SVC, asked first; OTHER has a connection of its own, which must not be requested
+    // (an empty endpoint filter asks EC2 for every connection of the service).
+    const OTHER: &str = "vpce-svc-0fffffffffffffff1";
+    let mut elsewhere = pending("vpce-0bbbbbbbbbbbbbbb2");
+    elsewhere.service_id = ServiceId::parse(OTHER).unwrap();
+    let w = World { conns: vec![pending(ENDPOINT), elsewhere], others: vec![OTHER], ..Default::default() };
+    handle(&deps(&w), LambdaEvent::new(naming_less(true), Context::default())).await.unwrap();
+    let put = w.put.lock().unwrap();
+    assert_eq!(put.iter().map(|r| r.endpoint_id.as_str()).collect::<Vec<_>>(), [ENDPOINT]);
+    assert_eq!(*w.describes.lock().unwrap(), 1, "OTHER not asked once the endpoint was found");
+}
+
+#[tokio::test]
+async fn a_refusal_other_than_not_found_should_fail_the_notification() {
+    for endpoint in [true, false] {
+        let w = World { conns: vec![pending(ENDPOINT)], refuse: Some("UnauthorizedOperation"), ..Default::default() };
+        let err = handle(&deps(&w), LambdaEvent::new(naming_less(endpoint), Context::default())).await.unwrap_err();
+        let diagnostic = Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "Permanent", "endpoint named: {endpoint}");
+        assert!(diagnostic.error_message.contains("UnauthorizedOperation"), "{}", diagnostic.error_message);
     }
 }

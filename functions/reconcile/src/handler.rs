@@ -372,8 +372,8 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
 /// or that EC2 no longer shows (Gatekeeper gates nothing there), and a private DNS name whose domain is not
 /// verified.
 ///
-/// Read with [`configurations_apart`] (one call for every service, halved around a service EC2 refuses for
-/// good). A service EC2 reports as not found counts as not gated and is added to `unswept`; one refused for
+/// Read with [`configurations_apart`] (one call for every service, halved around a service EC2 does not
+/// know). A service EC2 reports as not found counts as not gated and is added to `unswept`; one refused for
 /// another reason, or any failure that may pass, leaves the gauges unpublished this sweep (the alarms keep
 /// their state) and is added to `unswept`.
 async fn service_health(
