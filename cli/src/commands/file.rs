@@ -192,14 +192,9 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
     if out.format == Output::Table && !gone.is_empty() {
         out.line(gone.join("\n"))?;
     }
-    if lines.is_empty() {
-        return match out.format {
-            Output::Json if plan.dry_run => out.json(&json!({"dry_run": true, "changes": lines, "left_out": gone})),
-            Output::Json => out.json(&json!({"applied": lines, "left_out": gone})),
-            Output::Table | Output::Csv | Output::NginxMap => {
-                out.line(format!("the allowlist already matches {}", plan.source))
-            }
-        };
+    // Nothing to change: said in words; JSON answers as below, with empty lists.
+    if lines.is_empty() && out.format != Output::Json {
+        return out.line(format!("the allowlist already matches {}", plan.source));
     }
     if out.format == Output::Table {
         out.line(lines.join("\n"))?;
@@ -216,7 +211,7 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
             changes.len()
         )));
     }
-    if store.apply(&changes).await? == Written::Lost {
+    if !changes.is_empty() && store.apply(&changes).await? == Written::Lost {
         return Err(CliError::Service(
             "the allowlist changed while the file was being applied; nothing was written, run it again".into(),
         ));
