@@ -114,11 +114,22 @@ impl Ctx {
 
     /// The caller's ARN (STS GetCallerIdentity), for `created_by`.
     pub async fn caller(&self) -> Result<String, CliError> {
-        let out = aws_sdk_sts::Client::new(&self.aws).get_caller_identity().send().await.map_err(|e| {
-            CliError::Service(format!("sts GetCallerIdentity failed: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
-        })?;
-        out.arn().map(str::to_owned).ok_or_else(|| CliError::Service("GetCallerIdentity returned no ARN".into()))
+        caller_arn(&self.aws)
+            .await
+            .map_err(CliError::Service)?
+            .ok_or_else(|| CliError::Service("GetCallerIdentity returned no ARN".into()))
     }
+}
+
+/// Who `aws`'s credentials are (STS GetCallerIdentity): their ARN (`None` when STS names none), or why it
+/// could not be told.
+async fn caller_arn(aws: &SdkConfig) -> Result<Option<String>, String> {
+    let out = aws_sdk_sts::Client::new(aws)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| format!("sts GetCallerIdentity failed: {}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
+    Ok(out.arn().map(str::to_owned))
 }
 
 /// The session name of the local stack's role.
@@ -137,10 +148,8 @@ async fn session_name(aws: &SdkConfig, given: Option<&str>) -> Result<String, Cl
             "--role-session-name {name:?}: 2 to 64 letters, digits or _+=,.@- (STS's RoleSessionName)"
         )));
     }
-    let caller = aws_sdk_sts::Client::new(aws).get_caller_identity().send().await.map_err(|e| {
-        CliError::Config(format!("cannot tell who is calling: {}", aws_sdk_sts::error::DisplayErrorContext(e)))
-    })?;
-    let last = caller.arn().and_then(|a| a.rsplit(['/', ':']).next()).unwrap_or_default();
+    let caller = caller_arn(aws).await.map_err(|e| CliError::Config(format!("cannot tell who is calling: {e}")))?;
+    let last = caller.as_deref().and_then(|a| a.rsplit(['/', ':']).next()).unwrap_or_default();
     let name: String = last.chars().map(|c| if allowed(c) { c } else { '-' }).take(64).collect();
     Ok(if name.len() >= 2 { name } else { LOCAL_SESSION.to_owned() })
 }
