@@ -35,9 +35,9 @@ impl Configurations {
 /// `list`'s configurations, in one call when EC2 answers it. One unknown service ID fails the whole call
 /// (`SERVICE_NOT_FOUND`), so a call EC2 refuses so is halved until each unknown service is alone and the
 /// others are still read: about 2·log₂ N more calls for one such service, not N. Any other refusal for good
-/// refuses the services of that call together. A failure that may pass
-/// (throttling, a 5xx, no answer) ends the reading at once: the services of that call are refused with it,
-/// and those not asked yet are in neither list.
+/// refuses the services of that call together. A failure that may pass (throttling, a 5xx, no answer) ends
+/// the reading at once: the services of that call are refused with it, and those not asked yet are in
+/// neither list.
 pub async fn configurations_apart(services: &impl EndpointServices, list: &[ServiceId]) -> Configurations {
     let mut found = Configurations::default();
     let mut lists: Vec<Vec<ServiceId>> = vec![list.to_vec()];

@@ -296,9 +296,7 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             let Some(applied) = before(stop, self.on_change(account.as_ref(), &services, &mut synced)).await else {
                 error!(event_id = %record.event_id, "neared the invocation's deadline applying this change; it and the rest will be retried");
                 metrics.incr(names::CUT_SHORT);
-                let mut f = DynamoDbBatchItemFailure::default();
-                f.item_identifier = record.change.sequence_number.clone();
-                response.batch_item_failures.push(f);
+                response.batch_item_failures.push(retry_from(record));
                 break;
             };
             match applied {
@@ -306,9 +304,7 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
                 Err(e) => {
                     error!(event_id = %record.event_id, error = %e, "could not apply this change; it will be retried");
                     metrics.incr(names::ERRORS);
-                    let mut f = DynamoDbBatchItemFailure::default();
-                    f.item_identifier = record.change.sequence_number.clone();
-                    response.batch_item_failures.push(f);
+                    response.batch_item_failures.push(retry_from(record));
                     break;
                 }
             }
@@ -499,6 +495,13 @@ async fn revocable(
             requested_at: now,
         })
         .collect())
+}
+
+/// The partial batch failure that has the stream retry from `record` on (its sequence number).
+fn retry_from(record: &EventRecord) -> DynamoDbBatchItemFailure {
+    let mut f = DynamoDbBatchItemFailure::default();
+    f.item_identifier = record.change.sequence_number.clone();
+    f
 }
 
 /// The item keys a stream record is about.
