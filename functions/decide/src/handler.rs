@@ -719,8 +719,9 @@ where
         untagged
     }
 
-    /// Claims whose action could not be tried because of `e`: their messages are retried, and each claim
-    /// ends now, so the retry takes it over at once and finds out from EC2 whether anything took effect.
+    /// Claims whose action was not sent to EC2 because of `e`: their messages are retried, and each claim
+    /// ends now, so the retry takes it over at once (no call of this invocation can land after it). A claim
+    /// whose call went out is kept instead ([`Self::took_effect_after_all`]).
     async fn give_up(&mut self, claims: &[DecisionRecord], e: &PortError, failed: &mut BTreeSet<EndpointId>) {
         for r in claims {
             self.fail(failed, &r.endpoint_id, e);
@@ -902,26 +903,27 @@ where
     ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
         let api = if outcome == Outcome::Accept { ACCEPT_API } else { REJECT_API };
-        if tokio::time::Instant::now() > self.act_until {
+        // No call is made, so none can land: the claims end now, and the retry takes them over at once.
+        let no_call = if tokio::time::Instant::now() > self.act_until {
+            Some((
+                "ClaimLeaseEnding",
+                "too little of the claims' lease was left to make the call before another invocation may take them over",
+            ))
+        } else if !self.budget_room(api, pretaken).await {
+            Some((
+                "BudgetExhausted",
+                "decide's budget of EC2 calls had no room within the invocation's patience and its claims' lease",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = no_call {
             let e = PortError {
                 service: "ec2",
                 operation: api,
                 kind: ErrorKind::Retryable,
-                code: "ClaimLeaseEnding".into(),
-                message: "too little of the claims' lease was left to make the call before another invocation may take them over".into(),
-            };
-            self.give_up(chunk, &e, failed).await;
-            return vec![];
-        }
-        if !self.budget_room(api, pretaken).await {
-            let e = PortError {
-                service: "ec2",
-                operation: api,
-                kind: ErrorKind::Retryable,
-                code: "BudgetExhausted".into(),
-                message:
-                    "decide's budget of EC2 calls had no room within the invocation's patience and its claims' lease"
-                        .into(),
+                code: code.into(),
+                message: message.into(),
             };
             self.give_up(chunk, &e, failed).await;
             return vec![];
@@ -950,17 +952,14 @@ where
         };
         let item_failures = match result {
             Ok(f) => f,
-            // No answer (a timeout, a dropped connection): the call may have taken effect, and the SDK's own
-            // retry of it may have been refused for that very reason. EC2 tells.
-            Err(e) if e.kind == ErrorKind::Uncertain => {
-                warn!(service_id = %self.service, error = %e, "EC2's {api} got no answer; asking EC2 whether it took effect");
+            // The call went out and failed, so it may have taken effect all the same: with no answer (a
+            // timeout, a dropped connection) certainly, and with any other error too, which is only the
+            // answer to the SDK's last attempt, after one that may have landed unanswered. EC2 tells.
+            Err(e) => {
+                warn!(service_id = %self.service, error = %e, "EC2's {api} failed once sent; asking EC2 whether it took effect");
                 return self
                     .took_effect_after_all(chunk.iter().map(|r| (r.clone(), e.clone())).collect(), failed)
                     .await;
-            }
-            Err(e) => {
-                self.give_up(chunk, &e, failed).await;
-                return vec![];
             }
         };
         let by_id: HashMap<&str, _> = item_failures.iter().map(|f| (f.endpoint_id.as_str(), f)).collect();
@@ -1003,11 +1002,14 @@ where
             <= self.patience_until + FINISH_RESERVE - CUT_OFF
     }
 
-    /// Of claims whose Accept/Reject got no answer or was refused for their endpoint (each with why), those
-    /// EC2 now shows as decided (`protocol::took_effect`): they go on to their notification in this
+    /// Of claims whose Accept/Reject failed once sent or was refused for their endpoint (each with why),
+    /// those EC2 now shows as decided (`protocol::took_effect`): they go on to their notification in this
     /// invocation, as their retry would after the visibility timeout, and are counted `Ec2Rechecked`, not
-    /// as errors. The rest, and all of them if EC2 cannot be asked, are retried with their claims ended
-    /// early, as before. One Describe, made only when a call went wrong, and only if it could time out
+    /// as errors. The rest, and all of them if EC2 cannot be asked, are retried, and their claims are kept
+    /// until their lease ends: a call the SDK gave up on may still land (EC2 is eventually consistent, and
+    /// documents no bound on when a request its client abandoned stops taking effect), and a claim ended
+    /// now would let another invocation make a second call meanwhile, possibly the opposite one. One
+    /// Describe, made only when a call went wrong, and only if it could time out
     /// (`shared::adapters::CALL_TIMEOUT`) before the finishing reserve less the cut-off: an unanswered
     /// Accept/Reject started late does not carry the batch into its stop.
     async fn took_effect_after_all(
@@ -1043,7 +1045,6 @@ where
                 done.push(r);
             } else {
                 self.fail(failed, &r.endpoint_id, &e);
-                self.end_early(&r).await;
             }
         }
         done

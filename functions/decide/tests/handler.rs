@@ -59,6 +59,9 @@ struct Faults {
     act_lands_unanswered: bool,
     /// Accept/Reject get no answer and do not take effect.
     act_unanswered: bool,
+    /// Accept/Reject take effect, and the answer is a 500 (`InternalError`): what the SDK's last attempt
+    /// gets after an earlier one landed unanswered.
+    act_lands_then_fails: bool,
     /// How long (ms) each Accept/Reject call takes.
     act_after_ms: u64,
     /// Accept/Reject take effect, and answer each ID `Unsuccessful` (InvalidState): what the SDK's repeat of
@@ -207,6 +210,15 @@ impl Fake<'_> {
         }
         if faults.act_lands_unanswered {
             return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
+        }
+        if faults.act_lands_then_fails {
+            return Err(PortError {
+                service: "ec2",
+                operation: "AcceptVpcEndpointConnections",
+                kind: ErrorKind::Retryable,
+                code: "InternalError".into(),
+                message: "An internal error has occurred".into(),
+            });
         }
         if faults.act_lands_then_refused {
             return Ok(ids
@@ -530,6 +542,9 @@ async fn deliver(w: &World) {
 const DELIVERIES: &str = "arn:aws:sqs:us-east-1:111111111111:gatekeeper-deliveries";
 const A: &str = "vpce-0aaaaaaaaaaaaaaa1";
 const B: &str = "vpce-0bbbbbbbbbbbbbbb2";
+/// When the lease (120 s in [`deps`]) of a claim made at 10_000 has ended: a claim whose Accept/Reject went
+/// out and failed is kept until then, so a retry takes it over only from this moment.
+const AFTER_LEASE: i64 = 10_000 + 120_000;
 
 #[tokio::test]
 async fn when_allowed_and_unknown_arrive_together_should_make_one_accept_and_one_reject_call() {
@@ -567,9 +582,9 @@ async fn when_a_claim_made_without_reading_finds_a_dead_claim_should_take_it_ove
     let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, ["m0"]);
     w.faults.lock().unwrap().act = false;
-    // The first claim was abandoned (its lease ended): the retry's claim finds it, and takes it over
-    // with its version, without a read of the record and without another receive.
-    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
+    // The first claim's lease has ended: the retry's claim finds it, and takes it over with its version,
+    // without a read of the record and without another receive.
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(out.metrics.get(names::ACCEPTED), 1);
     assert_eq!(*w.claims.lock().unwrap(), [(A.into(), None), (A.into(), None), (A.into(), Some(1))]);
@@ -623,7 +638,8 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     assert_eq!((state(&w, A).as_str(), *w.accept_calls.lock().unwrap()), ("available", 3));
     assert_eq!(w.sent.lock().unwrap().len(), 1);
 
-    // Patience used up: the message goes back to the queue, the claim is abandoned, nothing is rejected.
+    // Patience used up: the message goes back to the queue, nothing is rejected, and the claim is kept for
+    // its lease (the SDK's last attempt was throttled; an earlier one may have landed unanswered).
     connect(&w, B, ALLOWED);
     w.faults.lock().unwrap().act_throttled_times = 5;
     d.config.ec2_patience = std::time::Duration::from_secs(2);
@@ -631,7 +647,7 @@ async fn when_ec2_throttles_the_accept_should_wait_for_a_token_within_its_patien
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 1, "1 s fits in 2 s, 1 + 2 s does not");
     assert_eq!(state(&w, B), "pendingAcceptance");
-    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 11_000 + 120_000, "claim kept");
 }
 
 /// A claim holds for `ClaimLeaseSeconds` (as short as 10 s), after which another invocation may take it over
@@ -873,16 +889,16 @@ async fn when_the_claim_write_fails_should_not_act() {
 }
 
 #[tokio::test]
-async fn when_the_reject_call_is_throttled_should_abandon_the_claim_and_decide_again_on_retry() {
+async fn when_the_reject_call_is_throttled_should_keep_the_claim_and_decide_again_after_its_lease() {
     let w = World::default();
     connect(&w, B, OTHER);
     w.faults.lock().unwrap().act = true;
     let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(state(&w, B), "pendingAcceptance");
-    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim abandoned");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, AFTER_LEASE, "claim kept");
     w.faults.lock().unwrap().act = false;
-    let out = deps(&w).decide_batch(event(&[B]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-2", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(state(&w, B), "rejected");
     assert_eq!(w.sent.lock().unwrap().len(), 1);
@@ -919,7 +935,7 @@ async fn when_an_unanswered_accept_ends_too_near_the_deadline_should_not_ask_ec2
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(*w.describes.lock().unwrap(), 1, "only the first read");
     assert!(w.sent.lock().unwrap().is_empty());
-    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, 0, "claim ended early, in time");
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, AFTER_LEASE, "claim kept: the accept may still land");
     // With 6 s taken instead, 8 s are left: it is asked, and announced.
     let w = World::default();
     connect(&w, A, ALLOWED);
@@ -940,11 +956,11 @@ async fn when_asking_ec2_again_fails_too_should_retry_the_unanswered_accept_not_
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
     assert!(w.sent.lock().unwrap().is_empty());
-    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, 0, "claim ended early");
-    // The retry finds the dead claim's accept done and announces it, without accepting again.
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, AFTER_LEASE, "claim kept");
+    // After the lease, the retry finds the dead claim's accept done and announces it, without accepting again.
     w.faults.lock().unwrap().act_lands_unanswered = false;
     *w.describe_fails_from.lock().unwrap() = None;
-    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     assert_eq!(w.sent.lock().unwrap().len(), 1);
@@ -1031,11 +1047,50 @@ async fn when_the_reject_gets_no_answer_and_did_not_land_should_retry_it_and_not
     assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
     assert_eq!(state(&w, B), "pendingAcceptance");
     assert!(w.sent.lock().unwrap().is_empty(), "nothing announced that EC2 does not show");
-    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, 0, "claim ended early");
+    assert_eq!(w.records.lock().unwrap()[B].lease_until_ms, AFTER_LEASE, "claim kept: the reject may still land");
     w.faults.lock().unwrap().act_unanswered = false;
-    let out = deps(&w).decide_batch(event(&[B]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[B]), "inv-2", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(state(&w, B), "rejected");
+    assert_eq!(w.sent.lock().unwrap().len(), 1);
+}
+
+/// An Accept that got no answer may still land: until the claim's lease ends no other invocation calls EC2
+/// for the connection (a duplicate, the sweep's re-request), and the one that takes it over after the lease
+/// finds the late accept and announces it.
+#[tokio::test]
+async fn when_an_accept_gets_no_answer_should_keep_its_claim_so_no_second_call_is_made_while_it_may_land() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_unanswered = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    w.faults.lock().unwrap().act_unanswered = false;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 20_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"], "claimed elsewhere: retried later");
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 0), "no second call");
+    // The lost accept lands late.
+    w.conns.lock().unwrap().get_mut(A).unwrap().state = ConnectionState::Available;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-3", AFTER_LEASE).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1, "found done, not accepted again");
+    let sent = w.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].attributes.contains(&("decision", "accepted".into())), "{:?}", sent[0].attributes);
+}
+
+/// A 500 is only the answer to the SDK's last attempt: an earlier one may have landed unanswered. EC2 is
+/// asked, as after no answer, and what it shows done is announced at once.
+#[tokio::test]
+async fn when_the_accept_fails_after_an_earlier_attempt_landed_should_find_it_in_ec2_and_announce_it() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_lands_then_fails = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{out:?}");
+    assert_eq!(out.metrics.get(names::EC2_RECHECKED), 1, "{:?}", out.metrics);
+    assert_eq!(out.metrics.get(names::ERRORS), 0, "{:?}", out.metrics);
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.describes.lock().unwrap()), (1, 2));
     assert_eq!(w.sent.lock().unwrap().len(), 1);
 }
 
@@ -1048,7 +1103,7 @@ async fn when_ec2_refuses_an_id_should_retry_it_and_when_it_is_gone_should_stop(
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert!(w.sent.lock().unwrap().is_empty());
     w.faults.lock().unwrap().refuse = Some("InvalidVpcEndpointId.NotFound");
-    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Gone);
     assert!(w.sent.lock().unwrap().is_empty());
