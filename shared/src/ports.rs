@@ -165,8 +165,9 @@ pub trait DecisionLog: Send + Sync {
         status: Status,
         by: &str,
     ) -> impl Future<Output = PortResult<Written>> + Send;
-    /// Gives up a claim whose action failed: its lease ends now, so a retry takes it over at once and
-    /// finds out from EC2 whether the action took effect.
+    /// Gives up a claim whose action cannot land (it was never sent, or refused whole for good, or it is a
+    /// hold): its lease ends now, so a retry takes it over at once. A claim whose action may still land is
+    /// kept until its lease ends instead.
     fn abandon(&self, record: &DecisionRecord) -> impl Future<Output = PortResult<Written>> + Send;
     /// Marks `notified` the record SNS delivered a notification for, if it still stands as announced:
     /// `notifying` (or `acted`: a publish answered with an error that SNS delivered all the same), held

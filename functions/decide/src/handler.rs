@@ -113,6 +113,11 @@ pub const SERVICES_IN_FLIGHT: usize = 4;
 /// the moment between reading the clock for the claims and for the invocation's timers, and for clocks of
 /// two execution environments that differ a little.
 pub const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// Why an Accept/Reject was not started: too little of its claims' lease was left (`ServiceRun::act_until`).
+const CLAIM_LEASE_ENDING: (&str, &str) = (
+    "ClaimLeaseEnding",
+    "too little of the claims' lease was left to make the call before another invocation may take them over",
+);
 /// Within one invocation, Describe is asked again after these pauses before the message is failed.
 const NOT_VISIBLE_PAUSES_MS: [u64; 2] = [250, 1000];
 
@@ -719,9 +724,10 @@ where
         untagged
     }
 
-    /// Claims whose action was not sent to EC2 because of `e`: their messages are retried, and each claim
-    /// ends now, so the retry takes it over at once (no call of this invocation can land after it). A claim
-    /// whose call went out is kept instead ([`Self::took_effect_after_all`]).
+    /// Claims whose action was not sent to EC2, or was refused whole for good, because of `e`: their
+    /// messages are retried, and each claim ends now, so the retry takes it over at once (no call of this
+    /// invocation can land after it). A claim whose call may have landed is kept instead
+    /// ([`Self::took_effect_after_all`]).
     async fn give_up(&mut self, claims: &[DecisionRecord], e: &PortError, failed: &mut BTreeSet<EndpointId>) {
         for r in claims {
             self.fail(failed, &r.endpoint_id, e);
@@ -903,17 +909,19 @@ where
     ) -> Vec<DecisionRecord> {
         let ids: Vec<EndpointId> = chunk.iter().map(|r| r.endpoint_id.clone()).collect();
         let api = if outcome == Outcome::Accept { ACCEPT_API } else { REJECT_API };
-        // No call is made, so none can land: the claims end now, and the retry takes them over at once.
-        let no_call = if tokio::time::Instant::now() > self.act_until {
-            Some((
-                "ClaimLeaseEnding",
-                "too little of the claims' lease was left to make the call before another invocation may take them over",
-            ))
+        // No call is made, so none can land: the claims end now, and the retry takes them over at once. The
+        // lease is checked again after the budget, whose DynamoDB call may itself take `CALL_TIMEOUT`.
+        let act_until = self.act_until;
+        let lease_ending = || tokio::time::Instant::now() > act_until;
+        let no_call = if lease_ending() {
+            Some(CLAIM_LEASE_ENDING)
         } else if !self.budget_room(api, pretaken).await {
             Some((
                 "BudgetExhausted",
                 "decide's budget of EC2 calls had no room within the invocation's patience and its claims' lease",
             ))
+        } else if lease_ending() {
+            Some(CLAIM_LEASE_ENDING)
         } else {
             None
         };
@@ -952,9 +960,15 @@ where
         };
         let item_failures = match result {
             Ok(f) => f,
+            // Refused whole for good (a missing permission, a malformed request; or never sent): the SDK does
+            // not repeat such a call, so nothing of it landed.
+            Err(e) if e.kind == ErrorKind::Permanent => {
+                self.give_up(chunk, &e, failed).await;
+                return vec![];
+            }
             // The call went out and failed, so it may have taken effect all the same: with no answer (a
-            // timeout, a dropped connection) certainly, and with any other error too, which is only the
-            // answer to the SDK's last attempt, after one that may have landed unanswered. EC2 tells.
+            // timeout, a dropped connection) certainly, and after a throttle or a 5xx too, which answers only
+            // the SDK's last attempt, after one that may have landed unanswered. EC2 tells.
             Err(e) => {
                 warn!(service_id = %self.service, error = %e, "EC2's {api} failed once sent; asking EC2 whether it took effect");
                 return self
@@ -1130,10 +1144,12 @@ where
             },
         };
         if let Err((e, unknown)) = marked {
-            // Only this invocation's own claim is ended early: a dead holder's record finished here
-            // has a lease that has ended already.
-            if record.status == Status::Claimed && record.claim == self.claim {
-                // EC2 has been told; let a retry take the claim over at once and finish it.
+            // Only this invocation's own claim of a hold is ended early, so a retry takes it over at once: no
+            // EC2 call was made for it. An accepted or rejected one keeps its claim until the lease ends: a
+            // retry taking it over sooner might find EC2, eventually consistent, still showing
+            // `pendingAcceptance`, and decide again (with an allowlist changed meanwhile, the opposite
+            // action). A dead holder's record finished here has a lease that has ended already.
+            if record.status == Status::Claimed && record.claim == self.claim && record.outcome == Outcome::Hold {
                 self.end_early(&record).await;
             }
             if unknown && e.kind != ErrorKind::Permanent {

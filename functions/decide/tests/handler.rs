@@ -12,7 +12,8 @@ use decide::handler::Deps;
 use shared::domain::quota::Slots;
 use shared::domain::record::{ANNOUNCED_ATTRIBUTE, Announced, Announcement, DecisionRecord, Kind, Status};
 use shared::domain::{
-    AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Region, Rules, ServiceId,
+    AccountId, Attr, Connection, ConnectionState, DefaultAction, EndpointId, ItemFailure, Outcome, Region, Rules,
+    ServiceId,
 };
 use shared::ports::{
     Allowlist, Budget, CallBudget, Claim, ConnectionFilter, Connections, DecisionLog, ErrorKind, Notifier, PortError,
@@ -62,6 +63,10 @@ struct Faults {
     /// Accept/Reject take effect, and the answer is a 500 (`InternalError`): what the SDK's last attempt
     /// gets after an earlier one landed unanswered.
     act_lands_then_fails: bool,
+    /// Accept/Reject are refused whole for good (`UnauthorizedOperation`: the role lacks the permission).
+    act_refused_whole: bool,
+    /// How long (ms) each ask of decide's budget takes.
+    budget_take_ms: u64,
     /// How long (ms) each Accept/Reject call takes.
     act_after_ms: u64,
     /// Accept/Reject take effect, and answer each ID `Unsuccessful` (InvalidState): what the SDK's repeat of
@@ -187,6 +192,15 @@ impl Fake<'_> {
         }
         if faults.act_unanswered {
             return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
+        }
+        if faults.act_refused_whole {
+            return Err(PortError {
+                service: "ec2",
+                operation: "AcceptVpcEndpointConnections",
+                kind: ErrorKind::Permanent,
+                code: "UnauthorizedOperation".into(),
+                message: "You are not authorized to perform this operation.".into(),
+            });
         }
         if let Some(code) = faults.refuse {
             if let Some(state) = self.0.person_sets.lock().unwrap().clone() {
@@ -359,6 +373,8 @@ impl DecisionLog for Fake<'_> {
 
 impl CallBudget for Fake<'_> {
     async fn take(&self, api: &'static str, now_ms: i64) -> PortResult<Budget> {
+        let took = self.0.faults.lock().unwrap().budget_take_ms;
+        tokio::time::sleep(std::time::Duration::from_millis(took)).await;
         self.0.budget_asked.lock().unwrap().push(api);
         let mut full = self.0.budget_full_times.lock().unwrap();
         if *full > 0 {
@@ -685,6 +701,28 @@ async fn should_not_wait_for_its_budget_past_its_claims_lease() {
         d.config.lease_ms = lease_ms;
         d.decide_batch(event(&[A]), "inv-1", 10_000).await;
         assert_eq!((*w.accept_calls.lock().unwrap(), state(&w, A).as_str()), (calls, after), "lease {lease_ms} ms");
+    }
+}
+
+/// The budget's own DynamoDB call may take up to `CALL_TIMEOUT`: the lease is checked again after it. With an
+/// 11 s lease the last moment to call is at 3 s; the budget, asked alongside the claim (2 s, in a window that
+/// has ended since) and again (2 s more), answers at 4 s: no call. With a 120 s lease, the call is made.
+#[tokio::test(start_paused = true)]
+async fn should_make_no_ec2_call_when_its_budget_answers_after_the_claims_last_moment_to_call() {
+    for (lease_ms, calls, failed, lease_left) in [(11_000, 0, vec!["m0"], false), (120_000, 1, vec![], true)] {
+        let w = World::default();
+        connect(&w, A, ALLOWED);
+        w.faults.lock().unwrap().budget_take_ms = 2_000;
+        *w.budget_stale_once.lock().unwrap() = true;
+        let mut d = deps(&w);
+        d.config.ec2_patience = std::time::Duration::from_secs(20);
+        d.config.lease_ms = lease_ms;
+        let out = d.decide_batch(event(&[A]), "inv-1", 10_000).await;
+        assert_eq!(w.budget_asked.lock().unwrap().len(), 2, "lease {lease_ms} ms");
+        assert_eq!(*w.accept_calls.lock().unwrap(), calls, "lease {lease_ms} ms: {out:?}");
+        assert_eq!(out.failed_messages, failed, "lease {lease_ms} ms");
+        // No call made: the claim ends at once, so the retry takes it over without waiting out the lease.
+        assert_eq!(w.records.lock().unwrap()[A].lease_until_ms != 0, lease_left, "lease {lease_ms} ms");
     }
 }
 
@@ -1094,6 +1132,21 @@ async fn when_the_accept_fails_after_an_earlier_attempt_landed_should_find_it_in
     assert_eq!(w.sent.lock().unwrap().len(), 1);
 }
 
+/// Refused whole for good (a missing permission): the SDK does not repeat such a call, so nothing landed. EC2 is
+/// not asked again, and the claim ends at once.
+#[tokio::test]
+async fn when_the_accept_is_refused_whole_for_good_should_end_the_claim_without_asking_ec2_again() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_refused_whole = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.describes.lock().unwrap()), (1, 1), "only the first read");
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, 0, "claim ended");
+    assert!(w.sent.lock().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn when_ec2_refuses_an_id_should_retry_it_and_when_it_is_gone_should_stop() {
     let w = World::default();
@@ -1278,16 +1331,34 @@ async fn when_the_notifying_mark_cannot_be_written_should_let_the_retry_announce
     assert_eq!(out.metrics.get(names::NOTIFY_UNCERTAIN), 0);
     assert!(w.sent.lock().unwrap().is_empty());
     {
+        // EC2 has accepted it: the claim is kept until its lease ends, so no retry decides it again from a
+        // Describe that does not show the accept yet.
         let recs = w.records.lock().unwrap();
-        assert_eq!((recs[A].status, recs[A].lease_until_ms), (Status::Claimed, 0), "its own claim ended early");
+        assert_eq!((recs[A].status, recs[A].lease_until_ms), (Status::Claimed, AFTER_LEASE), "claim kept");
     }
-    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(w.sent.lock().unwrap().len(), 1, "the retry announces it");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     deliver(&w).await;
     let recs = w.records.lock().unwrap();
     assert_eq!((recs[A].status, recs[A].claim.as_str()), (Status::Notified, "inv-2"), "held by its finisher");
+}
+
+/// A hold makes no EC2 call: when its `notifying` mark cannot be written, its claim ends at once, so the retry
+/// takes it over without waiting out the lease.
+#[tokio::test(start_paused = true)]
+async fn when_a_holds_notifying_mark_cannot_be_written_should_end_its_claim_at_once() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.faults.lock().unwrap().mark_throttled_times = 5;
+    let mut d = deps(&w);
+    d.config.default_action = DefaultAction::Hold;
+    let out = d.decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (0, 0));
+    let recs = w.records.lock().unwrap();
+    assert_eq!((recs[B].status, recs[B].outcome, recs[B].lease_until_ms), (Status::Claimed, Outcome::Hold, 0));
 }
 
 #[tokio::test(start_paused = true)]
