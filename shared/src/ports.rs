@@ -48,6 +48,14 @@ impl PortError {
     pub fn is_rate_limited(&self) -> bool {
         self.kind == ErrorKind::Retryable && self.code == "RequestLimitExceeded"
     }
+
+    /// The SDK could not send the call at all: it could not build the request (`ConstructionFailure`) or
+    /// refused to dispatch it for a reason of the caller's (a user `DispatchFailure`, such as an invalid
+    /// endpoint), both before its first attempt left. Nothing of it reached AWS. Any other error may follow
+    /// an earlier attempt of the same call that reached AWS and got no answer.
+    pub fn never_sent(&self) -> bool {
+        self.kind == ErrorKind::Permanent && matches!(self.code.as_str(), "ConstructionFailure" | "DispatchFailure")
+    }
 }
 
 pub type PortResult<T> = Result<T, PortError>;
@@ -165,9 +173,9 @@ pub trait DecisionLog: Send + Sync {
         status: Status,
         by: &str,
     ) -> impl Future<Output = PortResult<Written>> + Send;
-    /// Gives up a claim whose action cannot land (it was never sent, or refused whole for good, or it is a
-    /// hold): its lease ends now, so a retry takes it over at once. A claim whose action may still land is
-    /// kept until its lease ends instead.
+    /// Gives up a claim whose action cannot land (it was never sent, or it is a hold): its lease ends now, so
+    /// a retry takes it over at once. A claim whose action may still land is kept until its lease ends
+    /// instead.
     fn abandon(&self, record: &DecisionRecord) -> impl Future<Output = PortResult<Written>> + Send;
     /// Marks `notified` the record SNS delivered a notification for, if it still stands as announced:
     /// `notifying` (or `acted`: a publish answered with an error that SNS delivered all the same), held

@@ -345,9 +345,11 @@ async fn when_two_invocations_finish_the_same_owed_decision_should_announce_it_o
     let w = World::new(DefaultAction::Reject).await?;
     w.rule("SVC", CONSUMER, "allow", &[]).await?;
     let id = quiet_endpoint(&w).await?;
-    // The first invocation accepts, then ends before its notifying mark: the announcement is owed.
+    // The first invocation accepts, then ends before its notifying mark: the announcement is owed. It ran a
+    // lease ago, so its claim has ended (a claim whose action EC2 took is kept until its lease ends).
     let dying = real_deps(&w, |a| a, NeverNotifying).await?;
-    let first = dying.decide_batch(w.sqs_event(&id, "a"), "invocation-dead", now_ms()).await;
+    let a_lease_ago = now_ms() - dying.config.lease_ms - 1_000;
+    let first = dying.decide_batch(w.sqs_event(&id, "a"), "invocation-dead", a_lease_ago).await;
     assert_eq!(first.failed_messages, ["a"], "{first:?}");
     assert_eq!(w.settled_state(&id).await?, "available");
     assert_eq!(record_summary(&w, &id).await?, [pair("accepted", "claimed")]);

@@ -724,10 +724,9 @@ where
         untagged
     }
 
-    /// Claims whose action was not sent to EC2, or was refused whole for good, because of `e`: their
-    /// messages are retried, and each claim ends now, so the retry takes it over at once (no call of this
-    /// invocation can land after it). A claim whose call may have landed is kept instead
-    /// ([`Self::took_effect_after_all`]).
+    /// Claims whose action was not sent to EC2 because of `e`: their messages are retried, and each claim
+    /// ends now, so the retry takes it over at once (no call of this invocation can land after it). A claim
+    /// whose call went out is kept instead ([`Self::took_effect_after_all`]).
     async fn give_up(&mut self, claims: &[DecisionRecord], e: &PortError, failed: &mut BTreeSet<EndpointId>) {
         for r in claims {
             self.fail(failed, &r.endpoint_id, e);
@@ -960,15 +959,15 @@ where
         };
         let item_failures = match result {
             Ok(f) => f,
-            // Refused whole for good (a missing permission, a malformed request; or never sent): the SDK does
-            // not repeat such a call, so nothing of it landed.
-            Err(e) if e.kind == ErrorKind::Permanent => {
+            // The SDK could not send it: nothing of it reached EC2.
+            Err(e) if e.never_sent() => {
                 self.give_up(chunk, &e, failed).await;
                 return vec![];
             }
             // The call went out and failed, so it may have taken effect all the same: with no answer (a
-            // timeout, a dropped connection) certainly, and after a throttle or a 5xx too, which answers only
-            // the SDK's last attempt, after one that may have landed unanswered. EC2 tells.
+            // timeout, a dropped connection) certainly, and after any other error too (a throttle, a 5xx, a
+            // refusal), which answers only the SDK's last attempt, after one that may have landed
+            // unanswered. EC2 tells.
             Err(e) => {
                 warn!(service_id = %self.service, error = %e, "EC2's {api} failed once sent; asking EC2 whether it took effect");
                 return self

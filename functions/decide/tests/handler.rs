@@ -63,8 +63,10 @@ struct Faults {
     /// Accept/Reject take effect, and the answer is a 500 (`InternalError`): what the SDK's last attempt
     /// gets after an earlier one landed unanswered.
     act_lands_then_fails: bool,
-    /// Accept/Reject are refused whole for good (`UnauthorizedOperation`: the role lacks the permission).
+    /// Accept/Reject are refused whole (`UnauthorizedOperation`: the role lacks the permission).
     act_refused_whole: bool,
+    /// The SDK cannot send Accept/Reject at all (`ConstructionFailure`).
+    act_not_sent: bool,
     /// How long (ms) each ask of decide's budget takes.
     budget_take_ms: u64,
     /// How long (ms) each Accept/Reject call takes.
@@ -192,6 +194,15 @@ impl Fake<'_> {
         }
         if faults.act_unanswered {
             return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
+        }
+        if faults.act_not_sent {
+            return Err(PortError {
+                service: "ec2",
+                operation: "AcceptVpcEndpointConnections",
+                kind: ErrorKind::Permanent,
+                code: "ConstructionFailure".into(),
+                message: "the request could not be built".into(),
+            });
         }
         if faults.act_refused_whole {
             return Err(PortError {
@@ -1132,18 +1143,28 @@ async fn when_the_accept_fails_after_an_earlier_attempt_landed_should_find_it_in
     assert_eq!(w.sent.lock().unwrap().len(), 1);
 }
 
-/// Refused whole for good (a missing permission): the SDK does not repeat such a call, so nothing landed. EC2 is
-/// not asked again, and the claim ends at once.
+/// The SDK could not send the call at all: nothing reached EC2, so EC2 is not asked again and the claim ends at
+/// once. A refusal of the whole call (a missing permission) may answer the SDK's repeat of an attempt that
+/// landed unanswered: EC2 is asked, and the claim is kept until its lease ends.
 #[tokio::test]
-async fn when_the_accept_is_refused_whole_for_good_should_end_the_claim_without_asking_ec2_again() {
+async fn when_the_accept_is_never_sent_should_end_the_claim_and_when_refused_whole_should_ask_ec2_and_keep_it() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_not_sent = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
+    assert_eq!(*w.describes.lock().unwrap(), 1, "only the first read");
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, 0, "claim ended");
+
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().act_refused_whole = true;
     let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
     assert_eq!(out.failed_messages, vec!["m0"]);
     assert_eq!(out.metrics.get(names::ERRORS), 1, "{:?}", out.metrics);
-    assert_eq!((*w.accept_calls.lock().unwrap(), *w.describes.lock().unwrap()), (1, 1), "only the first read");
-    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, 0, "claim ended");
+    assert_eq!(*w.describes.lock().unwrap(), 2, "EC2 asked whether it took effect");
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, AFTER_LEASE, "claim kept");
     assert!(w.sent.lock().unwrap().is_empty());
 }
 
@@ -1336,13 +1357,15 @@ async fn when_the_notifying_mark_cannot_be_written_should_let_the_retry_announce
         let recs = w.records.lock().unwrap();
         assert_eq!((recs[A].status, recs[A].lease_until_ms), (Status::Claimed, AFTER_LEASE), "claim kept");
     }
-    let out = deps(&w).decide_batch(event(&[A]), "inv-2", AFTER_LEASE).await;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", 11_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"], "within the lease: retried later");
+    let out = deps(&w).decide_batch(event(&[A]), "inv-3", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty(), "{out:?}");
     assert_eq!(w.sent.lock().unwrap().len(), 1, "the retry announces it");
     assert_eq!(*w.accept_calls.lock().unwrap(), 1);
     deliver(&w).await;
     let recs = w.records.lock().unwrap();
-    assert_eq!((recs[A].status, recs[A].claim.as_str()), (Status::Notified, "inv-2"), "held by its finisher");
+    assert_eq!((recs[A].status, recs[A].claim.as_str()), (Status::Notified, "inv-3"), "held by its finisher");
 }
 
 /// A hold makes no EC2 call: when its `notifying` mark cannot be written, its claim ends at once, so the retry
