@@ -410,6 +410,25 @@ def test_tables_are_protected_and_decisions_expire():
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}
 
 
+def test_decisions_are_indexed_by_service_and_time_for_the_cli():
+    """`gatekeeper decisions` queries `decided` (shared DECIDED_INDEX) by service_id and decided_at_ms, the
+    attributes and types decide writes (record_to_item); the operator may query that index and nothing scans."""
+    props = RESOURCES["DecisionsTable"]["Properties"]
+    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert (types["service_id"], types["decided_at_ms"]) == ("S", "N")
+    index = next(i for i in props["GlobalSecondaryIndexes"] if i["IndexName"] == "decided")
+    assert index["KeySchema"] == [
+        {"AttributeName": "service_id", "KeyType": "HASH"},
+        {"AttributeName": "decided_at_ms", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}, "the CLI shows every attribute"
+    operator = RESOURCES["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    by_time = next(s for s in operator if s["Sid"] == "ReadTheDecisionsByTime")
+    assert by_time["Resource"] == {"Fn::Sub": "${DecisionsTable.Arn}/index/decided"}
+    decisions_table = [s for s in operator if s.get("Resource") == {"Fn::GetAtt": ["DecisionsTable", "Arn"]}]
+    assert all("dynamodb:Scan" not in s["Action"] for s in decisions_table)
+
+
 def references(node) -> set[str]:
     """The logical IDs a template node refers to (Ref, Fn::GetAtt, ${X} and ${X.Attr} in Fn::Sub)."""
     found: set[str] = set()

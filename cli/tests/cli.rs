@@ -217,8 +217,22 @@ async fn shows_pending_explains_reevaluates_and_lists_decisions() -> Result<()> 
     let text = l.ok(&["explain", &id]);
     assert!(text.contains("accepted from 444444444444") && text.contains("matched rule: */444444444444"), "{text}");
 
-    let accepted = l.json(&["decisions", "--decision", "accepted", "--since", "1h"]);
-    assert_eq!(accepted.as_array().unwrap().len(), 1);
+    // `decisions` reads a global secondary index, eventually consistent (300 ms behind its table here, as
+    // the local AWS keeps it): wait for the accept to show there, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let accepted = loop {
+        let accepted = l.json(&["decisions", "--decision", "accepted", "--since", "1h"]);
+        if !accepted.as_array().unwrap().is_empty() || std::time::Instant::now() > deadline {
+            break accepted;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(accepted.as_array().unwrap().len(), 1, "{accepted}");
+    assert_eq!(accepted[0]["endpoint_id"], id.as_str());
+    let service = l.info.service_id.as_str();
+    assert_eq!(l.json(&["decisions", "--service", service, "--since", "1h"]).as_array().unwrap().len(), 1);
+    let other = "vpce-svc-0fedcba9876543210";
+    assert!(l.json(&["decisions", "--service", other, "--since", "1h"]).as_array().unwrap().is_empty());
     assert!(l.fails(&["decisions", "--decision", "maybe"], 252).contains("--decision"));
     assert!(l.fails(&["explain", "vpce-0123456789abcdef0"], 254).contains("no decision"));
     assert!(l.fails(&["explain", "i-123"], 252).contains("endpoint ID"));
@@ -468,7 +482,11 @@ async fn a_role_with_only_the_stacks_operator_policy_runs_every_command() -> Res
     ok(&["list"]);
     ok(&["pending"]);
     ok(&["explain", &id]);
-    ok(&["decisions", "--since", "1h"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ok(&["decisions", "--since", "1h"]).contains(id.as_str()) {
+        assert!(std::time::Instant::now() < deadline, "the decision never showed in the `decided` index");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     ok(&["connections"]);
     ok(&["status"]);
     ok(&["reevaluate", "--all"]);

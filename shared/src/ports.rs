@@ -266,9 +266,14 @@ pub trait AllowlistAdmin: Send + Sync {
 pub trait DecisionQueries: Send + Sync {
     /// Every record of `endpoint` (its decision and any revocation), read strongly consistent.
     fn for_endpoint(&self, endpoint: &EndpointId) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
-    /// The records decided at or after `since_ms` (epoch milliseconds), newest first. Eventually
-    /// consistent; a record that cannot be read is skipped and logged.
-    fn decided_since(&self, since_ms: i64) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
+    /// The records of `service` decided at or after `since_ms` (epoch milliseconds), newest first: what the
+    /// window holds, not the whole table. Eventually consistent; a record that cannot be read is skipped
+    /// and logged.
+    fn decided_since(
+        &self,
+        service: &ServiceId,
+        since_ms: i64,
+    ) -> impl Future<Output = PortResult<Vec<DecisionRecord>>> + Send;
 }
 
 /// The `max_endpoints` ledger of each (service, account): which endpoints hold its slots

@@ -211,8 +211,9 @@ impl DecisionQueries for FakeDecisions {
         Ok(self.0.iter().filter(|r| &r.endpoint_id == endpoint).cloned().collect())
     }
 
-    async fn decided_since(&self, since_ms: i64) -> PortResult<Vec<DecisionRecord>> {
-        let mut out: Vec<_> = self.0.iter().filter(|r| r.decided_at_ms >= since_ms).cloned().collect();
+    async fn decided_since(&self, service: &ServiceId, since_ms: i64) -> PortResult<Vec<DecisionRecord>> {
+        let mut out: Vec<_> =
+            self.0.iter().filter(|r| &r.service_id == service && r.decided_at_ms >= since_ms).cloned().collect();
         out.sort_by_key(|r| std::cmp::Reverse(r.decided_at_ms));
         Ok(out)
     }

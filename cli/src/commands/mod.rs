@@ -106,7 +106,7 @@ pub async fn run(cli: Cli) -> R<()> {
                 tenant,
             };
             let ctx = resolve(target).await?;
-            query::decisions(&ctx.decisions()?, &mut out, &q).await
+            query::decisions(&ctx.decisions()?, &mut out, &q, &ctx.settings(now)).await
         }
         Command::Connections { service, tenant } => {
             if let Some(t) = &tenant {

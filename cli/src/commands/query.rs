@@ -265,12 +265,25 @@ pub struct DecisionQuery {
     pub tenant: Option<String>,
 }
 
-pub async fn decisions<D: DecisionQueries>(log: &D, out: &mut Out<impl Write>, q: &DecisionQuery) -> R<()> {
-    let records: Vec<DecisionRecord> = log
-        .decided_since(q.since_s.saturating_mul(1000))
-        .await?
+/// One Query of the decisions table's `decided` index per service: the one `--service` names (managed or not:
+/// a service taken out of `ManagedServiceIds` keeps its records until they expire), else each managed one.
+pub async fn decisions<D: DecisionQueries>(
+    log: &D,
+    out: &mut Out<impl Write>,
+    q: &DecisionQuery,
+    settings: &Settings,
+) -> R<()> {
+    let services: Vec<ServiceId> = match &q.service {
+        Some(s) => vec![s.clone()],
+        None => settings.managed()?.iter().cloned().collect(),
+    };
+    let mut records: Vec<DecisionRecord> = Vec::new();
+    for service in &services {
+        records.extend(log.decided_since(service, q.since_s.saturating_mul(1000)).await?);
+    }
+    records.sort_by_key(|r| std::cmp::Reverse(r.decided_at_ms));
+    let records: Vec<DecisionRecord> = records
         .into_iter()
-        .filter(|r| q.service.as_ref().is_none_or(|s| &r.service_id == s))
         .filter(|r| q.decision.is_none_or(|d| r.decision() == d.as_str()))
         .filter(|r| q.tenant.as_ref().is_none_or(|t| r.tenant.as_ref() == Some(t)))
         .collect();
@@ -394,10 +407,41 @@ mod tests {
         let q =
             DecisionQuery { since_s: NOW - 3600, service: None, decision: Some(DecisionWord::Accepted), tenant: None };
         let mut o = out(Output::Json);
-        decisions(&log, &mut o, &q).await.unwrap();
+        decisions(&log, &mut o, &q, &settings(&[SVC], NOW)).await.unwrap();
         let rows: Value = serde_json::from_str(&o.text()).unwrap();
         assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
         assert_eq!((rows[0]["endpoint_id"].clone(), rows[0]["trigger"].clone()), (json!(EP), json!(Trigger::Sweep)));
+    }
+
+    #[tokio::test]
+    async fn decisions_should_read_each_managed_service_or_the_one_asked_for_managed_or_not() {
+        const SVC2: &str = "vpce-svc-0fedcba9876543210";
+        const EP2: &str = "vpce-0123456789abcdef1";
+        let log = FakeDecisions(vec![
+            record(EP2, SVC2, Outcome::Reject, (NOW - 60) * 1000),
+            record(EP, SVC, Outcome::Accept, NOW * 1000),
+        ]);
+        let shown = |q: DecisionQuery, managed: &'static [&'static str]| {
+            let log = &log;
+            async move {
+                let mut o = out(Output::Json);
+                decisions(log, &mut o, &q, &settings(managed, NOW)).await.map(|()| {
+                    let rows: Value = serde_json::from_str(&o.text()).unwrap();
+                    rows.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r["endpoint_id"].as_str().unwrap().to_owned())
+                        .collect::<Vec<_>>()
+                })
+            }
+        };
+        let all = || DecisionQuery { since_s: NOW - 3600, service: None, decision: None, tenant: None };
+        assert_eq!(shown(all(), &[SVC, SVC2]).await.unwrap(), [EP, EP2], "every managed service, newest first");
+        assert_eq!(shown(all(), &[SVC]).await.unwrap(), [EP], "only the managed ones");
+        let asked = DecisionQuery { service: Some(ServiceId::parse(SVC2).unwrap()), ..all() };
+        assert_eq!(shown(asked, &[SVC]).await.unwrap(), [EP2], "the one asked for, though no longer managed");
+        let err = shown(all(), &[]).await.unwrap_err();
+        assert!(err.to_string().contains("--managed-services"), "{err}");
     }
 
     #[tokio::test]
@@ -409,7 +453,7 @@ mod tests {
         let log = FakeDecisions(vec![acme, other, record("vpce-0123456789abcdef2", SVC, Outcome::Accept, NOW * 1000)]);
         let q = DecisionQuery { since_s: NOW - 3600, service: None, decision: None, tenant: Some("ACME Corp".into()) };
         let mut o = out(Output::Table);
-        decisions(&log, &mut o, &q).await.unwrap();
+        decisions(&log, &mut o, &q, &settings(&[SVC], NOW)).await.unwrap();
         let text = o.text();
         assert!(text.contains(EP) && text.contains("ACME Corp"), "{text}");
         assert!(!text.contains("vpce-0123456789abcdef1") && !text.contains("vpce-0123456789abcdef2"), "{text}");

@@ -72,6 +72,10 @@ pub fn record_to_item(r: &DecisionRecord) -> HashMap<String, AttributeValue> {
     m
 }
 
+/// Every record by service and decision time (`service_id`, `decided_at_ms`; all attributes projected), for
+/// the CLI's `decisions`.
+pub const DECIDED_INDEX: &str = "decided";
+
 /// The sparse index of records still owed their end: `owed` holds the service ID while a record is
 /// `claimed` or `acted`, and is removed when it moves on.
 pub const OWED_INDEX: &str = "owed";
@@ -177,18 +181,23 @@ impl DecisionQueries for DynamoDecisionLog {
         Ok(out)
     }
 
-    async fn decided_since(&self, since_ms: i64) -> PortResult<Vec<DecisionRecord>> {
+    /// One Query of the `decided` index (the service's records by decision time): DynamoDB reads, and
+    /// charges for, the window asked for only.
+    async fn decided_since(&self, service: &ServiceId, since_ms: i64) -> PortResult<Vec<DecisionRecord>> {
         let mut out = Vec::new();
         let mut pages = self
             .client
-            .scan()
+            .query()
             .table_name(&self.table)
-            .filter_expression("decided_at_ms >= :t")
+            .index_name(DECIDED_INDEX)
+            .key_condition_expression("service_id = :s AND decided_at_ms >= :t")
+            .expression_attribute_values(":s", s(service.as_str()))
             .expression_attribute_values(":t", n(since_ms))
+            .scan_index_forward(false)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify("dynamodb", "Scan", e))?;
+            let page = page.map_err(|e| classify("dynamodb", "Query", e))?;
             for item in page.items() {
                 match item_to_record(item) {
                     Ok(r) => out.push(r),
