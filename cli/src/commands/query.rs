@@ -417,9 +417,10 @@ mod tests {
     async fn decisions_should_read_each_managed_service_or_the_one_asked_for_managed_or_not() {
         const SVC2: &str = "vpce-svc-0fedcba9876543210";
         const EP2: &str = "vpce-0123456789abcdef1";
+        // The service read second has the newer record: the answers are merged newest first.
         let log = FakeDecisions(vec![
-            record(EP2, SVC2, Outcome::Reject, (NOW - 60) * 1000),
-            record(EP, SVC, Outcome::Accept, NOW * 1000),
+            record(EP, SVC, Outcome::Accept, (NOW - 60) * 1000),
+            record(EP2, SVC2, Outcome::Reject, NOW * 1000),
         ]);
         let shown = |q: DecisionQuery, managed: &'static [&'static str]| {
             let log = &log;
@@ -436,7 +437,7 @@ mod tests {
             }
         };
         let all = || DecisionQuery { since_s: NOW - 3600, service: None, decision: None, tenant: None };
-        assert_eq!(shown(all(), &[SVC, SVC2]).await.unwrap(), [EP, EP2], "every managed service, newest first");
+        assert_eq!(shown(all(), &[SVC, SVC2]).await.unwrap(), [EP2, EP], "every managed service, newest first");
         assert_eq!(shown(all(), &[SVC]).await.unwrap(), [EP], "only the managed ones");
         let asked = DecisionQuery { service: Some(ServiceId::parse(SVC2).unwrap()), ..all() };
         assert_eq!(shown(asked, &[SVC]).await.unwrap(), [EP2], "the one asked for, though no longer managed");
