@@ -45,10 +45,9 @@ EXPECTED = {
         (DESCRIBE, "*"),
         (("dynamodb:Query",), "GetAtt:AllowlistTable.Arn"),
         (("dynamodb:Query",), "Sub:${DecisionsTable.Arn}/index/owed"),
-        (
-            ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"),
-            "GetAtt:AllowlistTable.StreamArn",
-        ),
+        (("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"), "GetAtt:AllowlistTable.StreamArn"),
+        # no resource type in the Service Authorization Reference: only "*" grants it (docs/aws-facts.md)
+        (("dynamodb:ListStreams",), "*"),
         (("events:PutEvents",), "GetAtt:Bus.Arn"),
         (("sqs:SendMessage",), "GetAtt:ReconcileDeadLetterQueue.Arn"),
         (("kms:Decrypt",), "GetAtt:Key.Arn"),
@@ -61,6 +60,8 @@ EXPECTED = {
 }
 # Read-only EC2 actions that take no resource-level permission (Service Authorization Reference).
 DESCRIBE_STAR = DESCRIBE + ("ec2:DescribeVpcEndpointServiceConfigurations", "ec2:DescribeVpcEndpointServicePermissions")
+# DynamoDB actions without a resource type there, which only "*" grants.
+NO_RESOURCE_TYPE = ("dynamodb:ListStreams",)
 # The managed services' ARNs, as the template writes them: one list, made from ManagedServiceIds.
 MANAGED_SERVICE_ARNS = {
     "Fn::Split": [
@@ -170,7 +171,7 @@ def test_no_wildcard_actions_and_wildcard_resources_only_where_aws_requires_them
         for actions, resource in role_statements(role):
             assert all(not a.endswith("*") for a in actions), (role, actions)
             if resource == "*":
-                assert set(actions) <= set(DESCRIBE_STAR + XRAY), (role, actions)
+                assert set(actions) <= set(DESCRIBE_STAR + XRAY + NO_RESOURCE_TYPE), (role, actions)
 
 
 def test_decide_may_tag_only_connections_and_only_with_the_tenant_key():
@@ -236,6 +237,23 @@ def test_every_asynchronous_path_has_a_dead_letter_queue():
     assert "DeliveriesDeadLetterQueue" in TEMPLATE["Resources"]["Fn::ForEach::DeadLetterAlarms"][1], "alarmed"
     target = RESOURCES["ConnectionRequestRule"]["Properties"]["Targets"][0]
     assert "DeadLetterConfig" in target
+
+
+def test_list_streams_is_granted_on_star_as_an_action_without_a_resource_type():
+    """The Service Authorization Reference gives dynamodb:ListStreams no resource type, so IAM applies only a
+    statement with Resource "*" to it: the emulator authorizes it so (gk_iam._NO_RESOURCE), and the reconcile
+    role grants it so, in a statement of its own, with the stream reads on the stream's ARN only."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "emulator"))
+    import gk_iam
+
+    assert "ListStreams" in gk_iam._NO_RESOURCE["dynamodb"]
+    ours = role_statements("ReconcileRole")
+    assert (("dynamodb:ListStreams",), "*") in ours
+    assert [r for a, r in ours if "dynamodb:ListStreams" in a] == ["*"]
+    reads = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
+    assert [r for a, r in ours if set(a) & set(reads)] == ["GetAtt:AllowlistTable.StreamArn"]
 
 
 def test_the_allowlist_stream_is_read_from_its_oldest_record_so_no_change_is_missed():

@@ -358,8 +358,8 @@ def _statements(session: _Session):
 #             (dynamodb:PutItem/UpdateItem/DeleteItem/ConditionCheckItem/GetItem):
 #             https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis-iam.html
 #             ListStreams, ListTables, DescribeLimits have no resource type there: Resource "*" (the DynamoDB
-#             guide's iam-policy-read-stream-only.html example scopes ListStreams to a stream ARN anyway; the
-#             template's ReconcileRole does the same -- harmless here: the functions never call ListStreams).
+#             guide's iam-policy-read-stream-only.html example scopes ListStreams to a stream ARN anyway, which
+#             such a statement never grants; the template's ReconcileRole grants it on "*").
 #   SNS       https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsns.html
 #             topic  arn:${Partition}:sns:${Region}:${Account}:${TopicName}; PublishBatch is authorized by
 #             sns:Publish: https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-language-api-permissions-reference.html
