@@ -81,6 +81,14 @@ pub async fn handle<
 /// makes it).
 pub const SWEEP_RESERVE_MS: i64 = 15_000;
 
+/// With `ManageAllowedPrincipals` on, how long before its stop a sweep starts no more services' reads, so the
+/// services it read have their principals synced in the time left: a sweep whose reads would take all its
+/// time otherwise syncs nothing, every time. Reads that end sooner leave the sync all the time to the stop.
+pub const SYNC_SHARE_MS: i64 = 30_000;
+const SYNC_SHARE: std::time::Duration = std::time::Duration::from_millis(SYNC_SHARE_MS as u64);
+/// The code of the error a sweep stopped at its deadline fails with ([`cut_short`]).
+const SWEEP_CUT_SHORT: &str = "SweepCutShort";
+
 /// The managed services in the order a sweep started at `now_ms` visits them: from the `k`th on, round, where
 /// `k` counts sweep intervals since the epoch. Consecutive sweeps start at consecutive services, so a sweep
 /// cut short at its deadline does not leave the same services unswept every time.
@@ -116,8 +124,9 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
     /// within seconds rather than spending its Timeout on more calls EC2 would refuse too.
     ///
     /// `now_ms` orders the services ([`sweep_order`]). At `stop` (`SWEEP_RESERVE_MS` before Lambda's deadline;
-    /// `None`: none known) the sweep stops where it is, as for a failure that may pass: the services it has
-    /// not read or synced are named in its error, and it counts `CutShort`.
+    /// `None`: none known) the sweep stops where it is: the services it has not read or synced are named in
+    /// its error, and it counts `CutShort`. With principals managed, reads stop `SYNC_SHARE_MS` before `stop`,
+    /// and the services read are synced after their requests are emitted, until `stop`.
     pub async fn sweep(
         &self,
         metrics: &mut Metrics,
@@ -132,15 +141,22 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             return Err(e);
         }
         let mut requests = Vec::new();
+        let read_stop = match stop {
+            Some(at) if self.config.manage_principals => Some(at.checked_sub(SYNC_SHARE).unwrap_or(at)),
+            other => other,
+        };
+        let mut read = order.len();
         for (i, service) in order.iter().enumerate() {
-            let Some(read) = before(stop, self.sweep_service(service, metrics)).await else {
+            let Some(found) = before(read_stop, self.sweep_service(service, metrics)).await else {
                 cut_short(&mut unswept, &order[i..], "read", metrics);
+                read = i;
                 break;
             };
-            match read {
+            match found {
                 Ok(found) => requests.extend(found),
                 Err(e) => {
                     if set_aside(&mut unswept, service, e, "the sweep could not read this managed service") {
+                        read = i + 1;
                         break;
                     }
                 }
@@ -154,11 +170,12 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
         }
         info!(requests = requests.len(), "sweep emitted Connection Requests");
         metrics.add(names::REQUESTS_EMITTED, requests.len() as u64);
+        // The services read (up to a cut at `read_stop`), unless a failure that may pass ended the reads.
         if self.config.manage_principals && !any_may_pass(&unswept) {
             let mut changed = 0;
-            for (i, service) in order.iter().enumerate() {
+            for (i, service) in order[..read].iter().enumerate() {
                 let Some(synced) = before(stop, self.sync_principals(service)).await else {
-                    cut_short(&mut unswept, &order[i..], "sync the allowed principals of", metrics);
+                    cut_short(&mut unswept, &order[i..read], "sync the allowed principals of", metrics);
                     break;
                 };
                 match synced {
@@ -417,9 +434,9 @@ async fn service_health(
 }
 
 /// Whether a failure that may pass (throttling, a 5xx, no answer) is among the sweep's: then it stops
-/// making calls.
+/// making calls. A stop at `read_stop` ([`cut_short`]) is not one: the services read are still synced.
 fn any_may_pass(unswept: &[(ServiceId, PortError)]) -> bool {
-    unswept.iter().any(|(_, e)| e.kind != ErrorKind::Permanent)
+    unswept.iter().any(|(_, e)| e.kind != ErrorKind::Permanent && e.code != SWEEP_CUT_SHORT)
 }
 
 /// Logs and keeps a service the sweep could not handle (`what` it could not do); returns whether the sweep
@@ -430,23 +447,24 @@ fn set_aside(unswept: &mut Vec<(ServiceId, PortError)>, service: &ServiceId, e: 
     any_may_pass(unswept)
 }
 
-/// Keeps the services a sweep stopped at its deadline (`SWEEP_RESERVE_MS` before it) before it could `what`
-/// them, with an error that may pass (the next sweep, starting at another service, may reach them), and
+/// Keeps the services a sweep stopped ahead of its deadline (`SWEEP_RESERVE_MS` before it; reads, with
+/// principals managed, `SYNC_SHARE_MS` earlier) before it could `what` them, with an error that may pass (the next sweep, starting at another service, may reach them), and
 /// counts `CutShort`.
 fn cut_short(unswept: &mut Vec<(ServiceId, PortError)>, services: &[&ServiceId], what: &str, metrics: &mut Metrics) {
     error!(
         services = services.len(),
         "the sweep neared its deadline and stopped before it could {what} every managed service; what it found is emitted"
     );
-    metrics.incr(names::CUT_SHORT);
+    if !unswept.iter().any(|(_, e)| e.code == SWEEP_CUT_SHORT) {
+        metrics.incr(names::CUT_SHORT);
+    }
     let e = PortError {
         service: "lambda",
         operation: "Invoke",
         kind: ErrorKind::Retryable,
-        code: "SweepCutShort".into(),
+        code: SWEEP_CUT_SHORT.into(),
         message: format!(
-            "stopped {} s before the invocation's deadline (the function's Timeout) before it could {what} them",
-            SWEEP_RESERVE_MS / 1000
+            "stopped ahead of the invocation's deadline (the function's Timeout) before it could {what} them"
         ),
     };
     unswept.extend(services.iter().map(|s| ((*s).clone(), e.clone())));

@@ -671,6 +671,30 @@ async fn when_a_sweep_reaches_its_stop_while_syncing_principals_it_should_name_t
     assert_eq!(w.changes.lock().unwrap().len(), 1, "the first service (DELETED, here readable) synced; SVC not");
 }
 
+/// Reads that would take all of a sweep's time stop `SYNC_SHARE_MS` (30 s) before its stop, so the services read
+/// get their principals synced: three services read in 30 s each against a stop at 75 s, the reads stop at 45 s
+/// after one, whose principals are synced; without the share the third read is cut at 75 s and none is synced,
+/// every sweep alike.
+#[tokio::test(start_paused = true)]
+async fn when_reads_would_take_the_whole_sweep_the_services_read_should_still_get_their_principals_synced() {
+    use shared::telemetry::{Metrics, names};
+    let w = World {
+        manage: true,
+        rules: vec![allow(OWNER)],
+        slow: Some(("describe", std::time::Duration::from_secs(30))),
+        ..three_slow_services()
+    };
+    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(75);
+    let mut m = Metrics::default();
+    let e = deps(&w).sweep(&mut m, 0, Some(stop)).await.unwrap_err();
+    assert_eq!(e.code, "SweepCutShort");
+    assert!(e.message.starts_with("2 of 3 managed services not fully swept"), "{}", e.message);
+    assert!(e.message.contains("read them"), "{}", e.message);
+    assert_eq!(w.put.lock().unwrap().len(), 1, "the one service read is requested");
+    assert_eq!(w.changes.lock().unwrap().len(), 1, "and its principals synced");
+    assert_eq!(m.emf("reconcile", 0)[names::CUT_SHORT].as_u64(), Some(1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn when_a_stream_batch_nears_lambdas_deadline_the_change_under_way_should_be_its_first_failure() {
     // Two changes in one batch (the two samples' records); each takes one 30 s listing of the service.
