@@ -49,10 +49,11 @@ impl PortError {
         self.kind == ErrorKind::Retryable && self.code == "RequestLimitExceeded"
     }
 
-    /// The SDK could not send the call at all: it could not build the request (`ConstructionFailure`) or
-    /// refused to dispatch it for a reason of the caller's (a user `DispatchFailure`, such as an invalid
-    /// endpoint), both before its first attempt left. Nothing of it reached AWS. Any other error may follow
-    /// an earlier attempt of the same call that reached AWS and got no answer.
+    /// The SDK's final error says the call was not sent: it could not build the request
+    /// (`ConstructionFailure`, which happens once, before any attempt) or refused to dispatch it for a reason
+    /// of the caller's (a user `DispatchFailure`, such as an invalid endpoint, which would refuse every
+    /// attempt alike). Nothing of it reached AWS. Any other error may follow an earlier attempt of the same
+    /// call that reached AWS and got no answer.
     pub fn never_sent(&self) -> bool {
         self.kind == ErrorKind::Permanent && matches!(self.code.as_str(), "ConstructionFailure" | "DispatchFailure")
     }

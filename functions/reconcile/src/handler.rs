@@ -81,9 +81,10 @@ pub async fn handle<
 /// makes it).
 pub const SWEEP_RESERVE_MS: i64 = 15_000;
 
-/// With `ManageAllowedPrincipals` on, how long before its stop a sweep starts no more services' reads, so the
-/// services it read have their principals synced in the time left: a sweep whose reads would take all its
-/// time otherwise syncs nothing, every time. Reads that end sooner leave the sync all the time to the stop.
+/// With `ManageAllowedPrincipals` on, how long before its stop a sweep stops reading (abandoning the service
+/// under way), so the services it read have their principals synced in the time left: a sweep whose reads
+/// would take all its time otherwise syncs nothing, every time. At most half the time the sweep has to its
+/// stop. Reads that end sooner leave the sync all the time to the stop.
 pub const SYNC_SHARE_MS: i64 = 30_000;
 const SYNC_SHARE: std::time::Duration = std::time::Duration::from_millis(SYNC_SHARE_MS as u64);
 /// The code of the error a sweep stopped at its deadline fails with ([`cut_short`]).
@@ -142,7 +143,9 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
         }
         let mut requests = Vec::new();
         let read_stop = match stop {
-            Some(at) if self.config.manage_principals => Some(at.checked_sub(SYNC_SHARE).unwrap_or(at)),
+            Some(at) if self.config.manage_principals => {
+                Some(at - SYNC_SHARE.min(at.saturating_duration_since(tokio::time::Instant::now()) / 2))
+            }
             other => other,
         };
         let mut read = order.len();

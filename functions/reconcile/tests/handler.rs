@@ -54,6 +54,8 @@ struct World {
     /// Every call of the named kind (`describe`: a service's connections; `principals`: its allowed
     /// principals) answers after this long (tokio's clock, paused in the tests that set it).
     slow: Option<(&'static str, std::time::Duration)>,
+    /// A second kind of call slowed so.
+    also_slow: Option<(&'static str, std::time::Duration)>,
 }
 
 struct Fake<'a>(&'a World);
@@ -77,10 +79,10 @@ impl Fake<'_> {
     }
 
     async fn pace(&self, call: &'static str) {
-        if let Some((c, after)) = self.0.slow
-            && c == call
-        {
-            tokio::time::sleep(after).await;
+        for (c, after) in self.0.slow.iter().chain(&self.0.also_slow) {
+            if *c == call {
+                tokio::time::sleep(*after).await;
+            }
         }
     }
 
@@ -693,6 +695,41 @@ async fn when_reads_would_take_the_whole_sweep_the_services_read_should_still_ge
     assert_eq!(w.put.lock().unwrap().len(), 1, "the one service read is requested");
     assert_eq!(w.changes.lock().unwrap().len(), 1, "and its principals synced");
     assert_eq!(m.emf("reconcile", 0)[names::CUT_SHORT].as_u64(), Some(1));
+}
+
+/// Cut twice, reading (at 45 s: two services read in 20 s each, the third abandoned) and syncing (at 75 s: the
+/// first synced in 20 s, the second abandoned): one `CutShort`, both services left named.
+#[tokio::test(start_paused = true)]
+async fn a_sweep_cut_while_reading_and_again_while_syncing_should_count_cut_short_once() {
+    use shared::telemetry::{Metrics, names};
+    let w = World {
+        manage: true,
+        rules: vec![allow(OWNER)],
+        also_slow: Some(("principals", std::time::Duration::from_secs(20))),
+        ..three_slow_services()
+    };
+    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(75);
+    let mut m = Metrics::default();
+    let e = deps(&w).sweep(&mut m, 0, Some(stop)).await.unwrap_err();
+    assert!(e.message.starts_with("2 of 3 managed services not fully swept"), "{}", e.message);
+    assert_eq!((w.put.lock().unwrap().len(), w.changes.lock().unwrap().len()), (2, 1), "two read, one synced");
+    assert_eq!(m.emf("reconcile", 0)[names::CUT_SHORT].as_u64(), Some(1));
+}
+
+/// The share is at most half the time to the stop: against a stop 40 s away the reads stop at 20 s, not at
+/// 10 s (a reconcile Timeout lowered toward the 30 s share would otherwise leave no time to read at all).
+#[tokio::test(start_paused = true)]
+async fn the_sync_share_should_be_at_most_half_the_time_to_the_stop() {
+    let w = World {
+        manage: true,
+        rules: vec![allow(OWNER)],
+        slow: Some(("describe", std::time::Duration::from_secs(15))),
+        ..three_slow_services()
+    };
+    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(40);
+    deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, Some(stop)).await.unwrap_err();
+    assert_eq!(w.put.lock().unwrap().len(), 1, "one 15 s read fits in 20 s; none would in 10 s");
+    assert_eq!(w.changes.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
