@@ -144,7 +144,8 @@ async fn when_an_event_is_malformed_should_take_no_action_and_keep_it_in_the_dlq
     .await?;
     // Drain only the bad messages (the endpoint's own notification is not turned into a request).
     let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_secs(30) && w.queue_depth(&w.info.requests_dlq_url).await? < 2 {
+    // 20 receives (the tests' RequestsMaxReceiveCount), each after the runner's 2 s visibility.
+    while start.elapsed() < Duration::from_secs(90) && w.queue_depth(&w.info.requests_dlq_url).await? < 2 {
         w.wiring.pump_decide(1).await?;
     }
     assert_eq!(w.queue_depth(&w.info.requests_dlq_url).await?, 2, "both bad messages end in the DLQ");

@@ -208,8 +208,11 @@ pub struct StackInfo {
 /// Test-only settings, passed as the template's parameters at deploy time, each one a provider may
 /// choose: a crashed claim is taken over after 10 s (the least the template allows), within the queue's
 /// receives. The queues keep the template's visibility timeout; the runner receives with a shorter one
-/// ([`crate::wiring::RUNNER_VISIBILITY_S`]) so a returned message comes back in seconds.
-const LOCAL_PARAMETERS: [(&str, &str); 2] = [("ClaimLeaseSeconds", "10"), ("RequestsMaxReceiveCount", "10")];
+/// ([`crate::wiring::RUNNER_VISIBILITY_S`]) so a returned message comes back in seconds. That compresses the
+/// visibility timeout five times more than the lease: a request meeting a kept claim (an Accept/Reject that
+/// may have landed) is received about five times before the lease ends, where the deployed 360 s visibility
+/// and 120 s lease receive it once. 20 receives keep the deployed default's (10) room for other retries.
+const LOCAL_PARAMETERS: [(&str, &str); 2] = [("ClaimLeaseSeconds", "10"), ("RequestsMaxReceiveCount", "20")];
 
 /// The provider's endpoint service (an NLB behind it, acceptance required, allowed principals `*`:
 /// Gatekeeper is the gate), then the stack deployed for it, with `suffix` in the stack name.
