@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde_json::json;
 use shared::domain::allowlist::{AllowlistEntry, Effect, Scope, parse_item};
-use shared::domain::principal::normalise;
+use shared::domain::principal::{PARTITIONS, normalise};
 use shared::domain::{AccountId, EndpointId, Region};
 use shared::ports::{AllowlistAdmin, Change, Expect, ItemKey, Written};
 
@@ -177,7 +177,7 @@ pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: 
     // root ARN in any partition (as an entry written by hand or imported may be keyed: `remove 333333333333`
     // finds `arn:aws:iam::333333333333:root`).
     let mut keys = vec![r.account.to_string()];
-    let roots = ["aws", "aws-cn", "aws-us-gov"].map(|p| format!("arn:{p}:iam::{}:root", r.account));
+    let roots = PARTITIONS.map(|p| format!("arn:{p}:iam::{}:root", r.account));
     for k in std::iter::once(r.principal.clone()).chain(roots) {
         if !keys.contains(&k) {
             keys.push(k);
