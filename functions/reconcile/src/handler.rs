@@ -148,6 +148,8 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             }
             other => other,
         };
+        // How many services of `order` were read: all but those a stop at `read_stop` left (after a failure
+        // that may pass, nothing is synced, so it need not say).
         let mut read = order.len();
         for (i, service) in order.iter().enumerate() {
             let Some(found) = before(read_stop, self.sweep_service(service, metrics)).await else {
@@ -159,7 +161,6 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
                 Ok(found) => requests.extend(found),
                 Err(e) => {
                     if set_aside(&mut unswept, service, e, "the sweep could not read this managed service") {
-                        read = i + 1;
                         break;
                     }
                 }
