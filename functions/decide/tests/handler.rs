@@ -182,6 +182,17 @@ impl Connections for Fake<'_> {
     }
 }
 
+/// An Accept/Reject that failed with EC2's `code`.
+fn act_failed(kind: ErrorKind, code: &str, message: &str) -> PortError {
+    PortError {
+        service: "ec2",
+        operation: "AcceptVpcEndpointConnections",
+        kind,
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
 impl Fake<'_> {
     fn act(&self, ids: &[EndpointId], to: ConnectionState) -> PortResult<Vec<ItemFailure>> {
         let mut faults = self.0.faults.lock().unwrap();
@@ -196,22 +207,11 @@ impl Fake<'_> {
             return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
         }
         if faults.act_not_sent {
-            return Err(PortError {
-                service: "ec2",
-                operation: "AcceptVpcEndpointConnections",
-                kind: ErrorKind::Permanent,
-                code: "ConstructionFailure".into(),
-                message: "the request could not be built".into(),
-            });
+            return Err(act_failed(ErrorKind::Permanent, "ConstructionFailure", "the request could not be built"));
         }
         if faults.act_refused_whole {
-            return Err(PortError {
-                service: "ec2",
-                operation: "AcceptVpcEndpointConnections",
-                kind: ErrorKind::Permanent,
-                code: "UnauthorizedOperation".into(),
-                message: "You are not authorized to perform this operation.".into(),
-            });
+            let message = "You are not authorized to perform this operation.";
+            return Err(act_failed(ErrorKind::Permanent, "UnauthorizedOperation", message));
         }
         if let Some(code) = faults.refuse {
             if let Some(state) = self.0.person_sets.lock().unwrap().clone() {
@@ -237,13 +237,7 @@ impl Fake<'_> {
             return Err(lost_answer("ec2", "AcceptVpcEndpointConnections"));
         }
         if faults.act_lands_then_fails {
-            return Err(PortError {
-                service: "ec2",
-                operation: "AcceptVpcEndpointConnections",
-                kind: ErrorKind::Retryable,
-                code: "InternalError".into(),
-                message: "An internal error has occurred".into(),
-            });
+            return Err(act_failed(ErrorKind::Retryable, "InternalError", "An internal error has occurred"));
         }
         if faults.act_lands_then_refused {
             return Ok(ids
