@@ -80,13 +80,13 @@ def markdown(r: dict) -> str:
                    f"{'' if s.get('batch') else ' (the deployed BatchSize)'} to one execution environment, one invocation at a time, EC2 "
                    f"throttling Accept/Reject at 10 then 1/s; the reference stopped after {_n(s.get('reference_cap'), 0)} s{over}.")
         out.append("")
-        out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| implementation | warm p50 ms | warm p99 ms | AWS calls / decision | CPU ms / invocation | burst decided | burst seconds | EC2 accept+reject calls | throttled | wrong | doubled | recorded, not acted |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for impl in ("gatekeeper", "reference"):
             w = r.get("warm", {}).get(impl, {})
             x = b.get(impl, {})
             decided = f"{x['decided']}/{x['endpoints']}" + (" (stopped)" if x.get("stopped_at_cap") else "") if x else "–"
-            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('aws_calls_per_decision'))} | {decided} | "
+            out.append(f"| {impl} decide | {_n(w.get('p50_ms'))} | {_n(w.get('p99_ms'))} | {_n(w.get('aws_calls_per_decision'))} | {_n(w.get('cpu_ms_per_invocation'))} | {decided} | "
                        f"{_n(x.get('seconds'))} | {_n(x.get('ec2_calls'))} | {_n(x.get('throttled'))} | {_n(x.get('wrong'))} | {_n(x.get('doubled'))} | {_n(x.get('recorded_not_acted'))} |")
         out.append("")
     if "warm_with_latency" in r:
@@ -149,6 +149,7 @@ def markdown(r: dict) -> str:
         parts = []
         for key, label, suffix in (("init", "init", ""), ("rss", "peak RSS", ""), ("warm_p50", "warm p50", ""), ("warm_p99", "p99", ""),
                                    ("aws_calls_per_decision", "AWS calls per decision", ""),
+                                   ("cpu_per_invocation", "CPU per warm invocation", ""),
                                    ("round_trips_per_decision", "round trips per decision", ""),
                                    ("warm_with_latency_p50", "warm with call latency p50", ""),
                                    ("warm_with_latency_p99", "p99", ""),

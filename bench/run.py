@@ -167,6 +167,16 @@ class RuntimeApi:
         self.server.server_close()
 
 
+def cpu_seconds(pid):
+    """The CPU time (user and system, all of the process's threads, ended ones included) the process has used,
+    in seconds: proc(5), /proc/[pid]/stat fields 14 and 15, in clock ticks. None once it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_kb(pid):
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -739,7 +749,7 @@ def warm(impls, accounts, allowed, n, latency_ms=0, interval=0.6, latency_kind="
             if latency_ms:
                 emu.control("/_gatekeeper/faults", {"rules": [{"match": "*", "rate": 1.0, "kind": latency_kind, "ms": latency_ms}]})
             envs.append({"impl": impl, "emu": emu, "stack": stack, "proc": proc, "endpoints": endpoints[1:],
-                         "lat": [], "failed": 0, "windows": []})
+                         "lat": [], "failed": 0, "windows": [], "pid": proc.proc.pid, "cpu": cpu_seconds(proc.proc.pid)})
         next_start = time.monotonic()
         for i in range(n):
             order = envs if i % 2 == 0 else envs[::-1]
@@ -751,7 +761,14 @@ def warm(impls, accounts, allowed, n, latency_ms=0, interval=0.6, latency_kind="
                 env["failed"] += len(batch_failures(done, event["Records"]))
                 env["lat"].append((done["finished"] - done["served"]) * 1000)
                 env["windows"].append((done["served_wall"], done["finished_wall"]))
-        return {env["impl"].label: warm_row(env["emu"], env["lat"], env["failed"], env["windows"], n) for env in envs}
+        rows = {}
+        for env in envs:
+            # CPU used by the process over the n invocations (what it does between them is wait on the Runtime
+            # API's next, which uses none); unknown when an invocation timed out and the process was replaced.
+            after = cpu_seconds(env["pid"]) if env["proc"].proc.pid == env["pid"] else None
+            cpu_ms = round((after - env["cpu"]) * 1000 / n, 2) if after is not None and env["cpu"] is not None else None
+            rows[env["impl"].label] = {**warm_row(env["emu"], env["lat"], env["failed"], env["windows"], n), "cpu_ms_per_invocation": cpu_ms}
+        return rows
 
 
 def warm_row(emu, lat, failed, windows, n):
@@ -1200,6 +1217,7 @@ def main():
         ratios["warm_p50"] = ratio(w[g]["p50_ms"], w[r]["p50_ms"])
         ratios["warm_p99"] = ratio(w[g]["p99_ms"], w[r]["p99_ms"])
         ratios["aws_calls_per_decision"] = ratio(w[g]["aws_calls_per_decision"], w[r]["aws_calls_per_decision"])
+        ratios["cpu_per_invocation"] = ratio(w[g].get("cpu_ms_per_invocation"), w[r].get("cpu_ms_per_invocation"))
     if "warm_with_latency" in results:
         w = results["warm_with_latency"]
         # Round trips are counted where calls in flight together overlap in time: on loopback the emulator

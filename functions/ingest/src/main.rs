@@ -4,7 +4,8 @@ use ingest::config::Config;
 use ingest::handler::handle;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-#[tokio::main]
+// One thread, as decide (its main.rs says why: CPU per invocation, measured by `make bench`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;

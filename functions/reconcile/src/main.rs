@@ -4,7 +4,8 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use reconcile::config::Config;
 use reconcile::handler::handle;
 
-#[tokio::main]
+// One thread, as decide (its main.rs says why: CPU per invocation, measured by `make bench`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;
