@@ -386,7 +386,11 @@ def provision(emu, suffix):
     """One stack for one endpoint service, as `gatekeeper-local provision` deploys it (infra/template.yaml)."""
     path = OUT / "stacks" / f"{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(ROOT / "target/debug/gatekeeper-local"), "provision", "--endpoint", emu.url, "--suffix", suffix, "--state", str(path)], check=True, stdout=subprocess.DEVNULL)
+    # The template's defaults (a 120 s claim lease), not the tests' 10 s: with 10 s, an invocation may start
+    # an Accept/Reject only in the first 2 s (the lease less CALL_TIMEOUT and LEASE_MARGIN), which a batch
+    # of 1,000 does not reach.
+    subprocess.run([str(ROOT / "target/debug/gatekeeper-local"), "provision", "--endpoint", emu.url, "--suffix", suffix,
+                    "--state", str(path), "--template-defaults"], check=True, stdout=subprocess.DEVNULL)
     stack = json.loads(path.read_text())
     stack["service_ids"] = [stack["service_id"]]
     stack["service_names"] = [stack["service_name"]]

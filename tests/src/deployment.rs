@@ -161,6 +161,10 @@ pub struct Options {
     pub template: Option<PathBuf>,
     /// How many more endpoint services the stack manages besides its own (each set up as it is).
     pub also_managed: usize,
+    /// Deploy with the template's own defaults for what [`LOCAL_PARAMETERS`] sets (the claims' lease, the
+    /// requests' receives): what a provider deploys, for `make bench`, whose stand-in for Lambda's event
+    /// source does not compress the visibility timeout as the tests' runner does.
+    pub template_defaults: bool,
 }
 
 impl Default for Options {
@@ -172,6 +176,7 @@ impl Default for Options {
             encrypt_with_kms: false,
             template: None,
             also_managed: 0,
+            template_defaults: false,
         }
     }
 }
@@ -238,7 +243,9 @@ pub async fn provision(endpoint: &str, suffix: &str, options: Options) -> Result
         ("ManageAllowedPrincipals".into(), options.manage_principals.to_string()),
         ("EncryptWithKms".into(), options.encrypt_with_kms.to_string()),
     ];
-    params.extend(LOCAL_PARAMETERS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    if !options.template_defaults {
+        params.extend(LOCAL_PARAMETERS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    }
     let stack_name = format!("gatekeeper-{suffix}");
     let deployment = deploy(endpoint, &stack_name, options.template.as_ref(), &params).await?;
 

@@ -53,6 +53,10 @@ enum Cmd {
         default_action: String,
         #[arg(long)]
         revoke: bool,
+        /// Deploy the template's defaults for the claims' lease and the requests' receives, which the
+        /// tests lower (what a provider deploys; `make bench` measures with it).
+        #[arg(long)]
+        template_defaults: bool,
     },
     /// Play a short story against a running `up`: several consumer accounts create endpoints.
     Demo {
@@ -75,10 +79,11 @@ async fn main() -> Result<()> {
             };
             up(port, state, options, Duration::from_secs(sweep_seconds.max(1))).await
         }
-        Cmd::Provision { endpoint, suffix, state, default_action, revoke } => {
+        Cmd::Provision { endpoint, suffix, state, default_action, revoke, template_defaults } => {
             let options = Options {
                 default_action: default_action.parse().map_err(anyhow::Error::msg)?,
                 revoke,
+                template_defaults,
                 ..Options::default()
             };
             let info = provision(&endpoint, &suffix, options).await?;
