@@ -394,9 +394,12 @@ def provision(emu, suffix):
     stack = json.loads(path.read_text())
     stack["service_ids"] = [stack["service_id"]]
     stack["service_names"] = [stack["service_name"]]
-    # The queues keep the template's visibility timeout (360 s); Lambda's stand-in receives with 2 s, as the
-    # local runner does (tests/src/wiring.rs RUNNER_VISIBILITY_S), so a failed message comes back in seconds.
-    stack["receive_visibility_s"] = 2
+    # The queues keep the template's visibility timeout (360 s); Lambda's stand-in receives with 60 s, the
+    # least Lambda allows with decide's 60 s Timeout, which the template's 120 s lease fits (lease < visibility
+    # x (receives - 1), the template's ClaimLeaseSeconds rule): with the tests' 2 s, a request that met a
+    # claim kept for its lease would reach the DLQ in about 20 s, and one waiting out a 2 s batching window
+    # would be received twice.
+    stack["receive_visibility_s"] = 60
     return stack
 
 

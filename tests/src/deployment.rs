@@ -163,7 +163,8 @@ pub struct Options {
     pub also_managed: usize,
     /// Deploy with the template's own defaults for what [`LOCAL_PARAMETERS`] sets (the claims' lease, the
     /// requests' receives): what a provider deploys, for `make bench`, whose stand-in for Lambda's event
-    /// source does not compress the visibility timeout as the tests' runner does.
+    /// source receives with decide's 60 s Timeout as the visibility (the least Lambda allows), which the
+    /// 120 s lease fits: 120 < 60 x (10 - 1).
     pub template_defaults: bool,
 }
 

@@ -23,6 +23,8 @@ const REQUEST_ID: &str = "0b4c7d02-5c36-4a4e-9d3b-6f1f3c0a9e11";
 enum Said {
     Response(String),
     Error(String, String),
+    /// It asked for the next invocation (after answering this one): the runtime loop goes on.
+    Next,
 }
 
 /// Reads one HTTP/1.1 request (headers, then a body of its Content-Length); `None` when the connection ends.
@@ -70,6 +72,7 @@ async fn serve(
     while let Some((method, path, body)) = request(&mut conn, &mut buf).await {
         let answer = if method == "GET" && path == "/2018-06-01/runtime/invocation/next" {
             if handed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                said.send(Said::Next).await.unwrap();
                 std::future::pending::<()>().await;
             }
             let deadline =
@@ -130,18 +133,25 @@ async fn the_binary_should_answer_an_invocation_through_the_runtime_api() {
             tokio::spawn(serve(conn, event.clone(), handed.clone(), tx.clone()));
         }
     });
-    let first = tokio::select! {
-        s = said.recv() => s,
-        exit = child.wait() => panic!("decide's binary ended before answering: {exit:?}"),
-        () = tokio::time::sleep(Duration::from_secs(60)) => panic!("decide's binary did not answer its invocation within 60 s"),
-    };
-    match first.unwrap() {
-        Said::Response(body) => {
-            let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut heard = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(60));
+    tokio::pin!(deadline);
+    while heard.len() < 2 {
+        tokio::select! {
+            s = said.recv() => heard.push(s.unwrap()),
+            exit = child.wait() => panic!("decide's binary ended after saying {heard:?}: {exit:?}"),
+            () = &mut deadline => panic!("decide's binary did not answer and ask again within 60 s; it said {heard:?}"),
+        }
+    }
+    match &heard[..] {
+        [Said::Response(body), Said::Next] => {
+            let answer: serde_json::Value = serde_json::from_str(body).unwrap();
             assert_eq!(answer, serde_json::json!({"batchItemFailures": []}), "the answer to the invocation");
         }
-        Said::Error(path, body) => panic!("decide's binary reported an error on {path}: {body}"),
+        [Said::Error(path, body), ..] => panic!("decide's binary reported an error on {path}: {body}"),
+        other => panic!("decide's binary should answer the invocation, then ask for the next; it said {other:?}"),
     }
-    // It asks for the next invocation and waits: still running.
+    // Waiting for that next invocation, as Lambda would freeze it: still running.
     assert!(child.try_wait().unwrap().is_none(), "decide's binary should wait for the next invocation");
+    child.kill().await.unwrap();
 }
