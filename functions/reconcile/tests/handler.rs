@@ -51,11 +51,9 @@ struct World {
     unknown: Option<&'static str>,
     /// A managed service whose connections EC2 will not list now (`RequestLimitExceeded`).
     throttled: Option<&'static str>,
-    /// Every call of the named kind (`describe`: a service's connections; `principals`: its allowed
-    /// principals) answers after this long (tokio's clock, paused in the tests that set it).
-    slow: Option<(&'static str, std::time::Duration)>,
-    /// A second kind of call slowed so.
-    also_slow: Option<(&'static str, std::time::Duration)>,
+    /// Every call of each named kind (`describe`: a service's connections; `principals`: its allowed
+    /// principals) answers after its time (tokio's clock, paused in the tests that set it).
+    slow: Vec<(&'static str, std::time::Duration)>,
 }
 
 struct Fake<'a>(&'a World);
@@ -79,7 +77,7 @@ impl Fake<'_> {
     }
 
     async fn pace(&self, call: &'static str) {
-        for (c, after) in self.0.slow.iter().chain(&self.0.also_slow) {
+        for (c, after) in &self.0.slow {
             if *c == call {
                 tokio::time::sleep(*after).await;
             }
@@ -614,18 +612,25 @@ fn three_slow_services() -> World {
             pending_of(OTHER, "vpce-0aaaaaaaaaaaaaaa3"),
         ],
         also_managed: vec![DELETED, OTHER],
-        slow: Some(("describe", std::time::Duration::from_secs(20))),
+        slow: vec![("describe", std::time::Duration::from_secs(20))],
         ..Default::default()
     }
 }
 
+/// A sweep of `w` whose stop is `after` from now (tokio's clock): the error it fails with, and its metrics.
+async fn sweep_stopped_after(w: &World, after: std::time::Duration) -> (PortError, shared::telemetry::Metrics) {
+    let stop = tokio::time::Instant::now() + after;
+    let mut m = shared::telemetry::Metrics::default();
+    let e = deps(w).sweep(&mut m, 0, Some(stop)).await.unwrap_err();
+    (e, m)
+}
+
 #[tokio::test(start_paused = true)]
 async fn when_a_sweep_reaches_its_stop_it_should_emit_what_it_found_and_name_the_services_it_did_not_read() {
-    use shared::telemetry::{Metrics, names};
+    use shared::telemetry::names;
     let w = three_slow_services();
     let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
-    let mut m = Metrics::default();
-    let e = deps(&w).sweep(&mut m, 0, Some(stop)).await.unwrap_err();
+    let (e, m) = sweep_stopped_after(&w, std::time::Duration::from_secs(45)).await;
     assert_eq!(tokio::time::Instant::now(), stop, "stopped at its stop, the third listing under way");
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Retryable, "SweepCutShort"));
     assert!(e.message.starts_with(&format!("1 of 3 managed services not fully swept ({OTHER})")), "{}", e.message);
@@ -662,11 +667,10 @@ async fn when_a_sweep_reaches_its_stop_while_syncing_principals_it_should_name_t
         manage: true,
         rules: vec![allow(OWNER)],
         also_managed: vec![DELETED],
-        slow: Some(("principals", std::time::Duration::from_secs(30))),
+        slow: vec![("principals", std::time::Duration::from_secs(30))],
         ..Default::default()
     };
-    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(45);
-    let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, Some(stop)).await.unwrap_err();
+    let (e, _) = sweep_stopped_after(&w, std::time::Duration::from_secs(45)).await;
     assert_eq!(e.code, "SweepCutShort");
     assert!(e.message.starts_with(&format!("1 of 2 managed services not fully swept ({SVC})")), "{}", e.message);
     assert!(e.message.contains("sync the allowed principals"), "{}", e.message);
@@ -679,16 +683,14 @@ async fn when_a_sweep_reaches_its_stop_while_syncing_principals_it_should_name_t
 /// every sweep alike.
 #[tokio::test(start_paused = true)]
 async fn when_reads_would_take_the_whole_sweep_the_services_read_should_still_get_their_principals_synced() {
-    use shared::telemetry::{Metrics, names};
+    use shared::telemetry::names;
     let w = World {
         manage: true,
         rules: vec![allow(OWNER)],
-        slow: Some(("describe", std::time::Duration::from_secs(30))),
+        slow: vec![("describe", std::time::Duration::from_secs(30))],
         ..three_slow_services()
     };
-    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(75);
-    let mut m = Metrics::default();
-    let e = deps(&w).sweep(&mut m, 0, Some(stop)).await.unwrap_err();
+    let (e, m) = sweep_stopped_after(&w, std::time::Duration::from_secs(75)).await;
     assert_eq!(e.code, "SweepCutShort");
     assert!(e.message.starts_with("2 of 3 managed services not fully swept"), "{}", e.message);
     assert!(e.message.contains("read them"), "{}", e.message);
@@ -701,16 +703,17 @@ async fn when_reads_would_take_the_whole_sweep_the_services_read_should_still_ge
 /// first synced in 20 s, the second abandoned): one `CutShort`, both services left named.
 #[tokio::test(start_paused = true)]
 async fn a_sweep_cut_while_reading_and_again_while_syncing_should_count_cut_short_once() {
-    use shared::telemetry::{Metrics, names};
+    use shared::telemetry::names;
     let w = World {
         manage: true,
         rules: vec![allow(OWNER)],
-        also_slow: Some(("principals", std::time::Duration::from_secs(20))),
+        slow: vec![
+            ("describe", std::time::Duration::from_secs(20)),
+            ("principals", std::time::Duration::from_secs(20)),
+        ],
         ..three_slow_services()
     };
-    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(75);
-    let mut m = Metrics::default();
-    let e = deps(&w).sweep(&mut m, 0, Some(stop)).await.unwrap_err();
+    let (e, m) = sweep_stopped_after(&w, std::time::Duration::from_secs(75)).await;
     assert!(e.message.starts_with("2 of 3 managed services not fully swept"), "{}", e.message);
     assert_eq!((w.put.lock().unwrap().len(), w.changes.lock().unwrap().len()), (2, 1), "two read, one synced");
     assert_eq!(m.emf("reconcile", 0)[names::CUT_SHORT].as_u64(), Some(1));
@@ -723,11 +726,10 @@ async fn the_sync_share_should_be_at_most_half_the_time_to_the_stop() {
     let w = World {
         manage: true,
         rules: vec![allow(OWNER)],
-        slow: Some(("describe", std::time::Duration::from_secs(15))),
+        slow: vec![("describe", std::time::Duration::from_secs(15))],
         ..three_slow_services()
     };
-    let stop = tokio::time::Instant::now() + std::time::Duration::from_secs(40);
-    deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, Some(stop)).await.unwrap_err();
+    sweep_stopped_after(&w, std::time::Duration::from_secs(40)).await;
     assert_eq!(w.put.lock().unwrap().len(), 1, "one 15 s read fits in 20 s; none would in 10 s");
     assert_eq!(w.changes.lock().unwrap().len(), 1);
 }
@@ -742,7 +744,7 @@ async fn when_a_stream_batch_nears_lambdas_deadline_the_change_under_way_should_
     batch["Records"].as_array_mut().unwrap().push(second["Records"][0].clone());
     let w = World {
         conns: vec![pending("vpce-0aaaaaaaaaaaaaaa1")],
-        slow: Some(("describe", std::time::Duration::from_secs(30))),
+        slow: vec![("describe", std::time::Duration::from_secs(30))],
         ..Default::default()
     };
     let started = tokio::time::Instant::now();
