@@ -40,24 +40,20 @@ async fn request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Str
                 .map_or(0, |h| std::str::from_utf8(h.value).unwrap().trim().parse::<usize>().unwrap());
             let (method, path) = (req.method.unwrap().to_owned(), req.path.unwrap().to_owned());
             while buf.len() < head + length {
-                let mut more = [0u8; 4096];
-                let n = conn.read(&mut more).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&more[..n]);
+                read_more(conn, buf).await?;
             }
             let body = String::from_utf8_lossy(&buf[head..head + length]).into_owned();
             buf.drain(..head + length);
             return Some((method, path, body));
         }
-        let mut more = [0u8; 4096];
-        let n = conn.read(&mut more).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&more[..n]);
+        read_more(conn, buf).await?;
     }
+}
+
+/// Appends what the connection sends next to `buf`; `None` once it has ended.
+async fn read_more(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let n = conn.read_buf(buf).await.ok()?;
+    (n > 0).then_some(())
 }
 
 /// Serves one connection: the first `next` gets `event`, a later one is never answered (Lambda freezes the
