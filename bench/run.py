@@ -61,6 +61,10 @@ OUT = ROOT / "target" / "bench"
 REGION = "us-east-1"
 PROVIDER = "111111111111"
 PYTHON = os.environ.get("GATEKEEPER_PYTHON") or str(ROOT / ".venv/bin/python")
+# The least visibility timeout Lambda allows a function's SQS event source: the function's Timeout (decide's,
+# 60 s in infra/template.yaml; docs/aws-facts.md, "Lambda and SAM", with its source). The bench's
+# stand-in for the event source receives with it, and burst_services gives its requests queue it by default.
+LEAST_VISIBILITY_S = 60
 # Counters of the emulator's /_gatekeeper/calls that are not AWS calls (gatekeeper_moto.py, gk_iam.py).
 NOT_CALLS = ("notification:", "ec2:throttled", "ec2:principal-not-allowed", "iam:", "changed:", "fault:")
 # The bench's own clients: no SDK retries (the bench waits for EC2's tokens itself, visibly).
@@ -394,12 +398,12 @@ def provision(emu, suffix):
     stack = json.loads(path.read_text())
     stack["service_ids"] = [stack["service_id"]]
     stack["service_names"] = [stack["service_name"]]
-    # The queues keep the template's visibility timeout (360 s); Lambda's stand-in receives with 60 s, the
-    # least Lambda allows with decide's 60 s Timeout, which the template's 120 s lease fits (lease < visibility
+    # The queues keep the template's visibility timeout (360 s); Lambda's stand-in receives with
+    # LEAST_VISIBILITY_S (60 s), which the template's 120 s lease fits (lease < visibility
     # x (receives - 1), the template's ClaimLeaseSeconds rule): with the tests' 2 s, a request that met a
     # claim kept for its lease would reach the DLQ in about 20 s, and one waiting out a 2 s batching window
     # would be received twice.
-    stack["receive_visibility_s"] = 60
+    stack["receive_visibility_s"] = LEAST_VISIBILITY_S
     return stack
 
 
@@ -1128,8 +1132,8 @@ def main():
     p.add_argument("--services", type=int, default=20, help="services the burst_services stack manages")
     p.add_argument("--per-service", type=int, default=50, help="endpoints per service in burst_services")
     p.add_argument("--gatekeeper-cap", type=float, default=600.0, help="seconds Gatekeeper may spend on each burst")
-    p.add_argument("--services-visibility", type=int, default=60,
-                   help="the requests queue's visibility timeout in burst_services (60: the least AWS allows with decide's 60 s timeout)")
+    p.add_argument("--services-visibility", type=int, default=LEAST_VISIBILITY_S,
+                   help=f"the requests queue's visibility timeout in burst_services ({LEAST_VISIBILITY_S}: the least AWS allows with decide's timeout)")
     p.add_argument("--e2e", type=int, default=50, help="endpoints timed end to end")
     p.add_argument("--e2e-interval", type=float, default=0.5, help="seconds between two consumers' CreateVpcEndpoint calls")
     args = p.parse_args()
