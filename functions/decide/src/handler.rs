@@ -268,6 +268,11 @@ where
             if !entry.messages.is_empty() {
                 count(counters, names::DUPLICATES, 1);
             }
+            // The same connection requested for several reasons: a sweep's request only re-announces a
+            // hold a day on, so any other reason (an allowlist change, a person's) is the one decided on.
+            if entry.trigger == Trigger::Sweep {
+                entry.trigger = request.trigger;
+            }
             entry.messages.push(message_id);
             entry.receives = entry.receives.max(receives);
         }
@@ -586,8 +591,10 @@ where
             Step::Close(r) => {
                 info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
                 match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
-                    Ok(_) => {
-                        self.count(names::SUPERSEDED);
+                    Ok(written) => {
+                        if written == Written::Yes {
+                            self.count(names::SUPERSEDED);
+                        }
                         if self.deps.config.revoke && kind == Kind::Decision {
                             failed.insert(conn.endpoint_id.clone());
                         }
@@ -608,12 +615,23 @@ where
         let cfg = &self.deps.config;
         let mut decision = evaluate(conn, rules, &cfg.home_region, self.now / 1000, cfg.default_action);
         if kind == Kind::Revocation {
-            if decision.outcome == Outcome::Accept {
-                info!(endpoint_id = %conn.endpoint_id, "still allowed; not revoked");
-                return Plan::Nothing;
-            }
-            if decision.reason == Reason::InvalidRuleUnscoped {
-                warn!(endpoint_id = %conn.endpoint_id, "an invalid allowlist item blocks new accepts; it never revokes");
+            let why_not = if decision.outcome == Outcome::Accept {
+                Some("still allowed; not revoked")
+            } else if decision.reason == Reason::InvalidRuleUnscoped {
+                Some("an invalid allowlist item blocks new accepts; it never revokes")
+            } else {
+                None
+            };
+            if let Some(why_not) = why_not {
+                info!(endpoint_id = %conn.endpoint_id, "{why_not}");
+                // A dead revocation claim no longer wanted is closed, or the sweep would ask for it forever.
+                if let Some(dead) = record_of(Kind::Revocation).filter(|_| previous.is_some()) {
+                    match self.deps.log.advance(&dead, Status::Superseded, self.claim).await {
+                        Ok(Written::Yes) => self.count(names::SUPERSEDED),
+                        Ok(Written::Lost) => {}
+                        Err(e) => self.fail(failed, &conn.endpoint_id, &e),
+                    }
+                }
                 return Plan::Nothing;
             }
             decision.outcome = Outcome::Reject;
@@ -793,16 +811,29 @@ where
                     done.push(r);
                     continue;
                 }
-                _ => {}
+                Some(_) => {}
+                // Not shown: deleted and gone, or a read EC2's lag answered without it. Closed `gone`, which
+                // the protocol decides again if EC2 shows the connection waiting (the sweep asks for every
+                // waiting connection); `superseded` would close it for good.
+                None => {
+                    info!(endpoint_id = %r.endpoint_id, "EC2 did not show it just before the reject; not rejected, closed as gone");
+                    if let Err(e) = self.deps.log.advance(&r, Status::Gone, self.claim).await {
+                        self.fail(failed, &r.endpoint_id, &e);
+                    }
+                    continue;
+                }
             }
             info!(endpoint_id = %r.endpoint_id, "no longer pendingAcceptance just before the reject; not rejected");
-            self.count(names::SUPERSEDED);
             match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
-                // With revocation on, the retry decides whether the new state may stand.
-                Ok(_) if self.deps.config.revoke => {
-                    failed.insert(r.endpoint_id.clone());
+                Ok(written) => {
+                    if written == Written::Yes {
+                        self.count(names::SUPERSEDED);
+                    }
+                    // With revocation on, the retry decides whether the new state may stand.
+                    if self.deps.config.revoke {
+                        failed.insert(r.endpoint_id.clone());
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => self.fail(failed, &r.endpoint_id, &e),
             }
         }
@@ -982,7 +1013,8 @@ where
             match by_id.get(r.endpoint_id.as_str()) {
                 None => done.push(r.clone()),
                 Some(f) if f.is_not_found() => {
-                    info!(endpoint_id = %r.endpoint_id, code = %f.code, "endpoint vanished before it was acted on");
+                    // Closed `gone`; decided again if EC2 shows it waiting after all (its lag: the protocol).
+                    info!(endpoint_id = %r.endpoint_id, code = %f.code, "EC2 does not know the endpoint; not acted on, closed as gone");
                     if let Err(e) = self.deps.log.advance(r, Status::Gone, self.claim).await {
                         self.fail(failed, &r.endpoint_id, &e);
                     }

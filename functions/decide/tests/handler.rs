@@ -128,6 +128,9 @@ struct World {
     /// Describe calls made, and from which call on (counting from 1) Describe is throttled.
     describes: Mutex<usize>,
     describe_fails_from: Mutex<Option<usize>>,
+    /// A Describe call (counting from 1) that does not show this endpoint: a read EC2's lag answers without
+    /// it after an earlier one showed it.
+    describe_hides: Mutex<Option<(usize, &'static str)>>,
     /// With `refuse`: a person moves each connection to this state as the call is refused.
     person_sets: Mutex<Option<ConnectionState>>,
     /// Allowlist items besides the allow of `ALLOWED`.
@@ -151,7 +154,8 @@ impl Connections for Fake<'_> {
         }
         let conns = self.0.conns.lock().unwrap();
         let mut lag = self.0.lag.lock().unwrap();
-        let hidden: Vec<String> = lag.iter().filter(|(_, n)| **n > 0).map(|(e, _)| e.clone()).collect();
+        let mut hidden: Vec<String> = lag.iter().filter(|(_, n)| **n > 0).map(|(e, _)| e.clone()).collect();
+        hidden.extend(self.0.describe_hides.lock().unwrap().filter(|(at, _)| *at == n).map(|(_, e)| e.to_owned()));
         lag.values_mut().for_each(|n| *n = n.saturating_sub(1));
         Ok(conns
             .values()
@@ -1163,7 +1167,7 @@ async fn when_the_accept_is_never_sent_should_end_the_claim_and_when_refused_who
 }
 
 #[tokio::test]
-async fn when_ec2_refuses_an_id_should_retry_it_and_when_it_is_gone_should_stop() {
+async fn when_ec2_refuses_an_id_should_retry_it_and_when_not_found_close_it_until_ec2_shows_it_waiting() {
     let w = World::default();
     connect(&w, A, ALLOWED);
     w.faults.lock().unwrap().refuse = Some("InvalidState");
@@ -1175,6 +1179,34 @@ async fn when_ec2_refuses_an_id_should_retry_it_and_when_it_is_gone_should_stop(
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.records.lock().unwrap()[A].status, Status::Gone);
     assert!(w.sent.lock().unwrap().is_empty());
+    // EC2 shows it waiting after all (its NotFound was a lag): the sweep's request decides it, once.
+    w.faults.lock().unwrap().refuse = None;
+    let out = deps(&w).decide_batch(triggered(event(&[A]), "sweep"), "inv-3", AFTER_LEASE + 1_000).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(state(&w, A), "available");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 3, "the two refused calls, then the one that took effect");
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "announced once");
+}
+
+#[tokio::test]
+async fn when_ec2_does_not_show_the_connection_just_before_its_reject_should_close_it_gone_and_decide_it_when_shown() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    // The first Describe shows it waiting; the one made alongside the claim (the reject's check) does not.
+    *w.describe_hides.lock().unwrap() = Some((2, B));
+    let out = deps(&w).decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(*w.reject_calls.lock().unwrap(), 0, "not rejected on a read that did not show it");
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Gone);
+    assert!(w.sent.lock().unwrap().is_empty());
+    assert_eq!(out.metrics.get(names::SUPERSEDED), 0);
+    // EC2 shows it waiting again (that read was its lag): the sweep's request decides it, once.
+    let out = deps(&w).decide_batch(triggered(event(&[B]), "sweep"), "inv-2", 20_000).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(state(&w, B), "rejected");
+    assert_eq!(*w.reject_calls.lock().unwrap(), 1);
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "announced once");
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Notifying);
 }
 
 #[tokio::test]
@@ -1571,6 +1603,53 @@ async fn when_a_connection_is_held_should_back_off_on_sweeps_and_reannounce_dail
     assert!(out.failed_messages.is_empty());
     assert_eq!(w.sent.lock().unwrap().len(), 2, "re-announced after a day");
     assert_eq!(state(&w, B), "pendingAcceptance");
+}
+
+#[tokio::test]
+async fn when_a_batch_asks_for_a_held_connection_by_sweep_and_by_allowlist_change_should_decide_it_on_the_change() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    let mut d = deps(&w);
+    d.config.default_action = DefaultAction::Hold;
+    d.decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "held and announced");
+    // The provider allows the owner; the change's request and a sweep's meet in one batch, the sweep's first.
+    let allow = [("service_id", SVC), ("principal", OTHER), ("effect", "allow")];
+    w.extra_rules.lock().unwrap().push(allow.into_iter().map(|(k, v)| (k.to_owned(), Attr::S(v.into()))).collect());
+    let mut both = triggered(event(&[B]), "sweep");
+    both.records.extend(triggered(event(&[B]), "allowlist_change").records.into_iter().map(|mut m| {
+        m.message_id = Some("m1".into());
+        m
+    }));
+    let out = d.decide_batch(both, "inv-2", 20_000).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(state(&w, B), "available", "decided on the allowlist change, not backed off as a sweep");
+    assert_eq!(*w.accept_calls.lock().unwrap(), 1);
+    assert_eq!(w.sent.lock().unwrap().len(), 2, "the hold, then the accept");
+}
+
+#[tokio::test]
+async fn when_a_dead_revocations_connection_is_allowed_again_should_close_its_claim_not_leave_it_owed() {
+    let w = World::default();
+    connect(&w, B, OTHER);
+    w.conns.lock().unwrap().get_mut(B).unwrap().state = ConnectionState::Available;
+    w.faults.lock().unwrap().act_unanswered = true;
+    let mut d = deps(&w);
+    d.config.revoke = true;
+    let out = d.decide_batch(event(&[B]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"], "{:?}", out.metrics);
+    assert_eq!(w.revocations.lock().unwrap()[B].status, Status::Claimed, "kept until its lease ends");
+    // The owner is allowed again before the retry; the claim is dead by then.
+    w.faults.lock().unwrap().act_unanswered = false;
+    let allow = [("service_id", SVC), ("principal", OTHER), ("effect", "allow")];
+    w.extra_rules.lock().unwrap().push(allow.into_iter().map(|(k, v)| (k.to_owned(), Attr::S(v.into()))).collect());
+    let out = d.decide_batch(triggered(event(&[B]), "sweep"), "inv-2", AFTER_LEASE).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(state(&w, B), "available");
+    assert_eq!(*w.reject_calls.lock().unwrap(), 1, "only the unanswered one");
+    assert_eq!(w.revocations.lock().unwrap()[B].status, Status::Superseded, "closed: nothing owed");
+    assert_eq!(out.metrics.get(names::SUPERSEDED), 1);
+    assert!(w.sent.lock().unwrap().is_empty());
 }
 
 /// Every SQS sample in `events/sqs/` is a batch Lambda could deliver: it reads as an `SqsEvent` whose

@@ -142,6 +142,15 @@ pub fn next_step(kind: Kind, conn: &Connection, rec: Option<DecisionRecord>, tri
                 Step::Decide { previous: Some(r.version), previous_hold: !sweep }
             }
         }
+        // `gone` says only that EC2 did not know the endpoint (an Accept/Reject refused its ID as not found,
+        // or Describe did not show it just before a reject). EC2 showing it waiting again, under the same
+        // creation time, means that was its lag (the EC2 API reference, "Eventual consistency": an ID may be
+        // answered as not found for a while): the decision is made again, over the record's version. Not
+        // so `superseded`, which EC2 showed in another state (a person's accept): a connection never returns
+        // to `pendingAcceptance`, so a later read showing it there is the stale one.
+        Status::Gone if kind == Kind::Decision && actionable => {
+            Step::Decide { previous: Some(r.version), previous_hold: false }
+        }
         Status::Notifying | Status::Notified | Status::Gone | Status::Superseded => Step::Skip(finished),
     }
 }
@@ -225,6 +234,33 @@ mod tests {
             next_step(Kind::Decision, &c, Some(held), Trigger::Sweep, 1_000 + HOLD_REANNOUNCE_MS),
             Step::Decide { previous: Some(1), previous_hold: false }
         );
+    }
+
+    #[test]
+    fn a_decision_closed_gone_is_made_again_when_ec2_shows_the_connection_waiting_and_a_superseded_one_is_not() {
+        let waiting = conn(ConnectionState::PendingAcceptance);
+        for outcome in OUTCOMES {
+            for trigger in TRIGGERS {
+                let gone = record(Kind::Decision, outcome, Status::Gone, 0, 1_000);
+                assert_eq!(
+                    next_step(Kind::Decision, &waiting, Some(gone.clone()), trigger, 2_000),
+                    Step::Decide { previous: Some(gone.version), previous_hold: false }
+                );
+                let superseded = record(Kind::Decision, outcome, Status::Superseded, 0, 1_000);
+                assert_eq!(
+                    next_step(Kind::Decision, &waiting, Some(superseded), trigger, 2_000),
+                    Step::Skip(Skip::AlreadyDecided)
+                );
+            }
+        }
+        for state in &STATES[1..] {
+            let gone = record(Kind::Decision, Outcome::Accept, Status::Gone, 0, 1_000);
+            assert_eq!(
+                next_step(Kind::Decision, &conn(state.clone()), Some(gone), Trigger::Sweep, 2_000),
+                Step::Skip(Skip::AlreadyDecided),
+                "{state:?}"
+            );
+        }
     }
 
     #[test]
