@@ -76,7 +76,8 @@ pub fn parse_event(body: &str) -> Result<ConnectionRequest, RequestError> {
             env.detail_type.chars().take(64).collect::<String>()
         )));
     }
-    serde_json::from_value(env.detail).map_err(|e| RequestError::Detail(e.to_string()))
+    // The error names the field it failed on (`requested_at: invalid type: …`), not only what was wrong.
+    serde_path_to_error::deserialize(env.detail).map_err(|e| RequestError::Detail(e.to_string()))
 }
 
 #[cfg(test)]
@@ -97,7 +98,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_lies_and_junk_with_a_reason() {
+    fn refuses_lies_and_junk_with_a_reason_naming_the_field() {
         let ok = r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1}"#;
         assert!(parse_event(&event(ok)).is_ok());
         for (detail, want) in [
@@ -107,16 +108,21 @@ mod tests {
             ),
             (
                 r#"{"service_id":"vpce-svc-XYZ","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1}"#,
-                "service ID",
+                "service_id: ",
             ),
             (
                 r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"magic","requested_at":1}"#,
-                "unknown variant",
+                "trigger: unknown variant",
             ),
             (
                 r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":"now"}"#,
-                "invalid type",
+                "requested_at: invalid type",
             ),
+            (
+                r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0","trigger":"sweep","requested_at":1}"#,
+                "endpoint_id: ",
+            ),
+            (r#"{"service_id":"vpce-svc-0123456789abcdef0","trigger":"sweep","requested_at":1}"#, "endpoint_id"),
             (r#"[]"#, "expected struct ConnectionRequest"),
         ] {
             let err = parse_event(&event(detail)).unwrap_err().to_string();
