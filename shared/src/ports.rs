@@ -49,10 +49,11 @@ impl PortError {
         self.kind == ErrorKind::Retryable && self.code == "RequestLimitExceeded"
     }
 
-    /// The SDK's final error says the call was not sent: it could not build the request
-    /// (`ConstructionFailure`, which happens once, before any attempt) or refused to dispatch it for a reason
-    /// of the caller's (a user `DispatchFailure`, such as an invalid endpoint, which would refuse every
-    /// attempt alike). Nothing of it reached AWS. Any other error may follow an earlier attempt of the same
+    /// The SDK's final error says the call was not sent: it could not serialize the request
+    /// (`ConstructionFailure`, before any attempt) or its HTTP client refused the request for a reason of
+    /// the caller's (a user `DispatchFailure`, such as an invalid request) with no earlier attempt of it
+    /// having reached the point of being sent (the EC2 adapter counts them; after one, the error is
+    /// `Uncertain`). Nothing of it reached AWS. Any other error may follow an earlier attempt of the same
     /// call that reached AWS and got no answer.
     pub fn never_sent(&self) -> bool {
         self.kind == ErrorKind::Permanent && matches!(self.code.as_str(), "ConstructionFailure" | "DispatchFailure")

@@ -175,6 +175,95 @@ async fn accept_returns_unsuccessful_items_instead_of_failing() {
     assert_eq!(failures[0].endpoint_id, "vpce-0000000000000dead");
 }
 
+/// What EC2's endpoint does with each attempt, in turn: answers it throttled (the attempt went out), or the
+/// HTTP client refuses it for a reason of the caller's (a user `DispatchFailure`: nothing of it went out).
+#[derive(Debug, Clone, Copy)]
+enum Attempt {
+    Throttled,
+    RefusedByClient,
+}
+
+fn ec2_attempts(attempts: &[Attempt]) -> aws_sdk_ec2::Client {
+    use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture, SharedHttpConnector};
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    #[derive(Debug)]
+    struct Endpoint(std::sync::Mutex<std::collections::VecDeque<Attempt>>);
+    impl HttpConnector for Endpoint {
+        fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+            let next = self.0.lock().unwrap().pop_front().expect("an attempt more than the test planned");
+            HttpConnectorFuture::ready(match next {
+                Attempt::Throttled => Ok(aws_smithy_runtime_api::http::Response::new(
+                    503.try_into().unwrap(),
+                    aws_smithy_types::body::SdkBody::from(
+                        "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit \
+                         exceeded.</Message></Error></Errors><RequestID>r</RequestID></Response>",
+                    ),
+                )),
+                Attempt::RefusedByClient => Err(ConnectorError::user("an invalid request".into())),
+            })
+        }
+    }
+    let endpoint = SharedHttpConnector::new(Endpoint(std::sync::Mutex::new(attempts.iter().copied().collect())));
+    let conf = aws_sdk_ec2::Config::builder()
+        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+        .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(aws_smithy_runtime_api::client::http::http_client_fn(move |_, _| endpoint.clone()))
+        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1)))
+        .build();
+    aws_sdk_ec2::Client::from_conf(conf)
+}
+
+/// Fails every attempt's signing from the `from`th on (counting from 1), as a credentials provider that
+/// cannot refresh would.
+#[derive(Debug)]
+struct SigningFailsFrom(u32, std::sync::atomic::AtomicU32);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for SigningFailsFrom {
+    fn name(&self) -> &'static str {
+        "SigningFailsFrom"
+    }
+
+    fn read_before_signing(
+        &self,
+        _: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let attempt = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if attempt >= self.0 { Err("the credentials could not be refreshed".into()) } else { Ok(()) }
+    }
+}
+
+/// `never_sent` ends a claim early (decide's retry takes it over at once), so it must never say so of a call
+/// one of whose attempts went out and may have landed unanswered.
+#[tokio::test]
+async fn an_accept_is_never_sent_only_if_no_attempt_of_it_went_out() {
+    use Attempt::*;
+    let ids = [EndpointId::parse(EP).unwrap()];
+    for (attempts, never_sent) in [(vec![RefusedByClient], true), (vec![Throttled, RefusedByClient], false)] {
+        let err = Ec2Connections::new(ec2_attempts(&attempts)).accept(&svc(), &ids).await.unwrap_err();
+        assert_eq!(err.code, "DispatchFailure", "{attempts:?}: {err:?}");
+        assert_eq!(err.never_sent(), never_sent, "{attempts:?}: {err:?}");
+        let kind = if never_sent { ErrorKind::Permanent } else { ErrorKind::Uncertain };
+        assert_eq!(err.kind, kind, "{attempts:?}: {err:?}");
+    }
+    // A retry's signing failing after an attempt went out: the SDK reports a failure in an attempt before it is
+    // sent (credentials, signing, endpoint) as a dispatch failure of its own kind, not the caller's, so it is
+    // uncertain too (`ConstructionFailure` is only serialization's, before any attempt).
+    let rule = mock!(aws_sdk_ec2::Client::accept_vpc_endpoint_connections).then_error(|| {
+        aws_sdk_ec2::operation::accept_vpc_endpoint_connections::AcceptVpcEndpointConnectionsError::generic(
+            ErrorMetadata::builder().code("RequestLimitExceeded").message("Request limit exceeded.").build(),
+        )
+    });
+    let retry = RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(1));
+    let conf = ec2(&[&rule], retry).config().to_builder().interceptor(SigningFailsFrom(2, 0.into())).build();
+    let err = Ec2Connections::new(aws_sdk_ec2::Client::from_conf(conf)).accept(&svc(), &ids).await.unwrap_err();
+    assert_eq!(rule.num_calls(), 1, "the first attempt went out");
+    assert!(!err.never_sent() && err.kind == ErrorKind::Uncertain, "{err:?}");
+}
+
 fn record() -> DecisionRecord {
     let conn = Connection {
         service_id: svc(),

@@ -1,12 +1,24 @@
 //! EC2: `DescribeVpcEndpointConnections` (the truth), `Accept/RejectVpcEndpointConnections` (the actions).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, Tag, UnsuccessfulItem, VpcEndpointConnection};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::Response;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{bad_data, classify};
 use crate::domain::service::ServiceHealth;
 use crate::domain::{AccountId, Connection, ConnectionState, EndpointId, ItemFailure, Region, ServiceId};
 use crate::ports::{ConnectionFilter, Connections, PortResult};
+use crate::ports::{ErrorKind, PortError};
 
 /// How many endpoint IDs go into one filter, and the most a caller should pass to one accept/reject
 /// (each accept/reject is exactly one EC2 call, so its outcome is all-or-per-item, never partial).
@@ -63,6 +75,50 @@ fn to_failures(items: &[UnsuccessfulItem]) -> Vec<ItemFailure> {
         .collect()
 }
 
+/// Counts the attempts of one call that reached the point of being sent (`read_before_transmit`: after its
+/// endpoint, credentials and signature, just before the HTTP client). A user `DispatchFailure` (the HTTP
+/// client refusing the request for a reason of the caller's, hyper's user errors among them) is one
+/// attempt's own: the call was never sent only if no earlier attempt reached this point. (A
+/// `ConstructionFailure` is serialization's, before any attempt; a failure inside an attempt before it is
+/// sent, such as signing, the SDK reports as a dispatch failure that is not the user's: uncertain already.
+/// aws-smithy-runtime-api, `OrchestratorError::into_sdk_error`.)
+#[derive(Debug, Clone, Default)]
+struct Transmits(Arc<AtomicU32>);
+
+impl Intercept for Transmits {
+    fn name(&self) -> &'static str {
+        "Transmits"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// [`classify`] for an Accept/Reject whose attempts `transmits` counted: an error that would say the call
+/// was never sent ([`PortError::never_sent`]) after an earlier attempt reached the point of being sent
+/// is `Uncertain` instead: that attempt may have landed unanswered (a timeout, a dropped connection).
+fn classify_act<E>(operation: &'static str, err: SdkError<E, Response>, transmits: &Transmits) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let mut e = classify("ec2", operation, err);
+    // A dispatch failure comes after its own attempt's `read_before_transmit`; a construction failure before any.
+    let reached = transmits.0.load(Ordering::SeqCst);
+    let earlier = if e.code == "DispatchFailure" { reached > 1 } else { reached > 0 };
+    if e.never_sent() && earlier {
+        e.kind = ErrorKind::Uncertain;
+        e.message = format!("after an earlier attempt was sent: {}", e.message);
+    }
+    e
+}
+
 impl Connections for Ec2Connections {
     async fn describe(&self, service: &ServiceId, f: &ConnectionFilter) -> PortResult<Vec<Connection>> {
         let mut out = Vec::new();
@@ -105,26 +161,32 @@ impl Connections for Ec2Connections {
     }
 
     async fn accept(&self, service: &ServiceId, ids: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
+        let transmits = Transmits::default();
         let out = self
             .client
             .accept_vpc_endpoint_connections()
             .service_id(service.as_str())
             .set_vpc_endpoint_ids(Some(ids.iter().map(ToString::to_string).collect()))
+            .customize()
+            .interceptor(transmits.clone())
             .send()
             .await
-            .map_err(|e| classify("ec2", "AcceptVpcEndpointConnections", e))?;
+            .map_err(|e| classify_act("AcceptVpcEndpointConnections", e, &transmits))?;
         Ok(to_failures(out.unsuccessful()))
     }
 
     async fn reject(&self, service: &ServiceId, ids: &[EndpointId]) -> PortResult<Vec<ItemFailure>> {
+        let transmits = Transmits::default();
         let out = self
             .client
             .reject_vpc_endpoint_connections()
             .service_id(service.as_str())
             .set_vpc_endpoint_ids(Some(ids.iter().map(ToString::to_string).collect()))
+            .customize()
+            .interceptor(transmits.clone())
             .send()
             .await
-            .map_err(|e| classify("ec2", "RejectVpcEndpointConnections", e))?;
+            .map_err(|e| classify_act("RejectVpcEndpointConnections", e, &transmits))?;
         Ok(to_failures(out.unsuccessful()))
     }
 
