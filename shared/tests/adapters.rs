@@ -503,6 +503,30 @@ async fn an_entry_putevents_fails_with_a_retryable_code_is_sent_again_alone() {
 }
 
 #[tokio::test]
+async fn a_putevents_answer_that_does_not_account_for_every_entry_sends_them_all_again() {
+    use shared::ports::RequestBus;
+    let short = || {
+        let mut out = put_answer(&[None]);
+        out.failed_entry_count = 0;
+        out
+    };
+    let miscounted = || {
+        let mut out = put_answer(&[None, None]);
+        out.failed_entry_count = 1;
+        out
+    };
+    for answer in [short as fn() -> _, miscounted] {
+        let first = mock!(aws_sdk_eventbridge::Client::put_events).then_output(answer);
+        let again = mock!(aws_sdk_eventbridge::Client::put_events)
+            .match_requests(|r| r.entries().len() == 2)
+            .then_output(|| put_answer(&[None, None]));
+        let bus = shared::adapters::eventbridge::EventBridgeBus::new(events(&[&first, &again]), "bus");
+        bus.put(&two_requests()).await.unwrap();
+        assert_eq!((first.num_calls(), again.num_calls()), (1, 1), "both entries sent again");
+    }
+}
+
+#[tokio::test]
 async fn an_entry_putevents_names_not_retryable_fails_the_put_at_once_as_permanent() {
     use shared::ports::RequestBus;
     for code in ["MalformedDetail", "AccessDeniedException", "NotAuthorizedForSourceException"] {

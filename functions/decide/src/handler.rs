@@ -1007,10 +1007,26 @@ where
             }
         };
         let by_id: HashMap<&str, _> = item_failures.iter().map(|f| (f.endpoint_id.as_str(), f)).collect();
+        // A failure naming none of this call's IDs (the API reference gives each its ResourceId): which one
+        // failed is unknown, so none is taken as done on the answer alone; EC2 tells (one Describe).
+        let unnamed = item_failures.iter().find(|f| !chunk.iter().any(|r| r.endpoint_id.as_str() == f.endpoint_id));
         let mut done = Vec::new();
         let mut refused = Vec::new();
         for r in chunk {
             match by_id.get(r.endpoint_id.as_str()) {
+                None if let Some(f) = unnamed => {
+                    warn!(endpoint_id = %r.endpoint_id, code = %f.code, "EC2 refused an ID it did not name; asking EC2 which");
+                    refused.push((
+                        r.clone(),
+                        PortError {
+                            service: "ec2",
+                            operation: api,
+                            kind: ErrorKind::Retryable,
+                            code: f.code.clone(),
+                            message: format!("a failure naming no ID of the call: {}", f.message),
+                        },
+                    ));
+                }
                 None => done.push(r.clone()),
                 Some(f) if f.is_not_found() => {
                     // Closed `gone`; decided again if EC2 shows it waiting after all (its lag: the protocol).

@@ -74,6 +74,8 @@ struct Faults {
     /// Accept/Reject take effect, and answer each ID `Unsuccessful` (InvalidState): what the SDK's repeat of
     /// a call that landed unanswered gets.
     act_lands_then_refused: bool,
+    /// Accept/Reject change nothing and answer one `Unsuccessful` item naming no ID (no ResourceId).
+    refused_unnamed: bool,
     /// A person accepts the connection by hand right after decide claims it.
     accept_by_hand_on_claim: bool,
     /// EC2 shows the connection rejected right after decide claims it (an earlier Reject that got no answer,
@@ -216,6 +218,13 @@ impl Fake<'_> {
         if faults.act_refused_whole {
             let message = "You are not authorized to perform this operation.";
             return Err(act_failed(ErrorKind::Permanent, "UnauthorizedOperation", message));
+        }
+        if faults.refused_unnamed {
+            return Ok(vec![ItemFailure {
+                endpoint_id: String::new(),
+                code: "InvalidState".into(),
+                message: String::new(),
+            }]);
         }
         if let Some(code) = faults.refuse {
             if let Some(state) = self.0.person_sets.lock().unwrap().clone() {
@@ -1185,6 +1194,23 @@ async fn when_ec2_refuses_an_id_should_retry_it_and_when_not_found_close_it_unti
     assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
     assert_eq!(state(&w, A), "available");
     assert_eq!(*w.accept_calls.lock().unwrap(), 3, "the two refused calls, then the one that took effect");
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "announced once");
+}
+
+#[tokio::test]
+async fn when_an_accept_answers_a_failure_naming_no_id_should_announce_nothing_until_ec2_shows_it_accepted() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().refused_unnamed = true;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"], "{:?}", out.metrics);
+    assert_eq!(state(&w, A), "pendingAcceptance");
+    assert!(w.sent.lock().unwrap().is_empty(), "not announced as accepted: EC2 shows it waiting");
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Claimed, "kept: the call went out");
+    w.faults.lock().unwrap().refused_unnamed = false;
+    let out = deps(&w).decide_batch(event(&[A]), "inv-2", AFTER_LEASE).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(state(&w, A), "available");
     assert_eq!(w.sent.lock().unwrap().len(), 1, "announced once");
 }
 

@@ -68,12 +68,28 @@ impl RequestBus for EventBridgeBus {
                     .send()
                     .await
                     .map_err(|e| classify("events", "PutEvents", e))?;
-                // Results come back in the order of the entries; a failed one carries an error code.
-                let failed: Vec<(PutEventsRequestEntry, String)> = pending
-                    .into_iter()
-                    .zip(out.entries())
-                    .filter_map(|(entry, res)| res.error_code().map(|c| (entry, c.to_owned())))
-                    .collect();
+                // Results come back in the order of the entries; a failed one carries an error code. An answer
+                // that does not account for every entry (fewer results, or more failures counted than carry a
+                // code; the API reference describes neither) tells nothing of which were put: all are sent
+                // again (a request delivered twice is decided once).
+                let coded = out.entries().iter().filter(|r| r.error_code().is_some()).count();
+                let accounted = out.entries().len() == pending.len()
+                    && usize::try_from(out.failed_entry_count()).is_ok_and(|n| n <= coded);
+                let failed: Vec<(PutEventsRequestEntry, String)> = if accounted {
+                    pending
+                        .into_iter()
+                        .zip(out.entries())
+                        .filter_map(|(entry, res)| res.error_code().map(|c| (entry, c.to_owned())))
+                        .collect()
+                } else {
+                    tracing::warn!(
+                        sent = pending.len(),
+                        results = out.entries().len(),
+                        failed = out.failed_entry_count(),
+                        "PutEvents answered without accounting for every entry; sending them all again"
+                    );
+                    pending.into_iter().map(|entry| (entry, "UnaccountedEntries".to_owned())).collect()
+                };
                 if failed.is_empty() {
                     break;
                 }
