@@ -204,9 +204,38 @@ pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: 
             r.scope
         )));
     }
+    // The account's entries under other scopes still apply there (a `*` removal leaves a service's own allow):
+    // said, so that "removed" is not read as "no longer allowed". A failed read only loses the hint.
+    let remaining: Vec<AllowlistEntry> = match store.items().await {
+        Ok(items) => items
+            .iter()
+            .filter_map(|stored| parse_item(&stored.item).ok())
+            .filter(|e| e.account == r.account && e.scope.key() != r.scope.key())
+            .collect(),
+        Err(e) => {
+            eprintln!("gatekeeper: could not read the allowlist for the account's other entries: {e}");
+            vec![]
+        }
+    };
     match out.format {
-        Output::Json => out.json(&json!({"removed": found.iter().map(|(k, _)| json!({"service": k.service_id, "principal": k.principal})).collect::<Vec<_>>()})),
-        Output::Table | Output::Csv | Output::NginxMap => out.line(format!("removed {named} on {}", r.scope)),
+        Output::Json => out.json(&json!({
+            "removed": found.iter().map(|(k, _)| json!({"service": k.service_id, "principal": k.principal})).collect::<Vec<_>>(),
+            "remaining": remaining.iter().map(|e| json!({"service": e.scope.key(), "principal": e.principal_key, "effect": e.effect.as_str()})).collect::<Vec<_>>(),
+        })),
+        Output::Table | Output::Csv | Output::NginxMap => {
+            out.line(format!("removed {named} on {}", r.scope))?;
+            for e in &remaining {
+                out.line(format!(
+                    "still {} on {}: {} (gatekeeper remove {} --service {})",
+                    e.effect.as_str(),
+                    e.scope,
+                    e.principal_key,
+                    r.account,
+                    e.scope
+                ))?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -371,6 +400,25 @@ mod tests {
         assert_eq!(o.text(), format!("removed 222222222222, {arn} on {SVC}\n"));
         assert!(store.get(&key("222222222222")).is_none() && store.get(&key(arn)).is_none(), "none left to allow it");
         assert_eq!(store.applied(), 1, "one transaction");
+    }
+
+    #[tokio::test]
+    async fn when_the_account_keeps_entries_under_other_scopes_remove_should_say_which_still_apply() {
+        let store = FakeAllowlist::with(&[allow_item("*", "222222222222"), allow_item(SVC, "222222222222")]);
+        let mut o = out(Output::Table);
+        remove(&store, &mut o, &removal("222222222222", None).unwrap()).await.unwrap();
+        assert_eq!(
+            o.text(),
+            format!(
+                "removed 222222222222 on *\nstill allow on {SVC}: 222222222222 (gatekeeper remove 222222222222 --service {SVC})\n"
+            )
+        );
+        assert!(store.get(&key("222222222222")).is_some(), "the service's own entry is not removed by a `*` removal");
+        let mut o = out(Output::Json);
+        remove(&store, &mut o, &removal("222222222222", Some(SVC)).unwrap()).await.unwrap();
+        let said: serde_json::Value = serde_json::from_str(&o.text()).unwrap();
+        assert_eq!(said["remaining"], json!([]), "{said}");
+        assert_eq!(said["removed"], json!([{"service": SVC, "principal": "222222222222"}]), "{said}");
     }
 
     #[tokio::test]
