@@ -437,6 +437,7 @@ where
                 }
             }
         }
+        let mut unlisted = Vec::new();
         for endpoint in missing(&conns) {
             let receives = requests.get(&endpoint).map_or(u32::MAX, |w| w.receives);
             if receives < NOT_VISIBLE_RECEIVES {
@@ -444,8 +445,9 @@ where
                 self.count(names::NOT_VISIBLE_YET);
                 failed.insert(endpoint);
             } else {
-                info!(service_id = %self.service, endpoint_id = %endpoint, receives, "EC2 has no such connection for the service; left to the sweep");
+                info!(service_id = %self.service, endpoint_id = %endpoint, receives, "EC2 has no such connection for the service; what its records owe is finished without it");
                 self.count(names::NOT_PENDING);
+                unlisted.push(endpoint);
             }
         }
         if let Ok(r) = &rules {
@@ -465,9 +467,32 @@ where
             .filter(|c| c.state != ConnectionState::PendingAcceptance)
             .map(|c| c.endpoint_id.clone())
             .collect();
-        let records = self.records_of(&settled).await;
+        let records = self.records_of(&[settled, unlisted.clone()].concat()).await;
         let mut claims: Vec<Claiming> = Vec::new();
         let mut to_notify: Vec<DecisionRecord> = Vec::new();
+        // Connections EC2 does not list even after their receives (deleted, and gone from its answers): the
+        // sweep re-requests their owed records for as long as they are owed, so these are finished here,
+        // without EC2: an `acted` record's notification (EC2 was told), and a dead claim closed `gone` (the
+        // protocol decides it again should EC2 show the connection waiting after all).
+        for endpoint in &unlisted {
+            match records.get(endpoint) {
+                Some(Ok(stored)) => {
+                    for r in stored {
+                        match r.status {
+                            Status::Acted => to_notify.push(r.clone()),
+                            Status::Claimed if r.lease_until_ms <= self.now => {
+                                if let Err(e) = self.deps.log.advance(r, Status::Gone, self.claim).await {
+                                    self.fail(&mut failed, endpoint, &e);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Some(Err(e)) => self.fail(&mut failed, endpoint, e),
+                None => {}
+            }
+        }
         for conn in &conns {
             let optimistic = conn.state == ConnectionState::PendingAcceptance;
             let stored: &[DecisionRecord] = if optimistic {

@@ -1566,6 +1566,30 @@ async fn when_ec2_does_not_show_the_connection_yet_should_ask_again_then_retry_t
     assert_eq!(*w.reject_calls.lock().unwrap(), 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn when_ec2_no_longer_lists_a_connection_should_finish_what_its_records_owe_without_it() {
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    connect(&w, B, OTHER);
+    // A accepted, its publish refused: owed its notification. B's reject unanswered: its claim kept.
+    w.faults.lock().unwrap().notify = true;
+    deps(&w).decide_batch(event(&[A]), "inv-1", 10_000).await;
+    w.faults.lock().unwrap().notify = false;
+    w.faults.lock().unwrap().act_unanswered = true;
+    deps(&w).decide_batch(event(&[B]), "inv-2", 10_000).await;
+    w.faults.lock().unwrap().act_unanswered = false;
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Acted);
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Claimed);
+    // Both consumers delete their endpoints, and EC2 stops listing them; the sweep re-requests what is owed.
+    w.conns.lock().unwrap().clear();
+    let out = deps(&w).decide_batch(received(triggered(event(&[A, B]), "sweep"), 3), "inv-3", AFTER_LEASE).await;
+    assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
+    assert_eq!(w.sent.lock().unwrap().len(), 1, "A's owed notification, published once");
+    assert_eq!(w.records.lock().unwrap()[A].status, Status::Notifying);
+    assert_eq!(w.records.lock().unwrap()[B].status, Status::Gone, "B's dead claim closed: no longer owed");
+    assert_eq!((*w.accept_calls.lock().unwrap(), *w.reject_calls.lock().unwrap()), (1, 1), "no EC2 call");
+}
+
 #[tokio::test]
 async fn when_a_person_accepts_just_before_the_reject_should_not_reject_it() {
     let w = World::default();
