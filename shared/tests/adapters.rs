@@ -524,6 +524,13 @@ async fn a_putevents_answer_that_does_not_account_for_every_entry_sends_them_all
         bus.put(&two_requests()).await.unwrap();
         assert_eq!((first.num_calls(), again.num_calls()), (1, 1), "both entries sent again");
     }
+    // Whatever else such an answer leaves out, a code EventBridge names as not retryable fails the put at once.
+    let refused = mock!(aws_sdk_eventbridge::Client::put_events).then_output(|| put_answer(&[Some("MalformedDetail")]));
+    let again = mock!(aws_sdk_eventbridge::Client::put_events).then_output(|| put_answer(&[None, None]));
+    let bus = shared::adapters::eventbridge::EventBridgeBus::new(events(&[&refused, &again]), "bus");
+    let e = bus.put(&two_requests()).await.unwrap_err();
+    assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Permanent, "MalformedDetail"), "{e:?}");
+    assert_eq!((refused.num_calls(), again.num_calls()), (1, 0), "not sent again");
 }
 
 #[tokio::test]

@@ -204,13 +204,15 @@ pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: 
             r.scope
         )));
     }
-    // The account's entries under other scopes still apply there (a `*` removal leaves a service's own allow):
-    // said, so that "removed" is not read as "no longer allowed". A failed read only loses the hint.
+    // The account's other entries still apply (a `*` removal leaves a service's own allow; an entry keyed by one
+    // of its roles is another key): said, so that "removed" is not read as "no longer allowed". A failed read
+    // only loses the hint.
     let remaining: Vec<AllowlistEntry> = match store.items().await {
         Ok(items) => items
             .iter()
             .filter_map(|stored| parse_item(&stored.item).ok())
-            .filter(|e| e.account == r.account && e.scope.key() != r.scope.key())
+            .filter(|e| e.account == r.account)
+            .filter(|e| !found.iter().any(|(k, _)| k.service_id == e.scope.key() && k.principal == e.principal_key))
             .collect(),
         Err(e) => {
             eprintln!("gatekeeper: could not read the allowlist for the account's other entries: {e}");
@@ -225,13 +227,17 @@ pub async fn remove<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, r: 
         Output::Table | Output::Csv | Output::NginxMap => {
             out.line(format!("removed {named} on {}", r.scope))?;
             for e in &remaining {
+                // The command that removes it: its own key, and its scope (`*` is the default, unquoted a glob).
+                let service = match &e.scope {
+                    Scope::AllServices => String::new(),
+                    Scope::Service(s) => format!(" --service {s}"),
+                };
                 out.line(format!(
-                    "still {} on {}: {} (gatekeeper remove {} --service {})",
+                    "still {} on {}: {} (gatekeeper remove {}{service})",
                     e.effect.as_str(),
                     e.scope,
                     e.principal_key,
-                    r.account,
-                    e.scope
+                    e.principal_key
                 ))?;
             }
             Ok(())
@@ -414,6 +420,16 @@ mod tests {
             )
         );
         assert!(store.get(&key("222222222222")).is_some(), "the service's own entry is not removed by a `*` removal");
+        // An entry keyed by one of the account's roles is another key, in the same scope: said too, with its
+        // own command (no --service for `*`, the default).
+        let role = "arn:aws:iam::222222222222:role/Deploy";
+        let with_role = FakeAllowlist::with(&[allow_item("*", "222222222222"), allow_item("*", role)]);
+        let mut o = out(Output::Table);
+        remove(&with_role, &mut o, &removal("222222222222", None).unwrap()).await.unwrap();
+        assert_eq!(
+            o.text(),
+            format!("removed 222222222222 on *\nstill allow on *: {role} (gatekeeper remove {role})\n")
+        );
         let mut o = out(Output::Json);
         remove(&store, &mut o, &removal("222222222222", Some(SVC)).unwrap()).await.unwrap();
         let said: serde_json::Value = serde_json::from_str(&o.text()).unwrap();

@@ -802,8 +802,10 @@ where
     /// - `rejected` already: the reject took effect (an earlier claim's Reject that got no answer, which the
     ///   first, eventually consistent read did not show yet, or a person's): announced, as the retry of an
     ///   unanswered call announces it (`Ec2Rechecked`), not closed unannounced.
-    /// - Anything else (a person accepted it, the consumer deleted it): not rejected, the record closed
+    /// - Another state (a person accepted it, the consumer deleted it): not rejected, the record closed
     ///   `superseded`; with revocation on, the retry decides whether the new state may stand.
+    /// - Not shown at all (deleted and gone, or a read EC2's lag answered without it): not rejected, the
+    ///   record closed `gone`, which the protocol decides again if EC2 shows the connection waiting.
     ///
     /// Revocations pass through: they are meant for accepted connections.
     async fn recheck_rejects(
@@ -995,6 +997,10 @@ where
         // throttled call waits here for a token (1, 2, 4, 8 s, within the invocation's patience) rather than
         // sending the batch back to the queue, which returns it only after the visibility timeout.
         let mut pause = std::time::Duration::from_secs(1);
+        // A throttled call went out: its throttle answers only the SDK's last attempt, and an earlier one may
+        // have landed unanswered. So once one has, a later call that was never sent does not make the claims'
+        // action certain not to land (`give_up` would end them at once); EC2 tells, as after any sent call.
+        let mut sent_before = false;
         let result = loop {
             let result = match outcome {
                 Outcome::Accept => self.deps.connections.accept(self.service, &ids).await,
@@ -1007,6 +1013,7 @@ where
                 {
                     info!(service_id = %self.service, pause_ms = pause.as_millis() as u64, "EC2 is throttling; waiting for a token");
                     self.count(names::EC2_THROTTLED_WAITS);
+                    sent_before = true;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(8));
                 }
@@ -1015,8 +1022,8 @@ where
         };
         let item_failures = match result {
             Ok(f) => f,
-            // The SDK could not send it: nothing of it reached EC2.
-            Err(e) if e.never_sent() => {
+            // The SDK could not send it, nor any call before it: nothing of it reached EC2.
+            Err(e) if e.never_sent() && !sent_before => {
                 self.give_up(chunk, &e, failed).await;
                 return vec![];
             }
@@ -1039,20 +1046,23 @@ where
         let mut refused = Vec::new();
         for r in chunk {
             match by_id.get(r.endpoint_id.as_str()) {
-                None if let Some(f) = unnamed => {
-                    warn!(endpoint_id = %r.endpoint_id, code = %f.code, "EC2 refused an ID it did not name; asking EC2 which");
-                    refused.push((
-                        r.clone(),
-                        PortError {
-                            service: "ec2",
-                            operation: api,
-                            kind: ErrorKind::Retryable,
-                            code: f.code.clone(),
-                            message: format!("a failure naming no ID of the call: {}", f.message),
-                        },
-                    ));
-                }
-                None => done.push(r.clone()),
+                // (Not an `if let` guard: those need Rust 1.95, and the workspace declares 1.94.)
+                None => match unnamed {
+                    Some(f) => {
+                        warn!(endpoint_id = %r.endpoint_id, code = %f.code, "EC2 refused an ID it did not name; asking EC2 which");
+                        refused.push((
+                            r.clone(),
+                            PortError {
+                                service: "ec2",
+                                operation: api,
+                                kind: ErrorKind::Retryable,
+                                code: f.code.clone(),
+                                message: format!("a failure naming no ID of the call: {}", f.message),
+                            },
+                        ));
+                    }
+                    None => done.push(r.clone()),
+                },
                 Some(f) if f.is_not_found() => {
                     // Closed `gone`; decided again if EC2 shows it waiting after all (its lag: the protocol).
                     info!(endpoint_id = %r.endpoint_id, code = %f.code, "EC2 does not know the endpoint; not acted on, closed as gone");

@@ -1175,6 +1175,24 @@ async fn when_the_accept_is_never_sent_should_end_the_claim_and_when_refused_who
     assert!(w.sent.lock().unwrap().is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn when_a_call_after_a_throttled_one_is_never_sent_should_ask_ec2_and_keep_the_claim() {
+    // The throttled call went out (its throttle answers only the SDK's last attempt; an earlier one may have
+    // landed unanswered), so the next call's failing to be sent does not end the claim.
+    let w = World::default();
+    connect(&w, A, ALLOWED);
+    w.faults.lock().unwrap().act_throttled_times = 1;
+    w.faults.lock().unwrap().act_not_sent = true;
+    let mut d = deps(&w);
+    d.config.ec2_patience = std::time::Duration::from_secs(20);
+    let out = d.decide_batch(event(&[A]), "inv-1", 10_000).await;
+    assert_eq!(out.failed_messages, vec!["m0"]);
+    assert_eq!(out.metrics.get(names::EC2_THROTTLED_WAITS), 1, "{:?}", out.metrics);
+    assert_eq!(*w.describes.lock().unwrap(), 2, "EC2 asked whether it took effect");
+    assert_eq!(w.records.lock().unwrap()[A].lease_until_ms, AFTER_LEASE, "claim kept");
+    assert!(w.sent.lock().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn when_ec2_refuses_an_id_should_retry_it_and_when_not_found_close_it_until_ec2_shows_it_waiting() {
     let w = World::default();

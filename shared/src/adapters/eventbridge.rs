@@ -81,6 +81,21 @@ impl RequestBus for EventBridgeBus {
                         .zip(out.entries())
                         .filter_map(|(entry, res)| res.error_code().map(|c| (entry, c.to_owned())))
                         .collect()
+                } else if let Some(code) =
+                    out.entries().iter().filter_map(|r| r.error_code()).find(|c| NOT_RETRYABLE.contains(c))
+                {
+                    // Whatever else the answer leaves out, EventBridge named a refusal for good.
+                    return Err(PortError {
+                        service: "events",
+                        operation: "PutEvents",
+                        kind: ErrorKind::Permanent,
+                        code: code.to_owned(),
+                        message: format!(
+                            "EventBridge names {code} as not retryable, in an answer with {} results for {} entries",
+                            out.entries().len(),
+                            pending.len()
+                        ),
+                    });
                 } else {
                     tracing::warn!(
                         sent = pending.len(),

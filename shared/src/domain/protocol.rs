@@ -3,7 +3,7 @@
 //! out; every rule about statuses lives here.
 //!
 //! A record's status moves only along these transitions. A claim is a conditional put: on no record, or on
-//! the version it read (a takeover, a held connection decided again). Every other move is conditioned on the
+//! the version it read (a takeover, a held connection decided again, a `gone` decision EC2 shows waiting). Every other move is conditioned on the
 //! claim, the version and the status it moves from, so a stale writer loses, and of two invocations
 //! finishing the same record (a queue retry and the sweep, which read the same claim and version) only the
 //! first moves it; the writer holds the record from then on (its `claim`):
@@ -13,8 +13,9 @@
 //! | (none)      | `claimed`   | a decision is made (conditional put: no record yet)                  |
 //! | `claimed`   | `claimed`   | a newer claim takes over a dead one (its lease ended; version + 1)   |
 //! | `claimed`   | `notifying` | EC2 took the action (or, for a hold, nothing to do): publish next    |
-//! | `claimed`   | `gone`      | EC2 no longer knows the endpoint                                     |
-//! | `claimed`   | `superseded`| EC2's state moved on before the action, not to what it would have done (a person accepted before a reject); or a dead claim whose action never took effect |
+//! | `claimed`   | `gone`      | EC2 does not know the endpoint: its Accept/Reject refused the ID as not found, or Describe did not show it just before a reject, or (a dead claim) Describe no longer lists it at the request's third receive |
+//! | `gone` (decision) | `claimed` | EC2 shows the connection waiting after all (the not-found was its lag): decided again, by the record's version; a `gone` revocation stays finished |
+//! | `claimed`   | `superseded`| EC2's state moved on before the action, not to what it would have done (a person accepted before a reject); or a dead claim whose action never took effect; or a dead revocation no longer wanted (its owner allowed again, or an invalid item that names no one, which never revokes) |
 //! | `acted`     | `notifying` | an owed notification is published (retry or sweep)                   |
 //! | `notifying` | `acted`     | the publish was refused for certain: owed again                      |
 //! | `notifying` | `notified`  | SNS took the publish: its copy reached the stack's deliveries queue   |

@@ -108,7 +108,7 @@ mod tests {
             ),
             (
                 r#"{"service_id":"vpce-svc-XYZ","endpoint_id":"vpce-0123456789abcdef0","trigger":"sweep","requested_at":1}"#,
-                "service_id: ",
+                "service_id: invalid service ID",
             ),
             (
                 r#"{"service_id":"vpce-svc-0123456789abcdef0","endpoint_id":"vpce-0123456789abcdef0","trigger":"magic","requested_at":1}"#,
