@@ -199,17 +199,18 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
     if out.format == Output::Table {
         out.line(lines.join("\n"))?;
     }
-    if plan.dry_run {
-        return match out.format {
-            Output::Json => out.json(&json!({"dry_run": true, "changes": lines, "left_out": gone})),
-            Output::Table | Output::Csv | Output::NginxMap => out.line("(dry run: nothing written)"),
-        };
-    }
+    // Refused before a dry run answers too, so that a dry run never shows a plan the real one refuses.
     if changes.len() > MAX_CHANGES {
         return Err(usage(format!(
             "{} changes are more than one transaction takes ({MAX_CHANGES}); split the file",
             changes.len()
         )));
+    }
+    if plan.dry_run {
+        return match out.format {
+            Output::Json => out.json(&json!({"dry_run": true, "changes": lines, "left_out": gone})),
+            Output::Table | Output::Csv | Output::NginxMap => out.line("(dry run: nothing written)"),
+        };
     }
     if !changes.is_empty() && store.apply(&changes).await? == Written::Lost {
         return Err(CliError::Service(
@@ -359,6 +360,10 @@ mod tests {
             import(&store, &mut out(Output::Json), &plan(&format!("entries:\n{entries}"), false)).await.unwrap_err();
         assert_eq!(err.exit_code(), 252);
         assert_eq!(store.applied(), 0);
+        // A dry run of it says so too, rather than show a plan the real run refuses.
+        let err =
+            import(&store, &mut out(Output::Table), &plan(&format!("entries:\n{entries}"), true)).await.unwrap_err();
+        assert_eq!(err.exit_code(), 252, "{err}");
     }
 
     #[tokio::test]

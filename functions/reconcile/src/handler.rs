@@ -19,7 +19,7 @@ use shared::ports::{
     RequestBus, Written, next_version,
 };
 use shared::producers::requests_for;
-use shared::services::configurations_apart;
+use shared::services::{SERVICE_NOT_FOUND, configurations_apart};
 use shared::telemetry::{Metrics, names};
 use tracing::{Instrument, error, info, warn};
 
@@ -253,13 +253,17 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
     /// Brings `service`'s allowed principals to what the allowlist wants (`domain::principals`): the ledger
     /// claims an add before EC2 makes it, and is settled after. Returns how many principals changed.
     async fn sync_principals(&self, service: &ServiceId) -> Result<usize, PortError> {
-        let rules = self.allowlist.rules_for(service).await?;
         let partition = partition_of(&self.config.home_region);
         for _ in 0..3 {
+            // The allowlist is read after the ledger, in each round: a sync that lost the ledger to another
+            // one plans again from rules no older than those the ledger it now sees was written from (read
+            // once before the rounds, a sweep's older rules could put back a principal a stream's newer sync
+            // had just removed, until the next sweep).
+            let (managed, mut version) = self.ledger.managed(service).await?;
+            let rules = self.allowlist.rules_for(service).await?;
             let now = now_ms();
             let wanted = principals::wanted(&rules, service, now / 1000, partition);
             let current: BTreeSet<String> = self.services.allowed_principals(service).await?.into_iter().collect();
-            let (managed, mut version) = self.ledger.managed(service).await?;
             let plan = principals::plan(&wanted, &current, &managed, now);
             if plan.claimed != managed {
                 if self.ledger.set_managed(service, &plan.claimed, version).await? == Written::Lost {
@@ -346,13 +350,20 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
             Some(_) if self.config.revoke => [pending].into_iter().chain(ConnectionState::ACCEPTED).collect(),
             _ => vec![pending],
         };
-        // A service EC2 refuses for good (deleted while still managed) does not keep the change from the
-        // others; the record still fails and is retried (each retry requests and syncs again: harmless).
+        // A service EC2 says does not exist (deleted while still managed) is passed over: the sweep fails
+        // naming it (its DLQ alarms), as ingest does. Failing the record would fail every later record of the
+        // batch with it (the stream's retries start again from the first failed record), all ten retries
+        // alike, and the mapping would then discard them together. A service refused for another reason (a
+        // missing permission) does not keep the change from the others, and the record fails and is retried
+        // (each retry requests and syncs again: harmless).
         let mut refused = None;
         let mut requests = Vec::new();
         for service in services {
             match requests_for(&self.connections, service, account, &states, Trigger::AllowlistChange).await {
                 Ok(found) => requests.extend(found),
+                Err(e) if e.code == SERVICE_NOT_FOUND => {
+                    error!(%service, error = %e, "a managed service no longer exists; the others' connections are requested");
+                }
                 Err(e) if e.kind == ErrorKind::Permanent => {
                     error!(%service, error = %e, "could not read this service's connections; reading the others");
                     refused.get_or_insert(e);
@@ -369,6 +380,9 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
                 match self.sync_principals(service).await {
                     Ok(_) => {
                         synced.insert(service.clone());
+                    }
+                    Err(e) if e.code == SERVICE_NOT_FOUND => {
+                        error!(%service, error = %e, "a managed service no longer exists; the others' principals are synced");
                     }
                     Err(e) if e.kind == ErrorKind::Permanent => {
                         error!(%service, error = %e, "could not sync this service's allowed principals; syncing the others");
