@@ -161,6 +161,7 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
                 Ok(found) => requests.extend(found),
                 Err(e) => {
                     if set_aside(&mut unswept, service, e, "the sweep could not read this managed service") {
+                        not_reached(&mut unswept, &order[i + 1..], "read");
                         break;
                     }
                 }
@@ -187,6 +188,7 @@ impl<C: Connections, A: Allowlist, B: RequestBus, O: OwedDecisions, P: EndpointS
                     Err(e) => {
                         let what = "the sweep could not sync this service's allowed principals";
                         if set_aside(&mut unswept, service, e, what) {
+                            not_reached(&mut unswept, &order[i + 1..read], "sync the allowed principals of");
                             break;
                         }
                     }
@@ -463,6 +465,19 @@ fn set_aside(unswept: &mut Vec<(ServiceId, PortError)>, service: &ServiceId, e: 
     error!(%service, error = %e, "{what}");
     unswept.push((service.clone(), e));
     any_may_pass(unswept)
+}
+
+/// Keeps the services a sweep did not get to because a failure that may pass stopped it first (`what` it did
+/// not do), so that its error names every service not swept, not only the one that failed.
+fn not_reached(unswept: &mut Vec<(ServiceId, PortError)>, services: &[&ServiceId], what: &str) {
+    let e = PortError {
+        service: "lambda",
+        operation: "Invoke",
+        kind: ErrorKind::Retryable,
+        code: "NotReached".into(),
+        message: format!("the sweep stopped at an earlier failure before it could {what} them"),
+    };
+    unswept.extend(services.iter().map(|s| ((*s).clone(), e.clone())));
 }
 
 /// Keeps the services a sweep stopped ahead of its deadline (`SWEEP_RESERVE_MS` before it; reads, with

@@ -558,7 +558,11 @@ async fn when_ec2_throttles_a_services_reads_the_sweep_should_stop_there_and_fai
     };
     let e = deps(&w).sweep(&mut shared::telemetry::Metrics::default(), 0, None).await.unwrap_err();
     assert_eq!((e.kind, e.code.as_str()), (ErrorKind::Retryable, "RequestLimitExceeded"));
-    assert!(e.message.starts_with("1 of 2 managed services"), "{}", e.message);
+    assert!(
+        e.message.starts_with("2 of 2 managed services") && e.message.contains(SVC) && e.message.contains(DELETED),
+        "the service not reached is named with the one that failed: {}",
+        e.message
+    );
     assert!(w.put.lock().unwrap().is_empty(), "no more calls after a throttled one: SVC, after it, was not swept");
 }
 
