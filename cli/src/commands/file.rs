@@ -185,7 +185,15 @@ pub async fn import<A: AllowlistAdmin>(store: &A, out: &mut Out<impl Write>, pla
     if plan.prune {
         let keep: BTreeSet<ItemKey> = plan.wanted.iter().map(key_of).collect();
         for (key, s) in current.into_iter().filter(|(k, _)| !keep.contains(k)) {
-            lines.push(format!("- {} {}", key.service_id, key.principal));
+            // An item that does not parse is one `export` leaves out, so an exported file prunes it: said, as
+            // removing an invalid deny lets its account be accepted.
+            let why = match parse_item(&s.item) {
+                Ok(_) => String::new(),
+                Err(e) => format!(
+                    " (an invalid item, which export leaves out: {e}; an invalid deny blocks accepting its account)"
+                ),
+            };
+            lines.push(format!("- {} {}{why}", key.service_id, key.principal));
             changes.push(Change::Remove(key, s.version));
         }
     }
@@ -361,9 +369,21 @@ mod tests {
         assert_eq!(err.exit_code(), 252);
         assert_eq!(store.applied(), 0);
         // A dry run of it says so too, rather than show a plan the real run refuses.
-        let err =
-            import(&store, &mut out(Output::Table), &plan(&format!("entries:\n{entries}"), true)).await.unwrap_err();
+        let dry_run = Import { dry_run: true, ..plan(&format!("entries:\n{entries}"), false) };
+        let err = import(&store, &mut out(Output::Table), &dry_run).await.unwrap_err();
         assert_eq!(err.exit_code(), 252, "{err}");
+    }
+
+    #[tokio::test]
+    async fn when_a_prune_would_remove_an_invalid_item_the_plan_should_say_so() {
+        let mut invalid = allow_item("*", "444444444444");
+        invalid.insert("effect".into(), Attr::S("block".into()));
+        let store = FakeAllowlist::with(&[allow_item("*", "222222222222"), invalid]);
+        let file = "entries:\n  - {service: '*', principal: '222222222222', effect: allow}\n";
+        let mut o = out(Output::Table);
+        import(&store, &mut o, &Import { dry_run: true, ..plan(file, true) }).await.unwrap();
+        assert!(o.text().contains("- * 444444444444 (an invalid item, which export leaves out:"), "{}", o.text());
+        assert_eq!(store.applied(), 0, "a dry run");
     }
 
     #[tokio::test]
