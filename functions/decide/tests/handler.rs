@@ -520,6 +520,14 @@ async fn invoke_with(
         .expect("the invocation waited past its deadline for a call that never answered")
 }
 
+/// Adds an allowlist item of string attributes (besides the allow of `ALLOWED`).
+fn add_item(w: &World, attributes: &[(&str, &str)]) {
+    w.extra_rules
+        .lock()
+        .unwrap()
+        .push(attributes.iter().map(|(k, v)| ((*k).to_owned(), Attr::S((*v).into()))).collect());
+}
+
 fn state(w: &World, endpoint: &str) -> String {
     w.conns.lock().unwrap()[endpoint].state.as_str().to_owned()
 }
@@ -1063,7 +1071,7 @@ async fn when_asked_to_revoke_under_an_invalid_deny_that_names_no_one_should_rev
     let w = World::default();
     revoking(&w);
     let unscoped = [("service_id", "*"), ("principal", "*"), ("effect", "deny")];
-    w.extra_rules.lock().unwrap().push(unscoped.into_iter().map(|(k, v)| (k.to_owned(), Attr::S(v.into()))).collect());
+    add_item(&w, &unscoped);
     let mut d = deps(&w);
     d.config.revoke = true;
     let out = d.decide_batch(event(&[B]), "inv-1", 10_000).await;
@@ -1682,8 +1690,7 @@ async fn when_a_batch_asks_for_a_held_connection_by_sweep_and_by_allowlist_chang
     d.decide_batch(event(&[B]), "inv-1", 10_000).await;
     assert_eq!(w.sent.lock().unwrap().len(), 1, "held and announced");
     // The provider allows the owner; the change's request and a sweep's meet in one batch, the sweep's first.
-    let allow = [("service_id", SVC), ("principal", OTHER), ("effect", "allow")];
-    w.extra_rules.lock().unwrap().push(allow.into_iter().map(|(k, v)| (k.to_owned(), Attr::S(v.into()))).collect());
+    add_item(&w, &[("service_id", SVC), ("principal", OTHER), ("effect", "allow")]);
     let mut both = triggered(event(&[B]), "sweep");
     both.records.extend(triggered(event(&[B]), "allowlist_change").records.into_iter().map(|mut m| {
         m.message_id = Some("m1".into());
@@ -1709,8 +1716,7 @@ async fn when_a_dead_revocations_connection_is_allowed_again_should_close_its_cl
     assert_eq!(w.revocations.lock().unwrap()[B].status, Status::Claimed, "kept until its lease ends");
     // The owner is allowed again before the retry; the claim is dead by then.
     w.faults.lock().unwrap().act_unanswered = false;
-    let allow = [("service_id", SVC), ("principal", OTHER), ("effect", "allow")];
-    w.extra_rules.lock().unwrap().push(allow.into_iter().map(|(k, v)| (k.to_owned(), Attr::S(v.into()))).collect());
+    add_item(&w, &[("service_id", SVC), ("principal", OTHER), ("effect", "allow")]);
     let out = d.decide_batch(triggered(event(&[B]), "sweep"), "inv-2", AFTER_LEASE).await;
     assert!(out.failed_messages.is_empty(), "{:?}", out.metrics);
     assert_eq!(state(&w, B), "available");
