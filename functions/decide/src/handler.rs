@@ -392,6 +392,23 @@ where
         failed.insert(endpoint.clone());
     }
 
+    /// Closes `r` at `status` (`gone` or `superseded`: no action taken), counting `Superseded` for a close that
+    /// landed; a write that fails fails its endpoint. Returns whether the write was answered (landed or lost).
+    async fn close(&mut self, r: &DecisionRecord, status: Status, failed: &mut BTreeSet<EndpointId>) -> bool {
+        match self.deps.log.advance(r, status, self.claim).await {
+            Ok(written) => {
+                if written == Written::Yes && status == Status::Superseded {
+                    self.count(names::SUPERSEDED);
+                }
+                true
+            }
+            Err(e) => {
+                self.fail(failed, &r.endpoint_id, &e);
+                false
+            }
+        }
+    }
+
     /// Returns the endpoints whose messages must be retried.
     ///
     /// Round trips: Describe and the allowlist go out together; then the claims, all at once (at most
@@ -481,9 +498,7 @@ where
                         match r.status {
                             Status::Acted => to_notify.push(r.clone()),
                             Status::Claimed if r.lease_until_ms <= self.now => {
-                                if let Err(e) = self.deps.log.advance(r, Status::Gone, self.claim).await {
-                                    self.fail(&mut failed, endpoint, &e);
-                                }
+                                self.close(r, Status::Gone, &mut failed).await;
                             }
                             _ => {}
                         }
@@ -615,16 +630,9 @@ where
             Step::Notify(r) => return Plan::Notify(*r),
             Step::Close(r) => {
                 info!(endpoint_id = %conn.endpoint_id, state = conn.state.as_str(), "a dead claim's action never took effect; closed");
-                match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
-                    Ok(written) => {
-                        if written == Written::Yes {
-                            self.count(names::SUPERSEDED);
-                        }
-                        if self.deps.config.revoke && kind == Kind::Decision {
-                            failed.insert(conn.endpoint_id.clone());
-                        }
-                    }
-                    Err(e) => self.fail(failed, &conn.endpoint_id, &e),
+                if self.close(&r, Status::Superseded, failed).await && self.deps.config.revoke && kind == Kind::Decision
+                {
+                    failed.insert(conn.endpoint_id.clone());
                 }
                 return Plan::Nothing;
             }
@@ -651,11 +659,7 @@ where
                 info!(endpoint_id = %conn.endpoint_id, "{why_not}");
                 // A dead revocation claim no longer wanted is closed, or the sweep would ask for it forever.
                 if let Some(dead) = record_of(Kind::Revocation).filter(|_| previous.is_some()) {
-                    match self.deps.log.advance(&dead, Status::Superseded, self.claim).await {
-                        Ok(Written::Yes) => self.count(names::SUPERSEDED),
-                        Ok(Written::Lost) => {}
-                        Err(e) => self.fail(failed, &conn.endpoint_id, &e),
-                    }
+                    self.close(&dead, Status::Superseded, failed).await;
                 }
                 return Plan::Nothing;
             }
@@ -844,24 +848,14 @@ where
                 // waiting connection); `superseded` would close it for good.
                 None => {
                     info!(endpoint_id = %r.endpoint_id, "EC2 did not show it just before the reject; not rejected, closed as gone");
-                    if let Err(e) = self.deps.log.advance(&r, Status::Gone, self.claim).await {
-                        self.fail(failed, &r.endpoint_id, &e);
-                    }
+                    self.close(&r, Status::Gone, failed).await;
                     continue;
                 }
             }
             info!(endpoint_id = %r.endpoint_id, "no longer pendingAcceptance just before the reject; not rejected");
-            match self.deps.log.advance(&r, Status::Superseded, self.claim).await {
-                Ok(written) => {
-                    if written == Written::Yes {
-                        self.count(names::SUPERSEDED);
-                    }
-                    // With revocation on, the retry decides whether the new state may stand.
-                    if self.deps.config.revoke {
-                        failed.insert(r.endpoint_id.clone());
-                    }
-                }
-                Err(e) => self.fail(failed, &r.endpoint_id, &e),
+            // With revocation on, the retry decides whether the new state may stand.
+            if self.close(&r, Status::Superseded, failed).await && self.deps.config.revoke {
+                failed.insert(r.endpoint_id.clone());
             }
         }
         (out, done)
@@ -1050,15 +1044,10 @@ where
                 None => match unnamed {
                     Some(f) => {
                         warn!(endpoint_id = %r.endpoint_id, code = %f.code, "EC2 refused an ID it did not name; asking EC2 which");
+                        let e = refusal(api, f);
                         refused.push((
                             r.clone(),
-                            PortError {
-                                service: "ec2",
-                                operation: api,
-                                kind: ErrorKind::Retryable,
-                                code: f.code.clone(),
-                                message: format!("a failure naming no ID of the call: {}", f.message),
-                            },
+                            PortError { message: format!("a failure naming no ID of the call: {}", e.message), ..e },
                         ));
                     }
                     None => done.push(r.clone()),
@@ -1066,22 +1055,13 @@ where
                 Some(f) if f.is_not_found() => {
                     // Closed `gone`; decided again if EC2 shows it waiting after all (its lag: the protocol).
                     info!(endpoint_id = %r.endpoint_id, code = %f.code, "EC2 does not know the endpoint; not acted on, closed as gone");
-                    if let Err(e) = self.deps.log.advance(r, Status::Gone, self.claim).await {
-                        self.fail(failed, &r.endpoint_id, &e);
-                    }
+                    self.close(r, Status::Gone, failed).await;
                 }
                 Some(f) => {
                     // The state moved under us: a person acted, the consumer deleted it, or this call is the
                     // SDK's repeat of one that landed unanswered (EC2's code for it is not documented).
                     warn!(endpoint_id = %r.endpoint_id, code = %f.code, message = %f.message, "EC2 refused this endpoint; asking EC2 why");
-                    let e = PortError {
-                        service: "ec2",
-                        operation: api,
-                        kind: ErrorKind::Retryable,
-                        code: f.code.clone(),
-                        message: f.message.clone(),
-                    };
-                    refused.push((r.clone(), e));
+                    refused.push((r.clone(), refusal(api, f)));
                 }
             }
         }
@@ -1296,4 +1276,16 @@ enum Plan {
 struct Finished {
     endpoint_id: EndpointId,
     error: Option<PortError>,
+}
+
+/// EC2's per-ID refusal `f` of an Accept/Reject (`api`), as the error its endpoint is retried with unless EC2
+/// shows the action took effect.
+fn refusal(api: &'static str, f: &shared::domain::ItemFailure) -> PortError {
+    PortError {
+        service: "ec2",
+        operation: api,
+        kind: ErrorKind::Retryable,
+        code: f.code.clone(),
+        message: f.message.clone(),
+    }
 }
